@@ -1,0 +1,24 @@
+"""A cc_library generated from Cap'n Proto schemas by the Debian-installed `capnp` compiler."""
+
+def capnp_cc_library(name, srcs, deps = [], visibility = None):
+    """Compiles `srcs` (.capnp files of this package) into a cc_library named `name`."""
+    outs = []
+    for src in srcs:
+        outs += [src + ".h", src + ".c++"]
+    native.genrule(
+        name = name + "_gen",
+        srcs = srcs,
+        outs = outs,
+        cmd = "capnp compile -I/usr/include --src-prefix=$$(dirname $(location {first})) " .format(first = srcs[0]) +
+              "-oc++:$(@D) $(SRCS)",
+    )
+    native.cc_library(
+        name = name,
+        srcs = [o for o in outs if o.endswith(".c++")],
+        hdrs = [o for o in outs if o.endswith(".h")],
+        deps = deps + [
+            "@system//:capnp",
+            "@system//:capnp-rpc",
+        ],
+        visibility = visibility,
+    )

@@ -1,0 +1,158 @@
+#pragma once
+// The Executor interface: how runner turns a job request into running processes.
+//
+// Executors take and return plain C++ structs; they never see RPC or schema types, so the
+// `runner` library can translate between the wire and this interface in one place. An
+// executor launches the job synchronously (fork+exec is cheap and its failure is reported
+// at once), then the returned Process reports the job's end through the KJ event loop.
+
+#include <kj/array.h>
+#include <kj/async.h>
+#include <kj/one-of.h>
+#include <kj/string.h>
+#include <kj/vector.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+namespace runner::executors {
+
+// The unprivileged identity a job runs as.
+struct Credentials {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  kj::Array<gid_t> supplementaryGroups;
+  kj::String userName;
+  kj::String homeDir;
+};
+
+// Resource limits; 0 in any field means "no limit".
+struct Limits {
+  uint32_t cpuMillicores = 0;  // 1000 = one full core
+  uint64_t memoryBytes = 0;    // swap is disabled when set
+  uint64_t ioReadBytesPerSec = 0;
+  uint64_t ioWriteBytesPerSec = 0;
+  uint32_t pids = 0;
+
+  bool any() const {
+    return cpuMillicores || memoryBytes || ioReadBytesPerSec || ioWriteBytesPerSec || pids;
+  }
+};
+
+// Namespaces the job gets for itself.
+struct Isolation {
+  bool pid = false;
+  bool mount = false;
+  bool net = false;
+
+  bool any() const { return pid || mount || net; }
+};
+
+struct LaunchRequest {
+  // Used to name per-job resources (a cgroup, for instance).
+  kj::String jobId;
+
+  // argv[0] is the command: an absolute path, or a name searched in the PATH of `env`.
+  kj::Array<kj::String> argv;
+
+  // The complete environment, as "NAME=value"; nothing else is inherited.
+  kj::Array<kj::String> env;
+
+  // Absolute path; the job starts there.
+  kj::String workingDir;
+
+  // Becomes the job's stdout and stderr. Borrowed: the caller keeps it open and closes it.
+  int outputFd = -1;
+
+  Credentials credentials;
+  Limits limits;
+  Isolation isolation;
+};
+
+struct Usage {
+  uint64_t cpuUserMicros = 0;
+  uint64_t cpuSystemMicros = 0;
+  uint64_t peakMemoryBytes = 0;
+};
+
+// Where an executor placed the job, for status output.
+struct Placement {
+  // 1 or 2 for the cgroup version used; 0 when the job has no cgroup.
+  uint8_t cgroupVersion = 0;
+  kj::String cgroupPath;
+  // "MAJOR:MINOR (name)" of the block device the IO limits apply to; empty without them.
+  kj::String ioDevice;
+};
+
+// How the job's main process ended.
+struct ExitStatus {
+  // Exactly one of these is meaningful: `signaled` says which.
+  bool signaled = false;
+  int exitCode = 0;
+  int termSignal = 0;
+
+  // The kernel OOM-killed some process of the job, and whether that was the main process.
+  bool oomKilled = false;
+  bool oomKilledMain = false;
+
+  Usage usage;
+};
+
+// A running job. Destroying a Process whose job still runs kills the whole job (SIGKILL)
+// and reaps the main process, so no job outlives its owner by accident.
+class Process {
+ public:
+  virtual ~Process() noexcept(false) = default;
+
+  // The main process's pid, in runnerd's PID namespace.
+  virtual pid_t pid() const = 0;
+
+  // Resolves once, when the main process has ended. By then the main process is reaped and
+  // whatever else the job left running has been killed, so the output is final.
+  virtual kj::Promise<ExitStatus> onExit() = 0;
+
+  // Delivers `signal` to every process of the job (its process group, or its whole cgroup).
+  // Does nothing once the job has ended.
+  virtual void signalAll(int signal) = 0;
+
+  virtual const Placement& placement() const = 0;
+};
+
+// The command could not be started: exec (or a step before it, such as chdir) failed.
+// An expected outcome, so it is data rather than an exception.
+struct LaunchFailure {
+  int errorNumber = 0;
+  // One line, for example "exec nope: No such file or directory".
+  kj::String message;
+};
+
+using LaunchResult = kj::OneOf<kj::Own<Process>, LaunchFailure>;
+
+class Executor {
+ public:
+  virtual ~Executor() noexcept(false) = default;
+
+  virtual kj::StringPtr name() const = 0;
+
+  // Starts the job and returns once it has exec'd or failed to. Throws for a request that
+  // can never work (empty argv, root credentials, a limit this executor cannot apply: the
+  // message names the limit). Must be called on the thread running the event loop the
+  // executor was built with.
+  virtual LaunchResult launch(LaunchRequest&& request) = 0;
+};
+
+// Executors by name, built in main() and handed to whoever launches jobs.
+class ExecutorSet {
+ public:
+  void add(kj::Own<Executor> executor);
+
+  // The executor called `name`, if any.
+  kj::Maybe<Executor&> find(kj::StringPtr name);
+
+  // Names of all executors, in the order they were added.
+  kj::Array<kj::StringPtr> names() const;
+
+ private:
+  kj::Vector<kj::Own<Executor>> executors;
+};
+
+}  // namespace runner::executors

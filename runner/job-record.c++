@@ -1,0 +1,48 @@
+#include "runner/job-record.h"
+
+namespace runner {
+
+namespace {
+
+const kj::StringPtr STATE_NAMES[] = {"running"_kj, "exited"_kj, "killed"_kj, "stopped"_kj, "failed"_kj, "lost"_kj};
+
+}  // namespace
+
+kj::StringPtr stateName(JobState state) { return STATE_NAMES[static_cast<uint>(state)]; }
+
+kj::Maybe<JobState> parseState(kj::StringPtr name) {
+  for (uint i = 0; i < kj::size(STATE_NAMES); i++) {
+    if (STATE_NAMES[i] == name) return static_cast<JobState>(i);
+  }
+  return nullptr;
+}
+
+JobRecord JobRecord::clone() const {
+  JobRecord copy;
+  copy.id = kj::str(id);
+  copy.owner = kj::str(owner);
+  copy.command = kj::str(command);
+  copy.args = KJ_MAP(arg, args) { return kj::str(arg); };
+  copy.workingDir = kj::str(workingDir);
+  copy.executor = kj::str(executor);
+  copy.state = state;
+  copy.exitCode = exitCode;
+  copy.termSignal = termSignal;
+  copy.oomKilled = oomKilled;
+  copy.oomKilledMain = oomKilledMain;
+  copy.error = kj::str(error);
+  copy.createdAt = createdAt;
+  copy.startedAt = startedAt;
+  copy.endedAt = endedAt;
+  copy.limits = limits;
+  copy.isolation = isolation;
+  copy.usage = usage;
+  copy.placement.cgroupVersion = placement.cgroupVersion;
+  copy.placement.cgroupPath = kj::str(placement.cgroupPath);
+  copy.placement.ioDevice = kj::str(placement.ioDevice);
+  copy.pid = pid;
+  copy.pidStartTime = pidStartTime;
+  return copy;
+}
+
+}  // namespace runner

@@ -1,0 +1,64 @@
+#pragma once
+// JobRecord: everything runner knows about one job, as plain data.
+//
+// The job table keeps one per job, the store persists them, and the RPC layer converts them
+// to and from the schema's JobInfo in one place (rpc-convert.h).
+
+#include <kj/array.h>
+#include <kj/string.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "executors/executor.h"
+
+namespace runner {
+
+enum class JobState : uint8_t {
+  RUNNING,
+  EXITED,   // the main process exited; see exitCode
+  KILLED,   // the main process died of a signal that did not come from a stop
+  STOPPED,  // a user stopped it
+  FAILED,   // could not be started; see error
+  LOST,     // the server went away while it ran and could not follow it to its end
+};
+
+kj::StringPtr stateName(JobState state);
+kj::Maybe<JobState> parseState(kj::StringPtr name);
+
+inline bool hasEnded(JobState state) { return state != JobState::RUNNING; }
+
+struct JobRecord {
+  kj::String id;  // random UUID
+  kj::String owner;
+  kj::String command;
+  kj::Array<kj::String> args;
+  kj::String workingDir;
+  kj::String executor;
+
+  JobState state = JobState::RUNNING;
+  int exitCode = 0;
+  int termSignal = 0;
+  bool oomKilled = false;
+  bool oomKilledMain = false;
+  kj::String error;
+
+  // Unix time in milliseconds; 0 when it has not happened.
+  int64_t createdAt = 0;
+  int64_t startedAt = 0;
+  int64_t endedAt = 0;
+
+  executors::Limits limits;
+  executors::Isolation isolation;
+  executors::Usage usage;
+  executors::Placement placement;
+
+  // The main process while it runs: its pid and its start time in clock ticks since boot
+  // (field 22 of /proc/PID/stat), which tells a restarted server whether that pid is still
+  // the same process.
+  pid_t pid = 0;
+  uint64_t pidStartTime = 0;
+
+  JobRecord clone() const;
+};
+
+}  // namespace runner

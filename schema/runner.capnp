@@ -1,0 +1,201 @@
+# runner's public API: what runnerd serves over mutual TLS and what runctl speaks.
+#
+# Every connection is handed one JobManager (the bootstrap capability) bound to the identity in
+# the client's certificate: identity is fixed by the transport and is never claimed in a request.
+
+@0xc00ecb64244cc721;
+
+$import "/capnp/c++.capnp".namespace("runner::api");
+
+interface JobManager {
+  # Bound to the caller's identity. Any authenticated user may start jobs and read the
+  # metadata of every job; only a job's owner (or a configured admin) may stop it or read
+  # its output.
+
+  start @0 (spec :JobSpec) -> (job :Job, info :JobInfo);
+  # Starts a job owned by the caller. A command that cannot be started (no such file,
+  # permission denied) still returns a job, in state `failed` with `error` set; an invalid
+  # spec (empty command, bad limits) throws a clear error instead. Pipelining
+  # `start(spec).job.watchOutput(...)` starts and streams in one round trip.
+
+  get @1 (id :Text) -> (job :Job);
+  # The job with this id; throws "job not found" for an unknown id. The owner and admins
+  # receive a full Job; anyone else a read-only one.
+
+  list @2 (filter :ListFilter) -> (jobs :List(JobInfo));
+  # Jobs in order of creation, oldest first.
+
+  whoami @3 () -> (user :Text, admin :Bool);
+  # The identity this connection is bound to.
+}
+
+struct ListFilter {
+  allUsers @0 :Bool;
+  # false: only the caller's jobs; true: every user's jobs.
+
+  states @1 :List(State);
+  # Empty: any state.
+
+  limit @2 :UInt32;
+  # At most this many (the newest ones); 0 means no limit.
+}
+
+interface Job {
+  info @0 () -> (info :JobInfo);
+  # The job's current metadata.
+
+  wait @1 () -> (info :JobInfo);
+  # Resolves once the job has ended (any state but `running`).
+
+  stop @2 (graceMillis :UInt32) -> (info :JobInfo);
+  # Owner or admin only. Sends SIGTERM to the whole job, waits up to `graceMillis`
+  # (0: the server's default), then SIGKILL; resolves with the final metadata. Stopping a job
+  # that has already ended just returns its metadata.
+
+  watchOutput @3 (sink :OutputSink, fromOffset :UInt64, follow :Bool)
+      -> (handle :Subscription);
+  # Owner or admin only. Pushes the job's output, starting at byte `fromOffset`, to `sink`.
+  # With `follow`, keeps pushing new output until the job has ended; without it, stops at the
+  # current end of the output. Then calls `sink.end()`. Dropping `handle` cancels.
+}
+
+interface OutputSink {
+  # Implemented by the client.
+
+  write @0 (data :Data) -> stream;
+  # The next bytes of output, in order. Streaming: the server keeps a bounded number of
+  # bytes in flight, so a client that does not read costs the server bounded memory.
+
+  end @1 (info :JobInfo);
+  # Everything requested has been delivered. With `follow`, `info` is the final metadata of
+  # the ended job; without it, the metadata at the time the end of the output was reached.
+}
+
+interface Subscription {
+  # Holding this keeps a watch alive; dropping it cancels the watch.
+}
+
+struct JobSpec {
+  command @0 :Text;
+  # Program to run: an absolute path, or a name looked up in the job's PATH.
+
+  args @1 :List(Text);
+  # Arguments after the program name (argv[1..]).
+
+  env @2 :List(EnvVar);
+  # Extra environment. The job never inherits the server's environment; it gets PATH, HOME,
+  # USER, LANG and then these (which may override them).
+
+  workingDir @3 :Text;
+  # Empty: the run-as user's home directory (or / when it has none).
+
+  limits @4 :Limits;
+  isolation @5 :Isolation;
+
+  executor @6 :Text;
+  # Empty: the server's default executor.
+}
+
+struct EnvVar {
+  name @0 :Text;
+  value @1 :Text;
+}
+
+struct Limits {
+  # 0 in any field means "no limit".
+
+  cpuMillicores @0 :UInt32;
+  # CPU bandwidth in thousandths of a core: 500 = half a core, 2000 = two cores.
+
+  memoryBytes @1 :UInt64;
+  # Memory limit in bytes; swap is disabled for the job.
+
+  ioReadBytesPerSec @2 :UInt64;
+  ioWriteBytesPerSec @3 :UInt64;
+  # Disk bandwidth on the block device that holds the job's working directory.
+
+  pids @4 :UInt32;
+  # Maximum number of processes and threads.
+}
+
+struct Isolation {
+  pid @0 :Bool;
+  # New PID namespace: the job is PID 1 and sees a fresh /proc.
+
+  mount @1 :Bool;
+  # New mount namespace with private propagation.
+
+  net @2 :Bool;
+  # New network namespace with only loopback, up.
+}
+
+enum State {
+  running @0;
+  exited @1;   # the main process exited; see exitCode
+  killed @2;   # the main process was killed by a signal it did not get from a stop; see termSignal
+  stopped @3;  # stopped by a user
+  failed @4;   # could not be started; see error
+  lost @5;     # the server went away while the job was running and it could not be followed
+}
+
+struct JobInfo {
+  id @0 :Text;
+  # A random UUID.
+
+  owner @1 :Text;
+  command @2 :Text;
+  args @3 :List(Text);
+  state @4 :State;
+
+  exitCode @5 :Int32;
+  # Meaningful when state is `exited`.
+
+  termSignal @6 :Int32;
+  # The signal that ended the main process (`killed`, and `stopped` when it took a signal); 0 otherwise.
+
+  oomKilled @7 :Bool;
+  # The kernel's OOM killer killed a process of the job (cgroup executor only).
+
+  oomKilledMain @8 :Bool;
+  # ...and that process was the job's main process.
+
+  error @9 :Text;
+  # Why the job failed to start (`failed`) or why it was lost, in one line.
+
+  createdAt @10 :Int64;
+  startedAt @11 :Int64;
+  endedAt @12 :Int64;
+  # Unix time in milliseconds; 0 when it has not happened.
+
+  limits @13 :Limits;
+  isolation @14 :Isolation;
+  executor @15 :Text;
+
+  usage @16 :Usage;
+
+  outputBytes @17 :UInt64;
+  # Bytes of output written so far.
+
+  workingDir @18 :Text;
+
+  cgroup @19 :CgroupInfo;
+  # Filled by the cgroup executor.
+}
+
+struct Usage {
+  cpuUserMicros @0 :UInt64;
+  cpuSystemMicros @1 :UInt64;
+  peakMemoryBytes @2 :UInt64;
+  # Peak resident memory: of the main process for `local`, of the whole cgroup for `cgroup`.
+}
+
+struct CgroupInfo {
+  version @0 :UInt8;
+  # 1 or 2; 0 when the job ran without a cgroup.
+
+  path @1 :Text;
+  # The job's cgroup, relative to the hierarchy root.
+
+  ioDevice @2 :Text;
+  # "MAJOR:MINOR (name)" of the block device the IO limits apply to; empty without IO limits.
+}
