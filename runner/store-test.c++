@@ -1,0 +1,537 @@
+#include "runner/store.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <gtest/gtest.h>
+#include <kj/debug.h>
+#include <kj/io.h>
+#include <kj/time.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+extern char** environ;
+
+namespace runner {
+namespace {
+
+// A fresh directory, removed with everything in it at the end of the test.
+class TempDir {
+ public:
+  explicit TempDir(kj::StringPtr base = defaultBase()) {
+    path = kj::str(base, "/store-test.XXXXXX");
+    KJ_ASSERT(mkdtemp(path.begin()) != nullptr, strerror(errno));
+  }
+  ~TempDir() {
+    nftw(
+        path.cStr(),
+        [](const char* file, const struct stat*, int, struct FTW*) { return ::remove(file); }, 16,
+        FTW_DEPTH | FTW_PHYS);
+  }
+  KJ_DISALLOW_COPY(TempDir);
+
+  kj::String file(kj::StringPtr name) const { return kj::str(path, '/', name); }
+
+  kj::String path;
+
+ private:
+  static kj::StringPtr defaultBase() {
+    const char* base = getenv("TEST_TMPDIR");
+    return base == nullptr ? "/tmp" : base;
+  }
+};
+
+// Field 22 of /proc/PID/stat, parsed independently of the store's own reader.
+uint64_t startTimeOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  std::istringstream fields(line.substr(line.rfind(')') + 2));
+  std::string field;
+  for (int i = 3; i <= 22; i++) fields >> field;
+  return std::stoull(field);
+}
+
+int64_t nowMs() {
+  return (kj::systemPreciseCalendarClock().now() - kj::UNIX_EPOCH) / kj::MILLISECONDS;
+}
+
+JobRecord runningRecord(kj::StringPtr id) {
+  JobRecord record;
+  record.id = kj::str(id);
+  record.owner = kj::str("alice");
+  record.command = kj::str("/bin/sleep");
+  record.args = kj::arr(kj::str("10"));
+  record.workingDir = kj::str("/tmp");
+  record.executor = kj::str("local");
+  record.createdAt = 1700000000000;
+  record.startedAt = 1700000000005;
+  record.pid = 4242;
+  record.pidStartTime = 123456;
+  return record;
+}
+
+// Every field set to something other than its default.
+JobRecord fullRecord() {
+  JobRecord record;
+  record.id = kj::str("3f1c2a9e-8d4b-4c6f-9a1e-0b2c3d4e5f60");
+  record.owner = kj::str("bob");
+  record.command = kj::str("/usr/bin/printf");
+  record.args =
+      kj::arr(kj::str("two words"), kj::str("\"double\" and 'single' quotes"),
+              kj::str("line one\nline two\r\n"),
+              kj::str("tab\there, back\\slash, comma, semicolon;"), kj::str(""),
+              kj::str("UTF-8: h\xc3\xa9llo w\xc3\xb6rld \xe6\x97\xa5\xe6\x9c\xac \xe2\x9c\x93"),
+              kj::str(""));
+  record.workingDir = kj::str("/srv/work dir");
+  record.executor = kj::str("cgroup");
+  record.state = JobState::KILLED;
+  record.exitCode = 3;
+  record.termSignal = 9;
+  record.oomKilled = true;
+  record.oomKilledMain = true;
+  record.error = kj::str("out of memory: \"killed\"\nsecond line");
+  record.createdAt = 1700000000001;
+  record.startedAt = 1700000000002;
+  record.endedAt = 1700000000003;
+  record.limits.cpuMillicores = 1500;
+  record.limits.memoryBytes = UINT64_MAX;
+  record.limits.ioReadBytesPerSec = 10u << 20;
+  record.limits.ioWriteBytesPerSec = (uint64_t(1) << 63) + 7;
+  record.limits.pids = 64;
+  record.isolation.pid = true;
+  record.isolation.mount = true;
+  record.isolation.net = true;
+  record.usage.cpuUserMicros = 1234567;
+  record.usage.cpuSystemMicros = 765432;
+  record.usage.peakMemoryBytes = 987654321;
+  record.placement.cgroupVersion = 2;
+  record.placement.cgroupPath = kj::str("/sys/fs/cgroup/runner/job-3f1c");
+  record.placement.ioDevice = kj::str("8:0 (sda)");
+  record.pid = 31337;
+  record.pidStartTime = UINT64_MAX - 1;
+  return record;
+}
+
+void expectSame(const JobRecord& expected, const JobRecord& actual) {
+  EXPECT_EQ(expected.id, actual.id);
+  EXPECT_EQ(expected.owner, actual.owner);
+  EXPECT_EQ(expected.command, actual.command);
+  ASSERT_EQ(expected.args.size(), actual.args.size());
+  for (size_t i = 0; i < expected.args.size(); i++) {
+    EXPECT_EQ(expected.args[i], actual.args[i]) << "arg " << i;
+  }
+  EXPECT_EQ(expected.workingDir, actual.workingDir);
+  EXPECT_EQ(expected.executor, actual.executor);
+  EXPECT_EQ(stateName(expected.state), stateName(actual.state));
+  EXPECT_EQ(expected.exitCode, actual.exitCode);
+  EXPECT_EQ(expected.termSignal, actual.termSignal);
+  EXPECT_EQ(expected.oomKilled, actual.oomKilled);
+  EXPECT_EQ(expected.oomKilledMain, actual.oomKilledMain);
+  EXPECT_EQ(expected.error, actual.error);
+  EXPECT_EQ(expected.createdAt, actual.createdAt);
+  EXPECT_EQ(expected.startedAt, actual.startedAt);
+  EXPECT_EQ(expected.endedAt, actual.endedAt);
+  EXPECT_EQ(expected.limits.cpuMillicores, actual.limits.cpuMillicores);
+  EXPECT_EQ(expected.limits.memoryBytes, actual.limits.memoryBytes);
+  EXPECT_EQ(expected.limits.ioReadBytesPerSec, actual.limits.ioReadBytesPerSec);
+  EXPECT_EQ(expected.limits.ioWriteBytesPerSec, actual.limits.ioWriteBytesPerSec);
+  EXPECT_EQ(expected.limits.pids, actual.limits.pids);
+  EXPECT_EQ(expected.isolation.pid, actual.isolation.pid);
+  EXPECT_EQ(expected.isolation.mount, actual.isolation.mount);
+  EXPECT_EQ(expected.isolation.net, actual.isolation.net);
+  EXPECT_EQ(expected.usage.cpuUserMicros, actual.usage.cpuUserMicros);
+  EXPECT_EQ(expected.usage.cpuSystemMicros, actual.usage.cpuSystemMicros);
+  EXPECT_EQ(expected.usage.peakMemoryBytes, actual.usage.peakMemoryBytes);
+  EXPECT_EQ(expected.placement.cgroupVersion, actual.placement.cgroupVersion);
+  EXPECT_EQ(expected.placement.cgroupPath, actual.placement.cgroupPath);
+  EXPECT_EQ(expected.placement.ioDevice, actual.placement.ioDevice);
+  EXPECT_EQ(expected.pid, actual.pid);
+  EXPECT_EQ(expected.pidStartTime, actual.pidStartTime);
+}
+
+JobRecord found(Store& store, kj::StringPtr id) {
+  KJ_IF_MAYBE (record, store.find(id)) {
+    return kj::mv(*record);
+  }
+  ADD_FAILURE() << "job not found: " << id.cStr();
+  return JobRecord();
+}
+
+// The description of the exception `function` throws; fails the test when it throws none.
+template <typename Func>
+kj::String errorOf(Func&& function) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions(kj::fwd<Func>(function))) {
+    return kj::str(exception->getDescription());
+  }
+  ADD_FAILURE() << "expected an exception";
+  return kj::str();
+}
+
+bool contains(kj::StringPtr haystack, kj::StringPtr needle) {
+  return strstr(haystack.cStr(), needle.cStr()) != nullptr;
+}
+
+TEST(Store, RoundTripsEveryField) {
+  TempDir dir;
+  auto store = Store::open(dir.file("jobs.db"));
+
+  JobRecord record = fullRecord();
+  record.state = JobState::RUNNING;
+  store->insert(record);
+  expectSame(record, found(*store, record.id));
+
+  JobRecord updated = fullRecord();
+  updated.args = kj::arr(kj::str("only one now"));
+  updated.usage.peakMemoryBytes = 1;
+  store->update(updated);
+  expectSame(updated, found(*store, record.id));
+
+  JobRecord noArgs = runningRecord("no-args");
+  noArgs.args = nullptr;
+  store->insert(noArgs);
+  EXPECT_EQ(0u, found(*store, "no-args").args.size());
+
+  EXPECT_TRUE(store->find("no-such-job") == nullptr);
+}
+
+TEST(Store, RejectsDuplicatesUnknownIdsAndNulBytes) {
+  TempDir dir;
+  auto store = Store::open(dir.file("jobs.db"));
+  store->insert(runningRecord("one"));
+
+  EXPECT_TRUE(contains(errorOf([&]() { store->insert(runningRecord("one")); }), "UNIQUE"));
+  EXPECT_TRUE(contains(errorOf([&]() { store->update(runningRecord("two")); }), "no such job"));
+
+  JobRecord otherOwner = runningRecord("one");
+  otherOwner.owner = kj::str("mallory");
+  EXPECT_TRUE(contains(errorOf([&]() { store->update(otherOwner); }), "owner cannot change"));
+
+  JobRecord withNul = runningRecord("three");
+  withNul.args = kj::arr(kj::heapString("a\0b", 3));
+  EXPECT_TRUE(contains(errorOf([&]() { store->insert(withNul); }), "NUL"));
+
+  // The failed writes left nothing behind.
+  EXPECT_EQ(1u, store->loadAll().size());
+  EXPECT_EQ("alice", found(*store, "one").owner);
+  EXPECT_EQ(1u, store->events("one").size());
+}
+
+TEST(Store, ReopenedStoreReturnsEveryJobWithItsFinalStateInCreationOrder) {
+  TempDir dir;
+  kj::StringPtr ids[] = {"c-third-alphabetically", "a-first", "b-second", "d-last"};
+  {
+    auto store = Store::open(dir.file("jobs.db"));
+    for (auto id : ids) store->insert(runningRecord(id));
+
+    JobRecord exited = runningRecord("a-first");
+    exited.state = JobState::EXITED;
+    exited.exitCode = 7;
+    exited.endedAt = 1700000001000;
+    store->update(exited);
+
+    JobRecord stopped = runningRecord("d-last");
+    stopped.state = JobState::STOPPED;
+    stopped.termSignal = SIGTERM;
+    stopped.endedAt = 1700000002000;
+    store->update(stopped);
+  }
+
+  auto store = Store::open(dir.file("jobs.db"));
+  auto jobs = store->loadAll();
+  ASSERT_EQ(4u, jobs.size());
+  for (size_t i = 0; i < jobs.size(); i++) EXPECT_EQ(ids[i], jobs[i].id);
+  EXPECT_EQ(JobState::RUNNING, jobs[0].state);
+  EXPECT_EQ(JobState::EXITED, jobs[1].state);
+  EXPECT_EQ(7, jobs[1].exitCode);
+  EXPECT_EQ(JobState::RUNNING, jobs[2].state);
+  EXPECT_EQ(JobState::STOPPED, jobs[3].state);
+  EXPECT_EQ(SIGTERM, jobs[3].termSignal);
+
+  // New jobs still come after the old ones.
+  store->insert(runningRecord("0-newest"));
+  auto again = store->loadAll();
+  ASSERT_EQ(5u, again.size());
+  EXPECT_EQ("0-newest", again[4].id);
+}
+
+TEST(Store, EventsRecordEveryStateChangeInOrder) {
+  TempDir dir;
+  auto store = Store::open(dir.file("jobs.db"));
+
+  JobRecord record = runningRecord("job");
+  store->insert(record);
+
+  // Rewriting the record without a state change records no event.
+  record.usage.cpuUserMicros = 500;
+  store->update(record);
+
+  record.state = JobState::STOPPED;
+  record.termSignal = SIGKILL;
+  record.endedAt = 1700000009000;
+  store->update(record);
+  store->update(record);
+
+  JobRecord failed = runningRecord("failed");
+  failed.state = JobState::FAILED;
+  failed.exitCode = 127;
+  failed.error = kj::str("exec nope: No such file or directory");
+  failed.endedAt = 1700000000006;
+  store->insert(failed);
+
+  auto events = store->events("job");
+  ASSERT_EQ(2u, events.size());
+  EXPECT_EQ(JobState::RUNNING, events[0].state);
+  EXPECT_EQ(record.startedAt, events[0].at);
+  EXPECT_EQ("pid 4242", events[0].detail);
+  EXPECT_EQ(JobState::STOPPED, events[1].state);
+  EXPECT_EQ(1700000009000, events[1].at);
+  EXPECT_EQ("signal 9", events[1].detail);
+
+  auto failedEvents = store->events("failed");
+  ASSERT_EQ(1u, failedEvents.size());
+  EXPECT_EQ(JobState::FAILED, failedEvents[0].state);
+  EXPECT_EQ(failed.error, failedEvents[0].detail);
+
+  EXPECT_EQ(0u, store->events("no-such-job").size());
+}
+
+TEST(Store, RecoverMarksJobWhoseProcessExitedLost) {
+  TempDir dir;
+  pid_t pid;
+  const char* argv[] = {"/bin/true", nullptr};
+  ASSERT_EQ(0, posix_spawn(&pid, argv[0], nullptr, nullptr, const_cast<char**>(argv), environ));
+  // Unreaped, the process (or its zombie) is still there to read its start time from.
+  uint64_t startTime = startTimeOf(pid);
+  int status;
+  ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  ASSERT_TRUE(WIFEXITED(status));
+
+  JobRecord record = runningRecord("gone");
+  record.pid = pid;
+  record.pidStartTime = startTime;
+  int64_t now = nowMs();
+  {
+    auto store = Store::open(dir.file("jobs.db"));
+    store->insert(record);
+    auto recovered = store->recover(now);
+    ASSERT_EQ(1u, recovered.size());
+    EXPECT_EQ(JobState::LOST, recovered[0].state);
+    EXPECT_EQ(now, recovered[0].endedAt);
+    EXPECT_EQ(Store::LOST_ERROR, recovered[0].error);
+  }
+
+  auto store = Store::open(dir.file("jobs.db"));
+  auto jobs = store->loadAll();
+  ASSERT_EQ(1u, jobs.size());
+  EXPECT_EQ(JobState::LOST, jobs[0].state);
+  EXPECT_EQ(now, jobs[0].endedAt);
+  EXPECT_EQ(Store::LOST_ERROR, jobs[0].error);
+
+  auto events = store->events("gone");
+  ASSERT_EQ(2u, events.size());
+  EXPECT_EQ(JobState::LOST, events[1].state);
+  EXPECT_EQ(now, events[1].at);
+  EXPECT_EQ(Store::LOST_ERROR, events[1].detail);
+
+  // A second recovery finds nothing more to do.
+  auto again = store->recover(now + 1000);
+  EXPECT_EQ(now, again[0].endedAt);
+  EXPECT_EQ(2u, store->events("gone").size());
+}
+
+TEST(Store, RecoverLeavesJobWhoseProcessStillRunsAlone) {
+  TempDir dir;
+  auto store = Store::open(dir.file("jobs.db"));
+  JobRecord record = runningRecord("alive");
+  record.pid = getpid();
+  record.pidStartTime = startTimeOf(getpid());
+  store->insert(record);
+
+  auto recovered = store->recover(nowMs());
+  ASSERT_EQ(1u, recovered.size());
+  expectSame(record, recovered[0]);
+  expectSame(record, found(*store, "alive"));
+  EXPECT_EQ(1u, store->events("alive").size());
+}
+
+TEST(Store, RecoverTreatsReusedPidAsLost) {
+  TempDir dir;
+  auto store = Store::open(dir.file("jobs.db"));
+  JobRecord record = runningRecord("reused");
+  record.pid = getpid();
+  record.pidStartTime = startTimeOf(getpid()) + 1;
+  store->insert(record);
+
+  JobRecord ended = runningRecord("ended");
+  ended.state = JobState::EXITED;
+  ended.endedAt = 1700000000100;
+  store->insert(ended);
+
+  auto recovered = store->recover(1800000000000);
+  ASSERT_EQ(2u, recovered.size());
+  EXPECT_EQ(JobState::LOST, recovered[0].state);
+  EXPECT_EQ(1800000000000, recovered[0].endedAt);
+  EXPECT_EQ(JobState::LOST, found(*store, "reused").state);
+  // Jobs that had already ended are not touched.
+  EXPECT_EQ(JobState::EXITED, recovered[1].state);
+  EXPECT_EQ(1700000000100, recovered[1].endedAt);
+}
+
+TEST(Store, UsesWriteAheadLog) {
+  TempDir dir;
+  auto path = dir.file("jobs.db");
+  auto store = Store::open(path);
+  store->insert(runningRecord("job"));
+
+  struct stat info;
+  EXPECT_EQ(0, stat(kj::str(path, "-wal").cStr(), &info));
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(SQLITE_OK, sqlite3_open_v2(path.cStr(), &db, SQLITE_OPEN_READONLY, nullptr));
+  KJ_DEFER(sqlite3_close(db));
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(SQLITE_OK, sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nullptr));
+  KJ_DEFER(sqlite3_finalize(stmt));
+  ASSERT_EQ(SQLITE_ROW, sqlite3_step(stmt));
+  EXPECT_STREQ("wal", reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)));
+
+  // A reader on another connection sees the committed job.
+  sqlite3_stmt* count = nullptr;
+  ASSERT_EQ(SQLITE_OK, sqlite3_prepare_v2(db, "SELECT count(*) FROM jobs", -1, &count, nullptr));
+  KJ_DEFER(sqlite3_finalize(count));
+  ASSERT_EQ(SQLITE_ROW, sqlite3_step(count));
+  EXPECT_EQ(1, sqlite3_column_int(count, 0));
+}
+
+TEST(Store, RejectsFileThatIsNotADatabase) {
+  TempDir dir;
+  auto path = dir.file("garbage.db");
+  {
+    kj::FdOutputStream out(kj::AutoCloseFd(open(path.cStr(), O_WRONLY | O_CREAT, 0644)));
+    char junk[4096];
+    for (size_t i = 0; i < sizeof(junk); i++) junk[i] = static_cast<char>(i * 37 + 11);
+    out.write(junk, sizeof(junk));
+  }
+  auto error = errorOf([&]() { Store::open(path); });
+  EXPECT_TRUE(contains(error, path)) << error.cStr();
+  EXPECT_TRUE(contains(error, "not a database")) << error.cStr();
+  EXPECT_FALSE(contains(error, "\n")) << error.cStr();
+}
+
+TEST(Store, RejectsNewerSchemaVersion) {
+  TempDir dir;
+  auto path = dir.file("jobs.db");
+  Store::open(path);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(SQLITE_OK, sqlite3_open(path.cStr(), &db));
+  ASSERT_EQ(SQLITE_OK, sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr));
+  sqlite3_close(db);
+
+  auto error = errorOf([&]() { Store::open(path); });
+  EXPECT_TRUE(contains(error, "newer")) << error.cStr();
+  EXPECT_TRUE(contains(error, path)) << error.cStr();
+}
+
+TEST(Store, RejectsMissingDirectory) {
+  TempDir dir;
+  auto missing = dir.file("missing");
+  auto error = errorOf([&]() { Store::open(kj::str(missing, "/jobs.db")); });
+  EXPECT_TRUE(contains(error, "missing")) << error.cStr();
+  EXPECT_TRUE(contains(error, missing)) << error.cStr();
+  EXPECT_FALSE(contains(error, "\n")) << error.cStr();
+}
+
+TEST(Store, RejectsReadOnlyDirectory) {
+  // Root may write anywhere, so the attempt is made by an unprivileged child, in a directory
+  // it can reach (TEST_TMPDIR may be under root's home).
+  TempDir dir("/tmp");
+  ASSERT_EQ(0, chmod(dir.path.cStr(), 0555));
+  int fds[2];
+  ASSERT_EQ(0, pipe(fds));
+  kj::AutoCloseFd readEnd(fds[0]), writeEnd(fds[1]);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    KJ_DEFER(_exit(2));
+    if (getuid() == 0 &&
+        (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)) {
+      _exit(3);
+    }
+    KJ_IF_MAYBE (exception,
+                 kj::runCatchingExceptions([&]() { Store::open(dir.file("jobs.db")); })) {
+      auto description = exception->getDescription();
+      (void)!write(writeEnd, description.begin(), description.size());
+      _exit(0);
+    }
+    _exit(1);
+  }
+  writeEnd = nullptr;
+  kj::FdInputStream in(kj::mv(readEnd));
+  auto error = kj::heapString(in.readAllText());
+  int status;
+  ASSERT_EQ(child, waitpid(child, &status, 0));
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 3) GTEST_SKIP() << "cannot drop to uid 65534 here";
+  ASSERT_EQ(0, WEXITSTATUS(status)) << "opening a store in a read-only directory succeeded";
+  EXPECT_TRUE(contains(error, "not writable")) << error.cStr();
+  EXPECT_TRUE(contains(error, dir.path)) << error.cStr();
+}
+
+TEST(Store, JobStartCostsLittle) {
+  TempDir dir;
+  auto store = Store::open(dir.file("jobs.db"));
+  constexpr int COUNT = 2000;
+  auto& clock = kj::systemPreciseMonotonicClock();
+  auto start = clock.now();
+  for (int i = 0; i < COUNT; i++) {
+    JobRecord record = runningRecord(kj::str("job-", i));
+    store->insert(record);
+    record.state = JobState::EXITED;
+    record.endedAt = record.startedAt + 1;
+    store->update(record);
+  }
+  auto elapsed = clock.now() - start;
+  printf("insert+update: %.1f us per job (%d jobs)\n",
+         double(elapsed / kj::NANOSECONDS) / 1000.0 / COUNT, COUNT);
+  EXPECT_EQ(size_t(COUNT), store->loadAll().size());
+  EXPECT_EQ(2u, store->events("job-0").size());
+}
+
+TEST(Store, LoadsTenThousandJobs) {
+  TempDir dir;
+  auto path = dir.file("jobs.db");
+  constexpr size_t COUNT = 10000;
+  {
+    auto store = Store::open(path);
+    for (size_t i = 0; i < COUNT; i++) {
+      JobRecord record = fullRecord();
+      record.id = kj::str("job-", i);
+      store->insert(record);
+    }
+  }
+  auto store = Store::open(path);
+  auto& clock = kj::systemPreciseMonotonicClock();
+  auto start = clock.now();
+  auto jobs = store->loadAll();
+  auto elapsed = clock.now() - start;
+  printf("loadAll: %.1f ms for %zu jobs\n", double(elapsed / kj::MICROSECONDS) / 1000.0,
+         jobs.size());
+  ASSERT_EQ(COUNT, jobs.size());
+  EXPECT_EQ("job-0", jobs[0].id);
+  EXPECT_EQ("job-9999", jobs[COUNT - 1].id);
+  EXPECT_EQ(7u, jobs[COUNT - 1].args.size());
+}
+
+}  // namespace
+}  // namespace runner

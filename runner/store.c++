@@ -1,0 +1,671 @@
+#include "runner/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <kj/debug.h>
+#include <kj/io.h>
+#include <kj/time.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace runner {
+
+// The connection. Owns the sqlite3 handle and remembers the path for error messages.
+class Store::Database {
+ public:
+  explicit Database(kj::StringPtr path) : path(kj::str(path)) {
+    int rc =
+        sqlite3_open_v2(this->path.cStr(), &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+      kj::String reason = kj::str(db == nullptr ? sqlite3_errstr(rc) : sqlite3_errmsg(db));
+      sqlite3_close_v2(db);
+      db = nullptr;
+      KJ_FAIL_REQUIRE("cannot open job store", path, reason);
+    }
+  }
+  ~Database() noexcept(false) { sqlite3_close_v2(db); }
+  KJ_DISALLOW_COPY(Database);
+
+  sqlite3* get() { return db; }
+  kj::StringPtr getPath() { return path; }
+
+  // Throws for a failed sqlite call on `statement`, with sqlite's explanation.
+  [[noreturn]] void fail(kj::StringPtr statement) {
+    kj::StringPtr reason = sqlite3_errmsg(db);
+    KJ_FAIL_ASSERT("job store query failed", path, reason, statement);
+  }
+
+  // Runs one or more statements that return no rows.
+  void execute(kj::StringPtr statement) {
+    if (sqlite3_exec(db, statement.cStr(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+      fail(statement);
+    }
+  }
+
+ private:
+  kj::String path;
+  sqlite3* db = nullptr;
+};
+
+// A prepared statement, kept for the life of the Store and reused. Parameters are numbered
+// from 1 and bound without copying (SQLITE_STATIC): the bound values must stay alive until
+// the statement has run, which they do since every use binds, runs and resets in one scope.
+class Store::Statement {
+ public:
+  Statement(Database& db, kj::StringPtr sql) : db(db) {
+    if (sqlite3_prepare_v3(db.get(), sql.cStr(), sql.size() + 1, SQLITE_PREPARE_PERSISTENT, &stmt,
+                           nullptr) != SQLITE_OK) {
+      db.fail(sql);
+    }
+  }
+  ~Statement() noexcept(false) { sqlite3_finalize(stmt); }
+  KJ_DISALLOW_COPY(Statement);
+
+  void bind(int index, int64_t value) { check(sqlite3_bind_int64(stmt, index, value)); }
+  void bind(int index, kj::StringPtr value) {
+    check(sqlite3_bind_text(stmt, index, value.begin(), value.size(), SQLITE_STATIC));
+  }
+  void bindBlob(int index, kj::ArrayPtr<const char> value) {
+    // A non-null pointer, so that an empty array is an empty blob rather than NULL.
+    static const char EMPTY = 0;
+    check(sqlite3_bind_blob(stmt, index, value.size() == 0 ? &EMPTY : value.begin(), value.size(),
+                            SQLITE_STATIC));
+  }
+
+  // Steps once: true when a row is ready, false when the statement is done.
+  bool step() {
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    db.fail(sqlite3_sql(stmt));
+  }
+
+  // Runs a statement that returns no rows, then resets it.
+  void run() {
+    KJ_DEFER(reset());
+    KJ_ASSERT(!step(), "statement returned rows", sqlite3_sql(stmt));
+  }
+
+  // Makes the statement ready to be bound and run again, and ends its read of the database.
+  void reset() {
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+  }
+
+  int64_t getInt(int column) { return sqlite3_column_int64(stmt, column); }
+  kj::String getText(int column) {
+    auto text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, column));
+    size_t size = sqlite3_column_bytes(stmt, column);
+    return text == nullptr ? kj::str() : kj::heapString(text, size);
+  }
+  kj::ArrayPtr<const char> getBlob(int column) {
+    auto blob = reinterpret_cast<const char*>(sqlite3_column_blob(stmt, column));
+    size_t size = sqlite3_column_bytes(stmt, column);
+    return blob == nullptr ? nullptr : kj::arrayPtr(blob, size);
+  }
+
+ private:
+  Database& db;
+  sqlite3_stmt* stmt = nullptr;
+
+  void check(int rc) {
+    if (rc != SQLITE_OK) db.fail(sqlite3_sql(stmt));
+  }
+};
+
+// BEGIN IMMEDIATE ... COMMIT; rolls back when destroyed uncommitted (an exception).
+class Store::Transaction {
+ public:
+  explicit Transaction(Store& store) : store(store) { store.begin->run(); }
+  ~Transaction() noexcept(false) {
+    if (!committed) {
+      // Errors are ignored: an exception is in flight, and a failed rollback means sqlite has
+      // already rolled back.
+      sqlite3_exec(store.db->get(), "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+  }
+  KJ_DISALLOW_COPY(Transaction);
+
+  void commit() {
+    store.commit->run();
+    committed = true;
+  }
+
+ private:
+  Store& store;
+  bool committed = false;
+};
+
+namespace {
+
+// The columns of `jobs` besides `seq`, in the order every statement binds and reads them.
+enum Column : int {
+  ID,
+  OWNER,
+  COMMAND,
+  ARGS,
+  WORKING_DIR,
+  EXECUTOR,
+  STATE,
+  EXIT_CODE,
+  TERM_SIGNAL,
+  OOM_KILLED,
+  OOM_KILLED_MAIN,
+  ERROR,
+  CREATED_AT,
+  STARTED_AT,
+  ENDED_AT,
+  CPU_MILLICORES,
+  MEMORY_BYTES,
+  IO_READ_BYTES_PER_SEC,
+  IO_WRITE_BYTES_PER_SEC,
+  PIDS_LIMIT,
+  ISOLATE_PID,
+  ISOLATE_MOUNT,
+  ISOLATE_NET,
+  CPU_USER_MICROS,
+  CPU_SYSTEM_MICROS,
+  PEAK_MEMORY_BYTES,
+  CGROUP_VERSION,
+  CGROUP_PATH,
+  IO_DEVICE,
+  PID,
+  PID_START_TIME,
+  COLUMN_COUNT
+};
+
+const kj::StringPtr COLUMN_NAMES[] = {
+    "id",
+    "owner",
+    "command",
+    "args",
+    "working_dir",
+    "executor",
+    "state",
+    "exit_code",
+    "term_signal",
+    "oom_killed",
+    "oom_killed_main",
+    "error",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "cpu_millicores",
+    "memory_bytes",
+    "io_read_bytes_per_sec",
+    "io_write_bytes_per_sec",
+    "pids_limit",
+    "isolate_pid",
+    "isolate_mount",
+    "isolate_net",
+    "cpu_user_micros",
+    "cpu_system_micros",
+    "peak_memory_bytes",
+    "cgroup_version",
+    "cgroup_path",
+    "io_device",
+    "pid",
+    "pid_start_time",
+};
+static_assert(kj::size(COLUMN_NAMES) == COLUMN_COUNT, "one name per column");
+
+// MIGRATIONS[i] takes a database from schema version i to i + 1. Unsigned 64-bit fields are
+// stored as the signed integer with the same bits; args as each argument followed by a NUL.
+// Both tables are clustered on their keys (WITHOUT ROWID) and `jobs` has only the indexes
+// that `list` needs, because every page a write touches costs two writes to the WAL.
+const kj::StringPtr MIGRATIONS[] = {
+    R"(
+      CREATE TABLE jobs (
+        id TEXT PRIMARY KEY NOT NULL,
+        seq INTEGER NOT NULL UNIQUE,
+        owner TEXT NOT NULL,
+        command TEXT NOT NULL,
+        args BLOB NOT NULL,
+        working_dir TEXT NOT NULL,
+        executor TEXT NOT NULL,
+        state TEXT NOT NULL,
+        exit_code INTEGER NOT NULL,
+        term_signal INTEGER NOT NULL,
+        oom_killed INTEGER NOT NULL,
+        oom_killed_main INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER NOT NULL,
+        cpu_millicores INTEGER NOT NULL,
+        memory_bytes INTEGER NOT NULL,
+        io_read_bytes_per_sec INTEGER NOT NULL,
+        io_write_bytes_per_sec INTEGER NOT NULL,
+        pids_limit INTEGER NOT NULL,
+        isolate_pid INTEGER NOT NULL,
+        isolate_mount INTEGER NOT NULL,
+        isolate_net INTEGER NOT NULL,
+        cpu_user_micros INTEGER NOT NULL,
+        cpu_system_micros INTEGER NOT NULL,
+        peak_memory_bytes INTEGER NOT NULL,
+        cgroup_version INTEGER NOT NULL,
+        cgroup_path TEXT NOT NULL,
+        io_device TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        pid_start_time INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX jobs_by_owner ON jobs (owner);
+      CREATE TABLE job_events (
+        job_id TEXT NOT NULL,
+        ordinal INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        PRIMARY KEY (job_id, ordinal)
+      ) WITHOUT ROWID;
+    )"_kj,
+};
+static_assert(kj::size(MIGRATIONS) == Store::SCHEMA_VERSION, "one migration per version");
+
+kj::String columnList() {
+  return kj::strArray(COLUMN_NAMES, ", ");
+}
+
+kj::String insertJobSql() {
+  auto params = KJ_MAP(name, COLUMN_NAMES) {
+    return kj::str("?", &name - COLUMN_NAMES + 1);
+  };
+  return kj::str("INSERT INTO jobs (seq, ", columnList(), ") VALUES (",
+                 "(SELECT IFNULL(MAX(seq), 0) + 1 FROM jobs), ", kj::strArray(params, ", "), ")");
+}
+
+// Sets every column but the key and the owner, which never change (so the owner index is
+// left alone).
+kj::String updateJobSql() {
+  kj::Vector<kj::String> assignments;
+  for (int column = ID + 1; column < COLUMN_COUNT; column++) {
+    if (column == OWNER) continue;
+    assignments.add(kj::str(COLUMN_NAMES[column], " = ?", column + 1));
+  }
+  return kj::str("UPDATE jobs SET ", kj::strArray(assignments, ", "), " WHERE id = ?", ID + 1);
+}
+
+// The directory that holds `path`: the store's -wal and -shm files are created there.
+kj::String parentDirectory(kj::StringPtr path) {
+  KJ_IF_MAYBE (slash, path.findLast('/')) {
+    return *slash == 0 ? kj::str("/") : kj::heapString(path.slice(0, *slash));
+  }
+  return kj::str(".");
+}
+
+void requireWritableDirectory(kj::StringPtr path) {
+  kj::String directory = parentDirectory(path);
+  struct stat info;
+  if (stat(directory.cStr(), &info) < 0) {
+    int error = errno;
+    if (error == ENOENT) KJ_FAIL_REQUIRE("job store directory is missing", directory, path);
+    kj::StringPtr reason = strerror(error);
+    KJ_FAIL_REQUIRE("cannot reach job store directory", directory, reason, path);
+  }
+  if (!S_ISDIR(info.st_mode)) {
+    KJ_FAIL_REQUIRE("job store directory is not a directory", directory, path);
+  }
+  if (access(directory.cStr(), W_OK | X_OK) < 0) {
+    kj::StringPtr reason = strerror(errno);
+    KJ_FAIL_REQUIRE("job store directory is not writable", directory, reason, path);
+  }
+}
+
+// Each argument followed by a NUL, so that empty arguments survive.
+kj::Array<char> encodeArgs(kj::ArrayPtr<const kj::String> args) {
+  size_t size = 0;
+  for (auto& arg : args) size += arg.size() + 1;
+  auto result = kj::heapArray<char>(size);
+  char* pos = result.begin();
+  for (auto& arg : args) {
+    KJ_REQUIRE(memchr(arg.begin(), '\0', arg.size()) == nullptr,
+               "a job argument contains a NUL byte", arg);
+    memcpy(pos, arg.begin(), arg.size());
+    pos += arg.size();
+    *pos++ = '\0';
+  }
+  return result;
+}
+
+kj::Array<kj::String> decodeArgs(kj::ArrayPtr<const char> blob) {
+  kj::Vector<kj::String> args;
+  while (blob.size() > 0) {
+    auto end = reinterpret_cast<const char*>(memchr(blob.begin(), '\0', blob.size()));
+    KJ_ASSERT(end != nullptr, "corrupt args in the job store: missing NUL terminator");
+    args.add(kj::heapString(blob.begin(), end - blob.begin()));
+    blob = blob.slice(end - blob.begin() + 1, blob.size());
+  }
+  return args.releaseAsArray();
+}
+
+void requireNoNul(kj::StringPtr field, kj::StringPtr value) {
+  KJ_REQUIRE(memchr(value.begin(), '\0', value.size()) == nullptr,
+             "a job field contains a NUL byte", field);
+}
+
+int64_t asSigned(uint64_t value) {
+  return static_cast<int64_t>(value);
+}
+uint64_t asUnsigned(int64_t value) {
+  return static_cast<uint64_t>(value);
+}
+
+// Binds every column of `record`; the caller keeps `args` (its encoded args) alive.
+void bindRecord(Store::Statement& statement, const JobRecord& record,
+                kj::ArrayPtr<const char> args) {
+  const JobRecord& r = record;
+  requireNoNul("id", r.id);
+  requireNoNul("owner", r.owner);
+  requireNoNul("command", r.command);
+  requireNoNul("workingDir", r.workingDir);
+  requireNoNul("executor", r.executor);
+  requireNoNul("error", r.error);
+  requireNoNul("cgroupPath", r.placement.cgroupPath);
+  requireNoNul("ioDevice", r.placement.ioDevice);
+  statement.bind(ID + 1, r.id);
+  statement.bind(OWNER + 1, r.owner);
+  statement.bind(COMMAND + 1, r.command);
+  statement.bindBlob(ARGS + 1, args);
+  statement.bind(WORKING_DIR + 1, r.workingDir);
+  statement.bind(EXECUTOR + 1, r.executor);
+  statement.bind(STATE + 1, stateName(r.state));
+  statement.bind(EXIT_CODE + 1, r.exitCode);
+  statement.bind(TERM_SIGNAL + 1, r.termSignal);
+  statement.bind(OOM_KILLED + 1, r.oomKilled);
+  statement.bind(OOM_KILLED_MAIN + 1, r.oomKilledMain);
+  statement.bind(ERROR + 1, r.error);
+  statement.bind(CREATED_AT + 1, r.createdAt);
+  statement.bind(STARTED_AT + 1, r.startedAt);
+  statement.bind(ENDED_AT + 1, r.endedAt);
+  statement.bind(CPU_MILLICORES + 1, r.limits.cpuMillicores);
+  statement.bind(MEMORY_BYTES + 1, asSigned(r.limits.memoryBytes));
+  statement.bind(IO_READ_BYTES_PER_SEC + 1, asSigned(r.limits.ioReadBytesPerSec));
+  statement.bind(IO_WRITE_BYTES_PER_SEC + 1, asSigned(r.limits.ioWriteBytesPerSec));
+  statement.bind(PIDS_LIMIT + 1, r.limits.pids);
+  statement.bind(ISOLATE_PID + 1, r.isolation.pid);
+  statement.bind(ISOLATE_MOUNT + 1, r.isolation.mount);
+  statement.bind(ISOLATE_NET + 1, r.isolation.net);
+  statement.bind(CPU_USER_MICROS + 1, asSigned(r.usage.cpuUserMicros));
+  statement.bind(CPU_SYSTEM_MICROS + 1, asSigned(r.usage.cpuSystemMicros));
+  statement.bind(PEAK_MEMORY_BYTES + 1, asSigned(r.usage.peakMemoryBytes));
+  statement.bind(CGROUP_VERSION + 1, r.placement.cgroupVersion);
+  statement.bind(CGROUP_PATH + 1, r.placement.cgroupPath);
+  statement.bind(IO_DEVICE + 1, r.placement.ioDevice);
+  statement.bind(PID + 1, r.pid);
+  statement.bind(PID_START_TIME + 1, asSigned(r.pidStartTime));
+}
+
+JobState readState(kj::StringPtr name) {
+  KJ_IF_MAYBE (state, parseState(name)) {
+    return *state;
+  }
+  KJ_FAIL_ASSERT("unknown job state in the job store", name);
+}
+
+// Reads a row whose columns are COLUMN_NAMES in order.
+JobRecord readRecord(Store::Statement& row) {
+  JobRecord r;
+  r.id = row.getText(ID);
+  r.owner = row.getText(OWNER);
+  r.command = row.getText(COMMAND);
+  r.args = decodeArgs(row.getBlob(ARGS));
+  r.workingDir = row.getText(WORKING_DIR);
+  r.executor = row.getText(EXECUTOR);
+  r.state = readState(row.getText(STATE));
+  r.exitCode = row.getInt(EXIT_CODE);
+  r.termSignal = row.getInt(TERM_SIGNAL);
+  r.oomKilled = row.getInt(OOM_KILLED) != 0;
+  r.oomKilledMain = row.getInt(OOM_KILLED_MAIN) != 0;
+  r.error = row.getText(ERROR);
+  r.createdAt = row.getInt(CREATED_AT);
+  r.startedAt = row.getInt(STARTED_AT);
+  r.endedAt = row.getInt(ENDED_AT);
+  r.limits.cpuMillicores = row.getInt(CPU_MILLICORES);
+  r.limits.memoryBytes = asUnsigned(row.getInt(MEMORY_BYTES));
+  r.limits.ioReadBytesPerSec = asUnsigned(row.getInt(IO_READ_BYTES_PER_SEC));
+  r.limits.ioWriteBytesPerSec = asUnsigned(row.getInt(IO_WRITE_BYTES_PER_SEC));
+  r.limits.pids = row.getInt(PIDS_LIMIT);
+  r.isolation.pid = row.getInt(ISOLATE_PID) != 0;
+  r.isolation.mount = row.getInt(ISOLATE_MOUNT) != 0;
+  r.isolation.net = row.getInt(ISOLATE_NET) != 0;
+  r.usage.cpuUserMicros = asUnsigned(row.getInt(CPU_USER_MICROS));
+  r.usage.cpuSystemMicros = asUnsigned(row.getInt(CPU_SYSTEM_MICROS));
+  r.usage.peakMemoryBytes = asUnsigned(row.getInt(PEAK_MEMORY_BYTES));
+  r.placement.cgroupVersion = row.getInt(CGROUP_VERSION);
+  r.placement.cgroupPath = row.getText(CGROUP_PATH);
+  r.placement.ioDevice = row.getText(IO_DEVICE);
+  r.pid = row.getInt(PID);
+  r.pidStartTime = asUnsigned(row.getInt(PID_START_TIME));
+  return r;
+}
+
+// When the record entered its current state, as far as it says; now when it does not.
+int64_t stateEnteredAt(const JobRecord& record) {
+  int64_t at = hasEnded(record.state)
+                   ? record.endedAt
+                   : (record.startedAt != 0 ? record.startedAt : record.createdAt);
+  if (at != 0) return at;
+  return (kj::systemPreciseCalendarClock().now() - kj::UNIX_EPOCH) / kj::MILLISECONDS;
+}
+
+kj::String eventDetail(const JobRecord& record) {
+  switch (record.state) {
+    case JobState::RUNNING:
+      return record.pid != 0 ? kj::str("pid ", record.pid) : kj::str();
+    case JobState::EXITED:
+      return kj::str("exit code ", record.exitCode);
+    case JobState::KILLED:
+    case JobState::STOPPED:
+      if (record.termSignal == 0) return kj::str("exit code ", record.exitCode);
+      return kj::str("signal ", record.termSignal, record.oomKilled ? " (out of memory)" : "");
+    case JobState::FAILED:
+    case JobState::LOST:
+      return kj::str(record.error);
+  }
+  KJ_UNREACHABLE;
+}
+
+// Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat), or nullptr
+// when there is no such process. Stands in for executors::processStartTime() until the
+// //executors:spawn target provides it.
+kj::Maybe<uint64_t> procStatStartTime(pid_t pid) {
+  auto path = kj::str("/proc/", pid, "/stat");
+  int fd;
+  KJ_SYSCALL_HANDLE_ERRORS(fd = ::open(path.cStr(), O_RDONLY | O_CLOEXEC)) {
+    case ENOENT:
+    case ESRCH:
+      return nullptr;
+    default:
+      KJ_FAIL_SYSCALL("open", error, path);
+  }
+  kj::AutoCloseFd file(fd);
+  // comm is at most 16 bytes, so the whole line fits comfortably.
+  char buffer[1024];
+  ssize_t size;
+  KJ_SYSCALL_HANDLE_ERRORS(size = ::read(file, buffer, sizeof(buffer) - 1)) {
+    case ESRCH:
+      return nullptr;
+    default:
+      KJ_FAIL_SYSCALL("read", error, path);
+  }
+  buffer[size] = '\0';
+  // "PID (COMM) STATE PPID ...": COMM may contain spaces and ')', so fields are counted from
+  // the last ')'; the field after it is field 3.
+  char* pos = strrchr(buffer, ')');
+  KJ_ASSERT(pos != nullptr, "unexpected format", path);
+  pos++;
+  for (int field = 3; field <= 22; field++) {
+    while (*pos == ' ') pos++;
+    if (field == 22) {
+      char* end;
+      errno = 0;
+      unsigned long long value = strtoull(pos, &end, 10);
+      KJ_ASSERT(end != pos && errno == 0, "unexpected format", path);
+      return uint64_t(value);
+    }
+    pos = strchr(pos, ' ');
+    KJ_ASSERT(pos != nullptr, "unexpected format", path);
+  }
+  KJ_UNREACHABLE;
+}
+
+}  // namespace
+
+kj::Own<Store> Store::open(kj::StringPtr path) {
+  requireWritableDirectory(path);
+  auto db = kj::heap<Database>(path);
+  sqlite3_busy_timeout(db->get(), 5000);
+
+  // The first read of the file: a file that is not SQLite fails here, which is the caller's
+  // doing (a wrong path) rather than a bug.
+  if (sqlite3_exec(db->get(), "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) !=
+      SQLITE_OK) {
+    kj::StringPtr reason = sqlite3_errmsg(db->get());
+    KJ_FAIL_REQUIRE("cannot read job store", path, reason);
+  }
+  {
+    Statement journalMode(*db, "PRAGMA journal_mode = WAL");
+    KJ_REQUIRE(journalMode.step() && journalMode.getText(0) == "wal",
+               "job store cannot use WAL journal mode", path);
+  }
+  db->execute("PRAGMA synchronous = NORMAL");
+
+  // Brings the schema up to SCHEMA_VERSION, in one transaction that re-reads the version so
+  // that two servers opening a new file at once do not both create it.
+  db->execute("BEGIN IMMEDIATE");
+  {
+    KJ_ON_SCOPE_FAILURE(sqlite3_exec(db->get(), "ROLLBACK", nullptr, nullptr, nullptr));
+    Statement userVersion(*db, "PRAGMA user_version");
+    KJ_ASSERT(userVersion.step());
+    int version = userVersion.getInt(0);
+    userVersion.reset();
+    if (version > SCHEMA_VERSION) {
+      KJ_FAIL_REQUIRE("job store has a newer schema than this runnerd knows", path, version);
+    }
+    for (; version < SCHEMA_VERSION; version++) {
+      db->execute(MIGRATIONS[version]);
+    }
+    db->execute(kj::str("PRAGMA user_version = ", SCHEMA_VERSION));
+    db->execute("COMMIT");
+  }
+
+  return kj::heap<Store>(kj::mv(db));
+}
+
+Store::Store(kj::Own<Database> database) : db(kj::mv(database)) {
+  auto prepare = [this](kj::StringPtr sql) { return kj::heap<Statement>(*db, sql); };
+  auto columns = columnList();
+  begin = prepare("BEGIN IMMEDIATE");
+  commit = prepare("COMMIT");
+  insertJob = prepare(insertJobSql());
+  updateJob = prepare(updateJobSql());
+  selectState = prepare("SELECT state, owner FROM jobs WHERE id = ?1");
+  insertEvent = prepare(
+      "INSERT INTO job_events (job_id, ordinal, at, state, detail) VALUES "
+      "(?1, (SELECT count(*) FROM job_events WHERE job_id = ?1), ?2, ?3, ?4)");
+  selectAll = prepare(kj::str("SELECT ", columns, " FROM jobs ORDER BY seq"));
+  selectOne = prepare(kj::str("SELECT ", columns, " FROM jobs WHERE id = ?1"));
+  selectEvents =
+      prepare("SELECT at, state, detail FROM job_events WHERE job_id = ?1 ORDER BY ordinal");
+}
+
+Store::~Store() noexcept(false) {}
+
+namespace {
+
+void addEvent(Store::Statement& insertEvent, const JobRecord& record) {
+  auto detail = eventDetail(record);
+  insertEvent.bind(1, record.id);
+  insertEvent.bind(2, stateEnteredAt(record));
+  insertEvent.bind(3, stateName(record.state));
+  insertEvent.bind(4, detail);
+  insertEvent.run();
+}
+
+}  // namespace
+
+void Store::insert(const JobRecord& record) {
+  auto args = encodeArgs(record.args);
+  Transaction transaction(*this);
+  bindRecord(*insertJob, record, args);
+  insertJob->run();
+  addEvent(*insertEvent, record);
+  transaction.commit();
+}
+
+void Store::update(const JobRecord& record) {
+  Transaction transaction(*this);
+  write(record);
+  transaction.commit();
+}
+
+void Store::write(const JobRecord& record) {
+  auto args = encodeArgs(record.args);
+  JobState previous;
+  {
+    KJ_DEFER(selectState->reset());
+    selectState->bind(1, record.id);
+    KJ_REQUIRE(selectState->step(), "no such job in the store", record.id);
+    previous = readState(selectState->getText(0));
+    KJ_REQUIRE(selectState->getText(1) == record.owner, "a job's owner cannot change", record.id,
+               record.owner);
+  }
+  bindRecord(*updateJob, record, args);
+  updateJob->run();
+  if (previous != record.state) addEvent(*insertEvent, record);
+}
+
+kj::Vector<JobRecord> Store::loadAll() {
+  KJ_DEFER(selectAll->reset());
+  kj::Vector<JobRecord> result;
+  while (selectAll->step()) result.add(readRecord(*selectAll));
+  return result;
+}
+
+kj::Maybe<JobRecord> Store::find(kj::StringPtr id) {
+  KJ_DEFER(selectOne->reset());
+  selectOne->bind(1, id);
+  if (!selectOne->step()) return nullptr;
+  return readRecord(*selectOne);
+}
+
+kj::Vector<EventRow> Store::events(kj::StringPtr id) {
+  KJ_DEFER(selectEvents->reset());
+  selectEvents->bind(1, id);
+  kj::Vector<EventRow> result;
+  while (selectEvents->step()) {
+    EventRow event;
+    event.at = selectEvents->getInt(0);
+    event.state = readState(selectEvents->getText(1));
+    event.detail = selectEvents->getText(2);
+    result.add(kj::mv(event));
+  }
+  return result;
+}
+
+kj::Vector<JobRecord> Store::recover(int64_t nowMs) {
+  Transaction transaction(*this);
+  auto records = loadAll();
+  for (auto& record : records) {
+    if (record.state != JobState::RUNNING) continue;
+    bool alive = false;
+    if (record.pid > 0) {
+      KJ_IF_MAYBE (startTime, procStatStartTime(record.pid)) {
+        alive = *startTime == record.pidStartTime;
+      }
+    }
+    if (alive) continue;
+    record.state = JobState::LOST;
+    record.endedAt = nowMs;
+    record.error = kj::str(LOST_ERROR);
+    write(record);
+  }
+  transaction.commit();
+  return records;
+}
+
+}  // namespace runner

@@ -1,0 +1,94 @@
+#pragma once
+// Store: the SQLite database (WAL) under runnerd's state directory that keeps the current
+// JobRecord of every job and every state change it went through, so that a restarted
+// runnerd still answers for every job it ever ran.
+//
+// A Store is used from one thread (the event loop's). Its calls are synchronous and short:
+// each write is one small transaction whose commit does not fsync (WAL with
+// synchronous=NORMAL), which is what lets a job start cost little.
+
+#include <kj/memory.h>
+#include <kj/string.h>
+#include <kj/vector.h>
+#include <stdint.h>
+
+#include "runner/job-record.h"
+
+namespace runner {
+
+// One state change of a job, as recorded in the `job_events` table.
+struct EventRow {
+  // Unix time in milliseconds when the job entered `state`.
+  int64_t at = 0;
+  JobState state = JobState::RUNNING;
+  // A short human-readable note: "pid 123", "exit code 1", "signal 9", the error text...
+  kj::String detail;
+};
+
+class Store {
+ public:
+  // The schema version this code writes, kept in `PRAGMA user_version`.
+  static constexpr int SCHEMA_VERSION = 1;
+
+  // The error given to a job that was running when runnerd went away and is gone now.
+  static constexpr kj::StringPtr LOST_ERROR =
+      "runnerd stopped while the job was running; its end was not observed"_kj;
+
+  // Opens the database at `path`, creating it (and its tables) when it does not exist. The
+  // parent directory must exist and be writable (WAL keeps two files beside the database).
+  // Throws a one-line error naming `path` for a missing or read-only directory, a file that
+  // is not an SQLite database, or a database written by a newer schema version.
+  static kj::Own<Store> open(kj::StringPtr path);
+
+  class Database;
+  class Statement;
+  // Use open().
+  explicit Store(kj::Own<Database> database);
+  ~Store() noexcept(false);
+  KJ_DISALLOW_COPY(Store);
+
+  // Stores a new job and records its initial state as its first event. The id must not be
+  // stored yet; no string may contain a NUL byte.
+  void insert(const JobRecord& record);
+
+  // Replaces the stored record with the same id by `record` (every field). When the state
+  // differs from the stored one, appends an event for the new state, so each state change is
+  // recorded exactly once however often a record is rewritten. The id must be stored, with
+  // the same owner (a job's owner never changes).
+  void update(const JobRecord& record);
+
+  // Every stored job, in the order they were inserted.
+  kj::Vector<JobRecord> loadAll();
+
+  // The job with this id, or nullptr.
+  kj::Maybe<JobRecord> find(kj::StringPtr id);
+
+  // The state changes of the job with this id, oldest first (empty for an unknown id).
+  kj::Vector<EventRow> events(kj::StringPtr id);
+
+  // For a server that starts: loadAll(), except that each RUNNING job whose process is gone
+  // (no process with its pid, or one with a different start time, i.e. the pid was reused)
+  // becomes LOST with endedAt = nowMs and LOST_ERROR, which is persisted with its event.
+  // A RUNNING job whose process still exists is returned unchanged, for the caller to
+  // decide about.
+  kj::Vector<JobRecord> recover(int64_t nowMs);
+
+ private:
+  kj::Own<Database> db;
+  kj::Own<Statement> begin;
+  kj::Own<Statement> commit;
+  kj::Own<Statement> insertJob;
+  kj::Own<Statement> updateJob;
+  kj::Own<Statement> selectState;
+  kj::Own<Statement> insertEvent;
+  kj::Own<Statement> selectAll;
+  kj::Own<Statement> selectOne;
+  kj::Own<Statement> selectEvents;
+
+  class Transaction;
+
+  // update() without its own transaction.
+  void write(const JobRecord& record);
+};
+
+}  // namespace runner
