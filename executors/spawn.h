@@ -29,12 +29,17 @@ struct SpawnOptions {
 
 struct Spawned {
   pid_t pid;
-  // Readable (POLLIN) once the process has exited; the caller reaps it through this.
+  // Readable (POLLIN) once the process has exited; the caller reaps it through this
+  // (waitid(P_PIDFD)). The process is an ordinary SIGCHLD child: nothing else in runnerd may
+  // reap children it does not own (no waitpid(-1)).
   kj::AutoCloseFd pidfd;
 };
 
 // Starts the process; returns once it has exec'd (the pipe closed) or failed. Throws for a
-// request that cannot work (empty argv, uid or gid 0, an argument with a NUL byte).
+// request that cannot work (empty argv, uid or gid 0, a relative working directory, an
+// argument with a NUL byte, or, when runnerd is not root, credentials other than its own;
+// the job then runs as runnerd's user without switching). The working directory is entered
+// after dropping privileges, so the run-as user must be able to reach it.
 kj::OneOf<Spawned, LaunchFailure> spawn(const SpawnOptions& options);
 
 // Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat), or nullptr

@@ -1,0 +1,521 @@
+#include "executors/local/local-executor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <kj/async-io.h>
+#include <kj/debug.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "executors/spawn.h"
+
+namespace runner::executors {
+namespace {
+
+// An unlinked temporary file that a job writes its output to.
+class OutputFile {
+ public:
+  OutputFile() {
+    char path[] = "/tmp/local-executor-test-XXXXXX";
+    int fd;
+    KJ_SYSCALL(fd = mkostemp(path, O_CLOEXEC));
+    file = kj::AutoCloseFd(fd);
+    KJ_SYSCALL(unlink(path));
+  }
+
+  int get() const { return file.get(); }
+
+  std::string read() const {
+    std::string content;
+    char buffer[4096];
+    for (off_t offset = 0;;) {
+      ssize_t n;
+      KJ_SYSCALL(n = pread(file.get(), buffer, sizeof(buffer), offset));
+      if (n == 0) return content;
+      content.append(buffer, n);
+      offset += n;
+    }
+  }
+
+ private:
+  kj::AutoCloseFd file;
+};
+
+// A temporary directory that the job user may enter, removed (with what a test put in it)
+// at the end.
+class TempDir {
+ public:
+  TempDir() {
+    char pattern[] = "/tmp/local-executor-test-XXXXXX";
+    KJ_ASSERT(mkdtemp(pattern) != nullptr, strerror(errno));
+    path = pattern;
+    KJ_SYSCALL(chmod(path.c_str(), 0755));
+  }
+  ~TempDir() {
+    std::string command = "rm -rf '" + path + "'";
+    int status KJ_UNUSED = system(command.c_str());
+  }
+
+  std::string path;
+};
+
+std::string text(kj::StringPtr string) {
+  return std::string(string.cStr(), string.size());
+}
+
+std::string readLink(const std::string& path) {
+  char buffer[256];
+  ssize_t n;
+  KJ_SYSCALL(n = readlink(path.c_str(), buffer, sizeof(buffer)), path);
+  return std::string(buffer, n);
+}
+
+// The state letter of /proc/PID/stat, or 0 when the process is gone.
+char processState(pid_t pid) {
+  FILE* file = fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (file == nullptr) return 0;
+  char line[1024];
+  char* read = fgets(line, sizeof(line), file);
+  fclose(file);
+  if (read == nullptr) return 0;
+  const char* afterComm = strrchr(line, ')');
+  return afterComm == nullptr ? 0 : afterComm[2];
+}
+
+// Whether `pid` ended (gone or a zombie) within a few seconds: SIGKILL takes effect when the
+// target is next scheduled, not when kill() returns.
+bool endsSoon(pid_t pid) {
+  for (int attempt = 0; attempt < 500; ++attempt) {
+    char state = processState(pid);
+    if (state == 0 || state == 'Z') return true;
+    usleep(10 * 1000);
+  }
+  return false;
+}
+
+template <typename Func>
+kj::Exception expectThrows(Func&& func) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions(kj::fwd<Func>(func))) {
+    return kj::mv(*exception);
+  }
+  ADD_FAILURE() << "expected an exception";
+  return KJ_EXCEPTION(FAILED, "no exception was thrown");
+}
+
+class LocalExecutorTest : public testing::Test {
+ protected:
+  // KJ's owners may throw from destructors; gtest's fixture destructor may not.
+  ~LocalExecutorTest() noexcept override {}
+
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: jobs switch to the runner-jobs user";
+    struct passwd* user = getpwnam("runner-jobs");
+    if (user == nullptr) {
+      GTEST_SKIP() << "user runner-jobs does not exist; create it with: useradd --system "
+                      "--home-dir /nonexistent --shell /usr/sbin/nologin runner-jobs";
+    }
+    uid = user->pw_uid;
+    gid = user->pw_gid;
+    int count = 0;
+    getgrouplist(user->pw_name, gid, nullptr, &count);
+    groups.resize(count);
+    KJ_ASSERT(getgrouplist(user->pw_name, gid, groups.data(), &count) >= 0);
+    groups.resize(count);
+  }
+
+  LaunchRequest request(std::initializer_list<const char*> argv) {
+    LaunchRequest result;
+    result.jobId = kj::str("test-job");
+    result.argv = KJ_MAP(arg, argv) {
+      return kj::str(arg);
+    };
+    result.env = kj::arr(kj::str("PATH=/usr/local/bin:/usr/bin:/bin"), kj::str("HOME=/nonexistent"),
+                         kj::str("USER=runner-jobs"), kj::str("LANG=C.UTF-8"));
+    result.workingDir = kj::str("/");
+    result.outputFd = output.get();
+    result.credentials.uid = uid;
+    result.credentials.gid = gid;
+    result.credentials.supplementaryGroups = kj::heapArray<gid_t>(groups.data(), groups.size());
+    result.credentials.userName = kj::str("runner-jobs");
+    result.credentials.homeDir = kj::str("/nonexistent");
+    return result;
+  }
+
+  kj::Own<Process> start(LaunchRequest&& launchRequest) {
+    auto result = executor.launch(kj::mv(launchRequest));
+    if (result.is<LaunchFailure>()) {
+      ADD_FAILURE() << "launch failed: " << result.get<LaunchFailure>().message.cStr();
+    }
+    return kj::mv(result.get<kj::Own<Process>>());
+  }
+
+  LaunchFailure startFailing(LaunchRequest&& launchRequest) {
+    auto result = executor.launch(kj::mv(launchRequest));
+    if (!result.is<LaunchFailure>()) ADD_FAILURE() << "launch unexpectedly succeeded";
+    return kj::mv(result.get<LaunchFailure>());
+  }
+
+  ExitStatus run(LaunchRequest&& launchRequest) {
+    return start(kj::mv(launchRequest))->onExit().wait(io.waitScope);
+  }
+
+  // Whether the job is still running after `millis`.
+  bool stillRunningAfter(Process& process, uint64_t millis) {
+    return process.onExit()
+        .then([](ExitStatus&&) { return false; })
+        .exclusiveJoin(io.provider->getTimer().afterDelay(millis * kj::MILLISECONDS).then([]() {
+          return true;
+        }))
+        .wait(io.waitScope);
+  }
+
+  // Waits (on the event loop) until the job's output contains `text`.
+  void waitForOutput(const std::string& text) {
+    for (int attempt = 0; attempt < 500; ++attempt) {
+      if (output.read().find(text) != std::string::npos) return;
+      io.provider->getTimer().afterDelay(10 * kj::MILLISECONDS).wait(io.waitScope);
+    }
+    FAIL() << "the job never wrote " << text << "; output: " << output.read();
+  }
+
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  LocalExecutor executor{io.unixEventPort};
+  OutputFile output;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+};
+
+TEST_F(LocalExecutorTest, IsNamedLocal) {
+  EXPECT_EQ(text(executor.name()), "local");
+}
+
+TEST_F(LocalExecutorTest, ExitCodeZero) {
+  auto status = run(request({"true"}));
+  EXPECT_FALSE(status.signaled);
+  EXPECT_EQ(status.exitCode, 0);
+}
+
+TEST_F(LocalExecutorTest, ExitCodeThree) {
+  auto status = run(request({"sh", "-c", "exit 3"}));
+  EXPECT_FALSE(status.signaled);
+  EXPECT_EQ(status.exitCode, 3);
+}
+
+TEST_F(LocalExecutorTest, DeathBySignalIsReported) {
+  auto status = run(request({"sh", "-c", "kill -9 $$"}));
+  EXPECT_TRUE(status.signaled);
+  EXPECT_EQ(status.termSignal, SIGKILL);
+}
+
+TEST_F(LocalExecutorTest, OnExitCanBeCalledMoreThanOnce) {
+  auto process = start(request({"sh", "-c", "exit 5"}));
+  auto first = process->onExit();
+  auto second = process->onExit();
+  EXPECT_EQ(first.wait(io.waitScope).exitCode, 5);
+  EXPECT_EQ(second.wait(io.waitScope).exitCode, 5);
+  EXPECT_EQ(process->onExit().wait(io.waitScope).exitCode, 5);
+  // After the exit, signalling is a harmless no-op.
+  process->signalAll(SIGTERM);
+}
+
+TEST_F(LocalExecutorTest, MissingCommandIsALaunchFailure) {
+  auto failure = startFailing(request({"runner-no-such-command"}));
+  EXPECT_EQ(failure.errorNumber, ENOENT);
+  EXPECT_EQ(text(failure.message), "exec runner-no-such-command: No such file or directory");
+}
+
+TEST_F(LocalExecutorTest, MissingWorkingDirectoryIsALaunchFailure) {
+  auto launchRequest = request({"true"});
+  launchRequest.workingDir = kj::str("/nonexistent-runner-dir");
+  auto failure = startFailing(kj::mv(launchRequest));
+  EXPECT_EQ(failure.errorNumber, ENOENT);
+  EXPECT_EQ(text(failure.message), "chdir /nonexistent-runner-dir: No such file or directory");
+}
+
+TEST_F(LocalExecutorTest, WorkingDirectoryIsEnteredAsTheJobUser) {
+  TempDir dir;
+  KJ_SYSCALL(chmod(dir.path.c_str(), 0700));  // root's, closed to others
+  auto launchRequest = request({"true"});
+  launchRequest.workingDir = kj::str(dir.path.c_str());
+  auto failure = startFailing(kj::mv(launchRequest));
+  EXPECT_EQ(failure.errorNumber, EACCES);
+  EXPECT_EQ(text(failure.message), "chdir " + dir.path + ": Permission denied");
+}
+
+TEST_F(LocalExecutorTest, CommandIsSearchedInTheJobsPath) {
+  TempDir dir;
+  std::string script = dir.path + "/runner-not-executable";
+  int fd;
+  KJ_SYSCALL(fd = open(script.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  close(fd);
+
+  auto launchRequest = request({"runner-not-executable"});
+  launchRequest.env[0] = kj::str("PATH=/nonexistent-runner-dir:", dir.path.c_str());
+  auto failure = startFailing(kj::mv(launchRequest));
+  EXPECT_EQ(failure.errorNumber, EACCES);
+  EXPECT_EQ(text(failure.message), "exec runner-not-executable: Permission denied");
+
+  launchRequest = request({"true"});
+  launchRequest.env[0] = kj::str("PATH=/nonexistent-runner-dir:", dir.path.c_str(), ":/bin");
+  EXPECT_EQ(run(kj::mv(launchRequest)).exitCode, 0);
+}
+
+TEST_F(LocalExecutorTest, EmptyCommandThrows) {
+  auto exception = expectThrows([&]() { executor.launch(request({""})); });
+  EXPECT_TRUE(strstr(exception.getDescription().cStr(), "empty command") != nullptr)
+      << exception.getDescription().cStr();
+
+  auto noArgvException = expectThrows([&]() {
+    auto noArgv = request({"true"});
+    noArgv.argv = nullptr;
+    executor.launch(kj::mv(noArgv));
+  });
+  EXPECT_TRUE(strstr(noArgvException.getDescription().cStr(), "empty command") != nullptr)
+      << noArgvException.getDescription().cStr();
+}
+
+TEST_F(LocalExecutorTest, RootCredentialsAreRefused) {
+  auto exception = expectThrows([&]() {
+    auto asRoot = request({"true"});
+    asRoot.credentials.uid = 0;
+    executor.launch(kj::mv(asRoot));
+  });
+  EXPECT_TRUE(strstr(exception.getDescription().cStr(), "refusing to run a job as root"))
+      << exception.getDescription().cStr();
+}
+
+TEST_F(LocalExecutorTest, LimitsAreUnimplementedAndNamed) {
+  auto exception = expectThrows([&]() {
+    auto limited = request({"true"});
+    limited.limits.memoryBytes = 64 << 20;
+    limited.limits.pids = 10;
+    executor.launch(kj::mv(limited));
+  });
+  EXPECT_EQ(exception.getType(), kj::Exception::Type::UNIMPLEMENTED);
+  auto description = exception.getDescription();
+  EXPECT_TRUE(strstr(description.cStr(), "cannot apply limits; use the cgroup executor"))
+      << description.cStr();
+  EXPECT_TRUE(strstr(description.cStr(), "memory, pids")) << description.cStr();
+}
+
+TEST_F(LocalExecutorTest, IgnoredTermLeavesTheJobRunningUntilKill) {
+  auto process = start(request({"sh", "-c", "trap '' TERM; echo ready; sleep 1000"}));
+  waitForOutput("ready");
+  process->signalAll(SIGTERM);
+  EXPECT_TRUE(stillRunningAfter(*process, 300));
+
+  process->signalAll(SIGKILL);
+  auto status = process->onExit().wait(io.waitScope);
+  EXPECT_TRUE(status.signaled);
+  EXPECT_EQ(status.termSignal, SIGKILL);
+}
+
+TEST_F(LocalExecutorTest, LeftoverChildIsKilledWhenTheMainProcessExits) {
+  auto status = run(request({"sh", "-c", "sleep 1000 & echo $!; exit 0"}));
+  EXPECT_EQ(status.exitCode, 0);
+  pid_t leftover = atoi(output.read().c_str());
+  ASSERT_GT(leftover, 0) << output.read();
+  EXPECT_TRUE(endsSoon(leftover));
+}
+
+TEST_F(LocalExecutorTest, DestroyingTheProcessKillsAndReapsTheJob) {
+  auto process = start(request({"sleep", "1000"}));
+  pid_t pid = process->pid();
+  EXPECT_NE(processStartTime(pid), nullptr);
+  process = nullptr;
+  // Reaped synchronously: the pid is gone at once.
+  EXPECT_EQ(processStartTime(pid), nullptr);
+}
+
+TEST_F(LocalExecutorTest, RunsAsTheRunAsUser) {
+  EXPECT_EQ(run(request({"sh", "-c", "id -u; id -g; id -G"})).exitCode, 0);
+  std::string groupList;
+  for (gid_t group : groups) {
+    groupList += (groupList.empty() ? "" : " ") + std::to_string(group);
+  }
+  EXPECT_EQ(output.read(),
+            std::to_string(uid) + "\n" + std::to_string(gid) + "\n" + groupList + "\n");
+}
+
+TEST_F(LocalExecutorTest, EnvironmentIsExactlyTheRequestedOne) {
+  setenv("RUNNER_TEST_SERVER_SECRET", "leaked", 1);
+  auto launchRequest = request({"env"});
+  launchRequest.env = kj::arr(kj::str("PATH=/usr/bin:/bin"), kj::str("GREETING=hello"));
+  EXPECT_EQ(run(kj::mv(launchRequest)).exitCode, 0);
+  unsetenv("RUNNER_TEST_SERVER_SECRET");
+  EXPECT_EQ(output.read(), "PATH=/usr/bin:/bin\nGREETING=hello\n");
+}
+
+TEST_F(LocalExecutorTest, StdinIsDevNull) {
+  EXPECT_EQ(run(request({"cat"})).exitCode, 0);
+  EXPECT_EQ(output.read(), "");
+  EXPECT_EQ(run(request({"readlink", "/proc/self/fd/0"})).exitCode, 0);
+  EXPECT_EQ(output.read(), "/dev/null\n");
+}
+
+TEST_F(LocalExecutorTest, StdoutAndStderrGoToTheOutputFile) {
+  EXPECT_EQ(run(request({"sh", "-c", "echo out; echo err >&2"})).exitCode, 0);
+  EXPECT_EQ(output.read(), "out\nerr\n");
+}
+
+TEST_F(LocalExecutorTest, NoDescriptorsLeak) {
+  // An inheritable descriptor in the server must not reach the job.
+  int leaky;
+  KJ_SYSCALL(leaky = open("/dev/null", O_RDONLY));
+  kj::AutoCloseFd leakyOwner(leaky);
+  EXPECT_EQ(run(request({"ls", "/proc/self/fd"})).exitCode, 0);
+  // 3 is the directory `ls` itself opened.
+  EXPECT_EQ(output.read(), "0\n1\n2\n3\n");
+}
+
+TEST_F(LocalExecutorTest, SignalsAreDefaultInTheJob) {
+  // KJ ignores SIGPIPE and may block signals in the server; ignored signals and the mask
+  // survive exec, so the job must get them reset. `grep` reads its own inherited state.
+  EXPECT_EQ(run(request({"grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"})).exitCode, 0);
+  EXPECT_EQ(output.read(), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}
+
+TEST_F(LocalExecutorTest, WorkingDirectoryIsHonoured) {
+  TempDir dir;
+  auto launchRequest = request({"pwd"});
+  launchRequest.workingDir = kj::str(dir.path.c_str());
+  EXPECT_EQ(run(kj::mv(launchRequest)).exitCode, 0);
+  EXPECT_EQ(output.read(), dir.path + "\n");
+}
+
+TEST_F(LocalExecutorTest, UsageIsRecorded) {
+  auto status = run(request({"sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"}));
+  EXPECT_EQ(status.exitCode, 0);
+  EXPECT_GT(status.usage.cpuUserMicros, 0u);
+  EXPECT_GT(status.usage.peakMemoryBytes, 0u);
+}
+
+TEST_F(LocalExecutorTest, PidIsolationMakesTheJobPidOneWithAFreshProc) {
+  auto launchRequest = request({"sh", "-c", "echo $$; ls /proc | grep -E '^[0-9]+$'"});
+  launchRequest.isolation.pid = true;
+  auto process = start(kj::mv(launchRequest));
+  EXPECT_NE(process->pid(), 1);
+  auto status = process->onExit().wait(io.waitScope);
+  EXPECT_EQ(status.exitCode, 0);
+  // The shell is 1; `ls` is its child, 2 or so. A host /proc would list hundreds.
+  std::string content = output.read();
+  ASSERT_EQ(content.substr(0, 2), "1\n") << content;
+  size_t processes = 0;
+  for (size_t start = 2; start < content.size(); start = content.find('\n', start) + 1) {
+    ++processes;
+    EXPECT_LT(atoi(content.c_str() + start), 10) << content;
+  }
+  EXPECT_GE(processes, 1u);
+  EXPECT_LE(processes, 3u) << content;
+}
+
+TEST_F(LocalExecutorTest, NetIsolationLeavesOnlyLoopbackAndBringsItUp) {
+  auto launchRequest = request({"sh", "-c",
+                                "readlink /proc/self/ns/net; "
+                                "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; "
+                                "ip -o link show | cut -d' ' -f2,3"});
+  launchRequest.isolation.net = true;
+  EXPECT_EQ(run(kj::mv(launchRequest)).exitCode, 0);
+  std::string content = output.read();
+  std::string hostNet = readLink("/proc/self/ns/net");
+  EXPECT_EQ(content.find(hostNet), std::string::npos) << content;
+  size_t afterNs = content.find('\n') + 1;
+  std::string interfaces = content.substr(afterNs);
+  EXPECT_EQ(interfaces.substr(0, 3), "lo\n") << content;
+  std::string links = interfaces.substr(3);
+  EXPECT_EQ(links.substr(0, 4), "lo: ") << content;
+  EXPECT_NE(links.find(",UP"), std::string::npos) << content;
+  EXPECT_EQ(std::count(links.begin(), links.end(), '\n'), 1) << content;
+}
+
+TEST_F(LocalExecutorTest, MountIsolationStopsPropagationFromTheHost) {
+  // A shared mount on the host would propagate new submounts into a plain copy of the mount
+  // namespace; the job's copy must be private, so a mount made after it started stays out.
+  TempDir dir;
+  if (mount("tmpfs", dir.path.c_str(), "tmpfs", 0, "size=1m") < 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << strerror(errno);
+  }
+  KJ_DEFER(umount2(dir.path.c_str(), MNT_DETACH));
+  KJ_SYSCALL(mount(nullptr, dir.path.c_str(), nullptr, MS_SHARED, nullptr));
+  std::string late = dir.path + "/late";
+  KJ_SYSCALL(mkdir(late.c_str(), 0755));
+
+  auto launchRequest = request({"sleep", "1000"});
+  launchRequest.isolation.mount = true;
+  auto process = start(kj::mv(launchRequest));
+  std::string procDir = "/proc/" + std::to_string(process->pid());
+  EXPECT_NE(readLink(procDir + "/ns/mnt"), readLink("/proc/self/ns/mnt"));
+
+  KJ_SYSCALL(mount("tmpfs", late.c_str(), "tmpfs", 0, "size=1m"));
+  KJ_DEFER(umount2(late.c_str(), MNT_DETACH));
+
+  auto readFile = [](const std::string& path) {
+    std::string content;
+    FILE* file = fopen(path.c_str(), "r");
+    KJ_ASSERT(file != nullptr, path);
+    char buffer[4096];
+    size_t n;
+    while ((n = fread(buffer, 1, sizeof(buffer), file)) > 0) content.append(buffer, n);
+    fclose(file);
+    return content;
+  };
+  std::string hostMounts = readFile("/proc/self/mountinfo");
+  std::string jobMounts = readFile(procDir + "/mountinfo");
+  EXPECT_NE(hostMounts.find(" " + late + " "), std::string::npos);
+  EXPECT_NE(jobMounts.find(" " + dir.path + " "), std::string::npos) << jobMounts;
+  EXPECT_EQ(jobMounts.find(" " + late + " "), std::string::npos) << jobMounts;
+  EXPECT_EQ(jobMounts.find("shared:"), std::string::npos) << jobMounts;
+
+  process->signalAll(SIGKILL);
+  EXPECT_EQ(process->onExit().wait(io.waitScope).termSignal, SIGKILL);
+}
+
+TEST_F(LocalExecutorTest, ProcessStartTimeReadsAStrangeCommandName) {
+  // comm may hold spaces and ')'; the parser must count fields after the last ')'.
+  TempDir dir;
+  std::string strange = dir.path + "/a) b (c";
+  KJ_SYSCALL(symlink("/bin/sleep", strange.c_str()));
+  auto process = start(request({strange.c_str(), "1000"}));
+  KJ_IF_MAYBE (jobStart, processStartTime(process->pid())) {
+    KJ_IF_MAYBE (ownStart, processStartTime(getpid())) {
+      EXPECT_GE(*jobStart, *ownStart);
+    } else {
+      ADD_FAILURE() << "no start time for the test process";
+    }
+  } else {
+    ADD_FAILURE() << "no start time for the job";
+  }
+  process->signalAll(SIGKILL);
+  process->onExit().wait(io.waitScope);
+}
+
+TEST(ProcessStartTime, OfThisProcessIsStableAndOfAReapedOneIsNull) {
+  auto first = processStartTime(getpid());
+  auto second = processStartTime(getpid());
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  EXPECT_GT(KJ_ASSERT_NONNULL(first), 0u);
+  EXPECT_EQ(KJ_ASSERT_NONNULL(first), KJ_ASSERT_NONNULL(second));
+
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(0);
+  int status;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_EQ(processStartTime(child), nullptr);
+}
+
+}  // namespace
+}  // namespace runner::executors

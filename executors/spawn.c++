@@ -1,0 +1,445 @@
+#include "executors/spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <kj/debug.h>
+#include <kj/vector.h>
+#include <linux/sched.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace runner::executors {
+namespace {
+
+// The child's steps, in the order it takes them. A failed step travels back through the
+// error pipe as its number, and the parent turns it into a message.
+enum class Step : int {
+  SIGNALS,
+  CGROUP,
+  SESSION,
+  STDIO,
+  CLOSE_FDS,
+  MOUNT_PRIVATE,
+  MOUNT_PROC,
+  LOOPBACK,
+  SETGROUPS,
+  SETGID,
+  SETUID,
+  CHDIR,
+  NO_NEW_PRIVS,
+  EXEC,
+};
+
+// What the child writes to the error pipe when a step fails.
+struct ChildError {
+  int errorNumber;
+  Step step;
+};
+
+// Everything the child needs, prepared by the parent before clone3() so that the child never
+// allocates. Pointers refer to storage owned by spawn()'s frame, which the child has a copy of.
+struct ChildPlan {
+  const char* const* argv;
+  const char* const* envp;
+  // Paths to try with execve(), in order: argv[0] itself when it contains a slash, otherwise
+  // argv[0] appended to each directory of the job's PATH.
+  kj::ArrayPtr<const char* const> execCandidates;
+  const char* workingDir;
+
+  int devNullFd;  // >= 3
+  int outputFd;
+  int errorFd;  // >= 3, close-on-exec
+  kj::ArrayPtr<const int> cgroupProcsFds;
+
+  bool makeMountsPrivate;
+  bool mountProc;
+  bool bringUpLoopback;
+
+  // False when runnerd is not root: the job then runs as runnerd's own user.
+  bool switchUser;
+  uid_t uid;
+  gid_t gid;
+  kj::ArrayPtr<const gid_t> supplementaryGroups;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The child side. Plain C, async-signal-safe calls only: the child is a copy of a possibly
+// multi-threaded server whose locks may be held by threads that do not exist in the child.
+
+void reportFailure(const ChildPlan& plan, Step step, int errorNumber) {
+  ChildError report = {errorNumber, step};
+  ssize_t written KJ_UNUSED = write(plan.errorFd, &report, sizeof(report));
+}
+
+bool resetSignals() {
+  // KJ blocks some signals and ignores SIGPIPE, and runnerd's own parent may have left others
+  // ignored (Bazel leaves 32 and 33 ignored); both survive exec. CLONE_CLEAR_SIGHAND has reset
+  // handled signals only. glibc's sigaction() refuses the two real-time signals it keeps for
+  // itself, so this asks the kernel directly: an all-zero kernel sigaction is SIG_DFL with no
+  // flags and an empty mask, whatever the architecture's layout of that struct.
+  uint64_t defaultAction[4] = {};
+  for (int signal = 1; signal < NSIG; ++signal) {
+    if (signal == SIGKILL || signal == SIGSTOP) continue;
+    if (syscall(SYS_rt_sigaction, signal, defaultAction, nullptr, (NSIG - 1) / 8) < 0) {
+      return false;
+    }
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  return sigprocmask(SIG_SETMASK, &none, nullptr) == 0;
+}
+
+bool joinCgroups(const ChildPlan& plan) {
+  for (int fd : plan.cgroupProcsFds) {
+    if (write(fd, "0", 1) != 1) return false;
+  }
+  return true;
+}
+
+bool redirectStdio(const ChildPlan& plan) {
+  int output = plan.outputFd;
+  if (output < 3) {
+    // Move it out of the way of the descriptors it is about to become.
+    output = fcntl(output, F_DUPFD_CLOEXEC, 3);
+    if (output < 0) return false;
+  }
+  return dup2(plan.devNullFd, STDIN_FILENO) == STDIN_FILENO &&
+         dup2(output, STDOUT_FILENO) == STDOUT_FILENO &&
+         dup2(output, STDERR_FILENO) == STDERR_FILENO;
+}
+
+bool closeOtherDescriptors(const ChildPlan& plan) {
+  unsigned int errorFd = plan.errorFd;
+  if (errorFd > 3 && close_range(3, errorFd - 1, 0) < 0) return false;
+  return close_range(errorFd + 1, ~0U, 0) == 0;
+}
+
+bool bringUpLoopback() {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  struct ifreq request = {};
+  strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+  bool ok = ioctl(fd, SIOCGIFFLAGS, &request) == 0;
+  if (ok) {
+    request.ifr_flags |= IFF_UP | IFF_RUNNING;
+    ok = ioctl(fd, SIOCSIFFLAGS, &request) == 0;
+  }
+  int savedErrno = errno;
+  close(fd);
+  errno = savedErrno;
+  return ok;
+}
+
+// Tries each exec candidate like execvpe() does; returns only on failure, with errno set.
+void execCommand(const ChildPlan& plan) {
+  bool sawAccessDenied = false;
+  int error = ENOENT;
+  for (const char* path : plan.execCandidates) {
+    execve(path, const_cast<char* const*>(plan.argv), const_cast<char* const*>(plan.envp));
+    error = errno;
+    if (error == EACCES) {
+      sawAccessDenied = true;
+    } else if (error != ENOENT && error != ENOTDIR && error != ESTALE && error != ENODEV &&
+               error != ETIMEDOUT) {
+      break;
+    }
+  }
+  if (sawAccessDenied && (error == ENOENT || error == ENOTDIR)) error = EACCES;
+  errno = error;
+}
+
+// Runs the child's steps and execs. Returns only after reporting a failure; the caller then
+// exits.
+void runChild(const ChildPlan& plan) {
+  auto fail = [&plan](Step step) { reportFailure(plan, step, errno); };
+
+  if (!resetSignals()) return fail(Step::SIGNALS);
+  // Join v1 cgroups first, while still root, so that every later step is accounted there.
+  if (!joinCgroups(plan)) return fail(Step::CGROUP);
+  if (setsid() < 0) return fail(Step::SESSION);
+  if (!redirectStdio(plan)) return fail(Step::STDIO);
+  if (!closeOtherDescriptors(plan)) return fail(Step::CLOSE_FDS);
+
+  if (plan.makeMountsPrivate && mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) {
+    return fail(Step::MOUNT_PRIVATE);
+  }
+  if (plan.mountProc &&
+      mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0) {
+    return fail(Step::MOUNT_PROC);
+  }
+  if (plan.bringUpLoopback && !bringUpLoopback()) return fail(Step::LOOPBACK);
+
+  if (plan.switchUser) {
+    // Raw system calls: glibc's wrappers would try to change the credentials of every thread
+    // of the parent, which it still believes exist; the kernel changes only this one, which
+    // is all the child has.
+    auto groups = plan.supplementaryGroups;
+    if (syscall(SYS_setgroups, groups.size(), groups.begin()) < 0) return fail(Step::SETGROUPS);
+    if (syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) < 0) return fail(Step::SETGID);
+    if (syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) < 0) return fail(Step::SETUID);
+  }
+
+  // After dropping privileges, so that the job user must be able to reach its directory.
+  if (chdir(plan.workingDir) < 0) return fail(Step::CHDIR);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return fail(Step::NO_NEW_PRIVS);
+
+  execCommand(plan);
+  fail(Step::EXEC);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parent side.
+
+void requireNoNul(kj::StringPtr text, const char* what) {
+  KJ_REQUIRE(strlen(text.cStr()) == text.size(), "argument contains a NUL byte", what, text);
+}
+
+// A null-terminated array of pointers into `strings`, for execve().
+kj::Array<const char*> cStringArray(kj::ArrayPtr<const kj::String> strings) {
+  auto result = kj::heapArrayBuilder<const char*>(strings.size() + 1);
+  for (auto& string : strings) result.add(string.cStr());
+  result.add(nullptr);
+  return result.finish();
+}
+
+// The PATH of the job's own environment, or the POSIX default when it has none.
+kj::StringPtr jobSearchPath(kj::ArrayPtr<const kj::String> env) {
+  for (auto& entry : env) {
+    if (entry.startsWith("PATH=")) return entry.slice(strlen("PATH="));
+  }
+  return "/usr/bin:/bin";
+}
+
+kj::Array<kj::String> execCandidates(kj::StringPtr command, kj::StringPtr searchPath) {
+  kj::Vector<kj::String> candidates;
+  if (strchr(command.cStr(), '/') != nullptr) {
+    candidates.add(kj::str(command));
+    return candidates.releaseAsArray();
+  }
+  const char* start = searchPath.begin();
+  for (;;) {
+    const char* end = strchr(start, ':');
+    if (end == nullptr) end = searchPath.end();
+    auto directory = kj::arrayPtr(start, end);
+    // An empty PATH entry means the working directory, as for execvpe().
+    if (directory.size() == 0) {
+      candidates.add(kj::str(command));
+    } else {
+      candidates.add(kj::str(directory, '/', command));
+    }
+    if (end == searchPath.end()) break;
+    start = end + 1;
+  }
+  return candidates.releaseAsArray();
+}
+
+// Returns `fd` itself, or a close-on-exec duplicate numbered 3 or above, so that the child
+// can dup2() onto 0, 1 and 2 without overwriting it.
+kj::AutoCloseFd aboveStdio(kj::AutoCloseFd fd) {
+  if (fd.get() >= 3) return fd;
+  int moved;
+  KJ_SYSCALL(moved = fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+  return kj::AutoCloseFd(moved);
+}
+
+kj::String describeStep(Step step, const ChildPlan& plan) {
+  switch (step) {
+    case Step::SIGNALS:
+      return kj::str("reset signals");
+    case Step::CGROUP:
+      return kj::str("join cgroup");
+    case Step::SESSION:
+      return kj::str("setsid");
+    case Step::STDIO:
+      return kj::str("redirect stdio");
+    case Step::CLOSE_FDS:
+      return kj::str("close descriptors");
+    case Step::MOUNT_PRIVATE:
+      return kj::str("make mounts private");
+    case Step::MOUNT_PROC:
+      return kj::str("mount /proc");
+    case Step::LOOPBACK:
+      return kj::str("bring up lo");
+    case Step::SETGROUPS:
+      return kj::str("setgroups");
+    case Step::SETGID:
+      return kj::str("setgid ", plan.gid);
+    case Step::SETUID:
+      return kj::str("setuid ", plan.uid);
+    case Step::CHDIR:
+      return kj::str("chdir ", plan.workingDir);
+    case Step::NO_NEW_PRIVS:
+      return kj::str("set no_new_privs");
+    case Step::EXEC:
+      return kj::str("exec ", plan.argv[0]);
+  }
+  return kj::str("step ", static_cast<int>(step));
+}
+
+// Waits for the exit of a child known to be exiting (it reported a failure).
+void reapFailedChild(int pidfd) {
+  siginfo_t info = {};
+  KJ_SYSCALL(waitid(static_cast<idtype_t>(P_PIDFD), pidfd, &info, WEXITED));
+}
+
+}  // namespace
+
+kj::OneOf<Spawned, LaunchFailure> spawn(const SpawnOptions& options) {
+  auto& request = options.request;
+  KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
+  for (auto& arg : request.argv) requireNoNul(arg, "argv");
+  for (auto& entry : request.env) {
+    requireNoNul(entry, "env");
+    KJ_REQUIRE(entry.findFirst('=') != nullptr, "environment entry is not NAME=value", entry);
+  }
+  requireNoNul(request.workingDir, "workingDir");
+  KJ_REQUIRE(request.workingDir.startsWith("/"), "working directory must be an absolute path",
+             request.workingDir);
+  KJ_REQUIRE(request.outputFd >= 0, "no output descriptor", request.outputFd);
+
+  auto& credentials = request.credentials;
+  KJ_REQUIRE(credentials.uid != 0, "refusing to run a job as root (uid 0)", credentials.userName);
+  KJ_REQUIRE(credentials.gid != 0, "refusing to run a job with group root (gid 0)",
+             credentials.userName);
+  bool switchUser = geteuid() == 0;
+  if (!switchUser) {
+    KJ_REQUIRE(credentials.uid == geteuid() && credentials.gid == getegid(),
+               "an unprivileged runnerd can only run jobs as its own user", credentials.uid,
+               credentials.gid);
+  }
+
+  auto argv = cStringArray(request.argv);
+  auto envp = cStringArray(request.env);
+  auto candidates = execCandidates(request.argv[0], jobSearchPath(request.env));
+  auto candidatePointers = KJ_MAP(candidate, candidates) {
+    return candidate.cStr();
+  };
+
+  int fd;
+  KJ_SYSCALL(fd = open("/dev/null", O_RDONLY | O_CLOEXEC));
+  auto devNull = aboveStdio(kj::AutoCloseFd(fd));
+  int pipeFds[2];
+  KJ_SYSCALL(pipe2(pipeFds, O_CLOEXEC));
+  auto errorRead = kj::AutoCloseFd(pipeFds[0]);
+  auto errorWrite = aboveStdio(kj::AutoCloseFd(pipeFds[1]));
+
+  auto& isolation = request.isolation;
+  ChildPlan plan = {
+      .argv = argv.begin(),
+      .envp = envp.begin(),
+      .execCandidates = candidatePointers,
+      .workingDir = request.workingDir.cStr(),
+      .devNullFd = devNull.get(),
+      .outputFd = request.outputFd,
+      .errorFd = errorWrite.get(),
+      .cgroupProcsFds = options.cgroupProcsFds,
+      // A PID namespace needs its own mount namespace for its own /proc.
+      .makeMountsPrivate = isolation.mount || isolation.pid,
+      .mountProc = isolation.pid,
+      .bringUpLoopback = isolation.net,
+      .switchUser = switchUser,
+      .uid = credentials.uid,
+      .gid = credentials.gid,
+      .supplementaryGroups = credentials.supplementaryGroups,
+  };
+
+  int pidfd = -1;
+  struct clone_args args = {};
+  args.flags = CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+  if (isolation.pid) args.flags |= CLONE_NEWPID;
+  if (plan.makeMountsPrivate) args.flags |= CLONE_NEWNS;
+  if (isolation.net) args.flags |= CLONE_NEWNET;
+  KJ_IF_MAYBE (cgroupFd, options.cgroupDirFd) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = *cgroupFd;
+  }
+  args.pidfd = reinterpret_cast<uintptr_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+
+  long cloned = syscall(SYS_clone3, &args, sizeof(args));
+  if (cloned < 0) {
+    KJ_FAIL_SYSCALL("clone3", errno, request.argv[0], isolation.pid, isolation.mount,
+                    isolation.net);
+  }
+  if (cloned == 0) {
+    KJ_DEFER(_exit(127));
+    runChild(plan);
+  }
+
+  pid_t pid = cloned;
+  kj::AutoCloseFd pidfdOwner(pidfd);
+  errorWrite = nullptr;
+
+  ChildError report;
+  ssize_t n;
+  KJ_SYSCALL(n = read(errorRead.get(), &report, sizeof(report)));
+  if (n == 0) return Spawned{pid, kj::mv(pidfdOwner)};
+
+  KJ_ASSERT(n == sizeof(report), "short report from the child", n);
+  reapFailedChild(pidfdOwner.get());
+  return LaunchFailure{
+      report.errorNumber,
+      kj::str(describeStep(report.step, plan), ": ", strerror(report.errorNumber)),
+  };
+}
+
+kj::Maybe<uint64_t> processStartTime(pid_t pid) {
+  KJ_REQUIRE(pid > 0, "not a process id", pid);
+  auto path = kj::str("/proc/", pid, "/stat");
+  int fd;
+  KJ_SYSCALL_HANDLE_ERRORS(fd = open(path.cStr(), O_RDONLY | O_CLOEXEC)) {
+    case ENOENT:
+    case ESRCH:
+      return nullptr;
+    default:
+      KJ_FAIL_SYSCALL("open", error, path);
+  }
+  kj::AutoCloseFd file(fd);
+
+  // comm is at most 16 bytes and the other fields are numbers: the line fits.
+  char buffer[2048];
+  size_t size = 0;
+  for (;;) {
+    ssize_t n;
+    KJ_SYSCALL_HANDLE_ERRORS(n = read(file.get(), buffer + size, sizeof(buffer) - 1 - size)) {
+      case ESRCH:
+        return nullptr;
+      default:
+        KJ_FAIL_SYSCALL("read", error, path);
+    }
+    size += n;
+    if (n == 0 || size == sizeof(buffer) - 1) break;
+  }
+  buffer[size] = '\0';
+
+  // Field 2 is "(comm)" and comm may contain spaces and ')': fields 3 and on follow the last
+  // ')'. Field 22 is then the 20th space-separated field after it.
+  const char* cursor = strrchr(buffer, ')');
+  KJ_ASSERT(cursor != nullptr, "unexpected /proc/PID/stat format", path);
+  ++cursor;
+  for (int field = 3; field <= 22; ++field) {
+    KJ_ASSERT(*cursor == ' ', "unexpected /proc/PID/stat format", path, field);
+    ++cursor;
+    if (field < 22) {
+      cursor = strchr(cursor, ' ');
+      KJ_ASSERT(cursor != nullptr, "unexpected /proc/PID/stat format", path, field);
+    }
+  }
+  char* end;
+  errno = 0;
+  unsigned long long startTime = strtoull(cursor, &end, 10);
+  KJ_ASSERT(end != cursor && (*end == ' ' || *end == '\n') && errno == 0,
+            "unexpected /proc/PID/stat format", path);
+  return uint64_t(startTime);
+}
+
+}  // namespace runner::executors
