@@ -1,0 +1,31 @@
+#pragma once
+// EventLog: runnerd's one-line-per-event log (jobs started, ended and stopped, refused
+// handshakes, permission denials), written to a descriptor (stderr in runnerd).
+
+#include <kj/string.h>
+#include <stdint.h>
+
+namespace runner {
+
+class EventLog {
+ public:
+  // Writes to `fd`, which the caller keeps open.
+  explicit EventLog(int fd) : fd(fd) {}
+  KJ_DISALLOW_COPY(EventLog);
+
+  // Writes "<UTC time> <text>\n" in one write(2), so lines of concurrent writers never mix.
+  void write(kj::StringPtr text);
+
+  template <typename... Params>
+  void operator()(Params&&... params) {
+    write(kj::str(kj::fwd<Params>(params)...));
+  }
+
+ private:
+  int fd;
+};
+
+// Unix time in milliseconds.
+int64_t nowMillis();
+
+}  // namespace runner

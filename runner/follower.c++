@@ -1,0 +1,75 @@
+#include "runner/follower.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <kj/debug.h>
+#include <unistd.h>
+
+namespace runner {
+
+namespace {
+
+class Follower {
+ public:
+  Follower(Job& job, OutputSink& sink, uint64_t offset, bool follow)
+      : job(job),
+        sink(sink),
+        fd(openOutput(job)),
+        offset(offset),
+        follow(follow),
+        buffer(kj::heapArray<kj::byte>(FOLLOWER_CHUNK_BYTES)) {}
+
+  kj::Promise<void> run() {
+    // Whether the job had ended before this read: if so, a short read is the true end.
+    bool endedBefore = job.hasEnded();
+    size_t n = readChunk();
+    if (n > 0) {
+      return sink.write(buffer.slice(0, n)).then([this]() { return run(); });
+    }
+    if (endedBefore || !follow) return sink.end(job);
+
+    // At the end of a running job's output. Ask to be woken first, then look once more, so a
+    // write between the last read and the wait cannot be missed.
+    auto changed = job.outputChanged();
+    n = readChunk();
+    if (n > 0) {
+      return sink.write(buffer.slice(0, n)).then([this]() { return run(); });
+    }
+    return changed.then([this]() { return run(); });
+  }
+
+ private:
+  Job& job;
+  OutputSink& sink;
+  kj::AutoCloseFd fd;
+  uint64_t offset;
+  bool follow;
+  kj::Array<kj::byte> buffer;
+
+  static kj::AutoCloseFd openOutput(Job& job) {
+    int raw;
+    KJ_SYSCALL_HANDLE_ERRORS(raw = open(job.outputPath().cStr(), O_RDONLY | O_CLOEXEC)) {
+      default:
+        KJ_FAIL_REQUIRE("the output of this job is not available", job.id(), job.outputPath(),
+                        strerror(error));
+    }
+    return kj::AutoCloseFd(raw);
+  }
+
+  size_t readChunk() {
+    ssize_t n;
+    KJ_SYSCALL(n = pread(fd, buffer.begin(), buffer.size(), offset), job.outputPath());
+    offset += n;
+    return n;
+  }
+};
+
+}  // namespace
+
+kj::Promise<void> followOutput(Job& job, OutputSink& sink, uint64_t fromOffset, bool follow) {
+  auto follower = kj::heap<Follower>(job, sink, fromOffset, follow);
+  auto promise = follower->run();
+  return promise.attach(kj::mv(follower));
+}
+
+}  // namespace runner

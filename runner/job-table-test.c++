@@ -1,0 +1,306 @@
+#include "runner/job-table.h"
+
+#include <gtest/gtest.h>
+#include <kj/debug.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "executors/spawn.h"
+#include "runner/event-log.h"
+
+#include "runner/test-harness.h"
+
+namespace runner {
+namespace {
+
+using testing::Harness;
+using testing::TempDir;
+
+// Whether `pid` has died (gone, or a zombie waiting for its new parent to reap it). SIGKILL
+// takes effect asynchronously, so this waits up to two seconds for it.
+bool diesSoon(pid_t pid) {
+  for (int i = 0; i < 200; i++) {
+    auto path = kj::str("/proc/", pid, "/stat");
+    FILE* f = fopen(path.cStr(), "r");
+    if (f == nullptr) return true;
+    char buffer[512];
+    size_t n = fread(buffer, 1, sizeof(buffer) - 1, f);
+    fclose(f);
+    buffer[n] = 0;
+    const char* close = strrchr(buffer, ')');
+    if (close != nullptr && close[1] == ' ' && close[2] == 'Z') return true;
+    usleep(10000);
+  }
+  return false;
+}
+
+#define SKIP_UNLESS_JOBS_CAN_RUN()                          \
+  KJ_IF_MAYBE(reason, testing::cannotRunJobs()) {           \
+    GTEST_SKIP() << reason->cStr();                         \
+  }
+
+TEST(JobTable, ExitCodeZeroIsExited) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  auto& job = h.sh("exit 0");
+  h.waitEnded(job);
+  EXPECT_EQ(job.record().state, JobState::EXITED);
+  EXPECT_EQ(job.record().exitCode, 0);
+  EXPECT_GT(job.record().endedAt, 0);
+}
+
+TEST(JobTable, ExitCodeThreeIsRecorded) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  auto& job = h.sh("exit 3");
+  h.waitEnded(job);
+  EXPECT_EQ(job.record().state, JobState::EXITED);
+  EXPECT_EQ(job.record().exitCode, 3);
+}
+
+TEST(JobTable, DeathBySignalIsKilled) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  auto& job = h.sh("kill -SEGV $$");
+  h.waitEnded(job);
+  EXPECT_EQ(job.record().state, JobState::KILLED);
+  EXPECT_EQ(job.record().termSignal, SIGSEGV);
+}
+
+TEST(JobTable, MissingCommandFailsWithErrnoText) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  kj::StringPtr argv[] = {"/no/such/command"};
+  auto& job = h.start(argv);
+  EXPECT_EQ(job.record().state, JobState::FAILED);
+  EXPECT_NE(job.record().error.findFirst('N'), nullptr);
+  EXPECT_TRUE(strstr(job.record().error.cStr(), "No such file or directory") != nullptr)
+      << job.record().error.cStr();
+}
+
+TEST(JobTable, EmptyCommandIsRejected) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  StartRequest request;
+  request.command = kj::str("");
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { h.table->start("alice", kj::mv(request)); })) {
+    EXPECT_TRUE(strstr(e->getDescription().cStr(), "empty command") != nullptr)
+        << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "an empty command was accepted";
+  }
+  EXPECT_EQ(h.table->all().size(), 0u);
+}
+
+TEST(JobTable, UnknownExecutorAndBadEnvironmentAreRejected) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  {
+    StartRequest request;
+    request.command = kj::str("true");
+    request.executor = kj::str("nonesuch");
+    auto e = kj::runCatchingExceptions([&]() { h.table->start("alice", kj::mv(request)); });
+    ASSERT_TRUE(e != nullptr);
+    EXPECT_TRUE(strstr(KJ_ASSERT_NONNULL(e).getDescription().cStr(), "unknown executor"));
+  }
+  {
+    StartRequest request;
+    request.command = kj::str("true");
+    request.env = kj::arr(kj::str("NOEQUALSSIGN"));
+    auto e = kj::runCatchingExceptions([&]() { h.table->start("alice", kj::mv(request)); });
+    ASSERT_TRUE(e != nullptr);
+    EXPECT_TRUE(strstr(KJ_ASSERT_NONNULL(e).getDescription().cStr(), "NAME=value"));
+  }
+  EXPECT_EQ(h.table->all().size(), 0u);
+}
+
+TEST(JobTable, StopEscalatesToKillAfterTheGracePeriod) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  auto& job = h.sh("trap '' TERM; echo ready; while :; do sleep 0.05; done");
+  // Wait until the trap is installed.
+  while (h.output(job) != "ready\n") job.outputChanged().wait(h.io.waitScope);
+  auto& timer = h.io.provider->getTimer();
+  auto before = timer.now();
+  job.stop(300 * kj::MILLISECONDS).wait(h.io.waitScope);
+  auto elapsed = timer.now() - before;
+  EXPECT_EQ(job.record().state, JobState::STOPPED);
+  EXPECT_EQ(job.record().termSignal, SIGKILL);
+  EXPECT_GE(elapsed, 300 * kj::MILLISECONDS);
+}
+
+TEST(JobTable, StopOfAJobThatHonoursTermIsQuick) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  auto& job = h.sh("exec sleep 1000");
+  job.stop(30 * kj::SECONDS).wait(h.io.waitScope);
+  EXPECT_EQ(job.record().state, JobState::STOPPED);
+  EXPECT_EQ(job.record().termSignal, SIGTERM);
+}
+
+TEST(JobTable, StopKillsBackgroundChildrenOfTheJob) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  auto& job = h.sh("sleep 1000 & echo $!; wait");
+  while (h.output(job).size() == 0) job.outputChanged().wait(h.io.waitScope);
+  auto text = h.output(job);
+  auto child = kj::str(text.slice(0, text.size() - 1)).parseAs<int>();
+  ASSERT_EQ(kill(child, 0), 0);
+  job.stop(1 * kj::SECONDS).wait(h.io.waitScope);
+  EXPECT_TRUE(diesSoon(child));
+}
+
+TEST(JobTable, LeftoversDieWhenTheMainProcessEnds) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  auto& job = h.sh("sleep 1000 & echo $!");
+  h.waitEnded(job);
+  auto text = h.output(job);
+  auto child = kj::str(text.slice(0, text.size() - 1)).parseAs<int>();
+  EXPECT_EQ(job.record().state, JobState::EXITED);
+  EXPECT_TRUE(diesSoon(child));
+}
+
+TEST(JobTable, RunsAsRunnerJobsWithACleanEnvironment) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  setenv("RUNNER_TEST_SECRET", "leaked", 1);
+  StartRequest request;
+  request.command = kj::str("/bin/sh");
+  request.args = kj::arr(
+      kj::str("-c"), kj::str("id -u; echo \"[$RUNNER_TEST_SECRET]\"; echo \"$GREETING\"; echo $USER"));
+  request.env = kj::arr(kj::str("GREETING=hello world"));
+  auto& job = h.table->start("alice", kj::mv(request));
+  h.waitEnded(job);
+  unsetenv("RUNNER_TEST_SECRET");
+  auto uid = getpwnam("runner-jobs")->pw_uid;
+  EXPECT_EQ(h.output(job), kj::str(uid, "\n[]\nhello world\nrunner-jobs\n"));
+}
+
+TEST(JobTable, OutputFileIsNotWritableByTheJobUser) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  auto& job = h.sh("echo hi");
+  h.waitEnded(job);
+  struct stat st;
+  ASSERT_EQ(stat(job.outputPath().cStr(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(h.output(job), "hi\n");
+  EXPECT_EQ(job.outputBytes(), 3u);
+}
+
+TEST(JobTable, UsageIsRecorded) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  auto& job = h.sh("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done");
+  h.waitEnded(job);
+  EXPECT_GT(job.record().usage.cpuUserMicros + job.record().usage.cpuSystemMicros, 0u);
+  EXPECT_GT(job.record().usage.peakMemoryBytes, 0u);
+}
+
+TEST(JobTable, RestartedServerKnowsEveryJobWithItsFinalState) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  kj::String ids[3];
+  {
+    Harness h(dir);
+    auto& a = h.sh("echo one; exit 0");
+    auto& b = h.sh("exit 7");
+    kj::StringPtr argv[] = {"/missing"};
+    auto& c = h.start(argv, "bob");
+    h.waitEnded(a);
+    h.waitEnded(b);
+    ids[0] = kj::str(a.id());
+    ids[1] = kj::str(b.id());
+    ids[2] = kj::str(c.id());
+  }
+  Harness h(dir);
+  ASSERT_EQ(h.table->all().size(), 3u);
+  auto& a = KJ_ASSERT_NONNULL(h.table->find(ids[0]));
+  auto& b = KJ_ASSERT_NONNULL(h.table->find(ids[1]));
+  auto& c = KJ_ASSERT_NONNULL(h.table->find(ids[2]));
+  EXPECT_EQ(a.record().state, JobState::EXITED);
+  EXPECT_EQ(h.output(a), "one\n");
+  EXPECT_EQ(b.record().exitCode, 7);
+  EXPECT_EQ(c.record().state, JobState::FAILED);
+  EXPECT_EQ(c.record().owner, "bob");
+  EXPECT_EQ(h.table->all()[0]->id(), ids[0]);
+}
+
+TEST(JobTable, JobRunningWhenTheServerWentAwayBecomesLost) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  kj::String id;
+  pid_t pid;
+  {
+    Harness h(dir);
+    auto& job = h.sh("exec sleep 1000");
+    id = kj::str(job.id());
+    pid = job.record().pid;
+    // The server "crashes": its job table goes without ending the job; the process is killed
+    // behind its back, as if it died while nobody watched.
+    kill(-pid, SIGKILL);
+    h.table = nullptr;
+  }
+  Harness h(dir);
+  auto& job = KJ_ASSERT_NONNULL(h.table->find(id));
+  EXPECT_EQ(job.record().state, JobState::LOST);
+  EXPECT_GT(job.record().endedAt, 0);
+  EXPECT_GT(job.record().error.size(), 0u);
+}
+
+TEST(JobTable, OrphanStillRunningAfterARestartIsKilledAndLost) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  // A job whose server went away while it kept running: its own process group, recorded as
+  // running with its real pid and start time.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  pid_t pid;
+  char* argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("1000"), nullptr};
+  ASSERT_EQ(posix_spawn(&pid, "/bin/sleep", nullptr, &attr, argv, environ), 0);
+  posix_spawnattr_destroy(&attr);
+  {
+    auto store = Store::open(kj::str(dir.path(), "/runner.db"));
+    JobRecord record;
+    record.id = newJobId();
+    record.owner = kj::str("alice");
+    record.command = kj::str("/bin/sleep");
+    record.executor = kj::str("local");
+    record.createdAt = record.startedAt = nowMillis();
+    record.pid = pid;
+    record.pidStartTime = KJ_ASSERT_NONNULL(executors::processStartTime(pid));
+    store->insert(record);
+  }
+  Harness h(dir);
+  ASSERT_EQ(h.table->all().size(), 1u);
+  auto& job = *h.table->all()[0];
+  EXPECT_EQ(job.record().state, JobState::LOST);
+  EXPECT_TRUE(strstr(job.record().error.cStr(), "restarted") != nullptr) << job.record().error.cStr();
+  int status;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+}  // namespace
+}  // namespace runner

@@ -1,0 +1,324 @@
+#include "runner/job-table.h"
+
+#include <fcntl.h>
+#include <kj/debug.h>
+#include <kj/encoding.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "executors/spawn.h"
+#include "runner/store.h"
+
+namespace runner {
+
+namespace {
+
+constexpr kj::StringPtr DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"_kj;
+
+void requireNoNul(kj::StringPtr text, kj::StringPtr what) {
+  KJ_REQUIRE(strlen(text.cStr()) == text.size(), "NUL byte in the job's spec", what);
+}
+
+kj::ArrayPtr<const char> envName(kj::StringPtr entry) {
+  KJ_IF_MAYBE(eq, entry.findFirst('=')) {
+    return entry.slice(0, *eq);
+  }
+  return entry;
+}
+
+}  // namespace
+
+kj::String newJobId() {
+  kj::byte bytes[16];
+  KJ_ASSERT(getrandom(bytes, sizeof(bytes), 0) == sizeof(bytes));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;  // version 4
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;  // RFC 4122 variant
+  auto hex = kj::encodeHex(bytes);
+  return kj::str(hex.slice(0, 8), '-', hex.slice(8, 12), '-', hex.slice(12, 16), '-',
+                 hex.slice(16, 20), '-', hex.slice(20, 32));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Job
+
+Job::Job(JobTable& table, JobRecord record, kj::String path)
+    : table(table), rec(kj::mv(record)), path(kj::mv(path)) {}
+
+uint64_t Job::outputBytes() const {
+  struct stat st;
+  if (stat(path.cStr(), &st) < 0) return 0;
+  return st.st_size;
+}
+
+kj::Promise<void> Job::whenEnded() {
+  if (hasEnded()) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  endWaiters.add(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
+}
+
+kj::Promise<void> Job::outputChanged() {
+  KJ_IF_MAYBE(w, watch) {
+    return (*w)->nextChange();
+  }
+  // Ended: nothing will change any more.
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> Job::stop(kj::Maybe<kj::Duration> grace) {
+  KJ_IF_MAYBE(p, process) {
+    auto& proc = **p;
+    auto delay = grace.orDefault(table.cfg.defaultGrace);
+    if (!stopRequested) {
+      stopRequested = true;
+      table.log("job stopping id=", rec.id, " owner=", rec.owner, " grace=", delay);
+    }
+    proc.signalAll(delay == 0 * kj::SECONDS ? SIGKILL : SIGTERM);
+    auto deadline = table.timer.now() + delay;
+    bool earlier = true;
+    KJ_IF_MAYBE(current, killDeadline) {
+      earlier = deadline < *current;
+    }
+    if (delay > 0 * kj::SECONDS && earlier) {
+      killDeadline = deadline;
+      killTimer = table.timer.atTime(deadline)
+                      .then([this]() {
+                        KJ_IF_MAYBE(still, process) {
+                          table.log("job did not end within its grace period, killing id=",
+                                    rec.id);
+                          (*still)->signalAll(SIGKILL);
+                        }
+                      })
+                      .eagerlyEvaluate(nullptr);
+    }
+  }
+  return whenEnded();
+}
+
+void Job::finish(const executors::ExitStatus& status) {
+  rec.endedAt = nowMillis();
+  rec.exitCode = status.signaled ? 0 : status.exitCode;
+  rec.termSignal = status.signaled ? status.termSignal : 0;
+  rec.oomKilled = status.oomKilled;
+  rec.oomKilledMain = status.oomKilledMain;
+  rec.usage = status.usage;
+  if (stopRequested) {
+    rec.state = JobState::STOPPED;
+  } else if (status.signaled) {
+    rec.state = JobState::KILLED;
+  } else {
+    rec.state = JobState::EXITED;
+  }
+  rec.pid = 0;
+  rec.pidStartTime = 0;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { table.store.update(rec); })) {
+    // The job has ended all the same; a restarted server will report it lost.
+    table.log("cannot record the end of job ", rec.id, ": ", e->getDescription());
+  }
+
+  auto how = status.signaled ? kj::str("signal=", status.termSignal)
+                             : kj::str("exit=", status.exitCode);
+  table.log("job ended id=", rec.id, " owner=", rec.owner, " state=", stateName(rec.state), " ",
+            how, status.oomKilled ? " oom-killed" : "");
+  markEnded();
+}
+
+void Job::markEnded() {
+  // The process has been reaped; its descriptors (pidfd, cgroup) go now, not with the table.
+  process = nullptr;
+  killTimer = nullptr;
+  KJ_IF_MAYBE(w, watch) {
+    (*w)->wakeAll();
+  }
+  watch = nullptr;
+  auto waiters = kj::mv(endWaiters);
+  for (auto& waiter : waiters) waiter->fulfill();
+}
+
+// ---------------------------------------------------------------------------------------------
+// JobTable
+
+JobTable::JobTable(JobTableConfig config, executors::ExecutorSet& executors, Store& store,
+                   kj::Timer& timer, OutputWatcher& watcher, EventLog& log)
+    : cfg(kj::mv(config)),
+      executors(executors),
+      store(store),
+      timer(timer),
+      watcher(watcher),
+      log(log),
+      errorHandler(log),
+      tasks(errorHandler) {
+  KJ_REQUIRE(cfg.runAs.uid != 0 && cfg.runAs.gid != 0, "refusing to run jobs as root");
+  KJ_REQUIRE(executors.find(cfg.defaultExecutor) != nullptr, "unknown executor",
+             cfg.defaultExecutor);
+}
+
+JobTable::~JobTable() noexcept(false) {}
+
+void JobTable::TaskErrorHandler::taskFailed(kj::Exception&& exception) {
+  log("internal error: ", exception.getDescription());
+}
+
+Job& JobTable::add(JobRecord record) {
+  auto path = kj::str(cfg.logDir, '/', record.id, ".log");
+  auto job = kj::heap<Job>(*this, kj::mv(record), kj::mv(path));
+  auto& ref = *job;
+  order.add(&ref);
+  jobs.insert(ref.rec.id, kj::mv(job));
+  return ref;
+}
+
+void JobTable::load() {
+  auto records = store.recover(nowMillis());
+  for (auto& record : records) {
+    if (record.state == JobState::RUNNING) {
+      // The previous runnerd left it running. Nothing can reap it or learn how it ends, so it
+      // does not outlive the restart: its process group is killed, as systemd's
+      // KillMode=control-group would have done with the server.
+      if (record.pid > 0) kill(-record.pid, SIGKILL);
+      record.state = JobState::LOST;
+      record.endedAt = nowMillis();
+      record.error = kj::str("runnerd restarted while the job was running; the job was killed");
+      record.pid = 0;
+      record.pidStartTime = 0;
+      store.update(record);
+      log("job lost id=", record.id, " owner=", record.owner, ": ", record.error);
+    }
+    add(kj::mv(record));
+  }
+}
+
+kj::Array<kj::String> JobTable::buildEnvironment(kj::ArrayPtr<const kj::String> extra) {
+  kj::Vector<kj::String> env;
+  env.add(kj::str("PATH=", DEFAULT_PATH));
+  env.add(kj::str("HOME=", cfg.runAs.homeDir));
+  env.add(kj::str("USER=", cfg.runAs.userName));
+  env.add(kj::str("LOGNAME=", cfg.runAs.userName));
+  env.add(kj::str("LANG=C.UTF-8"));
+  for (auto& entry : extra) {
+    requireNoNul(entry, "environment");
+    auto name = envName(entry);
+    KJ_REQUIRE(name.size() > 0 && name.size() < entry.size(),
+               "environment entries must look like NAME=value", entry);
+    bool replaced = false;
+    for (auto& existing : env) {
+      if (envName(existing) == name) {
+        existing = kj::str(entry);
+        replaced = true;
+      }
+    }
+    if (!replaced) env.add(kj::str(entry));
+  }
+  return env.releaseAsArray();
+}
+
+kj::String JobTable::defaultWorkingDir() {
+  struct stat st;
+  if (stat(cfg.runAs.homeDir.cStr(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return kj::str(cfg.runAs.homeDir);
+  }
+  return kj::str("/");
+}
+
+Job& JobTable::start(kj::StringPtr owner, StartRequest&& request) {
+  KJ_REQUIRE(request.command.size() > 0, "empty command");
+  requireNoNul(request.command, "command");
+  for (auto& arg : request.args) requireNoNul(arg, "argument");
+  requireNoNul(request.workingDir, "working directory");
+  KJ_REQUIRE(request.workingDir.size() == 0 || request.workingDir.startsWith("/"),
+             "the working directory must be an absolute path", request.workingDir);
+
+  auto executorName = request.executor.size() > 0 ? kj::str(request.executor)
+                                                  : kj::str(cfg.defaultExecutor);
+  executors::Executor* executor;
+  KJ_IF_MAYBE(found, executors.find(executorName)) {
+    executor = found;
+  } else {
+    KJ_FAIL_REQUIRE("unknown executor", executorName);
+  }
+
+  JobRecord record;
+  record.id = newJobId();
+  record.owner = kj::str(owner);
+  record.command = kj::mv(request.command);
+  record.args = kj::mv(request.args);
+  record.workingDir =
+      request.workingDir.size() > 0 ? kj::mv(request.workingDir) : defaultWorkingDir();
+  record.executor = kj::mv(executorName);
+  record.limits = request.limits;
+  record.isolation = request.isolation;
+  record.createdAt = nowMillis();
+
+  auto path = kj::str(cfg.logDir, '/', record.id, ".log");
+  int rawFd;
+  KJ_SYSCALL(rawFd = open(path.cStr(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0640),
+             path);
+  kj::AutoCloseFd outputFd(rawFd);
+  // Nothing of the job may be left behind if it never starts.
+  bool launched = false;
+  KJ_DEFER(if (!launched) unlink(path.cStr()));
+
+  executors::LaunchRequest launch;
+  launch.jobId = kj::str(record.id);
+  kj::Vector<kj::String> argv(record.args.size() + 1);
+  argv.add(kj::str(record.command));
+  for (auto& arg : record.args) argv.add(kj::str(arg));
+  launch.argv = argv.releaseAsArray();
+  launch.env = buildEnvironment(request.env);
+  launch.workingDir = kj::str(record.workingDir);
+  launch.outputFd = outputFd;
+  launch.credentials.uid = cfg.runAs.uid;
+  launch.credentials.gid = cfg.runAs.gid;
+  launch.credentials.supplementaryGroups = kj::heapArray(cfg.runAs.supplementaryGroups.asPtr());
+  launch.credentials.userName = kj::str(cfg.runAs.userName);
+  launch.credentials.homeDir = kj::str(cfg.runAs.homeDir);
+  launch.limits = record.limits;
+  launch.isolation = record.isolation;
+
+  auto result = executor->launch(kj::mv(launch));
+  launched = true;
+  record.startedAt = nowMillis();
+
+  kj::Maybe<kj::Own<executors::Process>> process;
+  KJ_SWITCH_ONEOF(result) {
+    KJ_CASE_ONEOF(proc, kj::Own<executors::Process>) {
+      record.pid = proc->pid();
+      record.pidStartTime = executors::processStartTime(record.pid).orDefault(0);
+      record.placement.cgroupVersion = proc->placement().cgroupVersion;
+      record.placement.cgroupPath = kj::str(proc->placement().cgroupPath);
+      record.placement.ioDevice = kj::str(proc->placement().ioDevice);
+      process = kj::mv(proc);
+    }
+    KJ_CASE_ONEOF(failure, executors::LaunchFailure) {
+      record.state = JobState::FAILED;
+      record.endedAt = record.startedAt;
+      record.error = kj::mv(failure.message);
+    }
+  }
+
+  store.insert(record);
+  auto& job = add(kj::mv(record));
+
+  KJ_IF_MAYBE(proc, process) {
+    job.watch = watcher.watch(job.path);
+    log("job started id=", job.rec.id, " owner=", owner, " pid=", job.rec.pid,
+        " executor=", job.rec.executor, " command=", job.rec.command);
+    tasks.add((*proc)->onExit().then(
+        [&job](executors::ExitStatus status) { job.finish(status); }));
+    job.process = kj::mv(*proc);
+  } else {
+    log("job failed id=", job.rec.id, " owner=", owner, ": ", job.rec.error);
+  }
+  return job;
+}
+
+kj::Maybe<Job&> JobTable::find(kj::StringPtr id) {
+  KJ_IF_MAYBE(job, jobs.find(id)) {
+    return **job;
+  }
+  return nullptr;
+}
+
+}  // namespace runner

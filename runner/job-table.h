@@ -1,0 +1,144 @@
+#pragma once
+// JobTable: every job this server knows, running or ended, and the state machine that moves
+// them from `running` to their end.
+//
+// The table opens each job's output file, hands it to an executor, watches the process
+// through the event loop, and writes every state change to the store before anyone can
+// observe it. Jobs are never removed while the server runs, so a `Job&` stays valid for the
+// table's lifetime.
+
+#include <kj/async.h>
+#include <kj/map.h>
+#include <kj/time.h>
+#include <kj/vector.h>
+
+#include "executors/executor.h"
+#include "runner/event-log.h"
+#include "runner/job-record.h"
+#include "runner/output-watcher.h"
+
+namespace runner {
+
+class Store;
+
+// What a user asks to run, already translated from the wire.
+struct StartRequest {
+  kj::String command;
+  kj::Array<kj::String> args;
+  // Extra environment as "NAME=value"; overrides the defaults of the same name.
+  kj::Array<kj::String> env;
+  // Empty: the run-as user's home directory when it exists, else "/".
+  kj::String workingDir;
+  executors::Limits limits;
+  executors::Isolation isolation;
+  // Empty: the table's default executor.
+  kj::String executor;
+};
+
+struct JobTableConfig {
+  // Output files live here as <id>.log.
+  kj::String logDir;
+  // Who jobs run as. Never root.
+  executors::Credentials runAs;
+  kj::String defaultExecutor;
+  // Grace period of a stop that does not name one.
+  kj::Duration defaultGrace = 10 * kj::SECONDS;
+};
+
+class Job {
+ public:
+  KJ_DISALLOW_COPY(Job);
+
+  const JobRecord& record() const { return rec; }
+  kj::StringPtr id() const { return rec.id; }
+  kj::StringPtr outputPath() const { return path; }
+  bool hasEnded() const { return runner::hasEnded(rec.state); }
+
+  // Bytes of output so far (the size of the output file; 0 when it is gone).
+  uint64_t outputBytes() const;
+
+  // Resolves once the job has ended (at once if it has).
+  kj::Promise<void> whenEnded();
+
+  // Use JobTable::start().
+  Job(class JobTable& table, JobRecord record, kj::String path);
+
+  // Sends SIGTERM to every process of the job, and SIGKILL once `grace` has passed (at once for
+  // a zero grace). Resolves when the job has ended; the job ends `stopped`.
+  kj::Promise<void> stop(kj::Maybe<kj::Duration> grace);
+
+  // Resolves at the next write to the output or at the job's end, possibly spuriously. Call it
+  // before re-reading the output, so that no write can slip between the read and the wait.
+  kj::Promise<void> outputChanged();
+
+ private:
+  friend class JobTable;
+
+  class JobTable& table;
+  JobRecord rec;
+  kj::String path;
+  kj::Maybe<kj::Own<executors::Process>> process;
+  kj::Maybe<kj::Own<OutputWatcher::Watch>> watch;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> endWaiters;
+  bool stopRequested = false;
+  kj::Maybe<kj::TimePoint> killDeadline;
+  kj::Maybe<kj::Promise<void>> killTimer;
+
+  void finish(const executors::ExitStatus& status);
+  void markEnded();
+};
+
+class JobTable {
+ public:
+  JobTable(JobTableConfig config, executors::ExecutorSet& executors, Store& store,
+           kj::Timer& timer, OutputWatcher& watcher, EventLog& log);
+  ~JobTable() noexcept(false);
+  KJ_DISALLOW_COPY(JobTable);
+
+  // Loads every job the store knows. A job recorded as running whose process is gone becomes
+  // `lost`; one whose process is still there (runnerd restarted under it) is killed, since
+  // nothing can observe its end any more, and becomes `lost` too.
+  void load();
+
+  // Starts a job owned by `owner`. Throws for a request that can never run (empty command,
+  // unknown executor, a bad environment entry, a limit the executor cannot apply). A command
+  // that cannot be started yields a job in state `failed`.
+  Job& start(kj::StringPtr owner, StartRequest&& request);
+
+  kj::Maybe<Job&> find(kj::StringPtr id);
+
+  // All jobs in the order they were created.
+  kj::ArrayPtr<Job* const> all() const { return order; }
+
+  const JobTableConfig& config() const { return cfg; }
+
+ private:
+  friend class Job;
+
+  JobTableConfig cfg;
+  executors::ExecutorSet& executors;
+  Store& store;
+  kj::Timer& timer;
+  OutputWatcher& watcher;
+  EventLog& log;
+  kj::HashMap<kj::StringPtr, kj::Own<Job>> jobs;
+  kj::Vector<Job*> order;
+
+  class TaskErrorHandler final : public kj::TaskSet::ErrorHandler {
+   public:
+    explicit TaskErrorHandler(EventLog& log) : log(log) {}
+    void taskFailed(kj::Exception&& exception) override;
+    EventLog& log;
+  };
+  TaskErrorHandler errorHandler;
+  kj::TaskSet tasks;
+
+  Job& add(JobRecord record);
+  kj::Array<kj::String> buildEnvironment(kj::ArrayPtr<const kj::String> extra);
+  kj::String defaultWorkingDir();
+};
+
+// A new random (version 4) UUID.
+kj::String newJobId();
+
+}  // namespace runner
