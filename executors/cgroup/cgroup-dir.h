@@ -1,0 +1,77 @@
+#pragma once
+// CgroupDir: one cgroup directory held open as a descriptor, and the small text protocol of its
+// interface files (one value per write, "key value" lines, pid lists). Both drivers build on it.
+
+#include <kj/array.h>
+#include <kj/exception.h>
+#include <kj/io.h>
+#include <kj/string.h>
+#include <kj/vector.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+namespace runner::executors::cgroup {
+
+// Throws an exception whose whole description is "LIMIT: DETAIL", for a limit (or a piece of
+// job accounting, e.g. "memory accounting") the host cannot provide; `limit` names it, e.g.
+// "io limit". UNIMPLEMENTED by default: the executor cannot do it on this host.
+[[noreturn]] void failLimit(kj::StringPtr limit, kj::StringPtr detail,
+                            kj::Exception::Type type = kj::Exception::Type::UNIMPLEMENTED);
+
+class CgroupDir {
+ public:
+  // Opens the existing directory `path` (O_RDONLY | O_DIRECTORY: a descriptor CLONE_INTO_CGROUP
+  // accepts).
+  explicit CgroupDir(kj::String path);
+  KJ_DISALLOW_COPY(CgroupDir);
+  CgroupDir(CgroupDir&&) = default;
+
+  kj::StringPtr path() const { return dirPath; }
+  int fd() const { return dirFd; }
+
+  // The whole content of interface file `name`, or nullptr when the file does not exist.
+  kj::Maybe<kj::String> tryRead(kj::StringPtr name) const;
+  kj::String read(kj::StringPtr name) const;
+
+  // Writes `value` to interface file `name` with a single write(2), as cgroupfs wants.
+  // Returns 0 or the errno. The open uses O_CREAT: cgroupfs never creates files (a missing
+  // interface file still fails), while a plain directory standing in for cgroupfs in tests
+  // gets the file the kernel would have provided.
+  int tryWrite(kj::StringPtr name, kj::StringPtr value) const;
+
+  // tryWrite(), throwing on failure with a description naming `limit` (e.g. "memory limit").
+  void writeLimit(kj::StringPtr limit, kj::StringPtr name, kj::StringPtr value) const;
+
+  // The value of `key` in a file of "key value" lines (cpu.stat, memory.events, ...).
+  kj::Maybe<uint64_t> readKeyed(kj::StringPtr name, kj::StringPtr key) const;
+
+  // A file holding one number (memory.peak, cpuacct.usage_user, ...); nullptr when absent.
+  kj::Maybe<uint64_t> readNumber(kj::StringPtr name) const;
+
+  // The pids listed in cgroup.procs.
+  kj::Array<pid_t> processes() const;
+
+  bool exists(kj::StringPtr name) const;
+
+ private:
+  kj::String dirPath;
+  kj::AutoCloseFd dirFd;
+};
+
+// Creates `relative` (and its missing ancestors) under the directory `root`; existing
+// directories are fine.
+void makeDirs(kj::StringPtr root, kj::StringPtr relative);
+
+// Joins path pieces with exactly one '/' between them; empty pieces are skipped.
+kj::String joinPath(kj::ArrayPtr<const kj::StringPtr> pieces);
+
+// rmdir() of a cgroup directory that should be empty. Returns false while the kernel still
+// says EBUSY (the last process has died but is not yet released); true once the directory is
+// gone (or was already). Throws for any other error.
+bool tryRemoveDir(kj::StringPtr path);
+
+// tryRemoveDir(), retried for up to `maxMillis` milliseconds; throws if it never succeeds.
+// Blocking: for destructors and other places that cannot wait asynchronously.
+void removeDirBlocking(kj::StringPtr path, uint32_t maxMillis = 2000);
+
+}  // namespace runner::executors::cgroup

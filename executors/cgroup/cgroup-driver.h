@@ -1,0 +1,118 @@
+#pragma once
+// The cgroup driver interface: one per cgroup version (v1 per-controller hierarchies, v2 the
+// unified hierarchy), each creating and owning the cgroup(s) of one job. The executor only
+// speaks this interface, so v1 and v2 hosts behave the same from above.
+
+#include <kj/async.h>
+#include <kj/memory.h>
+#include <kj/string.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "executors/cgroup/io-device.h"
+#include "executors/executor.h"
+
+namespace runner::executors::cgroup {
+
+// The cgroup (v2) or set of cgroups, one per hierarchy (v1), of one job. Destroying it removes
+// the cgroup(s); it must be empty by then (call killAll() and wait for isEmpty() first).
+class JobCgroup {
+ public:
+  virtual ~JobCgroup() noexcept(false) = default;
+
+  // 1 or 2.
+  virtual uint8_t version() const = 0;
+
+  // v2: the job's cgroup directory. v1: the job's directory in the memory hierarchy (the one
+  // whose counters decide OOM kills); allPaths() lists every hierarchy.
+  virtual kj::StringPtr path() const = 0;
+  virtual kj::Array<kj::StringPtr> allPaths() const = 0;
+
+  // What spawn() needs to start the main process inside the cgroup: v2 gives a directory
+  // descriptor for CLONE_INTO_CGROUP, v1 the open cgroup.procs of every hierarchy.
+  virtual kj::Maybe<int> spawnDirFd() const = 0;
+  virtual kj::ArrayPtr<const int> spawnProcsFds() const = 0;
+
+  // Kills every process in the cgroup (SIGKILL), including ones forked while killing:
+  // v2 writes 1 to cgroup.kill; v1 freezes, kills every pid, thaws. Returns once the signals
+  // are sent; the processes are gone shortly after (see isEmpty()).
+  virtual void killAll() = 0;
+
+  // Sends `signal` to every process currently in the cgroup.
+  virtual void signalAll(int signal) = 0;
+
+  // No process is left in the cgroup.
+  virtual bool isEmpty() const = 0;
+
+  // Processes of the job the kernel's OOM killer has killed (memory.events oom_kill on v2,
+  // memory.oom_control oom_kill on v1). The cgroup is new, so this starts at 0.
+  virtual uint64_t oomKillCount() const = 0;
+
+  // CPU time and peak memory from the cgroup's counters, for all its processes, dead or alive.
+  virtual Usage usage() const = 0;
+
+  // Removes the cgroup directories. Returns false while the kernel still reports EBUSY (the
+  // last process died but is not yet released): call again shortly. True once all are gone.
+  virtual bool tryRemove() = 0;
+};
+
+class CgroupDriver {
+ public:
+  virtual ~CgroupDriver() noexcept(false) = default;
+
+  // 1 or 2.
+  virtual uint8_t version() const = 0;
+
+  // Creates the cgroup of job `jobId` (a child of the driver's parent cgroup named after the
+  // job) and applies `limits`; IO limits apply to `ioDevice`, which they require. A limit that
+  // cannot be applied (controller missing, invalid value, no device) throws, naming the limit,
+  // and leaves nothing behind.
+  virtual kj::Own<JobCgroup> create(kj::StringPtr jobId, const Limits& limits,
+                                    kj::Maybe<const IoDevice&> ioDevice) = 0;
+};
+
+// The cgroup of the calling process as listed in `procSelfCgroup` (the text of
+// /proc/self/cgroup): the line of v1 controller `controller`, or the "0::" line of the unified
+// hierarchy when `controller` is nullptr. nullptr when there is no such line.
+kj::Maybe<kj::String> ownCgroup(kj::StringPtr procSelfCgroup, kj::Maybe<kj::StringPtr> controller);
+
+// The parent of job cgroups, as runnerd --cgroup-parent takes it: a path starting with '/' is
+// relative to the hierarchy's root; any other path is below runnerd's own cgroup.
+constexpr kj::StringPtr DEFAULT_CGROUP_PARENT = "runner"_kj;
+
+// The parent cgroup `parent` designates (see DEFAULT_CGROUP_PARENT) for a process whose own
+// cgroup is `ownCgroupPath`, as a path from the hierarchy's root ("/a/b/runner").
+kj::String resolveCgroupParent(kj::StringPtr ownCgroupPath, kj::StringPtr parent);
+
+// The default parent of job cgroups: a child named "runner" of `ownCgroupPath`.
+kj::String defaultCgroupParent(kj::StringPtr ownCgroupPath);
+
+// Where the cgroup hierarchies of this host are mounted, read from /proc/self/mountinfo.
+struct CgroupMounts {
+  struct V1 {
+    // The controllers bound to this hierarchy, e.g. {"cpu", "cpuacct"} when co-mounted.
+    kj::Array<kj::String> controllers;
+    kj::String mountPoint;
+    // The cgroup at the mount point ("/" unless a container mounted a sub-tree).
+    kj::String mountRoot;
+  };
+  kj::Vector<V1> v1;
+
+  struct V2 {
+    kj::String mountPoint;
+    kj::String mountRoot;
+  };
+  kj::Maybe<V2> v2;
+};
+
+// Parses the text of /proc/self/mountinfo.
+CgroupMounts parseCgroupMounts(kj::StringPtr mountinfo);
+
+// The driver for this host: v2 when the unified hierarchy's root offers cpu, memory, pids and
+// io in cgroup.controllers; otherwise v1 when a v1 memory hierarchy is mounted; otherwise v2 if
+// mounted at all (limits needing a missing controller then fail when applied). `parent` is
+// resolved per hierarchy with resolveCgroupParent() against this process's own cgroup there.
+// Throws when the host has no usable cgroup hierarchy.
+kj::Own<CgroupDriver> newHostCgroupDriver(kj::StringPtr parent = DEFAULT_CGROUP_PARENT);
+
+}  // namespace runner::executors::cgroup

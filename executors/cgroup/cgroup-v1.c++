@@ -1,0 +1,250 @@
+#include "executors/cgroup/cgroup-v1.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <kj/debug.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "executors/cgroup/cgroup-dir.h"
+
+namespace runner::executors::cgroup {
+
+namespace {
+
+class JobCgroupV1 final : public JobCgroup {
+ public:
+  JobCgroupV1() = default;
+  KJ_DISALLOW_COPY(JobCgroupV1);
+
+  ~JobCgroupV1() noexcept(false) {
+    for (auto& cgroup : cgroups) {
+      if (cgroup.removed) continue;
+      KJ_IF_MAYBE (exception,
+                   kj::runCatchingExceptions([&]() { removeDirBlocking(cgroup.dir.path()); })) {
+        KJ_LOG(ERROR, "could not remove a job cgroup", *exception);
+      }
+    }
+  }
+
+  // Adds the job's (already created) cgroup in a hierarchy holding `controllers`.
+  void add(kj::ArrayPtr<const kj::String> controllers, kj::String path) {
+    cgroups.add(Cgroup{KJ_MAP(c, controllers) { return kj::heapString(c);
+  }
+  , CgroupDir(kj::mv(path))});
+}  // namespace
+
+const CgroupDir& dirOf(kj::StringPtr controller) const {
+  for (auto& cgroup : cgroups) {
+    for (auto& c : cgroup.controllers) {
+      if (c == controller) return cgroup.dir;
+    }
+  }
+  KJ_FAIL_ASSERT("the job has no cgroup for this controller", controller);
+}
+
+// Opens cgroup.procs of every cgroup for spawn(); done once all are created.
+void openProcsFiles() {
+  for (auto& cgroup : cgroups) {
+    int fd;
+    KJ_SYSCALL(fd = openat(cgroup.dir.fd(), "cgroup.procs", O_WRONLY | O_CLOEXEC),
+               cgroup.dir.path());
+    procsFiles.add(fd);
+    procsFds.add(fd);
+  }
+}
+
+uint8_t version() const override {
+  return 1;
+}
+kj::StringPtr path() const override {
+  return dirOf("memory").path();
+}
+kj::Array<kj::StringPtr> allPaths() const override {
+  return KJ_MAP(cgroup, cgroups) {
+    return cgroup.dir.path();
+  };
+}
+
+kj::Maybe<int> spawnDirFd() const override {
+  return nullptr;
+}
+kj::ArrayPtr<const int> spawnProcsFds() const override {
+  return procsFds;
+}
+
+void killAll() override {
+  // Frozen processes cannot fork, so the pid list read while frozen is complete. SIGKILL
+  // takes effect when they are thawed.
+  const CgroupDir& freezer = dirOf("freezer");
+  int error = freezer.tryWrite("freezer.state", "FROZEN");
+  if (error != 0) KJ_FAIL_SYSCALL("write(freezer.state, FROZEN)", error, freezer.path());
+  uint32_t waited = 0;
+  while (freezer.read("freezer.state") != "FROZEN\n") {
+    if (waited++ >= CgroupV1Driver::FREEZE_TIMEOUT_MILLIS) {
+      // A process stuck in the kernel (uninterruptible sleep) can keep the cgroup FREEZING;
+      // kill what is there anyway.
+      KJ_LOG(WARNING, "job cgroup did not freeze in time; killing it unfrozen", freezer.path());
+      break;
+    }
+    struct timespec millisecond = {0, 1000000};
+    nanosleep(&millisecond, nullptr);
+  }
+  signalAll(SIGKILL);
+  error = freezer.tryWrite("freezer.state", "THAWED");
+  if (error != 0) KJ_FAIL_SYSCALL("write(freezer.state, THAWED)", error, freezer.path());
+}
+
+void signalAll(int signal) override {
+  for (pid_t pid : dirOf("freezer").processes()) {
+    // A process that died since cgroup.procs was read is fine.
+    if (kill(pid, signal) < 0 && errno != ESRCH) KJ_FAIL_SYSCALL("kill", errno, pid, signal);
+  }
+}
+
+bool isEmpty() const override {
+  for (auto& cgroup : cgroups) {
+    if (!cgroup.removed && cgroup.dir.processes().size() > 0) return false;
+  }
+  return true;
+}
+
+uint64_t oomKillCount() const override {
+  return dirOf("memory").readKeyed("memory.oom_control", "oom_kill").orDefault(0);
+}
+
+Usage usage() const override {
+  Usage usage;
+  const CgroupDir& cpuacct = dirOf("cpuacct");
+  usage.cpuUserMicros = cpuacct.readNumber("cpuacct.usage_user").orDefault(0) / 1000;
+  usage.cpuSystemMicros = cpuacct.readNumber("cpuacct.usage_sys").orDefault(0) / 1000;
+  usage.peakMemoryBytes = dirOf("memory").readNumber("memory.max_usage_in_bytes").orDefault(0);
+  return usage;
+}
+
+bool tryRemove() override {
+  bool all = true;
+  for (auto& cgroup : cgroups) {
+    if (!cgroup.removed) cgroup.removed = tryRemoveDir(cgroup.dir.path());
+    all = all && cgroup.removed;
+  }
+  return all;
+}
+
+private:
+struct Cgroup {
+  kj::Array<kj::String> controllers;
+  CgroupDir dir;
+  bool removed = false;
+};
+kj::Vector<Cgroup> cgroups;
+kj::Vector<kj::AutoCloseFd> procsFiles;
+kj::Vector<int> procsFds;
+};  // namespace runner::executors::cgroup
+
+}  // namespace
+
+CgroupV1Driver::CgroupV1Driver(kj::Array<CgroupV1Hierarchy> hierarchies)
+    : hierarchies(kj::mv(hierarchies)) {}
+
+kj::Maybe<const CgroupV1Hierarchy&> CgroupV1Driver::find(kj::StringPtr controller) const {
+  for (auto& hierarchy : hierarchies) {
+    for (auto& c : hierarchy.controllers) {
+      if (c == controller) return hierarchy;
+    }
+  }
+  return nullptr;
+}
+
+kj::Own<JobCgroup> CgroupV1Driver::create(kj::StringPtr jobId, const Limits& limits,
+                                          kj::Maybe<const IoDevice&> ioDevice) {
+  KJ_REQUIRE(jobId.size() > 0 && jobId.findFirst('/') == nullptr && jobId != "." && jobId != "..",
+             "a job id must be a valid cgroup name", jobId);
+
+  struct Need {
+    kj::StringPtr controller;
+    kj::StringPtr limit;
+  };
+  kj::Vector<Need> needs;
+  needs.add(Need{"memory", limits.memoryBytes ? "memory limit" : "memory accounting"});
+  needs.add(Need{"cpuacct", "cpu accounting"});
+  needs.add(Need{"pids", limits.pids ? "pids limit" : "pids accounting"});
+  needs.add(Need{"freezer", "job kill (freezer)"});
+  if (limits.cpuMillicores) {
+    KJ_REQUIRE(uint64_t(limits.cpuMillicores) * CPU_PERIOD_MICROS / 1000 >= 1000,
+               "cpu limit too small: at least 10 millicores", limits.cpuMillicores);
+    needs.add(Need{"cpu", "cpu limit"});
+  }
+  bool io = limits.ioReadBytesPerSec || limits.ioWriteBytesPerSec;
+  if (io) {
+    if (ioDevice == nullptr) failLimit("io limit", "no block device to throttle was given");
+    needs.add(Need{"blkio", "io limit"});
+  }
+
+  // The distinct hierarchies to create the job's cgroup in (co-mounted controllers share one).
+  kj::Vector<const CgroupV1Hierarchy*> chosen;
+  for (auto& need : needs) {
+    KJ_IF_MAYBE (hierarchy, find(need.controller)) {
+      bool seen = false;
+      for (auto h : chosen) seen = seen || h == hierarchy;
+      if (!seen) chosen.add(hierarchy);
+    } else {
+      failLimit(need.limit, kj::str("no cgroup v1 hierarchy with the ", need.controller,
+                                    " controller is mounted"));
+    }
+  }
+
+  auto job = kj::heap<JobCgroupV1>();
+  // From here on a failure destroys `job`, which removes the directories created so far.
+  for (auto hierarchy : chosen) {
+    makeDirs(hierarchy->mountPoint, hierarchy->parent);
+    kj::String path = joinPath({hierarchy->mountPoint, hierarchy->parent, jobId});
+    KJ_SYSCALL(mkdir(path.cStr(), 0755), "creating the job's cgroup", path);
+    job->add(hierarchy->controllers, kj::mv(path));
+  }
+
+  if (limits.cpuMillicores) {
+    const CgroupDir& cpu = job->dirOf("cpu");
+    uint64_t quota = uint64_t(limits.cpuMillicores) * CPU_PERIOD_MICROS / 1000;
+    cpu.writeLimit("cpu limit", "cpu.cfs_period_us", kj::str(CPU_PERIOD_MICROS));
+    cpu.writeLimit("cpu limit", "cpu.cfs_quota_us", kj::str(quota));
+  }
+  if (limits.memoryBytes) {
+    const CgroupDir& memory = job->dirOf("memory");
+    // The plain limit first: the kernel keeps memsw.limit >= limit at every step.
+    memory.writeLimit("memory limit", "memory.limit_in_bytes", kj::str(limits.memoryBytes));
+    if (memory.exists("memory.memsw.limit_in_bytes")) {
+      // Memory plus swap capped at the memory limit: the job cannot use swap at all.
+      memory.writeLimit("memory limit", "memory.memsw.limit_in_bytes", kj::str(limits.memoryBytes));
+    } else {
+      // Swap accounting is off in this kernel (no memory.memsw.* files), so swap use cannot be
+      // capped; swappiness 0 keeps the kernel from swapping the job's anonymous memory out,
+      // which is the closest v1 offers.
+      memory.writeLimit("memory limit", "memory.swappiness", "0");
+      KJ_LOG(WARNING,
+             "swap accounting is off: memory limit applied with swappiness 0 instead "
+             "of memory.memsw.limit_in_bytes",
+             memory.path());
+    }
+  }
+  if (limits.pids) {
+    job->dirOf("pids").writeLimit("pids limit", "pids.max", kj::str(limits.pids));
+  }
+  if (io) {
+    const CgroupDir& blkio = job->dirOf("blkio");
+    auto& device = KJ_ASSERT_NONNULL(ioDevice);
+    if (limits.ioReadBytesPerSec) {
+      blkio.writeLimit("io limit", "blkio.throttle.read_bps_device",
+                       kj::str(device.number(), " ", limits.ioReadBytesPerSec));
+    }
+    if (limits.ioWriteBytesPerSec) {
+      blkio.writeLimit("io limit", "blkio.throttle.write_bps_device",
+                       kj::str(device.number(), " ", limits.ioWriteBytesPerSec));
+    }
+  }
+  job->openProcsFiles();
+  return kj::mv(job);
+}
+
+}  // namespace runner::executors::cgroup
