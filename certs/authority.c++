@@ -30,8 +30,8 @@ kj::String takeOpensslErrors() {
 }
 
 // For OpenSSL calls that only fail when we misuse them or run out of memory.
-#define RUNNER_OPENSSL_CHECK(call)                                           \
-  do {                                                                      \
+#define RUNNER_OPENSSL_CHECK(call)                                                 \
+  do {                                                                             \
     if (!(call)) KJ_FAIL_ASSERT(kj::str(#call, " failed: ", takeOpensslErrors())); \
   } while (false)
 
@@ -51,7 +51,9 @@ kj::String canonicalIpAddress(kj::StringPtr address) {
   return kj::str(text);
 }
 
-bool isControl(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
+bool isControl(char c) {
+  return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+}
 
 void checkValidity(const Validity& validity) {
   if (validity.notAfter <= validity.notBefore) {
@@ -68,7 +70,9 @@ EVP_PKEY* newKey() {
 
 // Refuses to ask for a passphrase (OpenSSL's default would prompt on the terminal): runner's keys
 // are not encrypted.
-int noPassphrase(char*, int, int, void*) { return -1; }
+int noPassphrase(char*, int, int, void*) {
+  return -1;
+}
 
 kj::String bioText(BIO* bio) {
   char* data;
@@ -89,8 +93,7 @@ kj::String keyToPem(EVP_PKEY* key) {
   BIO* bio = BIO_new(BIO_s_mem());
   RUNNER_OPENSSL_CHECK(bio != nullptr);
   KJ_DEFER(BIO_free(bio));
-  RUNNER_OPENSSL_CHECK(
-      PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr));
+  RUNNER_OPENSSL_CHECK(PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr));
   return bioText(bio);
 }
 
@@ -111,8 +114,7 @@ EVP_PKEY* parseKey(kj::StringPtr what, kj::StringPtr pem) {
   KJ_DEFER(BIO_free(bio));
   EVP_PKEY* key = PEM_read_bio_PrivateKey(bio, nullptr, noPassphrase, nullptr);
   if (key == nullptr) {
-    KJ_FAIL_REQUIRE(kj::str(what, " is not an unencrypted PEM private key: ",
-                            takeOpensslErrors()));
+    KJ_FAIL_REQUIRE(kj::str(what, " is not an unencrypted PEM private key: ", takeOpensslErrors()));
   }
   return key;
 }
@@ -130,8 +132,8 @@ void setRandomSerial(X509* cert) {
 
 void setCommonName(X509_NAME* name, kj::StringPtr commonName) {
   RUNNER_OPENSSL_CHECK(X509_NAME_add_entry_by_txt(
-      name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(commonName.cStr()), -1,
-      -1, 0));
+      name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(commonName.cStr()), -1, -1,
+      0));
 }
 
 void addExtension(X509* cert, X509V3_CTX* context, int nid, kj::StringPtr value) {
@@ -155,8 +157,8 @@ X509* newCertificate(kj::StringPtr commonName, EVP_PKEY* subjectKey, const Valid
   RUNNER_OPENSSL_CHECK(X509_set_version(cert, X509_VERSION_3));
   setRandomSerial(cert);
   setCommonName(X509_get_subject_name(cert), commonName);
-  RUNNER_OPENSSL_CHECK(X509_set_issuer_name(
-      cert, X509_get_subject_name(issuer == nullptr ? cert : issuer)));
+  RUNNER_OPENSSL_CHECK(
+      X509_set_issuer_name(cert, X509_get_subject_name(issuer == nullptr ? cert : issuer)));
   RUNNER_OPENSSL_CHECK(ASN1_TIME_set(X509_getm_notBefore(cert), validity.notBefore));
   RUNNER_OPENSSL_CHECK(ASN1_TIME_set(X509_getm_notAfter(cert), validity.notAfter));
   RUNNER_OPENSSL_CHECK(X509_set_pubkey(cert, subjectKey));
@@ -254,11 +256,11 @@ Credentials Authority::issueServer(const ServerNames& names, Validity validity) 
 
   // Every name is checked first, so the list below cannot smuggle in another entry.
   kj::Vector<kj::String> altNames;
-  for (auto name: names.dnsNames) {
+  for (auto name : names.dnsNames) {
     checkDnsName(name);
     altNames.add(kj::str("DNS:", name));
   }
-  for (auto address: names.ipAddresses) {
+  for (auto address : names.ipAddresses) {
     checkIpAddress(address);
     altNames.add(kj::str("IP:", address));
   }
@@ -266,7 +268,7 @@ Credentials Authority::issueServer(const ServerNames& names, Validity validity) 
   // address, so each address is also listed as a DNS name in canonical text form, which is what
   // runner's client verifies when it connects to an address. No real DNS name looks like an
   // address, so this lets nothing else through; other clients still check the IP entries.
-  for (auto address: names.ipAddresses) {
+  for (auto address : names.ipAddresses) {
     altNames.add(kj::str("DNS:", canonicalIpAddress(address)));
   }
 
@@ -287,7 +289,7 @@ Credentials Authority::issueClient(kj::StringPtr user, Validity validity) const 
 void checkCommonName(kj::StringPtr what, kj::StringPtr name) {
   if (name.size() == 0) KJ_FAIL_REQUIRE(kj::str(what, " must not be empty"));
   if (name.size() > 64) KJ_FAIL_REQUIRE(kj::str(what, " is longer than 64 bytes: ", name));
-  for (char c: name) {
+  for (char c : name) {
     if (isControl(c)) KJ_FAIL_REQUIRE(kj::str(what, " must not contain control characters"));
   }
 }
@@ -318,9 +320,9 @@ void checkDnsName(kj::StringPtr name) {
     if (label.size() > 63) fail("label longer than 63 bytes");
     bool wildcard = labelStart == 0 && label.size() == 1 && label[0] == '*' && i < name.size();
     if (!wildcard) {
-      for (char c: label) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '-';
+      for (char c : label) {
+        bool ok =
+            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
         if (!ok) fail("only letters, digits, '-' and '.' are allowed");
       }
       if (label[0] == '-' || label[label.size() - 1] == '-') {

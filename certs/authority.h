@@ -44,7 +44,7 @@ struct ServerNames {
 // A certificate authority that can issue server and client certificates. Holds the CA's
 // certificate and key as PEM; both were checked to parse, to match, and to be a CA.
 class Authority {
-public:
+ public:
   // Makes a new self-signed CA: basicConstraints CA:TRUE (critical), keyUsage keyCertSign and
   // cRLSign (critical), a subject key identifier.
   static Authority create(kj::StringPtr commonName, Validity validity);
@@ -66,8 +66,8 @@ public:
   kj::StringPtr certPem() const { return credentials.certPem; }
   kj::StringPtr keyPem() const { return credentials.keyPem; }
 
-private:
-  explicit Authority(Credentials credentials): credentials(kj::mv(credentials)) {}
+ private:
+  explicit Authority(Credentials credentials) : credentials(kj::mv(credentials)) {}
 
   Credentials credentials;
 };

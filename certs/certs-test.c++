@@ -23,7 +23,7 @@ namespace {
 
 // A directory that exists for one test.
 class TempDir {
-public:
+ public:
   TempDir() {
     const char* base = getenv("TEST_TMPDIR");
     auto pattern = kj::str(base == nullptr ? "/tmp" : base, "/certs-test.XXXXXX");
@@ -86,7 +86,7 @@ mode_t modeOf(kj::StringPtr path) {
 // The description of the exception `body` throws, or "(nothing thrown)".
 template <typename Body>
 kj::String errorOf(Body&& body) {
-  KJ_IF_MAYBE(exception, kj::runCatchingExceptions(kj::fwd<Body>(body))) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions(kj::fwd<Body>(body))) {
     return kj::str(exception->getDescription());
   }
   return kj::str("(nothing thrown)");
@@ -174,7 +174,9 @@ TEST(Authority, ExplicitValidityMakesAnExpiredCert) {
   auto ca = parse(testCa().certPem());
   auto cert = parse(testCa().issueClient("late", {now - 2 * 86400, now - 86400}).certPem);
   EXPECT_EQ(verify(cert.get(), ca.get(), X509_PURPOSE_SSL_CLIENT), X509_V_ERR_CERT_HAS_EXPIRED);
-  EXPECT_EQ(errorOf([&]() { testCa().issueClient("x", {now, now - 1}); }),
+  EXPECT_EQ(errorOf([&]() {
+              testCa().issueClient("x", {now, now - 1});
+            }),
             kj::str("validity ends (", now - 1, ") before it begins (", now, ")"));
 }
 
@@ -226,8 +228,9 @@ TEST(Authority, LoadChecksThatTheKeyMatchesAndTheCertIsACa) {
             "CA key does not belong to the CA certificate");
   EXPECT_EQ(errorOf([&]() { Authority::load(server.certPem, server.keyPem); }),
             "CA certificate is not a CA (basicConstraints CA:TRUE is missing)");
-  EXPECT_EQ(errorOf([&]() { Authority::load("junk", testCa().keyPem()); })
-                .startsWith("CA certificate is not a PEM certificate"),
+  EXPECT_EQ(errorOf([&]() {
+              Authority::load("junk", testCa().keyPem());
+            }).startsWith("CA certificate is not a PEM certificate"),
             true);
   EXPECT_EQ(errorOf([&]() { Authority::load(testCa().certPem(), testCa().keyPem()); }),
             "(nothing thrown)");

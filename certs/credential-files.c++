@@ -58,7 +58,7 @@ void writeCredentials(kj::StringPtr dir, kj::StringPtr baseName, const Credentia
   auto certPath = join(dir, kj::str(baseName, ".pem"));
   auto keyPath = join(dir, kj::str(baseName, "-key.pem"));
   if (!overwrite) {
-    for (auto& path: {certPath.asPtr(), keyPath.asPtr()}) {
+    for (auto& path : {certPath.asPtr(), keyPath.asPtr()}) {
       if (exists(path)) {
         KJ_FAIL_REQUIRE(kj::str(path, " already exists (use --force to overwrite it)"));
       }

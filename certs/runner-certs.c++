@@ -24,9 +24,9 @@ constexpr int EXIT_USAGE = 2;
 
 // kj::MainBuilder reports usage errors through exitError(); this context gives them their own
 // exit status (2), which TopLevelProcessContext cannot (it always exits 1 after an error).
-class CertsProcessContext final: public kj::ProcessContext {
-public:
-  explicit CertsProcessContext(kj::StringPtr programName): inner(programName) {}
+class CertsProcessContext final : public kj::ProcessContext {
+ public:
+  explicit CertsProcessContext(kj::StringPtr programName) : inner(programName) {}
 
   kj::StringPtr getProgramName() override { return inner.getProgramName(); }
   [[noreturn]] void exit() override { inner.exit(); }
@@ -44,7 +44,7 @@ public:
     _exit(status);
   }
 
-private:
+ private:
   kj::TopLevelProcessContext inner;
 };
 
@@ -53,7 +53,7 @@ private:
 template <typename Body>
 kj::String runOrFail(CertsProcessContext& context, Body&& body) {
   kj::String result;
-  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { result = body(); })) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { result = body(); })) {
     context.exitWith(EXIT_FAILED, kj::str("runner-certs: ", exception->getDescription()));
   }
   return result;
@@ -62,15 +62,15 @@ kj::String runOrFail(CertsProcessContext& context, Body&& body) {
 // Turns a library check (which throws) into a MainBuilder usage error.
 template <typename Check>
 kj::MainBuilder::Validity usageCheck(Check&& check) {
-  KJ_IF_MAYBE(exception, kj::runCatchingExceptions(kj::fwd<Check>(check))) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions(kj::fwd<Check>(check))) {
     return kj::str(exception->getDescription());
   }
   return true;
 }
 
 class RunnerCerts {
-public:
-  explicit RunnerCerts(CertsProcessContext& context): context(context) {}
+ public:
+  explicit RunnerCerts(CertsProcessContext& context) : context(context) {}
 
   kj::MainFunc getMain() {
     return kj::MainBuilder(context, "runner-certs 0.1",
@@ -86,7 +86,7 @@ public:
         .build();
   }
 
-private:
+ private:
   CertsProcessContext& context;
 
   kj::StringPtr outDir;
@@ -173,7 +173,7 @@ private:
   }
   kj::MainBuilder::Validity setDays(kj::StringPtr text) {
     bool digits = text.size() > 0 && text.size() <= 6;
-    for (char c: text) digits = digits && c >= '0' && c <= '9';
+    for (char c : text) digits = digits && c >= '0' && c <= '9';
     if (!digits) return kj::str("not a number of days: ", text);
     unsigned value = text.parseAs<unsigned>();
     days = value;
@@ -196,9 +196,7 @@ private:
     return true;
   }
 
-  Validity validity(unsigned defaultDays) {
-    return Validity::forDays(days.orDefault(defaultDays));
-  }
+  Validity validity(unsigned defaultDays) { return Validity::forDays(days.orDefault(defaultDays)); }
 
   kj::MainBuilder::Validity createCa() {
     if (outDir.size() == 0) return kj::str("missing --out-dir");
@@ -221,8 +219,7 @@ private:
       names.ipAddresses = defaults ? kj::arrayPtr(defaultIps, 2) : ipAddresses.asPtr();
 
       auto ca = readAuthority(caDir);
-      writeCredentials(outDir, "server", ca.issueServer(names, validity(DEFAULT_CERT_DAYS)),
-                       force);
+      writeCredentials(outDir, "server", ca.issueServer(names, validity(DEFAULT_CERT_DAYS)), force);
       return kj::str("wrote ", outDir, '/', SERVER_CERT_FILE, " and ", outDir, '/',
                      SERVER_KEY_FILE);
     }));

@@ -1,0 +1,99 @@
+#pragma once
+// TLS setup of both ends: ServerTls for runnerd, ClientTls for runctl.
+//
+// Both speak TLS 1.3 only (OpenSSL's default suites), authenticate each other with certificates
+// from one CA, and trust nothing else (never the system store). Both read and check their files
+// when constructed, so that a misconfiguration is one clear line at startup rather than a failed
+// handshake later.
+
+#include <kj/async-io.h>
+#include <kj/compat/tls.h>
+#include <kj/string.h>
+#include <kj/time.h>
+#include <kj/timer.h>
+
+namespace runner {
+namespace tls {
+
+// The PEM files one end needs: its own certificate and private key, and the CA it trusts.
+struct TlsFiles {
+  kj::StringPtr cert;
+  kj::StringPtr key;
+  kj::StringPtr ca;
+};
+
+// kj-tls 0.9.2 has no TlsVersion::TLS_1_3, but it turns every version below `minVersion` into an
+// SSL_OP_NO_* flag: the value one above TLS_1_2 sets SSL_OP_NO_TLSv1_2 (and the older ones) and
+// leaves only TLS 1.3.
+constexpr kj::TlsVersion TLS_1_3_ONLY =
+    static_cast<kj::TlsVersion>(static_cast<int>(kj::TlsVersion::TLS_1_2) + 1);
+
+constexpr kj::Duration DEFAULT_HANDSHAKE_TIMEOUT = 10 * kj::SECONDS;
+
+// runnerd's side: requires a client certificate signed by the CA, and gives up on a handshake
+// that has not completed within the handshake timeout.
+class ServerTls {
+ public:
+  // Reads and checks the files. Throws one line naming the problem when a file cannot be read,
+  // is not a PEM certificate or key, when the key does not belong to the certificate, or when the
+  // certificate is not a server certificate signed by the CA (or has expired).
+  ServerTls(const TlsFiles& files, kj::Timer& timer,
+            kj::Duration handshakeTimeout = DEFAULT_HANDSHAKE_TIMEOUT);
+  KJ_DISALLOW_COPY(ServerTls);
+
+  // Runs the server side of the handshake on a freshly accepted connection (runnerd accepts plain
+  // TCP and calls this per connection). Resolves to the TLS stream, whose peerIdentity is a
+  // kj::TlsPeerIdentity holding the verified client certificate. On failure rejects with
+  // "TLS handshake with PEER failed: REASON", keeping the exception's type: DISCONNECTED when the
+  // peer went away, OVERLOADED when it timed out, FAILED when the peer was refused.
+  kj::Promise<kj::AuthenticatedStream> wrapServer(kj::AuthenticatedStream stream);
+
+  // The user behind a connection from wrapServer(): the client certificate's subject common name.
+  // Throws when `identity` is not a TLS identity or carries no usable common name.
+  static kj::String peerCommonName(kj::PeerIdentity& identity);
+
+  kj::Duration getHandshakeTimeout() const { return handshakeTimeout; }
+
+ private:
+  kj::Duration handshakeTimeout;
+  kj::Own<kj::TlsContext> context;
+};
+
+// runctl's side: presents the client certificate and accepts only a server whose certificate is
+// signed by the CA and names the server it was asked for.
+class ClientTls {
+ public:
+  // Whether construction insists that the client certificate is signed by the CA given for the
+  // server. It is in runner's one-CA setup, and checking early turns a refused handshake into a
+  // clear local error; SKIP exists for setups (and tests) where the server trusts another CA.
+  enum class CertCheck { SIGNED_BY_CA, SKIP };
+
+  // Reads and checks the files like ServerTls (certificate and key parse and match; with
+  // SIGNED_BY_CA, the certificate is a valid client certificate from the CA).
+  explicit ClientTls(const TlsFiles& files, CertCheck check = CertCheck::SIGNED_BY_CA);
+  KJ_DISALLOW_COPY(ClientTls);
+
+  // Connects to `address` (HOST:PORT, or [IPV6]:PORT) and completes the handshake, verifying that
+  // the server's certificate comes from the CA and names `serverName` — or, when `serverName` is
+  // empty, the host part of `address`.
+  //
+  // In TLS 1.3 the client finishes its handshake before the server has judged the client
+  // certificate: a refused client sees the server's alert on its first read, not here.
+  // The ClientTls must outlive the returned promise (the stream does not need it).
+  kj::Promise<kj::Own<kj::AsyncIoStream>> connect(kj::Network& network, kj::StringPtr address,
+                                                  kj::StringPtr serverName = nullptr);
+
+  // The host part of HOST:PORT or [HOST]:PORT. Throws a one-line error when there is no port.
+  static kj::String hostOf(kj::StringPtr address);
+
+  // The name to verify the server's certificate against: `name` itself, or for an IP address its
+  // canonical text form (see certs/authority.h: runner's server certificates also carry each IP
+  // address in that form as a DNS name, because kj-tls 0.9.2 only verifies DNS names).
+  static kj::String expectedName(kj::StringPtr name);
+
+ private:
+  kj::Own<kj::TlsContext> context;
+};
+
+}  // namespace tls
+}  // namespace runner
