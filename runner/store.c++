@@ -1,15 +1,14 @@
 #include "runner/store.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <kj/debug.h>
-#include <kj/io.h>
 #include <kj/time.h>
 #include <sqlite3.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "executors/spawn.h"
 
 namespace runner {
 
@@ -469,50 +468,6 @@ kj::String eventDetail(const JobRecord& record) {
   KJ_UNREACHABLE;
 }
 
-// Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat), or nullptr
-// when there is no such process. Stands in for executors::processStartTime() until the
-// //executors:spawn target provides it.
-kj::Maybe<uint64_t> procStatStartTime(pid_t pid) {
-  auto path = kj::str("/proc/", pid, "/stat");
-  int fd;
-  KJ_SYSCALL_HANDLE_ERRORS(fd = ::open(path.cStr(), O_RDONLY | O_CLOEXEC)) {
-    case ENOENT:
-    case ESRCH:
-      return nullptr;
-    default:
-      KJ_FAIL_SYSCALL("open", error, path);
-  }
-  kj::AutoCloseFd file(fd);
-  // comm is at most 16 bytes, so the whole line fits comfortably.
-  char buffer[1024];
-  ssize_t size;
-  KJ_SYSCALL_HANDLE_ERRORS(size = ::read(file, buffer, sizeof(buffer) - 1)) {
-    case ESRCH:
-      return nullptr;
-    default:
-      KJ_FAIL_SYSCALL("read", error, path);
-  }
-  buffer[size] = '\0';
-  // "PID (COMM) STATE PPID ...": COMM may contain spaces and ')', so fields are counted from
-  // the last ')'; the field after it is field 3.
-  char* pos = strrchr(buffer, ')');
-  KJ_ASSERT(pos != nullptr, "unexpected format", path);
-  pos++;
-  for (int field = 3; field <= 22; field++) {
-    while (*pos == ' ') pos++;
-    if (field == 22) {
-      char* end;
-      errno = 0;
-      unsigned long long value = strtoull(pos, &end, 10);
-      KJ_ASSERT(end != pos && errno == 0, "unexpected format", path);
-      return uint64_t(value);
-    }
-    pos = strchr(pos, ' ');
-    KJ_ASSERT(pos != nullptr, "unexpected format", path);
-  }
-  KJ_UNREACHABLE;
-}
-
 }  // namespace
 
 kj::Own<Store> Store::open(kj::StringPtr path) {
@@ -654,7 +609,7 @@ kj::Vector<JobRecord> Store::recover(int64_t nowMs) {
     if (record.state != JobState::RUNNING) continue;
     bool alive = false;
     if (record.pid > 0) {
-      KJ_IF_MAYBE (startTime, procStatStartTime(record.pid)) {
+      KJ_IF_MAYBE (startTime, executors::processStartTime(record.pid)) {
         alive = *startTime == record.pidStartTime;
       }
     }
