@@ -1,6 +1,7 @@
 #pragma once
 // CgroupDir: one cgroup directory held open as a descriptor, and the small text protocol of its
-// interface files (one value per write, "key value" lines, pid lists). Both drivers build on it.
+// interface files (one value per write, "key value" lines, pid lists). Both drivers build on it;
+// sysfs and procfs directories, whose files read the same way, are read through it too.
 
 #include <kj/array.h>
 #include <kj/exception.h>

@@ -1,0 +1,468 @@
+// The cgroup executor on this host's real cgroups (v1 here, v2 where the host has it), with
+// real processes running as runner-jobs: limits hold, the whole job dies with its main
+// process, OOM kills and usage come from the cgroup counters, nothing is left behind.
+
+#include "executors/cgroup/cgroup-executor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <gtest/gtest.h>
+#include <kj/async-io.h>
+#include <kj/debug.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <initializer_list>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "executors/cgroup/cgroup-dir.h"
+#include "executors/cgroup/cgroup-v1.h"
+#include "executors/cgroup/cgroup-v2.h"
+
+namespace runner::executors::cgroup {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+bool exists(const std::string& path) {
+  struct stat info;
+  return stat(path.c_str(), &info) == 0;
+}
+
+// Lines (pids) in a cgroup's cgroup.procs.
+size_t countProcesses(const std::string& cgroupPath) {
+  std::ifstream in(cgroupPath + "/cgroup.procs");
+  size_t count = 0;
+  std::string line;
+  while (std::getline(in, line)) count += !line.empty();
+  return count;
+}
+
+// Dead, or a zombie waiting for init to reap it.
+bool processIsGone(pid_t pid) {
+  if (kill(pid, 0) < 0 && errno == ESRCH) return true;
+  std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z';
+}
+
+class CgroupExecutorTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: creates cgroups and switches users";
+    struct passwd* user = getpwnam("runner-jobs");
+    if (user == nullptr) {
+      GTEST_SKIP() << "needs the runner-jobs user (useradd --system --home-dir /nonexistent "
+                      "--shell /usr/sbin/nologin runner-jobs)";
+    }
+    uid = user->pw_uid;
+    gid = user->pw_gid;
+
+    char pattern[] = "/var/tmp/cgroup-executor-test.XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    workDir = pattern;
+    ASSERT_EQ(chmod(workDir.c_str(), 0777), 0);
+    outputFd = open((workDir + "/output").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ASSERT_GE(outputFd, 0);
+
+    parent = "runner-test-" + std::to_string(getpid());
+    kj::Own<CgroupDriver> driver;
+    KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
+                   driver = newHostCgroupDriver(kj::StringPtr(parent.c_str()));
+                 })) {
+      GTEST_SKIP() << "no usable cgroup hierarchy: " << exception->getDescription().cStr();
+    }
+    version = driver->version();
+    findParentDirs();
+    executor = kj::heap<CgroupExecutor>(io.unixEventPort, io.provider->getTimer(), kj::mv(driver));
+  }
+
+  void TearDown() override {
+    executor = nullptr;
+    for (auto& dir : parentDirs) rmdir(dir.c_str());
+    if (outputFd >= 0) close(outputFd);
+    if (!workDir.empty()) {
+      nftw(
+          workDir.c_str(),
+          [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }, 16,
+          FTW_DEPTH | FTW_PHYS);
+    }
+  }
+
+  // The parent of this test's job cgroups in every hierarchy the driver may use.
+  void findParentDirs() {
+    CgroupMounts mounts = parseCgroupMounts(readFile("/proc/self/mountinfo").c_str());
+    std::string procSelfCgroup = readFile("/proc/self/cgroup");
+    auto add = [&](kj::StringPtr mountPoint, kj::Maybe<kj::String> own) {
+      KJ_IF_MAYBE (path, own) {
+        auto relative = resolveCgroupParent(*path, parent.c_str());
+        parentDirs.push_back(joinPath({mountPoint, relative}).cStr());
+      }
+    };
+    if (version == 1) {
+      for (auto& h : mounts.v1) {
+        add(h.mountPoint, ownCgroup(procSelfCgroup.c_str(), kj::StringPtr(h.controllers[0])));
+      }
+    } else KJ_IF_MAYBE (v2, mounts.v2) {
+      add(v2->mountPoint, ownCgroup(procSelfCgroup.c_str(), nullptr));
+    }
+  }
+
+  // No job cgroup is left under this test's parents.
+  void expectNothingLeftBehind() {
+    for (auto& dir : parentDirs) {
+      if (!exists(dir)) continue;
+      nftw(
+          dir.c_str(),
+          [](const char* path, const struct stat*, int type, struct FTW* walk) {
+            EXPECT_FALSE(type == FTW_D && walk->level > 0) << "left behind: " << path;
+            return 0;
+          },
+          16, FTW_PHYS);
+    }
+  }
+
+  LaunchRequest request(std::initializer_list<const char*> argv, Limits limits = Limits()) {
+    LaunchRequest r;
+    r.jobId = kj::str("job-", ++jobCount);
+    r.argv = KJ_MAP(arg, argv) {
+      return kj::heapString(arg);
+    };
+    r.env = kj::arr(kj::str("PATH=/usr/bin:/bin"), kj::str("LANG=C"));
+    r.workingDir = kj::heapString(workDir.c_str());
+    r.outputFd = outputFd;
+    r.credentials.uid = uid;
+    r.credentials.gid = gid;
+    r.credentials.userName = kj::str("runner-jobs");
+    r.credentials.homeDir = kj::str("/nonexistent");
+    r.limits = limits;
+    return r;
+  }
+
+  kj::Own<Process> start(LaunchRequest&& r) {
+    auto result = executor->launch(kj::mv(r));
+    KJ_SWITCH_ONEOF(result) {
+      KJ_CASE_ONEOF(process, kj::Own<Process>) {
+        return kj::mv(process);
+      }
+      KJ_CASE_ONEOF(failure, LaunchFailure) {
+        KJ_FAIL_ASSERT("the job did not start", failure.message);
+      }
+    }
+    KJ_UNREACHABLE;
+  }
+
+  std::string output() {
+    std::string text;
+    char buffer[4096];
+    ssize_t n;
+    for (off_t offset = 0; (n = pread(outputFd, buffer, sizeof(buffer), offset)) > 0;) {
+      text.append(buffer, n);
+      offset += n;
+    }
+    return text;
+  }
+
+  void sleepFor(kj::Duration duration) {
+    io.provider->getTimer().afterDelay(duration).wait(io.waitScope);
+  }
+
+  // KJ types have throwing destructors, which a gtest fixture's members may not have.
+  struct Loop {
+    kj::AsyncIoContext io = kj::setupAsyncIo();
+    kj::Own<CgroupExecutor> executor;
+  };
+  std::unique_ptr<Loop> loop = std::make_unique<Loop>();
+  kj::AsyncIoContext& io = loop->io;
+  kj::Own<CgroupExecutor>& executor = loop->executor;
+  uint8_t version = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string workDir;
+  int outputFd = -1;
+  std::string parent;
+  std::vector<std::string> parentDirs;
+  int jobCount = 0;
+};
+
+TEST_F(CgroupExecutorTest, PlacementNamesTheCgroup) {
+  auto process = start(request({"true"}));
+  const Placement& placement = process->placement();
+  EXPECT_EQ(placement.cgroupVersion, version);
+  std::string path = placement.cgroupPath.cStr();
+  EXPECT_NE(path.find(parent + "/job-1"), std::string::npos) << path;
+  // The leftover checks below look in the right place: the job's cgroup is under them.
+  bool underAParent = false;
+  for (auto& dir : parentDirs) underAParent = underAParent || path == dir + "/job-1";
+  EXPECT_TRUE(underAParent) << path;
+  EXPECT_TRUE(exists(path));
+  EXPECT_EQ(placement.ioDevice, "") << "no io limit, no device";
+  ExitStatus status = process->onExit().wait(io.waitScope);
+  EXPECT_FALSE(status.signaled);
+  EXPECT_EQ(status.exitCode, 0);
+  EXPECT_FALSE(exists(path));
+  expectNothingLeftBehind();
+}
+
+TEST_F(CgroupExecutorTest, MemoryHogUnder64MiBIsOomKilled) {
+  Limits limits;
+  limits.memoryBytes = 64 << 20;
+  auto started = Clock::now();
+  auto process =
+      start(request({"stress-ng", "--vm", "1", "--vm-bytes", "256M", "-t", "5"}, limits));
+  ExitStatus status = process->onExit().wait(io.waitScope);
+  double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  std::cout << "stress-ng under 64 MiB: ended after " << seconds << " s, exit " << status.exitCode
+            << " signal " << status.termSignal << ", peak " << status.usage.peakMemoryBytes
+            << " bytes" << std::endl;
+  EXPECT_TRUE(status.oomKilled) << output();
+  EXPECT_LE(status.usage.peakMemoryBytes, uint64_t(64 << 20));
+  EXPECT_LT(seconds, 30);
+  expectNothingLeftBehind();
+}
+
+TEST_F(CgroupExecutorTest, MainProcessOomKilledIsReportedAsSuch) {
+  Limits limits;
+  limits.memoryBytes = 32 << 20;
+  // The shell doubles a string until the kernel kills it: the main process is the victim.
+  auto process =
+      start(request({"sh", "-c", "x=0123456789abcdef; while :; do x=$x$x; done"}, limits));
+  ExitStatus status = process->onExit().wait(io.waitScope);
+  EXPECT_TRUE(status.signaled);
+  EXPECT_EQ(status.termSignal, SIGKILL);
+  EXPECT_TRUE(status.oomKilled);
+  EXPECT_TRUE(status.oomKilledMain);
+  expectNothingLeftBehind();
+}
+
+TEST_F(CgroupExecutorTest, ANormalExitIsNotAnOomKill) {
+  Limits limits;
+  limits.memoryBytes = 64 << 20;
+  auto process = start(request({"sh", "-c", "exit 3"}, limits));
+  ExitStatus status = process->onExit().wait(io.waitScope);
+  EXPECT_EQ(status.exitCode, 3);
+  EXPECT_FALSE(status.oomKilled);
+  EXPECT_FALSE(status.oomKilledMain);
+}
+
+TEST_F(CgroupExecutorTest, ForkBombStaysWithinThePidsLimitAndKillAllEndsIt) {
+  Limits limits;
+  limits.pids = 32;
+  // The bomb runs in the background; the main process then becomes `sleep`, which needs no fork.
+  auto process = start(request({"sh", "-c", "f() { f | f & }; f; exec sleep 60"}, limits));
+  std::string path = process->placement().cgroupPath.cStr();
+  size_t most = 0;
+  for (int i = 0; i < 20; ++i) {
+    sleepFor(50 * kj::MILLISECONDS);
+    most = std::max(most, countProcesses(path));
+  }
+  std::cout << "fork bomb under pids 32: at most " << most << " processes seen" << std::endl;
+  EXPECT_LE(most, 32u);
+  EXPECT_GE(most, 16u) << "the bomb should have pressed against the limit";
+
+  process->signalAll(SIGKILL);
+  ExitStatus status = process->onExit().wait(io.waitScope);
+  EXPECT_TRUE(status.signaled);
+  EXPECT_EQ(status.termSignal, SIGKILL);
+  EXPECT_FALSE(exists(path));
+  expectNothingLeftBehind();
+}
+
+TEST_F(CgroupExecutorTest, BusyLoopUnderHalfACoreGetsHalfACore) {
+  Limits limits;
+  limits.cpuMillicores = 500;
+  auto started = Clock::now();
+  auto process = start(request({"timeout", "2", "sh", "-c", "while :; do :; done"}, limits));
+  ExitStatus status = process->onExit().wait(io.waitScope);
+  double wall = std::chrono::duration<double>(Clock::now() - started).count();
+  double cpu = double(status.usage.cpuUserMicros + status.usage.cpuSystemMicros) / 1e6;
+  double share = cpu / wall;
+  std::cout << "busy loop under 500 millicores: " << cpu << " s of CPU in " << wall
+            << " s of wall time = " << share * 100 << "% of one core" << std::endl;
+  EXPECT_EQ(status.exitCode, 124) << "timeout ended the loop";
+  EXPECT_NEAR(share, 0.5, 0.15);
+}
+
+TEST_F(CgroupExecutorTest, DaemonizedProcessDiesWithTheJob) {
+  auto process = start(
+      request({"sh", "-c", "setsid sh -c 'exec sleep 1000' </dev/null >/dev/null 2>&1 & echo $!"}));
+  std::string path = process->placement().cgroupPath.cStr();
+  ExitStatus status = process->onExit().wait(io.waitScope);
+  EXPECT_EQ(status.exitCode, 0);
+  pid_t daemon = atoi(output().c_str());
+  ASSERT_GT(daemon, 1) << output();
+  EXPECT_FALSE(exists(path)) << "the job's cgroup is removed once it has ended";
+  // SIGKILLed before the cgroup could be removed; init may take a moment to reap it.
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    gone = processIsGone(daemon);
+    if (!gone) sleepFor(10 * kj::MILLISECONDS);
+  }
+  EXPECT_TRUE(gone) << "daemon " << daemon << " survived its job";
+  expectNothingLeftBehind();
+}
+
+TEST_F(CgroupExecutorTest, SignalAllReachesEveryProcessOfTheCgroup) {
+  auto process = start(
+      request({"sh", "-c", "setsid sleep 1000 & trap 'exit 7' TERM; while :; do sleep 0.1; done"}));
+  std::string path = process->placement().cgroupPath.cStr();
+  for (int i = 0; i < 100 && countProcesses(path) < 2; ++i) sleepFor(10 * kj::MILLISECONDS);
+  process->signalAll(SIGTERM);
+  ExitStatus status = process->onExit().wait(io.waitScope);
+  EXPECT_EQ(status.exitCode, 7) << "the main process got SIGTERM and ran its trap";
+  expectNothingLeftBehind();
+}
+
+TEST_F(CgroupExecutorTest, DestroyingARunningJobKillsItAndRemovesTheCgroup) {
+  auto process = start(request({"sleep", "1000"}));
+  pid_t pid = process->pid();
+  std::string path = process->placement().cgroupPath.cStr();
+  process = nullptr;
+  EXPECT_FALSE(exists(path));
+  EXPECT_TRUE(processIsGone(pid));
+  expectNothingLeftBehind();
+}
+
+TEST_F(CgroupExecutorTest, UsageComesFromTheCgroupCounters) {
+  auto process = start(request({"sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"}));
+  ExitStatus status = process->onExit().wait(io.waitScope);
+  std::cout << "usage: user " << status.usage.cpuUserMicros << " us, system "
+            << status.usage.cpuSystemMicros << " us, peak " << status.usage.peakMemoryBytes
+            << " bytes" << std::endl;
+  EXPECT_EQ(status.exitCode, 0);
+  EXPECT_GT(status.usage.cpuUserMicros, 0u);
+  EXPECT_GT(status.usage.peakMemoryBytes, 0u);
+  expectNothingLeftBehind();
+}
+
+TEST_F(CgroupExecutorTest, ACommandThatCannotStartLeavesNoCgroup) {
+  auto result = executor->launch(request({"/nonexistent/command"}));
+  ASSERT_TRUE(result.is<LaunchFailure>());
+  EXPECT_EQ(result.get<LaunchFailure>().errorNumber, ENOENT);
+  expectNothingLeftBehind();
+}
+
+TEST_F(CgroupExecutorTest, IoLimitOnTmpfsFailsNamingTheLimit) {
+  struct statfs fs;
+  if (statfs("/dev/shm", &fs) != 0 || fs.f_type != 0x01021994 /* TMPFS_MAGIC */) {
+    GTEST_SKIP() << "/dev/shm is not a tmpfs here";
+  }
+  Limits limits;
+  limits.ioWriteBytesPerSec = 5000000;
+  auto r = request({"true"}, limits);
+  r.workingDir = kj::str("/dev/shm");
+  try {
+    executor->launch(kj::mv(r));
+    ADD_FAILURE() << "an io limit needs a block device";
+  } catch (const kj::Exception& e) {
+    std::string message = e.getDescription().cStr();
+    EXPECT_EQ(message.find("io limit: /dev/shm "), 0u) << message;
+  }
+  expectNothingLeftBehind();
+}
+
+TEST_F(CgroupExecutorTest, DirectIoWritesAreThrottled) {
+  IoDevice device;
+  KJ_IF_MAYBE (exception,
+               kj::runCatchingExceptions([&]() { device = ioDeviceOf(workDir.c_str()); })) {
+    GTEST_SKIP() << "the working directory cannot be throttled: "
+                 << exception->getDescription().cStr();
+  }
+  Limits limits;
+  limits.ioWriteBytesPerSec = 5000000;
+  auto started = Clock::now();
+  auto process = start(
+      request({"dd", "if=/dev/zero", "of=data", "bs=1M", "count=30", "oflag=direct"}, limits));
+  EXPECT_EQ(process->placement().ioDevice, device.describe());
+  ExitStatus status = process->onExit().wait(io.waitScope);
+  double wall = std::chrono::duration<double>(Clock::now() - started).count();
+  double rate = 30.0 * (1 << 20) / wall;
+  std::cout << "direct-IO write under 5 MB/s on " << device.describe().cStr() << ": " << rate / 1e6
+            << " MB/s over " << wall << " s; dd says: " << output() << std::endl;
+  EXPECT_EQ(status.exitCode, 0) << output();
+  EXPECT_LT(rate, 6e6);
+  EXPECT_GT(rate, 3e6) << "throttled, not stalled";
+  expectNothingLeftBehind();
+}
+
+TEST_F(CgroupExecutorTest, MissingControllerInTheHierarchyFailsNamingTheLimit) {
+  // A driver over this host's hierarchies minus the one the limit needs.
+  Limits limits;
+  limits.pids = 10;
+  kj::Own<CgroupDriver> driver;
+  std::string expected;
+  std::string cleanup;
+  if (version == 1) {
+    CgroupMounts mounts = parseCgroupMounts(readFile("/proc/self/mountinfo").c_str());
+    kj::Vector<CgroupV1Hierarchy> hierarchies;
+    for (auto& h : mounts.v1) {
+      bool pids = false;
+      for (auto& c : h.controllers) pids = pids || c == "pids";
+      if (pids) continue;
+      hierarchies.add(CgroupV1Hierarchy{KJ_MAP(c, h.controllers) { return kj::heapString(c);
+    }
+    , kj::heapString(h.mountPoint), kj::str(parent)
+  });
+}
+driver = kj::heap<CgroupV1Driver>(hierarchies.releaseAsArray());
+expected = "pids limit: no cgroup v1 hierarchy with the pids controller is mounted";
+}  // namespace
+else {
+  GTEST_SKIP() << "the v2 case is covered by cgroup-v2-test's directory tree";
+}
+try {
+  driver->create("job-x", limits, nullptr);
+  ADD_FAILURE() << "the pids limit cannot be applied without the pids controller";
+} catch (const kj::Exception& e) {
+  EXPECT_EQ(std::string(e.getDescription().cStr()), expected);
+}
+expectNothingLeftBehind();
+}  // namespace runner::executors::cgroup
+
+TEST_F(CgroupExecutorTest, UnifiedHierarchyWithoutControllersFailsNamingTheLimit) {
+  CgroupMounts mounts = parseCgroupMounts(readFile("/proc/self/mountinfo").c_str());
+  auto v2 = mounts.v2.map([](CgroupMounts::V2& v) { return kj::heapString(v.mountPoint); });
+  KJ_IF_MAYBE (mountPoint, v2) {
+    std::string controllers = readFile(std::string(mountPoint->cStr()) + "/cgroup.controllers");
+    if (controllers.find("memory") != std::string::npos) {
+      GTEST_SKIP() << "the unified hierarchy here has the memory controller";
+    }
+    std::string parentDir = std::string(mountPoint->cStr()) + "/" + parent;
+    {
+      CgroupV2Driver driver(kj::heapString(*mountPoint), kj::str(parent));
+      Limits limits;
+      limits.memoryBytes = 64 << 20;
+      try {
+        driver.create("job-x", limits, nullptr);
+        ADD_FAILURE() << "no memory controller, no memory limit";
+      } catch (const kj::Exception& e) {
+        EXPECT_EQ(std::string(e.getDescription().cStr()),
+                  "memory limit: the memory controller is not available in " +
+                      std::string(mountPoint->cStr()) + "/cgroup.controllers");
+      }
+    }
+    EXPECT_FALSE(exists(parentDir + "/job-x"));
+    rmdir(parentDir.c_str());
+  } else {
+    GTEST_SKIP() << "no cgroup2 mount on this host";
+  }
+}
+
+}  // namespace
+}  // namespace runner::executors::cgroup

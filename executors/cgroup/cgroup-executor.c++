@@ -1,0 +1,190 @@
+#include "executors/cgroup/cgroup-executor.h"
+
+#include <errno.h>
+#include <kj/debug.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "executors/spawn.h"
+
+namespace runner::executors::cgroup {
+namespace {
+
+// How long, in 1 ms steps, the end of a job waits for its cgroup to empty after the kill, and
+// then for rmdir to stop answering EBUSY.
+constexpr uint32_t EMPTY_WAIT_STEPS = 5000;
+constexpr uint32_t REMOVE_WAIT_STEPS = 2000;
+// While waiting for the cgroup to empty, kill again this often (in steps), in case a process
+// was on its way in when the first kill was sent.
+constexpr uint32_t REKILL_EVERY_STEPS = 100;
+
+// A job started by spawn() inside its cgroup. As with the local executor, the exit is observed
+// once by a promise forked at construction, whether or not anyone waits for it.
+class CgroupProcess final : public Process {
+ public:
+  CgroupProcess(kj::UnixEventPort& eventPort, kj::Timer& timer, Spawned spawned,
+                kj::Own<JobCgroup> cgroup, Placement placement)
+      : timer(timer),
+        mainPid(spawned.pid),
+        pidfd(kj::mv(spawned.pidfd)),
+        cgroup(kj::mv(cgroup)),
+        where(kj::mv(placement)),
+        observer(eventPort, pidfd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ),
+        exited(observer.whenBecomesReadable()
+                   .then([this]() {
+                     reapMain();
+                     return finishCgroup().then([]() {},
+                                                [this](kj::Exception&& e) {
+                                                  // The main process's exit is the fact the caller
+                                                  // needs; a cgroup that could not be read or
+                                                  // removed is logged.
+                                                  KJ_LOG(ERROR, "cleaning up a job's cgroup failed",
+                                                         mainPid, e);
+                                                });
+                   })
+                   .then([this]() { return status; })
+                   .fork()) {}
+
+  ~CgroupProcess() noexcept(false) {
+    if (reaped) return;
+    // The job outlives its owner: kill all of it and reap the main process synchronously. The
+    // JobCgroup's destructor then removes the cgroup, retrying while the kernel says EBUSY.
+    KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { cgroup->killAll(); })) {
+      KJ_LOG(ERROR, "could not kill a job's cgroup", mainPid, *exception);
+    }
+    siginfo_t info = {};
+    KJ_SYSCALL_HANDLE_ERRORS(waitid(static_cast<idtype_t>(P_PIDFD), pidfd.get(), &info, WEXITED)) {
+      default:
+        KJ_LOG(ERROR, "could not reap a killed job", mainPid, strerror(error));
+    }
+  }
+
+  KJ_DISALLOW_COPY(CgroupProcess);
+
+  pid_t pid() const override { return mainPid; }
+
+  // Each call returns a new branch of the same exit; branches must not outlive this Process.
+  kj::Promise<ExitStatus> onExit() override { return exited.addBranch(); }
+
+  void signalAll(int signal) override {
+    if (reaped) return;
+    if (signal == SIGKILL) {
+      cgroup->killAll();
+    } else {
+      cgroup->signalAll(signal);
+    }
+  }
+
+  const Placement& placement() const override { return where; }
+
+ private:
+  kj::Timer& timer;
+  pid_t mainPid;
+  kj::AutoCloseFd pidfd;
+  kj::Own<JobCgroup> cgroup;
+  Placement where;
+  ExitStatus status;
+  bool reaped = false;
+  kj::UnixEventPort::FdObserver observer;
+  kj::ForkedPromise<ExitStatus> exited;
+
+  void reapMain() {
+    siginfo_t info = {};
+    KJ_SYSCALL(waitid(static_cast<idtype_t>(P_PIDFD), pidfd.get(), &info, WEXITED), mainPid);
+    reaped = true;
+    switch (info.si_code) {
+      case CLD_EXITED:
+        status.exitCode = info.si_status;
+        break;
+      case CLD_KILLED:
+      case CLD_DUMPED:
+        status.signaled = true;
+        status.termSignal = info.si_status;
+        break;
+      default:
+        KJ_FAIL_ASSERT("unexpected waitid() code", info.si_code, mainPid);
+    }
+  }
+
+  // KillMode=control-group: whatever the main process left running dies with it; then the
+  // counters are final and the cgroup can go.
+  kj::Promise<void> finishCgroup() {
+    if (!cgroup->isEmpty()) cgroup->killAll();
+    return waitUntilEmpty(0).then([this]() {
+      // The kernel counts OOM kills per cgroup but does not say whom it killed. The main
+      // process dying of SIGKILL while the count is above zero is the best available sign
+      // that it was the victim; a SIGKILL from elsewhere in the same job after an OOM kill of
+      // another process would be reported as an OOM kill of the main process too.
+      uint64_t oomKills = cgroup->oomKillCount();
+      status.oomKilled = oomKills > 0;
+      status.oomKilledMain = status.oomKilled && status.signaled && status.termSignal == SIGKILL;
+      status.usage = cgroup->usage();
+      return removeWhenIdle(0);
+    });
+  }
+
+  kj::Promise<void> waitUntilEmpty(uint32_t step) {
+    if (cgroup->isEmpty()) return kj::READY_NOW;
+    if (step >= EMPTY_WAIT_STEPS) {
+      KJ_LOG(ERROR, "processes survived the kill of a job's cgroup", mainPid, cgroup->path());
+      return kj::READY_NOW;
+    }
+    if (step > 0 && step % REKILL_EVERY_STEPS == 0) cgroup->killAll();
+    return timer.afterDelay(1 * kj::MILLISECONDS).then([this, step]() {
+      return waitUntilEmpty(step + 1);
+    });
+  }
+
+  kj::Promise<void> removeWhenIdle(uint32_t step) {
+    if (cgroup->tryRemove()) return kj::READY_NOW;
+    KJ_REQUIRE(step < REMOVE_WAIT_STEPS, "the job's cgroup stays busy; left behind",
+               cgroup->path());
+    return timer.afterDelay(1 * kj::MILLISECONDS).then([this, step]() {
+      return removeWhenIdle(step + 1);
+    });
+  }
+};
+
+}  // namespace
+
+CgroupExecutor::CgroupExecutor(kj::UnixEventPort& eventPort, kj::Timer& timer,
+                               kj::Own<CgroupDriver> driver)
+    : eventPort(eventPort), timer(timer), driver(kj::mv(driver)) {}
+
+kj::StringPtr CgroupExecutor::name() const {
+  return "cgroup";
+}
+
+LaunchResult CgroupExecutor::launch(LaunchRequest&& request) {
+  KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
+
+  kj::Maybe<IoDevice> ioDevice;
+  if (request.limits.ioReadBytesPerSec || request.limits.ioWriteBytesPerSec) {
+    ioDevice = ioDeviceOf(request.workingDir);
+  }
+  auto cgroup = driver->create(request.jobId, request.limits, ioDevice);
+
+  Placement placement;
+  placement.cgroupVersion = cgroup->version();
+  placement.cgroupPath = kj::heapString(cgroup->path());
+  KJ_IF_MAYBE (device, ioDevice) {
+    placement.ioDevice = device->describe();
+  }
+
+  auto result = spawn(SpawnOptions{request, cgroup->spawnDirFd(), cgroup->spawnProcsFds()});
+  KJ_SWITCH_ONEOF(result) {
+    KJ_CASE_ONEOF(spawned, Spawned) {
+      kj::Own<Process> process = kj::heap<CgroupProcess>(eventPort, timer, kj::mv(spawned),
+                                                         kj::mv(cgroup), kj::mv(placement));
+      return kj::mv(process);
+    }
+    KJ_CASE_ONEOF(failure, LaunchFailure) {
+      // spawn() has reaped the child; destroying `cgroup` removes the empty cgroup.
+      return kj::mv(failure);
+    }
+  }
+  KJ_UNREACHABLE;
+}
+
+}  // namespace runner::executors::cgroup
