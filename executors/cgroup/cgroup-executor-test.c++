@@ -232,6 +232,7 @@ TEST_F(CgroupExecutorTest, MemoryHogUnder64MiBIsOomKilled) {
             << " signal " << status.termSignal << ", peak " << status.usage.peakMemoryBytes
             << " bytes" << std::endl;
   EXPECT_TRUE(status.oomKilled) << output();
+  EXPECT_FALSE(status.oomKilledMain) << "stress-ng's worker was the victim, not stress-ng";
   EXPECT_LE(status.usage.peakMemoryBytes, uint64_t(64 << 20));
   EXPECT_LT(seconds, 30);
   expectNothingLeftBehind();
