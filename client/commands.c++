@@ -1,0 +1,176 @@
+#include "client/commands.h"
+
+#include <kj/async-unix.h>
+#include <kj/debug.h>
+#include <kj/io.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "client/error-message.h"
+#include "client/exit-status.h"
+#include "client/job-format.h"
+#include "client/output-sink.h"
+
+namespace runner {
+namespace client {
+
+namespace {
+
+// What a writer into a closed pipe conventionally exits with (as if killed by SIGPIPE).
+constexpr int EXIT_OUTPUT_CLOSED = EXIT_SIGNAL_BASE + SIGPIPE;
+
+kj::Promise<int> failOnDisconnect(ServerConnection& connection) {
+  return connection.onDisconnect().then([]() -> int {
+    kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "lost the connection to the server"));
+  });
+}
+
+// Waits until the watch behind `ended` is over: returns EXIT_OUTPUT_CLOSED when stdout's reader
+// went away, else hands the final JobInfo to `onEnd`.
+kj::Promise<int> whenOutputEnds(kj::Promise<OutputEnd> ended,
+                                kj::Function<int(api::JobInfo::Reader)> onEnd) {
+  return ended.then([onEnd = kj::mv(onEnd)](OutputEnd end) mutable -> int {
+    KJ_IF_MAYBE (info, end) {
+      return onEnd((*info)->get());
+    }
+    return EXIT_OUTPUT_CLOSED;
+  });
+}
+
+// For `run` and `wait`: the job's exit code, after saying on stderr why a job could not start.
+int reportJobEnd(api::JobInfo::Reader info) {
+  if (info.getState() == api::State::FAILED) {
+    writeError(kj::str("job ", info.getId(), " could not start: ", info.getError()));
+  } else if (info.getState() == api::State::LOST) {
+    writeError(kj::str("job ", info.getId(), " was lost: ", info.getError()));
+  }
+  return jobExitCode(info);
+}
+
+kj::Promise<siginfo_t> onInterrupt(kj::UnixEventPort& port) {
+  return port.onSignal(SIGINT).exclusiveJoin(port.onSignal(SIGTERM));
+}
+
+// The first SIGINT/SIGTERM stops `job` and streaming goes on; the second returns 128+N.
+kj::Promise<int> stopOnInterrupt(kj::UnixEventPort& port, api::Job::Client job, kj::String id) {
+  return onInterrupt(port).then([&port, job = kj::mv(job), id = kj::mv(id)](siginfo_t) mutable {
+    writeError(kj::str("stopping job ", id, "; interrupt again to stop waiting for it"));
+    auto stopping =
+        job.stopRequest()
+            .send()
+            .then([](auto&&) {},
+                  [](kj::Exception&& exception) {
+                    writeError(kj::str("cannot stop the job: ", cleanErrorMessage(exception)));
+                  })
+            .eagerlyEvaluate(nullptr);
+    return onInterrupt(port)
+        .then([](siginfo_t signal) { return EXIT_SIGNAL_BASE + signal.si_signo; })
+        .attach(kj::mv(stopping));
+  });
+}
+
+}  // namespace
+
+void writeStdout(kj::StringPtr text) {
+  kj::FdOutputStream(STDOUT_FILENO).write(text.begin(), text.size());
+}
+
+void writeError(kj::StringPtr message) {
+  auto line = kj::str("runctl: ", message, "\n");
+  kj::FdOutputStream(STDERR_FILENO).write(line.begin(), line.size());
+}
+
+int startJob(CommandIo& cmd, api::JobSpec::Reader spec, bool json) {
+  auto request = cmd.connection.jobManager().startRequest();
+  request.setSpec(spec);
+  auto response = request.send().wait(cmd.io.waitScope);
+  auto info = response.getInfo();
+  writeStdout(json ? jobInfoJson(info) : kj::str(info.getId(), "\n"));
+  if (info.getState() == api::State::FAILED) {
+    writeError(kj::str("job ", info.getId(), " could not start: ", info.getError()));
+    return EXIT_FAILED;
+  }
+  return EXIT_OK;
+}
+
+int runJob(CommandIo& cmd, api::JobSpec::Reader spec) {
+  auto& waitScope = cmd.io.waitScope;
+  auto startRequest = cmd.connection.jobManager().startRequest();
+  startRequest.setSpec(spec);
+  auto starting = startRequest.send();
+
+  // Pipelined on the job that start() will return: start and watch are one round trip.
+  auto job = starting.getJob();
+  auto output = watchIntoFd(STDOUT_FILENO);
+  auto watchRequest = job.watchOutputRequest();
+  watchRequest.setSink(kj::mv(output.sink));
+  watchRequest.setFromOffset(0);
+  watchRequest.setFollow(true);
+  auto watching = watchRequest.send();
+
+  // When start() fails (an invalid spec), the watch fails with a copy of its error: report the
+  // original.
+  auto id = kj::str(starting.wait(waitScope).getInfo().getId());
+  auto subscription = watching.wait(waitScope).getHandle();
+
+  return whenOutputEnds(kj::mv(output.ended), reportJobEnd)
+      .exclusiveJoin(failOnDisconnect(cmd.connection))
+      .exclusiveJoin(stopOnInterrupt(cmd.io.unixEventPort, kj::mv(job), kj::mv(id)))
+      .wait(waitScope);
+}
+
+int showLogs(CommandIo& cmd, kj::StringPtr id, bool follow) {
+  auto getRequest = cmd.connection.jobManager().getRequest();
+  getRequest.setId(id);
+  auto output = watchIntoFd(STDOUT_FILENO);
+  auto watchRequest = getRequest.send().getJob().watchOutputRequest();
+  watchRequest.setSink(kj::mv(output.sink));
+  watchRequest.setFromOffset(0);
+  watchRequest.setFollow(follow);
+  auto subscription = watchRequest.send().wait(cmd.io.waitScope).getHandle();
+
+  return whenOutputEnds(kj::mv(output.ended), [](api::JobInfo::Reader) { return EXIT_OK; })
+      .exclusiveJoin(failOnDisconnect(cmd.connection))
+      .wait(cmd.io.waitScope);
+}
+
+int showStatus(CommandIo& cmd, kj::StringPtr id, bool json) {
+  auto getRequest = cmd.connection.jobManager().getRequest();
+  getRequest.setId(id);
+  auto response = getRequest.send().getJob().infoRequest().send().wait(cmd.io.waitScope);
+  auto info = response.getInfo();
+  writeStdout(json ? jobInfoJson(info) : formatStatus(info));
+  return EXIT_OK;
+}
+
+int waitJob(CommandIo& cmd, kj::StringPtr id, bool json) {
+  auto getRequest = cmd.connection.jobManager().getRequest();
+  getRequest.setId(id);
+  auto response = getRequest.send().getJob().waitRequest().send().wait(cmd.io.waitScope);
+  auto info = response.getInfo();
+  if (json) writeStdout(jobInfoJson(info));
+  return reportJobEnd(info);
+}
+
+int stopJob(CommandIo& cmd, kj::StringPtr id, uint32_t graceMillis) {
+  auto getRequest = cmd.connection.jobManager().getRequest();
+  getRequest.setId(id);
+  auto stopRequest = getRequest.send().getJob().stopRequest();
+  stopRequest.setGraceMillis(graceMillis);
+  auto response = stopRequest.send().wait(cmd.io.waitScope);
+  auto info = response.getInfo();
+  writeStdout(kj::str(info.getId(), " ", describeOutcome(info), "\n"));
+  return EXIT_OK;
+}
+
+int listJobs(CommandIo& cmd, bool allUsers, bool json) {
+  auto request = cmd.connection.jobManager().listRequest();
+  request.initFilter().setAllUsers(allUsers);
+  auto response = request.send().wait(cmd.io.waitScope);
+  auto jobs = response.getJobs();
+  writeStdout(json ? jobListJson(jobs) : formatJobTable(jobs));
+  return EXIT_OK;
+}
+
+}  // namespace client
+}  // namespace runner

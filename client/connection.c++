@@ -1,0 +1,83 @@
+#include "client/connection.h"
+
+#include <kj/debug.h>
+#include <stdlib.h>
+
+#include "client/error-message.h"
+
+namespace runner {
+namespace client {
+
+namespace {
+
+// A setting from its flag, else from its environment variable.
+kj::Maybe<kj::String> lookUp(const kj::Maybe<kj::String>& flag, kj::StringPtr flagName,
+                             kj::StringPtr variable, EnvLookup& getEnv) {
+  KJ_IF_MAYBE (value, flag) {
+    KJ_REQUIRE(value->size() > 0, kj::str(flagName, " must not be empty"));
+    return kj::str(*value);
+  }
+  KJ_IF_MAYBE (value, getEnv(variable)) {
+    return kj::str(*value);
+  }
+  return nullptr;
+}
+
+kj::String require(const kj::Maybe<kj::String>& flag, kj::StringPtr flagName,
+                   kj::StringPtr variable, EnvLookup& getEnv) {
+  KJ_IF_MAYBE (value, lookUp(flag, flagName, variable, getEnv)) {
+    return kj::mv(*value);
+  }
+  KJ_FAIL_REQUIRE(kj::str("missing ", flagName, " (or set ", variable, ")"));
+}
+
+}  // namespace
+
+kj::Maybe<kj::StringPtr> processEnv(kj::StringPtr name) {
+  const char* value = getenv(name.cStr());
+  if (value == nullptr || *value == '\0') return nullptr;
+  return kj::StringPtr(value);
+}
+
+ServerSettings resolveServerSettings(const ServerFlags& flags, EnvLookup getEnv) {
+  kj::String server = kj::str(DEFAULT_SERVER);
+  KJ_IF_MAYBE (value, lookUp(flags.server, "--server", "RUNCTL_SERVER", getEnv)) {
+    server = kj::mv(*value);
+  }
+  // Checks the HOST:PORT form now, as a usage error, rather than at connect time.
+  kj::String host = tls::ClientTls::hostOf(server);
+  kj::String serverName = kj::mv(host);
+  KJ_IF_MAYBE (value, lookUp(flags.serverName, "--server-name", "RUNCTL_SERVER_NAME", getEnv)) {
+    serverName = kj::mv(*value);
+  }
+  auto cert = require(flags.cert, "--cert", "RUNCTL_CERT", getEnv);
+  auto key = require(flags.key, "--key", "RUNCTL_KEY", getEnv);
+  auto ca = require(flags.ca, "--ca", "RUNCTL_CA", getEnv);
+  return {kj::mv(server), kj::mv(serverName), kj::mv(cert), kj::mv(key), kj::mv(ca)};
+}
+
+ServerConnection::ServerConnection(kj::Own<tls::ClientTls> tlsParam,
+                                   kj::Own<kj::AsyncIoStream> streamParam)
+    : tls(kj::mv(tlsParam)),
+      stream(kj::mv(streamParam)),
+      rpc(*stream),
+      jobManagerCap(rpc.bootstrap().castAs<api::JobManager>()) {}
+
+kj::Promise<kj::Own<ServerConnection>> connectToServer(kj::Network& network,
+                                                       const ServerSettings& settings) {
+  auto tls = kj::heap<tls::ClientTls>(tls::TlsFiles{settings.cert, settings.key, settings.ca});
+  auto connecting = tls->connect(network, settings.server, settings.serverName);
+  return connecting
+      .then([tls = kj::mv(tls)](kj::Own<kj::AsyncIoStream> stream) mutable {
+        return kj::heap<ServerConnection>(kj::mv(tls), kj::mv(stream));
+      })
+      .catch_([server = kj::str(settings.server)](
+                  kj::Exception&& exception) -> kj::Own<ServerConnection> {
+        kj::throwFatalException(KJ_EXCEPTION(
+            DISCONNECTED,
+            kj::str("cannot connect to ", server, ": ", cleanErrorMessage(exception))));
+      });
+}
+
+}  // namespace client
+}  // namespace runner

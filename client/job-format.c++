@@ -1,0 +1,310 @@
+#include "client/job-format.h"
+
+#include <capnp/compat/json.h>
+#include <kj/vector.h>
+#include <string.h>
+#include <time.h>
+
+namespace runner {
+namespace client {
+
+namespace {
+
+kj::StringPtr stateName(api::State state) {
+  switch (state) {
+    case api::State::RUNNING:
+      return "running";
+    case api::State::EXITED:
+      return "exited";
+    case api::State::KILLED:
+      return "killed";
+    case api::State::STOPPED:
+      return "stopped";
+    case api::State::FAILED:
+      return "failed";
+    case api::State::LOST:
+      return "lost";
+  }
+  return "unknown";
+}
+
+// The EXIT column of `list`: the code, or the signal, or nothing yet.
+kj::String exitColumn(api::JobInfo::Reader info) {
+  switch (info.getState()) {
+    case api::State::EXITED:
+      return kj::str(info.getExitCode());
+    case api::State::KILLED:
+    case api::State::STOPPED:
+      if (info.getTermSignal() > 0) return signalName(info.getTermSignal());
+      return kj::str(info.getExitCode());
+    case api::State::RUNNING:
+    case api::State::FAILED:
+    case api::State::LOST:
+      break;
+  }
+  return kj::str("-");
+}
+
+bool needsQuoting(kj::StringPtr word) {
+  if (word.size() == 0) return true;
+  for (char c : word) {
+    bool plain = ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') ||
+                 strchr("-_./:=+,@%", c) != nullptr;
+    if (!plain) return true;
+  }
+  return false;
+}
+
+kj::String shellQuote(kj::StringPtr word) {
+  if (!needsQuoting(word)) return kj::str(word);
+  kj::Vector<char> quoted(word.size() + 3);
+  quoted.add('\'');
+  for (char c : word) {
+    if (c == '\'') {
+      quoted.addAll("'\\''"_kj);
+    } else {
+      quoted.add(c);
+    }
+  }
+  quoted.add('\'');
+  quoted.add('\0');
+  return kj::String(quoted.releaseAsArray());
+}
+
+kj::String formatLimits(api::Limits::Reader limits) {
+  kj::Vector<kj::String> parts;
+  if (limits.getCpuMillicores() > 0) {
+    parts.add(kj::str("cpu ", formatCores(limits.getCpuMillicores()), " cores"));
+  }
+  if (limits.getMemoryBytes() > 0) {
+    parts.add(kj::str("memory ", formatSize(limits.getMemoryBytes())));
+  }
+  if (limits.getIoReadBytesPerSec() > 0) {
+    parts.add(kj::str("io read ", formatSize(limits.getIoReadBytesPerSec()), "/s"));
+  }
+  if (limits.getIoWriteBytesPerSec() > 0) {
+    parts.add(kj::str("io write ", formatSize(limits.getIoWriteBytesPerSec()), "/s"));
+  }
+  if (limits.getPids() > 0) parts.add(kj::str("pids ", limits.getPids()));
+  if (parts.size() == 0) return kj::str("none");
+  return kj::strArray(parts, ", ");
+}
+
+kj::String formatIsolation(api::Isolation::Reader isolation) {
+  kj::Vector<kj::StringPtr> parts;
+  if (isolation.getPid()) parts.add("pid");
+  if (isolation.getMount()) parts.add("mount");
+  if (isolation.getNet()) parts.add("net");
+  if (parts.size() == 0) return kj::str("none");
+  return kj::str(kj::strArray(parts, ", "), " namespaces");
+}
+
+kj::String formatCgroup(api::CgroupInfo::Reader cgroup) {
+  if (cgroup.getVersion() == 0) return kj::str("none");
+  auto text = kj::str("v", cgroup.getVersion(), " ", cgroup.getPath());
+  if (cgroup.getIoDevice().size() > 0) {
+    return kj::str(text, ", io limits on ", cgroup.getIoDevice());
+  }
+  return text;
+}
+
+// "Label:" padded so that every value starts in the same column.
+void addLine(kj::Vector<kj::String>& lines, kj::StringPtr label, kj::StringPtr value) {
+  constexpr size_t LABEL_WIDTH = 14;
+  auto padding = kj::repeat(' ', LABEL_WIDTH - kj::min(LABEL_WIDTH - 1, label.size() + 1));
+  lines.add(kj::str(label, ":", padding, value));
+}
+
+}  // namespace
+
+kj::String signalName(int signal) {
+  const char* abbreviation = sigabbrev_np(signal);
+  if (abbreviation == nullptr) return kj::str("signal ", signal);
+  return kj::str("SIG", abbreviation);
+}
+
+kj::String describeOutcome(api::JobInfo::Reader info) {
+  switch (info.getState()) {
+    case api::State::RUNNING:
+      return kj::str("running");
+    case api::State::EXITED:
+      return kj::str("exited with code ", info.getExitCode());
+    case api::State::KILLED:
+      return kj::str("killed by ", signalName(info.getTermSignal()),
+                     info.getOomKilledMain() ? " (out of memory)" : "");
+    case api::State::STOPPED:
+      if (info.getTermSignal() > 0) return kj::str("stopped by ", signalName(info.getTermSignal()));
+      return kj::str("stopped (exited with code ", info.getExitCode(), ")");
+    case api::State::FAILED:
+      return kj::str("failed: ", info.getError());
+    case api::State::LOST:
+      return kj::str("lost: ", info.getError());
+  }
+  return kj::str(stateName(info.getState()));
+}
+
+kj::String formatStatus(api::JobInfo::Reader info) {
+  kj::Vector<kj::String> lines;
+  addLine(lines, "ID", info.getId());
+  addLine(lines, "Owner", info.getOwner());
+  addLine(lines, "State", stateName(info.getState()));
+  switch (info.getState()) {
+    case api::State::EXITED:
+      addLine(lines, "Exit code", kj::str(info.getExitCode()));
+      break;
+    case api::State::KILLED:
+    case api::State::STOPPED:
+      if (info.getTermSignal() > 0) {
+        addLine(lines, "Signal",
+                kj::str(signalName(info.getTermSignal()), " (", info.getTermSignal(), ")"));
+      } else {
+        addLine(lines, "Exit code", kj::str(info.getExitCode()));
+      }
+      break;
+    case api::State::RUNNING:
+    case api::State::FAILED:
+    case api::State::LOST:
+      break;
+  }
+  if (info.getError().size() > 0) addLine(lines, "Error", info.getError());
+  addLine(lines, "Command", formatCommandLine(info.getCommand(), info.getArgs()));
+  if (info.getWorkingDir().size() > 0) addLine(lines, "Working dir", info.getWorkingDir());
+  addLine(lines, "Created", formatTime(info.getCreatedAt()));
+  addLine(lines, "Started", formatTime(info.getStartedAt()));
+  if (info.getEndedAt() > 0 && info.getStartedAt() > 0 &&
+      info.getEndedAt() >= info.getStartedAt()) {
+    addLine(lines, "Ended",
+            kj::str(formatTime(info.getEndedAt()), " (ran ",
+                    formatMillis(info.getEndedAt() - info.getStartedAt()), ")"));
+  } else {
+    addLine(lines, "Ended", formatTime(info.getEndedAt()));
+  }
+  addLine(lines, "Executor", info.getExecutor().size() > 0 ? info.getExecutor() : "-");
+  addLine(lines, "Limits", formatLimits(info.getLimits()));
+  addLine(lines, "Isolation", formatIsolation(info.getIsolation()));
+  addLine(lines, "Cgroup", formatCgroup(info.getCgroup()));
+  auto usage = info.getUsage();
+  addLine(lines, "CPU time",
+          kj::str("user ", formatMillis(usage.getCpuUserMicros() / 1000), ", system ",
+                  formatMillis(usage.getCpuSystemMicros() / 1000)));
+  addLine(lines, "Peak memory", formatSize(usage.getPeakMemoryBytes()));
+  addLine(lines, "Output", kj::str(info.getOutputBytes(), " bytes"));
+  addLine(lines, "OOM killed",
+          !info.getOomKilled()      ? "no"
+          : info.getOomKilledMain() ? "yes, the main process"
+                                    : "yes, another process of the job");
+  return kj::str(kj::strArray(lines, "\n"), "\n");
+}
+
+kj::String formatJobTable(capnp::List<api::JobInfo>::Reader jobs) {
+  constexpr size_t COLUMNS = 6;
+  kj::Vector<kj::Array<kj::String>> rows(jobs.size() + 1);
+  auto addRow = [&](kj::String id, kj::String owner, kj::String state, kj::String exit,
+                    kj::String created, kj::String command) {
+    auto row = kj::heapArrayBuilder<kj::String>(COLUMNS);
+    row.add(kj::mv(id));
+    row.add(kj::mv(owner));
+    row.add(kj::mv(state));
+    row.add(kj::mv(exit));
+    row.add(kj::mv(created));
+    row.add(kj::mv(command));
+    rows.add(row.finish());
+  };
+  addRow(kj::str("ID"), kj::str("OWNER"), kj::str("STATE"), kj::str("EXIT"), kj::str("CREATED"),
+         kj::str("COMMAND"));
+  for (auto job : jobs) {
+    addRow(kj::str(job.getId()), kj::str(job.getOwner()), kj::str(stateName(job.getState())),
+           exitColumn(job), formatTime(job.getCreatedAt()),
+           formatCommandLine(job.getCommand(), job.getArgs()));
+  }
+
+  size_t widths[COLUMNS] = {};
+  for (auto& row : rows) {
+    for (size_t i = 0; i < COLUMNS; i++) widths[i] = kj::max(widths[i], row[i].size());
+  }
+
+  kj::Vector<kj::String> lines(rows.size());
+  for (auto& row : rows) {
+    kj::Vector<kj::String> cells(COLUMNS);
+    for (size_t i = 0; i + 1 < COLUMNS; i++) {
+      cells.add(kj::str(row[i], kj::repeat(' ', widths[i] - row[i].size())));
+    }
+    // The last column is not padded: no trailing blanks.
+    cells.add(kj::str(row[COLUMNS - 1]));
+    lines.add(kj::strArray(cells, "  "));
+  }
+  return kj::str(kj::strArray(lines, "\n"), "\n");
+}
+
+kj::String jobInfoJson(api::JobInfo::Reader info) {
+  return kj::str(capnp::JsonCodec().encode(info), "\n");
+}
+
+kj::String jobListJson(capnp::List<api::JobInfo>::Reader jobs) {
+  return kj::str(capnp::JsonCodec().encode(jobs), "\n");
+}
+
+kj::String formatSize(uint64_t bytes) {
+  static constexpr const char* UNITS[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  size_t unit = 0;
+  uint64_t scale = 1;
+  while (unit + 1 < kj::size(UNITS) && bytes / scale >= 1024) {
+    scale <<= 10;
+    ++unit;
+  }
+  if (bytes % scale == 0) return kj::str(bytes / scale, " ", UNITS[unit]);
+  // One decimal, rounded to nearest.
+  uint64_t tenths = (bytes / scale) * 10 + ((bytes % scale) * 10 + scale / 2) / scale;
+  if (tenths % 10 == 0) return kj::str(tenths / 10, " ", UNITS[unit]);
+  return kj::str(tenths / 10, ".", tenths % 10, " ", UNITS[unit]);
+}
+
+kj::String formatCores(uint32_t millicores) {
+  uint32_t whole = millicores / 1000;
+  uint32_t fraction = millicores % 1000;
+  if (fraction == 0) return kj::str(whole);
+  char digits[4] = {char('0' + fraction / 100), char('0' + fraction / 10 % 10),
+                    char('0' + fraction % 10), '\0'};
+  size_t length = 3;
+  while (digits[length - 1] == '0') digits[--length] = '\0';
+  return kj::str(whole, ".", digits);
+}
+
+kj::String formatMillis(uint64_t millis) {
+  uint64_t hours = millis / 3600000;
+  uint64_t minutes = millis / 60000 % 60;
+  uint64_t seconds = millis / 1000 % 60;
+  uint64_t rest = millis % 1000;
+  auto twoDigits = [](uint64_t n) { return kj::str(n < 10 ? "0" : "", n); };
+  auto threeDigits = [](uint64_t n) { return kj::str(n < 100 ? "0" : "", n < 10 ? "0" : "", n); };
+  if (hours > 0) {
+    return kj::str(hours, "h", twoDigits(minutes), "m", twoDigits(seconds), ".", threeDigits(rest),
+                   "s");
+  }
+  if (minutes > 0) {
+    return kj::str(minutes, "m", twoDigits(seconds), ".", threeDigits(rest), "s");
+  }
+  return kj::str(seconds, ".", threeDigits(rest), "s");
+}
+
+kj::String formatTime(int64_t unixMillis) {
+  if (unixMillis == 0) return kj::str("-");
+  time_t seconds = unixMillis / 1000;
+  struct tm local;
+  char buffer[32];
+  if (localtime_r(&seconds, &local) == nullptr ||
+      strftime(buffer, sizeof(buffer), "%Y-%m-%d %H:%M:%S", &local) == 0) {
+    return kj::str(unixMillis);
+  }
+  return kj::str(buffer);
+}
+
+kj::String formatCommandLine(kj::StringPtr command, capnp::List<capnp::Text>::Reader args) {
+  kj::Vector<kj::String> words(args.size() + 1);
+  words.add(shellQuote(command));
+  for (auto arg : args) words.add(shellQuote(arg));
+  return kj::strArray(words, " ");
+}
+
+}  // namespace client
+}  // namespace runner

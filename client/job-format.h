@@ -1,0 +1,46 @@
+#pragma once
+// How runctl shows jobs: the multi-line `status`, the one-line outcome `stop` prints, the `list`
+// table, and the JSON forms (capnp::JsonCodec: 64-bit integers are JSON strings, enums names).
+
+#include <kj/string.h>
+#include <stdint.h>
+
+#include "schema/runner.capnp.h"
+
+namespace runner {
+namespace client {
+
+// "running", "exited with code 3", "killed by SIGKILL", "stopped by SIGTERM", "failed: ERROR", ...
+kj::String describeOutcome(api::JobInfo::Reader info);
+
+// `runctl status`: one "Label: value" line per fact, newline-terminated.
+kj::String formatStatus(api::JobInfo::Reader info);
+
+// `runctl list`: a header and one row per job (ID, OWNER, STATE, EXIT, CREATED, COMMAND),
+// columns padded to their widest cell, newline-terminated.
+kj::String formatJobTable(capnp::List<api::JobInfo>::Reader jobs);
+
+// One JSON object / array on one line, newline-terminated.
+kj::String jobInfoJson(api::JobInfo::Reader info);
+kj::String jobListJson(capnp::List<api::JobInfo>::Reader jobs);
+
+// "SIGTERM" (or "signal 70" for a number without a name).
+kj::String signalName(int signal);
+
+// "512 B", "64 MiB", "1.5 GiB".
+kj::String formatSize(uint64_t bytes);
+
+// Thousandths of a core as a number of cores: 500 → "0.5", 2000 → "2", 1250 → "1.25".
+kj::String formatCores(uint32_t millicores);
+
+// Milliseconds as "1.234s", "2m03.500s", "1h02m03.000s".
+kj::String formatMillis(uint64_t millis);
+
+// Unix milliseconds as local "YYYY-MM-DD HH:MM:SS"; "-" for 0.
+kj::String formatTime(int64_t unixMillis);
+
+// The command and its arguments as one shell-quoted line: sh -c 'echo hi'.
+kj::String formatCommandLine(kj::StringPtr command, capnp::List<capnp::Text>::Reader args);
+
+}  // namespace client
+}  // namespace runner

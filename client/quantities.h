@@ -1,0 +1,38 @@
+#pragma once
+// The quantities people type on runctl's command line: byte sizes (memory limits and IO rates),
+// CPU cores and durations. Each parser accepts the whole text or nothing; callers turn a null
+// result into a usage error that quotes the text and the accepted syntax.
+
+#include <kj/common.h>
+#include <kj/string.h>
+#include <stdint.h>
+
+namespace runner {
+namespace client {
+
+// A byte count: plain bytes ("1048576") or a number with a binary unit K, M, G or T ("512K",
+// "64M", "1.5G"), optionally followed by "i" and/or "B" ("64MiB", "64MB" are both 64 * 2^20).
+// A fraction needs a unit and is rounded down to whole bytes.
+kj::Maybe<uint64_t> parseSize(kj::StringPtr text);
+
+// CPU bandwidth in thousandths of a core: "2" = 2000, "0.5" = 500, "1.25" = 1250, or
+// Kubernetes-style millicores, "250m" = 250. At most three decimals.
+kj::Maybe<uint32_t> parseCores(kj::StringPtr text);
+
+// A duration in milliseconds: a plain number of seconds ("10", "1.5"), or one or more
+// number-unit pairs with units ms, s, m, h ("500ms", "2m", "1h30m").
+kj::Maybe<uint64_t> parseDuration(kj::StringPtr text);
+
+// A non-negative decimal integer that fits 32 bits.
+kj::Maybe<uint32_t> parseCount(kj::StringPtr text);
+
+// What each parser accepts, for usage errors.
+constexpr const char* SIZE_SYNTAX =
+    "expected bytes or a number with a unit K, M, G or T (binary), e.g. 512K, 64M, 1.5G";
+constexpr const char* CORES_SYNTAX = "expected a number of CPU cores, e.g. 0.5, 2, or 250m";
+constexpr const char* DURATION_SYNTAX =
+    "expected a duration, e.g. 500ms, 10s, 2m, 1h, or a number of seconds";
+constexpr const char* COUNT_SYNTAX = "expected a whole number";
+
+}  // namespace client
+}  // namespace runner

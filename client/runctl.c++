@@ -1,0 +1,346 @@
+// runctl: the command-line client of runnerd. The command line is the contract of DESIGN.md
+// ("Command line"); `runctl --help` and `runctl COMMAND --help` describe all of it.
+
+#include <kj/async-unix.h>
+#include <kj/debug.h>
+#include <kj/main.h>
+#include <kj/vector.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "client/commands.h"
+#include "client/connection.h"
+#include "client/error-message.h"
+#include "client/exit-status.h"
+#include "client/quantities.h"
+#include "client/spec-options.h"
+
+namespace runner {
+namespace client {
+namespace {
+
+constexpr const char* VERSION = "runctl (runner) 0.1.0";
+
+constexpr const char* OVERVIEW =
+    "Runs commands as jobs on a runnerd server and shows their output and state. runctl "
+    "authenticates with a client certificate (mutual TLS 1.3); the certificate's common name is "
+    "the user the server knows you as.";
+
+constexpr const char* GLOBAL_DETAILS =
+    "Environment: RUNCTL_SERVER, RUNCTL_SERVER_NAME, RUNCTL_CERT, RUNCTL_KEY and RUNCTL_CA stand "
+    "in for the options of the same names when those are not given.\n"
+    "\n"
+    "Exit status: `run` and `wait` exit with the job's exit code, 128+N when signal N ended the "
+    "job, 127 when its command could not be started and 125 when runctl or the server failed. "
+    "The other commands exit 0 on success, 1 on failure and 2 on a usage error.\n"
+    "\n"
+    "Options of a command follow its name: runctl [<option>...] <command> [<command option>...] "
+    "<args>.";
+
+constexpr const char* START_DETAILS =
+    "Options end at the command: `runctl start sleep 60` and `runctl start -- ls -l` both work. "
+    "A command that cannot be started (no such program) still makes a job, in state failed: its "
+    "id is printed, the reason goes to stderr and the exit status is 1.";
+
+constexpr const char* RUN_DETAILS =
+    "Starts the job and streams its output (stdout and stderr, as the job wrote them) to stdout "
+    "byte for byte, in the same round trip, until the job ends; then exits with the job's exit "
+    "code (128+N when signal N ended it, 127 when it could not start, 125 when runctl or the "
+    "server failed).\n"
+    "\n"
+    "Interrupting runctl (Ctrl-C or SIGTERM) stops the job, like `runctl stop` with the server's "
+    "grace period, and keeps streaming until it has ended. A second interrupt exits at once with "
+    "128+N without waiting any longer.\n"
+    "\n"
+    "Options end at the command: `runctl run ls -l` runs `ls -l`; `--` may also separate them.";
+
+// A ProcessContext with runctl's exit codes: MainBuilder's usage errors exit 2 with one line,
+// --help and --version exit 0. Output goes straight to the file descriptors, so _exit() loses
+// nothing.
+class RunctlContext final : public kj::ProcessContext {
+ public:
+  explicit RunctlContext(kj::StringPtr programName) : programName(programName) {}
+
+  kj::StringPtr getProgramName() override { return programName; }
+
+  KJ_NORETURN(void exit() override) { _exit(exitCode); }
+
+  void warning(kj::StringPtr message) override { writeLine(STDERR_FILENO, message); }
+
+  void error(kj::StringPtr message) override {
+    writeLine(STDERR_FILENO, message);
+    exitCode = EXIT_FAILED;
+  }
+
+  // MainBuilder calls this for usage errors only. Its second line ("Try '... --help'...") goes:
+  // errors are one line.
+  KJ_NORETURN(void exitError(kj::StringPtr message) override) {
+    KJ_IF_MAYBE (newline, message.findFirst('\n')) {
+      writeLine(STDERR_FILENO, kj::heapString(message.slice(0, *newline)));
+    } else {
+      writeLine(STDERR_FILENO, message);
+    }
+    _exit(EXIT_USAGE);
+  }
+
+  KJ_NORETURN(void exitInfo(kj::StringPtr message) override) {
+    writeLine(STDOUT_FILENO, message);
+    _exit(EXIT_OK);
+  }
+
+  void increaseLoggingVerbosity() override {
+    kj::_::Debug::setLogLevel(kj::_::Debug::Severity::INFO);
+  }
+
+  KJ_NORETURN(void exitWith(int code)) { _exit(code); }
+
+ private:
+  kj::StringPtr programName;
+  int exitCode = EXIT_OK;
+
+  static void writeLine(int fd, kj::StringPtr message) {
+    auto line = message.endsWith("\n") ? kj::str(message) : kj::str(message, "\n");
+    kj::FdOutputStream(fd).write(line.begin(), line.size());
+  }
+};
+
+using Validity = kj::MainBuilder::Validity;
+
+class Runctl {
+ public:
+  explicit Runctl(RunctlContext& context) : context(context) {}
+
+  kj::MainFunc getMain() {
+    return kj::MainBuilder(context, VERSION, OVERVIEW, GLOBAL_DETAILS)
+        .addOptionWithArg({"server"}, setFlag(flags.server), "<host:port>",
+                          "The runnerd to talk to. Default: $RUNCTL_SERVER, else 127.0.0.1:7443.")
+        .addOptionWithArg({"server-name"}, setFlag(flags.serverName), "<name>",
+                          "The name the server's certificate must carry. Default: "
+                          "$RUNCTL_SERVER_NAME, else the host part of --server.")
+        .addOptionWithArg({"cert"}, setFlag(flags.cert), "<file>",
+                          "This client's certificate (PEM); its common name is your user name "
+                          "on the server. Default: $RUNCTL_CERT. Required.")
+        .addOptionWithArg({"key"}, setFlag(flags.key), "<file>",
+                          "The private key of --cert (PEM). Default: $RUNCTL_KEY. Required.")
+        .addOptionWithArg({"ca"}, setFlag(flags.ca), "<file>",
+                          "The CA certificate (PEM) that must have signed the server's "
+                          "certificate. Default: $RUNCTL_CA. Required.")
+        .addSubCommand("start", KJ_BIND_METHOD(*this, getStartMain),
+                       "start a job in the background; print its id")
+        .addSubCommand("run", KJ_BIND_METHOD(*this, getRunMain),
+                       "start a job, stream its output, exit with its exit code")
+        .addSubCommand("logs", KJ_BIND_METHOD(*this, getLogsMain),
+                       "print a job's output from its first byte (-f: until the job ends)")
+        .addSubCommand("status", KJ_BIND_METHOD(*this, getStatusMain),
+                       "show a job's state, command, times, limits and resource usage")
+        .addSubCommand("wait", KJ_BIND_METHOD(*this, getWaitMain),
+                       "wait for a job to end; exit with its exit code")
+        .addSubCommand("stop", KJ_BIND_METHOD(*this, getStopMain),
+                       "stop a job: SIGTERM, then SIGKILL after a grace period")
+        .addSubCommand("list", KJ_BIND_METHOD(*this, getListMain),
+                       "list your jobs (--all: every user's jobs)")
+        .build();
+  }
+
+ private:
+  RunctlContext& context;
+  ServerFlags flags;
+  SpecOptions spec;
+  bool json = false;
+  bool follow = false;
+  bool allUsers = false;
+  uint32_t graceMillis = 0;
+  kj::StringPtr jobId;
+
+  static kj::Function<Validity(kj::StringPtr)> setFlag(kj::Maybe<kj::String>& flag) {
+    return [&flag](kj::StringPtr value) -> Validity {
+      flag = kj::str(value);
+      return true;
+    };
+  }
+
+  Validity setJobId(kj::StringPtr id) {
+    if (id.size() == 0) return "a job id must not be empty";
+    jobId = id;
+    return true;
+  }
+
+  Validity setJson() {
+    json = true;
+    return true;
+  }
+
+  Validity setGrace(kj::StringPtr text) {
+    KJ_IF_MAYBE (millis, parseDuration(text)) {
+      if (*millis > UINT32_MAX) return "a grace period must be shorter than 49 days";
+      // The API reads 0 as "the server's default"; a grace of zero means "kill at once".
+      graceMillis = *millis == 0 ? 1 : static_cast<uint32_t>(*millis);
+      return true;
+    }
+    return DURATION_SYNTAX;
+  }
+
+  kj::MainBuilder& addJsonOption(kj::MainBuilder& builder, kj::StringPtr help) {
+    return builder.addOption({"json"}, KJ_BIND_METHOD(*this, setJson), help);
+  }
+
+  kj::MainFunc getStartMain() {
+    kj::MainBuilder builder(context, VERSION, "Starts a job in the background and prints its id.",
+                            START_DETAILS);
+    spec.addOptions(builder);
+    addJsonOption(builder, "Print the new job's metadata as one JSON object instead of its id.");
+    return SpecOptions::endOptionsAtCommand(
+        spec.addCommandArgs(builder)
+            .callAfterParsing([this]() -> Validity {
+              auto message = spec.build();
+              auto specReader = message->getRoot<api::JobSpec>().asReader();
+              bool asJson = json;
+              runCommand(EXIT_FAILED, false,
+                         [&](CommandIo& cmd) { return startJob(cmd, specReader, asJson); });
+            })
+            .build());
+  }
+
+  kj::MainFunc getRunMain() {
+    kj::MainBuilder builder(context, VERSION,
+                            "Starts a job, streams its output to stdout and exits with its exit "
+                            "code.",
+                            RUN_DETAILS);
+    spec.addOptions(builder);
+    return SpecOptions::endOptionsAtCommand(
+        spec.addCommandArgs(builder)
+            .callAfterParsing([this]() -> Validity {
+              auto message = spec.build();
+              auto specReader = message->getRoot<api::JobSpec>().asReader();
+              runCommand(EXIT_RUNCTL_FAILED, true,
+                         [&](CommandIo& cmd) { return runJob(cmd, specReader); });
+            })
+            .build());
+  }
+
+  kj::MainFunc getLogsMain() {
+    return kj::MainBuilder(context, VERSION,
+                           "Writes a job's output (stdout and stderr, as the job wrote them) to "
+                           "stdout, byte for byte, from its first byte. Without -f, exits once "
+                           "everything written so far is delivered.")
+        .addOption(
+            {'f', "follow"},
+            [this]() -> Validity {
+              follow = true;
+              return true;
+            },
+            "Keep writing new output until the job has ended.")
+        .expectArg("<id>", KJ_BIND_METHOD(*this, setJobId))
+        .callAfterParsing([this]() -> Validity {
+          runCommand(EXIT_FAILED, false,
+                     [this](CommandIo& cmd) { return showLogs(cmd, jobId, follow); });
+        })
+        .build();
+  }
+
+  kj::MainFunc getStatusMain() {
+    kj::MainBuilder builder(context, VERSION,
+                            "Shows a job's id, owner, state, exit code or signal, error, command, "
+                            "times, limits, isolation, executor, cgroup, CPU time, peak memory, "
+                            "output size and whether the OOM killer struck.");
+    return addJsonOption(builder, "Print the job's metadata as one JSON object.")
+        .expectArg("<id>", KJ_BIND_METHOD(*this, setJobId))
+        .callAfterParsing([this]() -> Validity {
+          runCommand(EXIT_FAILED, false,
+                     [this](CommandIo& cmd) { return showStatus(cmd, jobId, json); });
+        })
+        .build();
+  }
+
+  kj::MainFunc getWaitMain() {
+    kj::MainBuilder builder(context, VERSION,
+                            "Waits for a job to end and exits with its exit code, like `run` "
+                            "(128+N when signal N ended it, 127 when it could not start, 125 when "
+                            "runctl or the server failed).");
+    return addJsonOption(builder, "Print the ended job's metadata as one JSON object.")
+        .expectArg("<id>", KJ_BIND_METHOD(*this, setJobId))
+        .callAfterParsing([this]() -> Validity {
+          runCommand(EXIT_RUNCTL_FAILED, false,
+                     [this](CommandIo& cmd) { return waitJob(cmd, jobId, json); });
+        })
+        .build();
+  }
+
+  kj::MainFunc getStopMain() {
+    return kj::MainBuilder(context, VERSION,
+                           "Stops a job: SIGTERM to all of its processes, then SIGKILL once the "
+                           "grace period is over. Prints the job's id and how it ended. Only the "
+                           "job's owner or an admin may stop it.")
+        .addOptionWithArg({"grace"}, KJ_BIND_METHOD(*this, setGrace), "<duration>",
+                          "How long to wait between SIGTERM and SIGKILL: 500ms, 10s, 2m, 1h, or "
+                          "a number of seconds; 0 kills at once. Default: the server's.")
+        .expectArg("<id>", KJ_BIND_METHOD(*this, setJobId))
+        .callAfterParsing([this]() -> Validity {
+          runCommand(EXIT_FAILED, false,
+                     [this](CommandIo& cmd) { return stopJob(cmd, jobId, graceMillis); });
+        })
+        .build();
+  }
+
+  kj::MainFunc getListMain() {
+    kj::MainBuilder builder(context, VERSION,
+                            "Lists your jobs, oldest first, as a table: ID, OWNER, STATE, EXIT "
+                            "(code or signal), CREATED, COMMAND.");
+    builder.addOption(
+        {'a', "all"},
+        [this]() -> Validity {
+          allUsers = true;
+          return true;
+        },
+        "List every user's jobs, not only yours.");
+    return addJsonOption(builder, "Print the jobs' metadata as one JSON array.")
+        .callAfterParsing([this]() -> Validity {
+          runCommand(EXIT_FAILED, false,
+                     [this](CommandIo& cmd) { return listJobs(cmd, allUsers, json); });
+        })
+        .build();
+  }
+
+  // Connects and runs `command`, then exits with what it returns. Never returns: a missing or bad
+  // setting exits 2; any failure prints one line and exits `failureCode`.
+  KJ_NORETURN(void runCommand(int failureCode, bool captureInterrupts,
+                              kj::Function<int(CommandIo&)> command)) {
+    kj::Maybe<ServerSettings> settings;
+    KJ_IF_MAYBE (exception, kj::runCatchingExceptions(
+                                [&]() { settings = resolveServerSettings(flags, processEnv); })) {
+      writeError(cleanErrorMessage(*exception));
+      context.exitWith(EXIT_USAGE);
+    }
+
+    if (captureInterrupts) {
+      kj::UnixEventPort::captureSignal(SIGINT);
+      kj::UnixEventPort::captureSignal(SIGTERM);
+    }
+
+    KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
+                   auto io = kj::setupAsyncIo();
+                   auto connection =
+                       connectToServer(io.provider->getNetwork(), KJ_ASSERT_NONNULL(settings))
+                           .wait(io.waitScope);
+                   CommandIo cmd{io, *connection};
+                   // Exits here, without tearing down the connection: all output is already
+                   // written.
+                   context.exitWith(command(cmd));
+                 })) {
+      writeError(cleanErrorMessage(*exception));
+    }
+    context.exitWith(failureCode);
+  }
+};
+
+}  // namespace
+}  // namespace client
+}  // namespace runner
+
+int main(int argc, char* argv[]) {
+  // Help and errors say "runctl", whatever path it was started by.
+  argv[0] = const_cast<char*>("runctl");
+  runner::client::RunctlContext context(argv[0]);
+  runner::client::Runctl runctl(context);
+  return kj::runMainAndExit(context, runctl.getMain(), argc, argv);
+}
