@@ -42,8 +42,9 @@ executors::Credentials resolveRunAs(kj::StringPtr userName) {
     KJ_FAIL_REQUIRE(kj::str("unknown run-as user '", userName, "'",
                             error != 0 ? kj::str(": ", strerror(error)) : kj::str()));
   }
-  KJ_REQUIRE(pw.pw_uid != 0 && pw.pw_gid != 0,
-             kj::str("refusing to run jobs as '", userName, "': it is root"));
+  if (pw.pw_uid == 0 || pw.pw_gid == 0) {
+    KJ_FAIL_REQUIRE(kj::str("refusing to run jobs as '", userName, "': it is root"));
+  }
   return fromPasswd(pw);
 }
 

@@ -1,0 +1,106 @@
+#include "runner/rpc-convert.h"
+
+#include <kj/debug.h>
+
+namespace runner {
+
+namespace {
+
+void fillLimits(api::Limits::Builder out, const executors::Limits& limits) {
+  out.setCpuMillicores(limits.cpuMillicores);
+  out.setMemoryBytes(limits.memoryBytes);
+  out.setIoReadBytesPerSec(limits.ioReadBytesPerSec);
+  out.setIoWriteBytesPerSec(limits.ioWriteBytesPerSec);
+  out.setPids(limits.pids);
+}
+
+}  // namespace
+
+api::State toApiState(JobState state) {
+  switch (state) {
+    case JobState::RUNNING: return api::State::RUNNING;
+    case JobState::EXITED: return api::State::EXITED;
+    case JobState::KILLED: return api::State::KILLED;
+    case JobState::STOPPED: return api::State::STOPPED;
+    case JobState::FAILED: return api::State::FAILED;
+    case JobState::LOST: return api::State::LOST;
+  }
+  KJ_UNREACHABLE;
+}
+
+JobState fromApiState(api::State state) {
+  switch (state) {
+    case api::State::RUNNING: return JobState::RUNNING;
+    case api::State::EXITED: return JobState::EXITED;
+    case api::State::KILLED: return JobState::KILLED;
+    case api::State::STOPPED: return JobState::STOPPED;
+    case api::State::FAILED: return JobState::FAILED;
+    case api::State::LOST: return JobState::LOST;
+  }
+  KJ_FAIL_REQUIRE("unknown job state", static_cast<uint16_t>(state));
+}
+
+void fillJobInfo(api::JobInfo::Builder info, const Job& job) {
+  auto& rec = job.record();
+  info.setId(rec.id);
+  info.setOwner(rec.owner);
+  info.setCommand(rec.command);
+  auto args = info.initArgs(rec.args.size());
+  for (auto i : kj::indices(rec.args)) args.set(i, rec.args[i]);
+  info.setState(toApiState(rec.state));
+  info.setExitCode(rec.exitCode);
+  info.setTermSignal(rec.termSignal);
+  info.setOomKilled(rec.oomKilled);
+  info.setOomKilledMain(rec.oomKilledMain);
+  info.setError(rec.error);
+  info.setCreatedAt(rec.createdAt);
+  info.setStartedAt(rec.startedAt);
+  info.setEndedAt(rec.endedAt);
+  fillLimits(info.initLimits(), rec.limits);
+  auto isolation = info.initIsolation();
+  isolation.setPid(rec.isolation.pid);
+  isolation.setMount(rec.isolation.mount);
+  isolation.setNet(rec.isolation.net);
+  info.setExecutor(rec.executor);
+  auto usage = info.initUsage();
+  usage.setCpuUserMicros(rec.usage.cpuUserMicros);
+  usage.setCpuSystemMicros(rec.usage.cpuSystemMicros);
+  usage.setPeakMemoryBytes(rec.usage.peakMemoryBytes);
+  info.setOutputBytes(job.outputBytes());
+  info.setWorkingDir(rec.workingDir);
+  auto cgroup = info.initCgroup();
+  cgroup.setVersion(rec.placement.cgroupVersion);
+  cgroup.setPath(rec.placement.cgroupPath);
+  cgroup.setIoDevice(rec.placement.ioDevice);
+}
+
+StartRequest toStartRequest(api::JobSpec::Reader spec) {
+  StartRequest request;
+  request.command = kj::str(spec.getCommand());
+  auto args = spec.getArgs();
+  KJ_REQUIRE(args.size() <= MAX_ARGS, "too many arguments", args.size(), MAX_ARGS);
+  request.args = KJ_MAP(arg, args) { return kj::str(arg); };
+  auto env = spec.getEnv();
+  KJ_REQUIRE(env.size() <= MAX_ENV, "too many environment variables", env.size(), MAX_ENV);
+  request.env = KJ_MAP(var, env) {
+    auto name = var.getName();
+    KJ_REQUIRE(name.size() > 0 && name.findFirst('=') == nullptr,
+               "invalid environment variable name", name);
+    return kj::str(name, '=', var.getValue());
+  };
+  request.workingDir = kj::str(spec.getWorkingDir());
+  auto limits = spec.getLimits();
+  request.limits.cpuMillicores = limits.getCpuMillicores();
+  request.limits.memoryBytes = limits.getMemoryBytes();
+  request.limits.ioReadBytesPerSec = limits.getIoReadBytesPerSec();
+  request.limits.ioWriteBytesPerSec = limits.getIoWriteBytesPerSec();
+  request.limits.pids = limits.getPids();
+  auto isolation = spec.getIsolation();
+  request.isolation.pid = isolation.getPid();
+  request.isolation.mount = isolation.getMount();
+  request.isolation.net = isolation.getNet();
+  request.executor = kj::str(spec.getExecutor());
+  return request;
+}
+
+}  // namespace runner

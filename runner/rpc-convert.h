@@ -1,0 +1,22 @@
+#pragma once
+// The one place where the wire types of schema/runner.capnp meet runner's plain structs.
+
+#include "runner/job-table.h"
+#include "schema/runner.capnp.h"
+
+namespace runner {
+
+// Largest accepted spec, so that one request cannot make the server build an absurd process.
+constexpr size_t MAX_ARGS = 4096;
+constexpr size_t MAX_ENV = 1024;
+
+void fillJobInfo(api::JobInfo::Builder info, const Job& job);
+
+// Translates and checks a spec. Throws a clear error for what can never run (bad limits, too
+// many arguments); the job table checks the rest (command, executor, environment).
+StartRequest toStartRequest(api::JobSpec::Reader spec);
+
+api::State toApiState(JobState state);
+JobState fromApiState(api::State state);
+
+}  // namespace runner

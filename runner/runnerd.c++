@@ -1,0 +1,218 @@
+// runnerd: serves runner's API over mutual TLS and runs the jobs it is asked to run.
+
+#include <errno.h>
+#include <kj/async-unix.h>
+#include <kj/debug.h>
+#include <kj/main.h>
+#include <kj/vector.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "executors/cgroup/cgroup-executor.h"
+#include "executors/local/local-executor.h"
+#include "runner/credentials.h"
+#include "runner/event-log.h"
+#include "runner/job-table.h"
+#include "runner/output-watcher.h"
+#include "runner/server.h"
+#include "runner/store.h"
+#include "tls/tls-config.h"
+
+namespace runner {
+namespace {
+
+constexpr kj::StringPtr VERSION = "runnerd 0.1"_kj;
+
+// Creates `path` (and its parents) when missing and checks that this process can write there.
+void prepareDirectory(kj::StringPtr flag, kj::StringPtr path) {
+  if (!path.startsWith("/")) {
+    KJ_FAIL_REQUIRE(kj::str(flag, " must be an absolute path: ", path));
+  }
+  for (size_t i = 1; i <= path.size(); i++) {
+    if (i == path.size() || path[i] == '/') {
+      auto prefix = kj::str(path.slice(0, i));
+      if (mkdir(prefix.cStr(), 0750) < 0 && errno != EEXIST) {
+        KJ_FAIL_REQUIRE(kj::str("cannot create ", flag, " ", prefix, ": ", strerror(errno)));
+      }
+    }
+  }
+  struct stat st;
+  if (stat(path.cStr(), &st) < 0 || !S_ISDIR(st.st_mode)) {
+    KJ_FAIL_REQUIRE(kj::str(flag, " is not a directory: ", path));
+  }
+  if (access(path.cStr(), W_OK | X_OK) < 0) {
+    KJ_FAIL_REQUIRE(kj::str(flag, " is not writable: ", path, ": ", strerror(errno)));
+  }
+}
+
+// Each follower and each running job holds descriptors; the soft limit of 1024 is far too low.
+void raiseDescriptorLimit() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+class Runnerd {
+ public:
+  explicit Runnerd(kj::ProcessContext& context) : context(context) {}
+
+  kj::MainFunc getMain() {
+    return kj::MainBuilder(context, VERSION,
+                           "Serves runner's job API over mutual TLS 1.3. Clients authenticate "
+                           "with certificates issued by the --tls-ca authority; the common name "
+                           "of a client certificate is its user name. Jobs run as the --run-as "
+                           "user, never as root.")
+        .addOptionWithArg({"listen"}, KJ_BIND_METHOD(*this, setListen), "<host:port>",
+                          "Address to listen on (default 127.0.0.1:7443; port 0 picks a free "
+                          "port, which is logged).")
+        .addOptionWithArg({"tls-cert"}, KJ_BIND_METHOD(*this, setCert), "<file>",
+                          "The server's certificate (PEM).")
+        .addOptionWithArg({"tls-key"}, KJ_BIND_METHOD(*this, setKey), "<file>",
+                          "The server certificate's private key (PEM).")
+        .addOptionWithArg({"tls-ca"}, KJ_BIND_METHOD(*this, setCa), "<file>",
+                          "The only CA trusted to issue client certificates (PEM).")
+        .addOptionWithArg({"log-dir"}, KJ_BIND_METHOD(*this, setLogDir), "<dir>",
+                          "Where job output files are kept (default /var/log/runner).")
+        .addOptionWithArg({"state-dir"}, KJ_BIND_METHOD(*this, setStateDir), "<dir>",
+                          "Where the job database is kept (default /var/lib/runner).")
+        .addOptionWithArg({"run-as"}, KJ_BIND_METHOD(*this, setRunAs), "<user>",
+                          "Unprivileged user jobs run as (default runner-jobs; ignored when "
+                          "runnerd itself does not run as root: jobs then run as runnerd's user).")
+        .addOptionWithArg({"executor"}, KJ_BIND_METHOD(*this, setExecutor), "<name>",
+                          "Default executor: local or cgroup (default local).")
+        .addOptionWithArg({"admin"}, KJ_BIND_METHOD(*this, addAdmin), "<user>",
+                          "A user who may stop and read every job (repeatable).")
+        .addOptionWithArg({"cgroup-parent"}, KJ_BIND_METHOD(*this, setCgroupParent), "<path>",
+                          "Parent cgroup of the jobs' cgroups (default: a child named runner "
+                          "of runnerd's own cgroup).")
+        .addOptionWithArg({"grace"}, KJ_BIND_METHOD(*this, setGrace), "<seconds>",
+                          "Default grace period of a stop before SIGKILL (default 10).")
+        .callAfterParsing(KJ_BIND_METHOD(*this, run))
+        .build();
+  }
+
+ private:
+  kj::ProcessContext& context;
+  kj::String listen = kj::str("127.0.0.1:7443");
+  kj::String certPath, keyPath, caPath;
+  kj::String logDir = kj::str("/var/log/runner");
+  kj::String stateDir = kj::str("/var/lib/runner");
+  kj::String runAs = kj::str("runner-jobs");
+  kj::String executor = kj::str("local");
+  kj::Vector<kj::String> admins;
+  kj::Maybe<kj::String> cgroupParent;
+  uint graceSeconds = 10;
+
+  kj::MainBuilder::Validity setListen(kj::StringPtr v) { listen = kj::str(v); return true; }
+  kj::MainBuilder::Validity setCert(kj::StringPtr v) { certPath = kj::str(v); return true; }
+  kj::MainBuilder::Validity setKey(kj::StringPtr v) { keyPath = kj::str(v); return true; }
+  kj::MainBuilder::Validity setCa(kj::StringPtr v) { caPath = kj::str(v); return true; }
+  kj::MainBuilder::Validity setLogDir(kj::StringPtr v) { logDir = kj::str(v); return true; }
+  kj::MainBuilder::Validity setStateDir(kj::StringPtr v) { stateDir = kj::str(v); return true; }
+  kj::MainBuilder::Validity setRunAs(kj::StringPtr v) { runAs = kj::str(v); return true; }
+  kj::MainBuilder::Validity setExecutor(kj::StringPtr v) { executor = kj::str(v); return true; }
+  kj::MainBuilder::Validity addAdmin(kj::StringPtr v) {
+    if (v.size() == 0) return "an admin name cannot be empty";
+    admins.add(kj::str(v));
+    return true;
+  }
+  kj::MainBuilder::Validity setCgroupParent(kj::StringPtr v) {
+    cgroupParent = kj::str(v);
+    return true;
+  }
+  kj::MainBuilder::Validity setGrace(kj::StringPtr v) {
+    char* end;
+    errno = 0;
+    unsigned long n = strtoul(v.cStr(), &end, 10);
+    if (v.size() == 0 || *end != '\0' || errno != 0 || n > 86400) {
+      return "--grace takes a whole number of seconds (at most 86400)";
+    }
+    graceSeconds = n;
+    return true;
+  }
+
+  kj::MainBuilder::Validity run() {
+    if (certPath.size() == 0 || keyPath.size() == 0 || caPath.size() == 0) {
+      return "--tls-cert, --tls-key and --tls-ca are required";
+    }
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { serve(); })) {
+      context.exitError(kj::str("runnerd: ", e->getDescription()));
+    }
+    return true;
+  }
+
+  void serve() {
+    raiseDescriptorLimit();
+    auto io = kj::setupAsyncIo();
+    EventLog log(STDERR_FILENO);
+
+    auto credentials = geteuid() == 0 ? resolveRunAs(runAs) : currentUser();
+    prepareDirectory("--log-dir", logDir);
+    prepareDirectory("--state-dir", stateDir);
+    tls::ServerTls tls({certPath, keyPath, caPath}, io.provider->getTimer());
+
+    executors::ExecutorSet executorSet;
+    executorSet.add(kj::heap<executors::LocalExecutor>(io.unixEventPort));
+    // The cgroup executor needs a cgroup hierarchy this process may write to. Without one,
+    // runnerd still serves the local executor, unless cgroup was asked for.
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                  auto parent = cgroupParent.map([](kj::String& p) -> kj::StringPtr { return p; })
+                                    .orDefault(executors::cgroup::DEFAULT_CGROUP_PARENT);
+                  executorSet.add(kj::heap<executors::cgroup::CgroupExecutor>(
+                      io.unixEventPort, io.provider->getTimer(),
+                      executors::cgroup::newHostCgroupDriver(parent)));
+                })) {
+      if (executor == "cgroup") {
+        KJ_FAIL_REQUIRE(kj::str("the cgroup executor is not available: ", e->getDescription()));
+      }
+      log("the cgroup executor is not available: ", e->getDescription());
+    }
+    if (executorSet.find(executor) == nullptr) {
+      KJ_FAIL_REQUIRE(kj::str("unknown executor '", executor, "' (known: ",
+                              kj::strArray(executorSet.names(), ", "), ")"));
+    }
+
+    auto store = Store::open(kj::str(stateDir, "/runner.db"));
+    OutputWatcher watcher(io.unixEventPort);
+    JobTableConfig config;
+    config.logDir = kj::str(logDir);
+    config.runAs = kj::mv(credentials);
+    config.defaultExecutor = kj::str(executor);
+    config.defaultGrace = graceSeconds * kj::SECONDS;
+    JobTable table(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher, log);
+    table.load();
+
+    auto address = io.provider->getNetwork().parseAddress(listen, 7443).wait(io.waitScope);
+    auto listener = address->listen();
+    Server server(table, tls, log, admins.releaseAsArray());
+    auto host = listen.slice(0, listen.findLast(':').orDefault(listen.size()));
+    log("runnerd listening on ", host, ":", listener->getPort(),
+        " run-as=", table.config().runAs.userName, " executor=", executor);
+
+    kj::UnixEventPort::captureSignal(SIGTERM);
+    kj::UnixEventPort::captureSignal(SIGINT);
+    auto stopSignal = io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(
+        io.unixEventPort.onSignal(SIGINT));
+    auto signal = server.listen(*listener)
+                      .then([]() -> siginfo_t { KJ_UNREACHABLE; })
+                      .exclusiveJoin(kj::mv(stopSignal))
+                      .wait(io.waitScope);
+    log("runnerd shutting down on signal ", signal.si_signo, ": stopping running jobs");
+    kj::Vector<kj::Promise<void>> stopping;
+    for (auto job : table.all()) {
+      if (!job->hasEnded()) stopping.add(job->stop(2 * kj::SECONDS));
+    }
+    kj::joinPromises(stopping.releaseAsArray()).wait(io.waitScope);
+    log("runnerd stopped");
+  }
+};
+
+}  // namespace
+}  // namespace runner
+
+KJ_MAIN(runner::Runnerd)

@@ -1,0 +1,78 @@
+#pragma once
+// A real runnerd for end-to-end tests: certificates made for the test (a CA, the server, and
+// the users alice, bob and admin), fresh log and state directories, the server as a child
+// process on an ephemeral loopback port, and clients that connect over mutual TLS.
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <sys/types.h>
+
+#include "schema/runner.capnp.h"
+#include "tls/tls-config.h"
+
+namespace runner::testing {
+
+// Why end-to-end tests cannot run here, or nullptr when they can.
+kj::Maybe<kj::String> cannotRunServer();
+
+class RunnerdFixture {
+ public:
+  RunnerdFixture();
+  ~RunnerdFixture() noexcept(false);
+  KJ_DISALLOW_COPY(RunnerdFixture);
+
+  // Starts runnerd (again, on the same directories, after stop()).
+  void start();
+  // SIGTERM, then waits for it to exit.
+  void stop();
+
+  kj::StringPtr dir() const { return root; }
+  kj::StringPtr address() const { return addr; }
+  pid_t pid() const { return serverPid; }
+
+  // Paths of a user's certificate and key, and of the CA.
+  kj::String certPath(kj::StringPtr user) const;
+  kj::String keyPath(kj::StringPtr user) const;
+  kj::String caPath() const;
+
+  // Issues a certificate for `user` from the test CA with the given validity (seconds from now).
+  void issue(kj::StringPtr user, int64_t notBeforeOffset, int64_t notAfterOffset);
+  // Issues a certificate for `user` from a different CA.
+  void issueFromOtherCa(kj::StringPtr user);
+
+  // Everything runnerd wrote to stderr so far.
+  kj::String serverLog() const;
+
+  // runnerd's resident memory (VmRSS) in KiB, and its open descriptors.
+  size_t serverRssKib() const;
+  size_t serverDescriptors() const;
+
+  // Runs the event loop until runnerd has logged a line containing `text` (waiting up to 10 s).
+  void waitForLog(kj::StringPtr text) const;
+
+  kj::AsyncIoContext io;
+
+  // One client connection, authenticated as a user.
+  class Client {
+   public:
+    Client(RunnerdFixture& fixture, kj::StringPtr user);
+    KJ_DISALLOW_COPY(Client);
+    api::JobManager::Client manager = nullptr;
+
+   private:
+    kj::Own<tls::ClientTls> tls;
+    kj::Own<kj::AsyncIoStream> stream;
+    kj::Own<capnp::TwoPartyClient> rpc;
+  };
+
+  kj::Own<Client> connect(kj::StringPtr user) { return kj::heap<Client>(*this, user); }
+
+ private:
+  kj::String root;
+  kj::String addr;
+  pid_t serverPid = 0;
+  // How many times runnerd said it was listening, over all starts.
+  size_t starts = 0;
+};
+
+}  // namespace runner::testing

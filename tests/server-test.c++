@@ -1,0 +1,410 @@
+// End-to-end tests of runnerd: a real server process, real mutual TLS with certificates made
+// by the test, and Cap'n Proto clients speaking the public schema.
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <kj/debug.h>
+#include <kj/vector.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tests/runnerd-fixture.h"
+
+namespace runner {
+namespace {
+
+using testing::RunnerdFixture;
+
+#define SKIP_UNLESS_SERVER_CAN_RUN()                \
+  KJ_IF_MAYBE(reason, testing::cannotRunServer()) { \
+    GTEST_SKIP() << reason->cStr();                 \
+  }
+
+// Collects a job's output as a client would.
+class Collector final : public api::OutputSink::Server {
+ public:
+  kj::Vector<kj::byte> bytes;
+  kj::Maybe<api::State> endState;
+  // When set, write() never completes: a client that does not read.
+  bool stall = false;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> stalled;
+
+  kj::Promise<void> write(WriteContext context) override {
+    bytes.addAll(context.getParams().getData());
+    if (stall) {
+      auto paf = kj::newPromiseAndFulfiller<void>();
+      stalled.add(kj::mv(paf.fulfiller));
+      return kj::mv(paf.promise);
+    }
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> end(EndContext context) override {
+    endState = context.getParams().getInfo().getState();
+    auto fulfillers = kj::mv(ended);
+    for (auto& f : fulfillers) f->fulfill();
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> whenEnded() {
+    if (endState != nullptr) return kj::READY_NOW;
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    ended.add(kj::mv(paf.fulfiller));
+    return kj::mv(paf.promise);
+  }
+
+  kj::String text() const { return kj::heapString(bytes.asPtr().asChars()); }
+
+ private:
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> ended;
+};
+
+struct Started {
+  api::Job::Client job;
+  kj::String id;
+  api::State state;
+  kj::String error;
+};
+
+Started startJob(RunnerdFixture& f, RunnerdFixture::Client& client,
+                 std::initializer_list<kj::StringPtr> argv) {
+  auto request = client.manager.startRequest();
+  auto spec = request.initSpec();
+  auto it = argv.begin();
+  spec.setCommand(*it++);
+  auto args = spec.initArgs(argv.size() - 1);
+  for (uint i = 0; it != argv.end(); ++it, ++i) args.set(i, *it);
+  auto response = request.send().wait(f.io.waitScope);
+  return {response.getJob(), kj::str(response.getInfo().getId()),
+          response.getInfo().getState(), kj::str(response.getInfo().getError())};
+}
+
+// Runs `promise` and returns the error it fails with, or nullptr if it succeeds.
+template <typename T>
+kj::Maybe<kj::String> errorOf(RunnerdFixture& f, kj::Promise<T>&& promise) {
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { promise.wait(f.io.waitScope); })) {
+    return kj::str(e->getDescription());
+  }
+  return nullptr;
+}
+
+bool contains(kj::StringPtr haystack, kj::StringPtr needle) {
+  return strstr(haystack.cStr(), needle.cStr()) != nullptr;
+}
+
+api::JobInfo::Reader infoOf(RunnerdFixture& f, RunnerdFixture::Client& client, kj::StringPtr id,
+                            kj::Own<capnp::Response<api::Job::InfoResults>>& keep) {
+  auto request = client.manager.getRequest();
+  request.setId(id);
+  keep = kj::heap(request.send().getJob().infoRequest().send().wait(f.io.waitScope));
+  return keep->getInfo();
+}
+
+// Reads a job's whole output through `client`; throws what the server throws.
+kj::String readLogs(RunnerdFixture& f, RunnerdFixture::Client& client, kj::StringPtr id) {
+  auto collector = kj::heap<Collector>();
+  auto& c = *collector;
+  auto get = client.manager.getRequest();
+  get.setId(id);
+  auto watch = get.send().getJob().watchOutputRequest();
+  watch.setSink(kj::mv(collector));
+  watch.setFromOffset(0);
+  watch.setFollow(true);
+  auto response = watch.send().wait(f.io.waitScope);
+  c.whenEnded().wait(f.io.waitScope);
+  return c.text();
+}
+
+TEST(Server, AuthorizationMatrix) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto alice = f.connect("alice");
+  auto bob = f.connect("bob");
+  auto admin = f.connect("admin");
+  RunnerdFixture::Client* callers[] = {alice.get(), bob.get(), admin.get()};
+  kj::StringPtr names[] = {"alice", "bob", "admin"};
+
+  auto aliceJob = startJob(f, *alice, {"/bin/echo", "alice's output"});
+  auto bobJob = startJob(f, *bob, {"/bin/echo", "bob's output"});
+  struct Target {
+    kj::StringPtr owner;
+    kj::StringPtr id;
+    kj::StringPtr output;
+    RunnerdFixture::Client* ownerClient;
+  } targets[] = {{"alice", aliceJob.id, "alice's output\n", alice.get()},
+                 {"bob", bobJob.id, "bob's output\n", bob.get()}};
+
+  for (uint c = 0; c < 3; c++) {
+    auto& client = *callers[c];
+    for (auto& target : targets) {
+      bool mayControl = names[c] == target.owner || names[c] == "admin";
+      SCOPED_TRACE(kj::str(names[c], " on ", target.owner, "'s job").cStr());
+
+      // status and wait: anyone.
+      auto get = client.manager.getRequest();
+      get.setId(target.id);
+      auto waited = get.send().getJob().waitRequest().send().wait(f.io.waitScope);
+      EXPECT_EQ(waited.getInfo().getState(), api::State::EXITED);
+      kj::Own<capnp::Response<api::Job::InfoResults>> keep;
+      EXPECT_EQ(infoOf(f, client, target.id, keep).getOwner(), target.owner);
+
+      // logs: owner and admin.
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                    EXPECT_EQ(readLogs(f, client, target.id), target.output);
+                  })) {
+        EXPECT_FALSE(mayControl) << e->getDescription().cStr();
+        EXPECT_TRUE(contains(e->getDescription(), "permission denied"))
+            << e->getDescription().cStr();
+      } else {
+        EXPECT_TRUE(mayControl) << "read the output of someone else's job";
+      }
+
+      // stop: owner and admin; a fresh running job of the target's owner each time.
+      auto victim = startJob(f, *target.ownerClient, {"/bin/sleep", "1000"});
+      auto stop = client.manager.getRequest();
+      stop.setId(victim.id);
+      auto stopped = errorOf(f, stop.send().getJob().stopRequest().send());
+      kj::Own<capnp::Response<api::Job::InfoResults>> keepVictim;
+      auto state = infoOf(f, client, victim.id, keepVictim).getState();
+      if (mayControl) {
+        EXPECT_EQ(stopped, nullptr);
+        EXPECT_EQ(state, api::State::STOPPED);
+      } else {
+        ASSERT_NE(stopped, nullptr);
+        EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(stopped), "permission denied"));
+        EXPECT_EQ(state, api::State::RUNNING);
+        auto cleanup = target.ownerClient->manager.getRequest();
+        cleanup.setId(victim.id);
+        cleanup.send().getJob().stopRequest().send().wait(f.io.waitScope);
+      }
+    }
+
+    // list: one's own jobs by default, everyone's with allUsers.
+    auto own = client.manager.listRequest();
+    auto mine = own.send().wait(f.io.waitScope);
+    for (auto info : mine.getJobs()) EXPECT_EQ(info.getOwner(), names[c]);
+    auto all = client.manager.listRequest();
+    all.initFilter().setAllUsers(true);
+    // The two jobs with output, and two stop victims per caller so far.
+    EXPECT_EQ(all.send().wait(f.io.waitScope).getJobs().size(), 2u + 2u * (c + 1));
+  }
+
+  auto who = admin->manager.whoamiRequest().send().wait(f.io.waitScope);
+  EXPECT_EQ(who.getUser(), "admin");
+  EXPECT_TRUE(who.getAdmin());
+  auto whoBob = bob->manager.whoamiRequest().send().wait(f.io.waitScope);
+  EXPECT_EQ(whoBob.getUser(), "bob");
+  EXPECT_FALSE(whoBob.getAdmin());
+  EXPECT_TRUE(contains(f.serverLog(), "permission denied: user=bob"));
+}
+
+TEST(Server, PipelinedStartAndWatchDeliversEverything) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto alice = f.connect("alice");
+  auto request = alice->manager.startRequest();
+  request.initSpec().setCommand("/bin/sh");
+  request.getSpec().initArgs(2).set(0, "-c");
+  request.getSpec().getArgs().set(1, "printf 'first '; printf second");
+  auto started = request.send();
+  // Called on the promised job: no round trip waits for start's answer.
+  auto watch = started.getJob().watchOutputRequest();
+  auto collector = kj::heap<Collector>();
+  auto& c = *collector;
+  watch.setSink(kj::mv(collector));
+  watch.setFollow(true);
+  auto handle = watch.send().wait(f.io.waitScope);
+  c.whenEnded().wait(f.io.waitScope);
+  EXPECT_EQ(c.text(), "first second");
+  EXPECT_EQ(c.endState, api::State::EXITED);
+  EXPECT_EQ(started.wait(f.io.waitScope).getInfo().getOwner(), "alice");
+}
+
+TEST(Server, ClearErrorsForUnknownIdEmptyCommandAndMissingCommand) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto alice = f.connect("alice");
+
+  auto get = alice->manager.getRequest();
+  get.setId("00000000-0000-4000-8000-000000000000");
+  auto unknown = errorOf(f, get.send());
+  ASSERT_NE(unknown, nullptr);
+  EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(unknown), "job not found"));
+
+  auto empty = alice->manager.startRequest();
+  empty.initSpec().setCommand("");
+  auto emptyError = errorOf(f, empty.send());
+  ASSERT_NE(emptyError, nullptr);
+  EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(emptyError), "empty command"));
+
+  auto missing = startJob(f, *alice, {"/no/such/program"});
+  EXPECT_EQ(missing.state, api::State::FAILED);
+  EXPECT_TRUE(contains(missing.error, "No such file or directory")) << missing.error.cStr();
+
+  // The server is still serving.
+  EXPECT_EQ(alice->manager.whoamiRequest().send().wait(f.io.waitScope).getUser(), "alice");
+}
+
+TEST(Server, ClientThatDisconnectsMidStreamFreesItsFollower) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto owner = f.connect("alice");
+  auto job = startJob(f, *owner, {"/bin/sh", "-c", "while :; do echo tick; sleep 0.01; done"});
+  size_t before = f.serverDescriptors();
+  {
+    auto viewer = f.connect("alice");
+    auto collector = kj::heap<Collector>();
+    auto& c = *collector;
+    auto get = viewer->manager.getRequest();
+    get.setId(job.id);
+    auto watch = get.send().getJob().watchOutputRequest();
+    watch.setSink(kj::mv(collector));
+    watch.setFollow(true);
+    auto handle = watch.send().wait(f.io.waitScope);
+    while (c.bytes.size() < 50) f.io.provider->getTimer().afterDelay(10 * kj::MILLISECONDS).wait(f.io.waitScope);
+    EXPECT_GT(f.serverDescriptors(), before);
+  }
+  // The connection is gone; the server notices and frees the connection and the follower.
+  for (int i = 0; i < 500 && f.serverDescriptors() > before; i++) {
+    f.io.provider->getTimer().afterDelay(10 * kj::MILLISECONDS).wait(f.io.waitScope);
+  }
+  EXPECT_EQ(f.serverDescriptors(), before);
+  auto again = f.connect("alice");
+  EXPECT_EQ(again->manager.whoamiRequest().send().wait(f.io.waitScope).getUser(), "alice");
+  job.job.stopRequest().send().wait(f.io.waitScope);
+}
+
+TEST(Server, NeverReadingClientCostsBoundedMemory) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto alice = f.connect("alice");
+  size_t before = f.serverRssKib();
+  auto job = startJob(f, *alice, {"/bin/sh", "-c", "head -c 268435456 /dev/zero"});
+  auto collector = kj::heap<Collector>();
+  auto& c = *collector;
+  c.stall = true;
+  auto watch = job.job.watchOutputRequest();
+  watch.setSink(kj::mv(collector));
+  watch.setFollow(true);
+  auto handle = watch.send().wait(f.io.waitScope);
+  auto ended = job.job.waitRequest().send().wait(f.io.waitScope);
+  // The job was never held back by the stalled reader.
+  EXPECT_EQ(ended.getInfo().getOutputBytes(), 268435456u);
+  EXPECT_EQ(ended.getInfo().getState(), api::State::EXITED);
+  f.io.provider->getTimer().afterDelay(200 * kj::MILLISECONDS).wait(f.io.waitScope);
+  size_t after = f.serverRssKib();
+  KJ_LOG(WARNING, "runnerd RSS before and after a stalled 256 MiB follower (KiB)", before, after,
+         c.bytes.size());
+  EXPECT_LT(after, before + 4096) << "runnerd grew by " << (after - before) << " KiB";
+  EXPECT_LT(c.bytes.size(), 1024u * 1024u);
+}
+
+TEST(Server, RestartedServerStillAnswersForOldJobs) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  kj::String id;
+  {
+    auto alice = f.connect("alice");
+    auto job = startJob(f, *alice, {"/bin/sh", "-c", "echo before restart; exit 4"});
+    job.job.waitRequest().send().wait(f.io.waitScope);
+    id = kj::str(job.id);
+  }
+  f.stop();
+  f.start();
+  auto alice = f.connect("alice");
+  kj::Own<capnp::Response<api::Job::InfoResults>> keep;
+  auto info = infoOf(f, *alice, id, keep);
+  EXPECT_EQ(info.getState(), api::State::EXITED);
+  EXPECT_EQ(info.getExitCode(), 4);
+  EXPECT_EQ(readLogs(f, *alice, id), "before restart\n");
+}
+
+TEST(Server, ShutdownStopsRunningJobs) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  kj::String id;
+  {
+    auto alice = f.connect("alice");
+    id = kj::str(startJob(f, *alice, {"/bin/sleep", "1000"}).id);
+  }
+  f.stop();
+  f.start();
+  auto alice = f.connect("alice");
+  kj::Own<capnp::Response<api::Job::InfoResults>> keep;
+  EXPECT_EQ(infoOf(f, *alice, id, keep).getState(), api::State::STOPPED);
+}
+
+// A raw OpenSSL client, blocking: runnerd is another process.
+struct RawTls {
+  SSL_CTX* ctx;
+  SSL* ssl = nullptr;
+  int fd = -1;
+
+  explicit RawTls(int maxVersion) : ctx(SSL_CTX_new(TLS_client_method())) {
+    SSL_CTX_set_max_proto_version(ctx, maxVersion);
+  }
+  ~RawTls() {
+    if (ssl != nullptr) SSL_free(ssl);
+    if (fd >= 0) close(fd);
+    SSL_CTX_free(ctx);
+  }
+
+  // Handshakes and reads once: true if the server accepted the client.
+  bool connectAndRead(kj::StringPtr address) {
+    auto colon = KJ_ASSERT_NONNULL(address.findLast(':'));
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(kj::str(address.slice(colon + 1)).parseAs<uint16_t>());
+    inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    KJ_ASSERT(::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0);
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_connect(ssl) != 1) return false;
+    char byte;
+    // The server never speaks first on a healthy connection, so a read that returns means the
+    // server closed or alerted: give it a bounded time to do so.
+    struct timeval timeout = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    int n = SSL_read(ssl, &byte, 1);
+    return n <= 0 && SSL_get_error(ssl, n) == SSL_ERROR_WANT_READ;
+  }
+};
+
+TEST(Server, Tls12OnlyClientIsRefusedAndLogged) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  RawTls client(TLS1_2_VERSION);
+  EXPECT_FALSE(client.connectAndRead(f.address()));
+  f.waitForLog("refused TLS handshake peer=127.0.0.1:");
+}
+
+TEST(Server, ClientWithoutCertificateIsRefusedAndLogged) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  RawTls client(TLS1_3_VERSION);
+  EXPECT_FALSE(client.connectAndRead(f.address()));
+  f.waitForLog("refused TLS handshake peer=127.0.0.1:");
+}
+
+TEST(Server, ExpiredAndForeignCertificatesAreRefused) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  f.issue("carol", -7200, -3600);
+  f.issueFromOtherCa("mallory");
+  for (auto user : {"carol", "mallory"}) {
+    SCOPED_TRACE(user);
+    auto e = kj::runCatchingExceptions([&]() {
+      auto client = f.connect(user);
+      client->manager.whoamiRequest().send().wait(f.io.waitScope);
+    });
+    EXPECT_NE(e, nullptr) << user << " was let in";
+  }
+  f.waitForLog("refused TLS handshake");
+}
+
+}  // namespace
+}  // namespace runner
