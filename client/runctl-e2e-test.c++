@@ -363,6 +363,42 @@ TEST_F(RunctlEndToEnd, LogsDeliverFromByteZeroAndFollowUntilTheEnd) {
   EXPECT_EQ(again.out, "one\ntwo\n");
 }
 
+TEST_F(RunctlEndToEnd, TwentyMibOfRandomBytesArriveExactlyThroughLogs) {
+  auto started = runctl({"start", "--", "head", "-c", "20971520", "/dev/urandom"});
+  ASSERT_EQ(started.status, 0) << started.err;
+  auto id = trimmed(started.out);
+  ASSERT_EQ(runctl({"wait", id.c_str()}).status, 0);
+  auto logs = runctl({"logs", id.c_str()});
+  ASSERT_EQ(logs.status, 0) << logs.err;
+  // What the job wrote, as runnerd stored it.
+  auto written = certs::readFile(path(kj::str("log/", id.c_str(), ".log")));
+  ASSERT_EQ(logs.out.size(), 20971520u);
+  ASSERT_EQ(written.size(), 20971520u);
+  EXPECT_TRUE(memcmp(logs.out.data(), written.begin(), written.size()) == 0);
+}
+
+TEST_F(RunctlEndToEnd, TwentyConcurrentFollowersReceiveIdenticalBytes) {
+  // Written in pieces, so the followers follow a live file.
+  auto started = runctl({"start", "--", "sh", "-c",
+                         "for i in 1 2 3 4; do head -c 1048576 /dev/urandom; sleep 0.2; done"});
+  ASSERT_EQ(started.status, 0) << started.err;
+  auto id = trimmed(started.out);
+  kj::Vector<kj::Own<Child>> followers;
+  for (int i = 0; i < 20; i++) followers.add(spawnRunctl({"logs", "-f", id.c_str()}));
+  kj::Vector<std::string> outputs;
+  for (auto& follower : followers) {
+    auto result = follower->finish();
+    EXPECT_EQ(result.status, 0) << result.err;
+    outputs.add(kj::mv(result.out));
+  }
+  auto written = certs::readFile(path(kj::str("log/", id.c_str(), ".log")));
+  ASSERT_EQ(written.size(), 4u * 1048576u);
+  for (auto& output : outputs) {
+    ASSERT_EQ(output.size(), written.size());
+    EXPECT_TRUE(memcmp(output.data(), written.begin(), written.size()) == 0);
+  }
+}
+
 TEST_F(RunctlEndToEnd, OtherUsersMayReadMetadataButNotOutputOrStop) {
   auto started = runctl({"start", "sleep", "60"});
   auto id = trimmed(started.out);
