@@ -9,112 +9,9 @@
 #include <unistd.h>
 
 #include "executors/spawn.h"
+#include "runner/sqlite.h"
 
 namespace runner {
-
-// The connection. Owns the sqlite3 handle and remembers the path for error messages.
-class Store::Database {
- public:
-  explicit Database(kj::StringPtr path) : path(kj::str(path)) {
-    int rc =
-        sqlite3_open_v2(this->path.cStr(), &db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc != SQLITE_OK) {
-      kj::String reason = kj::str(db == nullptr ? sqlite3_errstr(rc) : sqlite3_errmsg(db));
-      sqlite3_close_v2(db);
-      db = nullptr;
-      KJ_FAIL_REQUIRE("cannot open job store", path, reason);
-    }
-  }
-  ~Database() noexcept(false) { sqlite3_close_v2(db); }
-  KJ_DISALLOW_COPY(Database);
-
-  sqlite3* get() { return db; }
-  kj::StringPtr getPath() { return path; }
-
-  // Throws for a failed sqlite call on `statement`, with sqlite's explanation.
-  [[noreturn]] void fail(kj::StringPtr statement) {
-    kj::StringPtr reason = sqlite3_errmsg(db);
-    KJ_FAIL_ASSERT("job store query failed", path, reason, statement);
-  }
-
-  // Runs one or more statements that return no rows.
-  void execute(kj::StringPtr statement) {
-    if (sqlite3_exec(db, statement.cStr(), nullptr, nullptr, nullptr) != SQLITE_OK) {
-      fail(statement);
-    }
-  }
-
- private:
-  kj::String path;
-  sqlite3* db = nullptr;
-};
-
-// A prepared statement, kept for the life of the Store and reused. Parameters are numbered
-// from 1 and bound without copying (SQLITE_STATIC): the bound values must stay alive until
-// the statement has run, which they do since every use binds, runs and resets in one scope.
-class Store::Statement {
- public:
-  Statement(Database& db, kj::StringPtr sql) : db(db) {
-    if (sqlite3_prepare_v3(db.get(), sql.cStr(), sql.size() + 1, SQLITE_PREPARE_PERSISTENT, &stmt,
-                           nullptr) != SQLITE_OK) {
-      db.fail(sql);
-    }
-  }
-  ~Statement() noexcept(false) { sqlite3_finalize(stmt); }
-  KJ_DISALLOW_COPY(Statement);
-
-  void bind(int index, int64_t value) { check(sqlite3_bind_int64(stmt, index, value)); }
-  void bind(int index, kj::StringPtr value) {
-    check(sqlite3_bind_text(stmt, index, value.begin(), value.size(), SQLITE_STATIC));
-  }
-  void bindBlob(int index, kj::ArrayPtr<const char> value) {
-    // A non-null pointer, so that an empty array is an empty blob rather than NULL.
-    static const char EMPTY = 0;
-    check(sqlite3_bind_blob(stmt, index, value.size() == 0 ? &EMPTY : value.begin(), value.size(),
-                            SQLITE_STATIC));
-  }
-
-  // Steps once: true when a row is ready, false when the statement is done.
-  bool step() {
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    db.fail(sqlite3_sql(stmt));
-  }
-
-  // Runs a statement that returns no rows, then resets it.
-  void run() {
-    KJ_DEFER(reset());
-    KJ_ASSERT(!step(), "statement returned rows", sqlite3_sql(stmt));
-  }
-
-  // Makes the statement ready to be bound and run again, and ends its read of the database.
-  void reset() {
-    sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
-  }
-
-  int64_t getInt(int column) { return sqlite3_column_int64(stmt, column); }
-  kj::String getText(int column) {
-    auto text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, column));
-    size_t size = sqlite3_column_bytes(stmt, column);
-    return text == nullptr ? kj::str() : kj::heapString(text, size);
-  }
-  kj::ArrayPtr<const char> getBlob(int column) {
-    auto blob = reinterpret_cast<const char*>(sqlite3_column_blob(stmt, column));
-    size_t size = sqlite3_column_bytes(stmt, column);
-    return blob == nullptr ? nullptr : kj::arrayPtr(blob, size);
-  }
-
- private:
-  Database& db;
-  sqlite3_stmt* stmt = nullptr;
-
-  void check(int rc) {
-    if (rc != SQLITE_OK) db.fail(sqlite3_sql(stmt));
-  }
-};
 
 // BEGIN IMMEDIATE ... COMMIT; rolls back when destroyed uncommitted (an exception).
 class Store::Transaction {
@@ -354,7 +251,7 @@ uint64_t asUnsigned(int64_t value) {
 }
 
 // Binds every column of `record`; the caller keeps `args` (its encoded args) alive.
-void bindRecord(Store::Statement& statement, const JobRecord& record,
+void bindRecord(sqlite::Statement& statement, const JobRecord& record,
                 kj::ArrayPtr<const char> args) {
   const JobRecord& r = record;
   requireNoNul("id", r.id);
@@ -406,7 +303,7 @@ JobState readState(kj::StringPtr name) {
 }
 
 // Reads a row whose columns are COLUMN_NAMES in order.
-JobRecord readRecord(Store::Statement& row) {
+JobRecord readRecord(sqlite::Statement& row) {
   JobRecord r;
   r.id = row.getText(ID);
   r.owner = row.getText(OWNER);
@@ -472,7 +369,7 @@ kj::String eventDetail(const JobRecord& record) {
 
 kj::Own<Store> Store::open(kj::StringPtr path) {
   requireWritableDirectory(path);
-  auto db = kj::heap<Database>(path);
+  auto db = kj::heap<sqlite::Database>(path);
   sqlite3_busy_timeout(db->get(), 5000);
 
   // The first read of the file: a file that is not SQLite fails here, which is the caller's
@@ -483,7 +380,7 @@ kj::Own<Store> Store::open(kj::StringPtr path) {
     KJ_FAIL_REQUIRE("cannot read job store", path, reason);
   }
   {
-    Statement journalMode(*db, "PRAGMA journal_mode = WAL");
+    sqlite::Statement journalMode(*db, "PRAGMA journal_mode = WAL");
     KJ_REQUIRE(journalMode.step() && journalMode.getText(0) == "wal",
                "job store cannot use WAL journal mode", path);
   }
@@ -494,7 +391,7 @@ kj::Own<Store> Store::open(kj::StringPtr path) {
   db->execute("BEGIN IMMEDIATE");
   {
     KJ_ON_SCOPE_FAILURE(sqlite3_exec(db->get(), "ROLLBACK", nullptr, nullptr, nullptr));
-    Statement userVersion(*db, "PRAGMA user_version");
+    sqlite::Statement userVersion(*db, "PRAGMA user_version");
     KJ_ASSERT(userVersion.step());
     int version = userVersion.getInt(0);
     userVersion.reset();
@@ -511,8 +408,8 @@ kj::Own<Store> Store::open(kj::StringPtr path) {
   return kj::heap<Store>(kj::mv(db));
 }
 
-Store::Store(kj::Own<Database> database) : db(kj::mv(database)) {
-  auto prepare = [this](kj::StringPtr sql) { return kj::heap<Statement>(*db, sql); };
+Store::Store(kj::Own<sqlite::Database> database) : db(kj::mv(database)) {
+  auto prepare = [this](kj::StringPtr sql) { return kj::heap<sqlite::Statement>(*db, sql); };
   auto columns = columnList();
   begin = prepare("BEGIN IMMEDIATE");
   commit = prepare("COMMIT");
@@ -532,7 +429,7 @@ Store::~Store() noexcept(false) {}
 
 namespace {
 
-void addEvent(Store::Statement& insertEvent, const JobRecord& record) {
+void addEvent(sqlite::Statement& insertEvent, const JobRecord& record) {
   auto detail = eventDetail(record);
   insertEvent.bind(1, record.id);
   insertEvent.bind(2, stateEnteredAt(record));

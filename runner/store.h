@@ -16,6 +16,11 @@
 
 namespace runner {
 
+namespace sqlite {
+class Database;
+class Statement;
+}  // namespace sqlite
+
 // One state change of a job, as recorded in the `job_events` table.
 struct EventRow {
   // Unix time in milliseconds when the job entered `state`.
@@ -40,10 +45,8 @@ class Store {
   // is not an SQLite database, or a database written by a newer schema version.
   static kj::Own<Store> open(kj::StringPtr path);
 
-  class Database;
-  class Statement;
   // Use open().
-  explicit Store(kj::Own<Database> database);
+  explicit Store(kj::Own<sqlite::Database> database);
   ~Store() noexcept(false);
   KJ_DISALLOW_COPY(Store);
 
@@ -74,16 +77,16 @@ class Store {
   kj::Vector<JobRecord> recover(int64_t nowMs);
 
  private:
-  kj::Own<Database> db;
-  kj::Own<Statement> begin;
-  kj::Own<Statement> commit;
-  kj::Own<Statement> insertJob;
-  kj::Own<Statement> updateJob;
-  kj::Own<Statement> selectState;
-  kj::Own<Statement> insertEvent;
-  kj::Own<Statement> selectAll;
-  kj::Own<Statement> selectOne;
-  kj::Own<Statement> selectEvents;
+  kj::Own<sqlite::Database> db;
+  kj::Own<sqlite::Statement> begin;
+  kj::Own<sqlite::Statement> commit;
+  kj::Own<sqlite::Statement> insertJob;
+  kj::Own<sqlite::Statement> updateJob;
+  kj::Own<sqlite::Statement> selectState;
+  kj::Own<sqlite::Statement> insertEvent;
+  kj::Own<sqlite::Statement> selectAll;
+  kj::Own<sqlite::Statement> selectOne;
+  kj::Own<sqlite::Statement> selectEvents;
 
   class Transaction;
 
