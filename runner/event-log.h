@@ -2,6 +2,7 @@
 // EventLog: runnerd's one-line-per-event log (jobs started, ended and stopped, refused
 // handshakes, permission denials), written to a descriptor (stderr in runnerd).
 
+#include <kj/async.h>
 #include <kj/string.h>
 #include <stdint.h>
 
@@ -23,6 +24,20 @@ class EventLog {
 
  private:
   int fd;
+};
+
+// Logs the failures of a TaskSet's tasks as "<what>: <description>": background work of the
+// server (a job's end, a connection) fails alone and is logged, never fatal.
+class LoggedTaskErrors final : public kj::TaskSet::ErrorHandler {
+ public:
+  LoggedTaskErrors(EventLog& log, kj::StringPtr what) : log(log), what(what) {}
+  void taskFailed(kj::Exception&& exception) override {
+    log(what, ": ", exception.getDescription());
+  }
+
+ private:
+  EventLog& log;
+  kj::StringPtr what;
 };
 
 // Unix time in milliseconds.

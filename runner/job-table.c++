@@ -148,7 +148,7 @@ JobTable::JobTable(JobTableConfig config, executors::ExecutorSet& executors, Sto
       timer(timer),
       watcher(watcher),
       log(log),
-      errorHandler(log),
+      errorHandler(log, "internal error"),
       tasks(errorHandler) {
   KJ_REQUIRE(cfg.runAs.uid != 0 && cfg.runAs.gid != 0, "refusing to run jobs as root");
   KJ_REQUIRE(executors.find(cfg.defaultExecutor) != nullptr, "unknown executor",
@@ -156,10 +156,6 @@ JobTable::JobTable(JobTableConfig config, executors::ExecutorSet& executors, Sto
 }
 
 JobTable::~JobTable() noexcept(false) {}
-
-void JobTable::TaskErrorHandler::taskFailed(kj::Exception&& exception) {
-  log("internal error: ", exception.getDescription());
-}
 
 Job& JobTable::add(JobRecord record) {
   auto path = kj::str(cfg.logDir, '/', record.id, ".log");

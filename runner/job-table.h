@@ -123,14 +123,7 @@ class JobTable {
   EventLog& log;
   kj::HashMap<kj::StringPtr, kj::Own<Job>> jobs;
   kj::Vector<Job*> order;
-
-  class TaskErrorHandler final : public kj::TaskSet::ErrorHandler {
-   public:
-    explicit TaskErrorHandler(EventLog& log) : log(log) {}
-    void taskFailed(kj::Exception&& exception) override;
-    EventLog& log;
-  };
-  TaskErrorHandler errorHandler;
+  LoggedTaskErrors errorHandler;
   kj::TaskSet tasks;
 
   Job& add(JobRecord record);

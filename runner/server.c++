@@ -29,14 +29,11 @@ class Server::Connection {
 };
 
 Server::Server(JobTable& table, tls::ServerTls& tls, EventLog& log, kj::Array<kj::String> admins)
-    : table(table), tls(tls), log(log), admins(kj::mv(admins)), errorHandler(log),
+    : table(table), tls(tls), log(log), admins(kj::mv(admins)),
+      errorHandler(log, "connection error"),
       tasks(errorHandler) {}
 
 Server::~Server() noexcept(false) {}
-
-void Server::ErrorHandler::taskFailed(kj::Exception&& exception) {
-  log("connection error: ", exception.getDescription());
-}
 
 bool Server::isAdmin(kj::StringPtr user) const {
   for (auto& admin : admins) {

@@ -33,13 +33,7 @@ class Server {
   kj::Array<kj::String> admins;
   size_t connections = 0;
 
-  class ErrorHandler final : public kj::TaskSet::ErrorHandler {
-   public:
-    explicit ErrorHandler(EventLog& log) : log(log) {}
-    void taskFailed(kj::Exception&& exception) override;
-    EventLog& log;
-  };
-  ErrorHandler errorHandler;
+  LoggedTaskErrors errorHandler;
   kj::TaskSet tasks;
 
   class Connection;
