@@ -1,11 +1,9 @@
 #include "executors/cgroup/cgroup-executor.h"
 
-#include <errno.h>
 #include <kj/debug.h>
 #include <signal.h>
-#include <string.h>
-#include <sys/wait.h>
 
+#include "executors/reap.h"
 #include "executors/spawn.h"
 
 namespace runner::executors::cgroup {
@@ -53,10 +51,9 @@ class CgroupProcess final : public Process {
     KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { cgroup->killAll(); })) {
       KJ_LOG(ERROR, "could not kill a job's cgroup", mainPid, *exception);
     }
-    siginfo_t info = {};
-    KJ_SYSCALL_HANDLE_ERRORS(waitid(static_cast<idtype_t>(P_PIDFD), pidfd.get(), &info, WEXITED)) {
-      default:
-        KJ_LOG(ERROR, "could not reap a killed job", mainPid, strerror(error));
+    KJ_IF_MAYBE (exception,
+                 kj::runCatchingExceptions([&]() { reapExited(pidfd.get(), mainPid); })) {
+      KJ_LOG(ERROR, "could not reap a killed job", mainPid, *exception);
     }
   }
 
@@ -89,22 +86,10 @@ class CgroupProcess final : public Process {
   kj::UnixEventPort::FdObserver observer;
   kj::ForkedPromise<ExitStatus> exited;
 
+  // The usage reapExited() reports is replaced by the cgroup's counters in finishCgroup().
   void reapMain() {
-    siginfo_t info = {};
-    KJ_SYSCALL(waitid(static_cast<idtype_t>(P_PIDFD), pidfd.get(), &info, WEXITED), mainPid);
+    status = reapExited(pidfd.get(), mainPid);
     reaped = true;
-    switch (info.si_code) {
-      case CLD_EXITED:
-        status.exitCode = info.si_status;
-        break;
-      case CLD_KILLED:
-      case CLD_DUMPED:
-        status.signaled = true;
-        status.termSignal = info.si_status;
-        break;
-      default:
-        KJ_FAIL_ASSERT("unexpected waitid() code", info.si_code, mainPid);
-    }
   }
 
   // KillMode=control-group: whatever the main process left running dies with it; then the

@@ -3,20 +3,12 @@
 #include <errno.h>
 #include <kj/debug.h>
 #include <signal.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
+#include "executors/reap.h"
 #include "executors/spawn.h"
 
 namespace runner::executors {
 namespace {
-
-uint64_t micros(const struct timeval& time) {
-  return uint64_t(time.tv_sec) * 1000000 + uint64_t(time.tv_usec);
-}
 
 // The names of the limits set in `limits`, comma-separated.
 kj::String describeLimits(const Limits& limits) {
@@ -45,10 +37,9 @@ class LocalProcess final : public Process {
     if (reaped) return;
     // The job outlives its owner: kill it all and reap synchronously, so that nothing leaks.
     killGroup(SIGKILL);
-    siginfo_t info = {};
-    KJ_SYSCALL_HANDLE_ERRORS(waitid(static_cast<idtype_t>(P_PIDFD), pidfd.get(), &info, WEXITED)) {
-      default:
-        KJ_LOG(ERROR, "could not reap a killed job", mainPid, strerror(error));
+    KJ_IF_MAYBE (exception,
+                 kj::runCatchingExceptions([&]() { reapExited(pidfd.get(), mainPid); })) {
+      KJ_LOG(ERROR, "could not reap a killed job", mainPid, *exception);
     }
   }
 
@@ -87,29 +78,8 @@ class LocalProcess final : public Process {
     // can have taken it and this reaches exactly what the job left behind.
     killGroup(SIGKILL);
 
-    // The kernel's waitid() also returns the rusage of the process and its reaped children,
-    // which glibc's wrapper does not expose.
-    siginfo_t info = {};
-    struct rusage usage = {};
-    KJ_SYSCALL(syscall(SYS_waitid, P_PIDFD, pidfd.get(), &info, WEXITED, &usage), mainPid);
+    auto status = reapExited(pidfd.get(), mainPid);
     reaped = true;
-
-    ExitStatus status;
-    switch (info.si_code) {
-      case CLD_EXITED:
-        status.exitCode = info.si_status;
-        break;
-      case CLD_KILLED:
-      case CLD_DUMPED:
-        status.signaled = true;
-        status.termSignal = info.si_status;
-        break;
-      default:
-        KJ_FAIL_ASSERT("unexpected waitid() code", info.si_code, mainPid);
-    }
-    status.usage.cpuUserMicros = micros(usage.ru_utime);
-    status.usage.cpuSystemMicros = micros(usage.ru_stime);
-    status.usage.peakMemoryBytes = uint64_t(usage.ru_maxrss) * 1024;
     return status;
   }
 };
