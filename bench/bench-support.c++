@@ -1,0 +1,166 @@
+#include "bench/bench-support.h"
+
+#include <algorithm>
+#include <fcntl.h>
+#include <kj/debug.h>
+#include <kj/io.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+namespace runner {
+namespace bench {
+
+Options::Options(kj::ArrayPtr<const kj::StringPtr> args) {
+  for (size_t i = 0; i < args.size(); i++) {
+    auto arg = args[i];
+    if (arg == "--") {
+      rest = args.slice(i + 1, args.size());
+      return;
+    }
+    KJ_REQUIRE(arg.startsWith("--"), "options are --name=value", arg);
+    KJ_IF_MAYBE (eq, arg.findFirst('=')) {
+      values.upsert(kj::str(arg.slice(2, *eq)), kj::str(arg.slice(*eq + 1)),
+                    [](kj::String& old, kj::String&& value) { old = kj::mv(value); });
+    } else {
+      values.upsert(kj::str(arg.slice(2)), kj::str(""),
+                    [](kj::String& old, kj::String&& value) { old = kj::mv(value); });
+    }
+  }
+}
+
+kj::StringPtr Options::get(kj::StringPtr name) const {
+  KJ_IF_MAYBE (value, values.find(name)) {
+    return *value;
+  }
+  KJ_FAIL_REQUIRE("missing option", name);
+}
+
+kj::StringPtr Options::get(kj::StringPtr name, kj::StringPtr defaultValue) const {
+  KJ_IF_MAYBE (value, values.find(name)) {
+    return *value;
+  }
+  return defaultValue;
+}
+
+uint64_t Options::getNumber(kj::StringPtr name, uint64_t defaultValue) const {
+  KJ_IF_MAYBE (value, values.find(name)) {
+    char* end;
+    uint64_t n = strtoull(value->cStr(), &end, 10);
+    KJ_REQUIRE(value->size() > 0 && *end == '\0', "not a number", name, *value);
+    return n;
+  }
+  return defaultValue;
+}
+
+bool Options::has(kj::StringPtr name) const { return values.find(name) != nullptr; }
+
+double now() {
+  struct timespec ts;
+  KJ_SYSCALL(clock_gettime(CLOCK_MONOTONIC, &ts));
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void Samples::sort() {
+  if (!sorted) std::sort(values.begin(), values.end());
+  sorted = true;
+}
+
+double Samples::percentile(double p) {
+  KJ_REQUIRE(values.size() > 0, "no samples");
+  sort();
+  size_t rank = static_cast<size_t>(p / 100.0 * values.size() + 0.999999);
+  if (rank < 1) rank = 1;
+  if (rank > values.size()) rank = values.size();
+  return values[rank - 1];
+}
+
+double Samples::mean() const {
+  KJ_REQUIRE(values.size() > 0, "no samples");
+  double sum = 0;
+  for (double v : values) sum += v;
+  return sum / values.size();
+}
+
+double Samples::min() { return percentile(0); }
+
+void JsonObject::add(kj::StringPtr key, double value) {
+  char text[64];
+  snprintf(text, sizeof(text), "%.6g", value);
+  members.add(kj::str('"', key, "\":", text));
+}
+
+void JsonObject::add(kj::StringPtr key, uint64_t value) {
+  members.add(kj::str('"', key, "\":", value));
+}
+
+void JsonObject::add(kj::StringPtr key, kj::StringPtr value) {
+  kj::Vector<char> quoted;
+  for (char c : value) {
+    if (c == '"' || c == '\\') quoted.add('\\');
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+    quoted.add(c);
+  }
+  members.add(kj::str('"', key, "\":\"", quoted, '"'));
+}
+
+kj::String JsonObject::toString() const { return kj::str('{', kj::strArray(members, ","), '}'); }
+
+Connection::Connection(kj::AsyncIoContext& io, const Options& options)
+    : tls(kj::heap<tls::ClientTls>(
+          tls::TlsFiles{options.get("cert"), options.get("key"), options.get("ca")})) {
+  stream = tls->connect(io.provider->getNetwork(), options.get("server")).wait(io.waitScope);
+  rpc = kj::heap<capnp::TwoPartyClient>(*stream);
+  manager = rpc->bootstrap().castAs<api::JobManager>();
+}
+
+namespace {
+
+// /proc files report a size of 0: read until EOF.
+kj::String readProcFile(kj::StringPtr path) {
+  int fd;
+  KJ_SYSCALL(fd = open(path.cStr(), O_RDONLY | O_CLOEXEC), path);
+  kj::AutoCloseFd owned(fd);
+  kj::Vector<char> text;
+  char buffer[4096];
+  ssize_t n;
+  while (true) {
+    KJ_SYSCALL(n = read(fd, buffer, sizeof(buffer)), path);
+    if (n == 0) break;
+    text.addAll(kj::arrayPtr(buffer, n));
+  }
+  text.add('\0');
+  return kj::String(text.releaseAsArray());
+}
+
+uint64_t statusField(kj::StringPtr status, const char* name) {
+  const char* line = strstr(status.cStr(), name);
+  KJ_REQUIRE(line != nullptr, "no such field in /proc/PID/status", name);
+  return strtoull(line + strlen(name), nullptr, 10);
+}
+
+}  // namespace
+
+Memory readMemory(pid_t pid) {
+  auto status = readProcFile(kj::str("/proc/", pid, "/status"));
+  return {statusField(status, "VmRSS:"), statusField(status, "VmHWM:")};
+}
+
+void resetPeakMemory(pid_t pid) {
+  auto path = kj::str("/proc/", pid, "/clear_refs");
+  int fd;
+  KJ_SYSCALL(fd = open(path.cStr(), O_WRONLY | O_CLOEXEC), path);
+  kj::AutoCloseFd owned(fd);
+  KJ_SYSCALL(write(fd, "5", 1), path);
+}
+
+void requireExited(api::JobInfo::Reader info, int exitCode) {
+  KJ_REQUIRE(info.getState() == api::State::EXITED && info.getExitCode() == exitCode,
+             "the job did not exit as expected", info.getId(), info.getState(),
+             info.getExitCode(), info.getError());
+}
+
+}  // namespace bench
+}  // namespace runner

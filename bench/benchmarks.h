@@ -1,0 +1,43 @@
+#pragma once
+// The benchmarks runner-bench runs. Each takes its options, prints one JSON object with its
+// figures on stdout, and returns the process's exit code.
+
+#include "bench/bench-support.h"
+
+namespace runner {
+namespace bench {
+
+// Reference of P1: posix_spawn + waitpid of /bin/true in a loop (--runs).
+int spawnReference(const Options& options);
+
+// Runs the command after `--` --runs times (fork, exec, wait; stdout to /dev/null) and reports
+// its wall time; with --bytes, also the throughput. References of P2 and P3, and P2 itself.
+int execTimes(const Options& options);
+
+// P1 and P6: start /bin/true and wait for it (pipelined, one round trip), --runs times over one
+// open connection, on --executor (the server's default when empty).
+int startLatency(const Options& options);
+
+// P5: --jobs short jobs, --window of them in flight over one connection, each started and
+// waited for; then the latency of `list` over every user's jobs, --list-runs times.
+int startRate(const Options& options);
+
+// Starts a job that writes --bytes zero bytes, waits for it, prints its id and output path.
+int prepareOutput(const Options& options);
+
+// P3: one follower reads the whole output of job --job (already ended), --runs times; and,
+// with --live-bytes, a follower of a job started with it that writes that many bytes.
+int followOne(const Options& options);
+
+// P4: --followers followers of job --job (already ended), spread over --clients processes
+// (one connection each); aggregate throughput and the growth of runnerd's (--server-pid)
+// peak resident memory.
+int followMany(const Options& options);
+
+// P4b: starts a job that writes --bytes and follows it with a client that stops reading; once
+// the output is complete (its file in --log-dir has every byte), the growth of runnerd's peak
+// resident memory.
+int stalledReader(const Options& options);
+
+}  // namespace bench
+}  // namespace runner

@@ -1,0 +1,105 @@
+// Starting jobs: the latency of one start over an open connection (P1, P6), the sustained rate
+// of short jobs and the latency of `list` over many stored jobs (P5).
+
+#include <kj/debug.h>
+#include <stdio.h>
+
+#include "bench/benchmarks.h"
+
+namespace runner {
+namespace bench {
+
+namespace {
+
+// Starts /bin/true and, pipelined on the job start() returns, waits for its end.
+capnp::RemotePromise<api::Job::WaitResults> startTrue(api::JobManager::Client& manager,
+                                                       kj::StringPtr executor) {
+  auto request = manager.startRequest();
+  auto spec = request.initSpec();
+  spec.setCommand("/bin/true");
+  if (executor.size() > 0) spec.setExecutor(executor);
+  return request.send().getJob().waitRequest().send();
+}
+
+// Keeps `window` start+wait chains going until `total` jobs have ended.
+struct RateRun {
+  api::JobManager::Client& manager;
+  uint64_t total;
+  uint64_t launched = 0;
+  uint64_t ended = 0;
+
+  kj::Promise<void> next() {
+    if (launched == total) return kj::READY_NOW;
+    ++launched;
+    return startTrue(manager, nullptr).then([this](capnp::Response<api::Job::WaitResults>&& r) {
+      requireExited(r.getInfo());
+      ++ended;
+      return next();
+    });
+  }
+};
+
+}  // namespace
+
+int startLatency(const Options& options) {
+  auto runs = options.getNumber("runs", 2000);
+  auto executor = options.get("executor", "");
+  auto io = kj::setupAsyncIo();
+  Connection connection(io, options);
+  for (int i = 0; i < 50; i++) startTrue(connection.manager, executor).wait(io.waitScope);
+
+  Samples samples;
+  for (uint64_t i = 0; i < runs; i++) {
+    double begin = now();
+    auto response = startTrue(connection.manager, executor).wait(io.waitScope);
+    samples.add(now() - begin);
+    requireExited(response.getInfo());
+  }
+  JsonObject out;
+  out.add("runs", runs);
+  out.add("executor", executor);
+  out.add("p50_us", samples.percentile(50) * 1e6);
+  out.add("p99_us", samples.percentile(99) * 1e6);
+  printf("%s\n", out.toString().cStr());
+  return 0;
+}
+
+int startRate(const Options& options) {
+  auto jobs = options.getNumber("jobs", 10000);
+  auto window = options.getNumber("window", 32);
+  auto listRuns = options.getNumber("list-runs", 20);
+  auto io = kj::setupAsyncIo();
+  Connection connection(io, options);
+
+  RateRun run{connection.manager, jobs};
+  kj::Vector<kj::Promise<void>> chains;
+  double begin = now();
+  for (uint64_t i = 0; i < window; i++) chains.add(run.next());
+  kj::joinPromises(chains.releaseAsArray()).wait(io.waitScope);
+  double elapsed = now() - begin;
+  KJ_ASSERT(run.ended == jobs);
+
+  Samples listing;
+  uint64_t listed = 0;
+  for (uint64_t i = 0; i < listRuns; i++) {
+    auto request = connection.manager.listRequest();
+    request.initFilter().setAllUsers(true);
+    double listBegin = now();
+    auto response = request.send().wait(io.waitScope);
+    listing.add(now() - listBegin);
+    listed = response.getJobs().size();
+  }
+
+  JsonObject out;
+  out.add("jobs", jobs);
+  out.add("window", window);
+  out.add("jobs_per_s", jobs / elapsed);
+  out.add("listed", listed);
+  out.add("list_p50_ms", listing.percentile(50) * 1e3);
+  out.add("list_max_ms", listing.percentile(100) * 1e3);
+  printf("%s\n", out.toString().cStr());
+  return 0;
+}
+
+}  // namespace bench
+}  // namespace runner

@@ -1,0 +1,285 @@
+// Streaming output: one follower (P3), many followers (P4), and a client that stops reading
+// (P4b). The followers count the bytes they receive and throw them away.
+
+#include <kj/debug.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench/benchmarks.h"
+
+namespace runner {
+namespace bench {
+
+namespace {
+
+// Counts what arrives; fulfills `ended` when the server says the output is complete.
+class CountingSink final : public api::OutputSink::Server {
+ public:
+  CountingSink(uint64_t& bytes, kj::Own<kj::PromiseFulfiller<void>> ended)
+      : bytes(bytes), ended(kj::mv(ended)) {}
+
+ protected:
+  kj::Promise<void> write(WriteContext context) override {
+    bytes += context.getParams().getData().size();
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> end(EndContext context) override {
+    ended->fulfill();
+    return kj::READY_NOW;
+  }
+
+ private:
+  uint64_t& bytes;
+  kj::Own<kj::PromiseFulfiller<void>> ended;
+};
+
+// Watches `job`'s output from byte 0 into a CountingSink; resolves when the server has called
+// end(). Holds the subscription until then.
+kj::Promise<void> watchToEnd(api::Job::Client job, bool follow, uint64_t& bytes) {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  auto request = job.watchOutputRequest();
+  request.setSink(kj::heap<CountingSink>(bytes, kj::mv(paf.fulfiller)));
+  request.setFromOffset(0);
+  request.setFollow(follow);
+  return request.send().then(
+      [ended = kj::mv(paf.promise)](capnp::Response<api::Job::WatchOutputResults>&& response) mutable {
+        return ended.attach(response.getHandle());
+      });
+}
+
+api::Job::Client getJob(Connection& connection, kj::StringPtr id) {
+  auto request = connection.manager.getRequest();
+  request.setId(id);
+  return request.send().getJob();
+}
+
+// Starts `head -c BYTES /dev/zero`.
+capnp::RemotePromise<api::JobManager::StartResults> startWriter(Connection& connection,
+                                                                uint64_t bytes) {
+  auto request = connection.manager.startRequest();
+  auto spec = request.initSpec();
+  spec.setCommand("/usr/bin/head");
+  auto args = spec.initArgs(3);
+  args.set(0, "-c");
+  args.set(1, kj::str(bytes));
+  args.set(2, "/dev/zero");
+  return request.send();
+}
+
+double mebibytes(uint64_t kib) { return kib / 1024.0; }
+
+// What one client process of followMany reports to the parent through a pipe.
+struct ClientReport {
+  uint64_t bytes;
+  double begin;
+  double end;
+};
+
+void writeAll(int fd, const void* data, size_t size) {
+  KJ_SYSCALL(write(fd, data, size));
+}
+
+void readAll(int fd, void* data, size_t size) {
+  auto bytes = reinterpret_cast<char*>(data);
+  while (size > 0) {
+    ssize_t n;
+    KJ_SYSCALL(n = read(fd, bytes, size));
+    KJ_REQUIRE(n > 0, "a client process of the benchmark went away");
+    bytes += n;
+    size -= n;
+  }
+}
+
+// One client process: connects, says it is ready, waits for the go, runs `followers`.
+void followClient(const Options& options, uint64_t followers, int readyFd, int goFd) {
+  auto io = kj::setupAsyncIo();
+  Connection connection(io, options);
+  auto job = getJob(connection, options.get("job"));
+  job.infoRequest().send().wait(io.waitScope);
+  char byte = 0;
+  writeAll(readyFd, &byte, 1);
+  readAll(goFd, &byte, 1);
+
+  auto counts = kj::heapArray<uint64_t>(followers);
+  kj::Vector<kj::Promise<void>> watches;
+  ClientReport report{0, now(), 0};
+  for (auto& count : counts) {
+    count = 0;
+    watches.add(watchToEnd(job, false, count));
+  }
+  kj::joinPromises(watches.releaseAsArray()).wait(io.waitScope);
+  report.end = now();
+  for (auto count : counts) report.bytes += count;
+  writeAll(readyFd, &report, sizeof(report));
+}
+
+}  // namespace
+
+int prepareOutput(const Options& options) {
+  auto bytes = options.getNumber("bytes", 1 << 30);
+  auto io = kj::setupAsyncIo();
+  Connection connection(io, options);
+  auto started = startWriter(connection, bytes);
+  auto response = started.getJob().waitRequest().send().wait(io.waitScope);
+  requireExited(response.getInfo());
+  KJ_REQUIRE(response.getInfo().getOutputBytes() == bytes, response.getInfo().getOutputBytes());
+  JsonObject out;
+  out.add("job", response.getInfo().getId());
+  out.add("bytes", bytes);
+  printf("%s\n", out.toString().cStr());
+  return 0;
+}
+
+int followOne(const Options& options) {
+  auto runs = options.getNumber("runs", 3);
+  auto expected = options.getNumber("bytes", 0);
+  auto liveBytes = options.getNumber("live-bytes", 0);
+  auto io = kj::setupAsyncIo();
+  Connection connection(io, options);
+  auto job = getJob(connection, options.get("job"));
+
+  Samples rates;
+  for (uint64_t i = 0; i < runs; i++) {
+    uint64_t bytes = 0;
+    double begin = now();
+    watchToEnd(job, false, bytes).wait(io.waitScope);
+    double elapsed = now() - begin;
+    KJ_REQUIRE(expected == 0 || bytes == expected, "short output", bytes, expected);
+    rates.add(bytes / elapsed / 1e6);
+  }
+  JsonObject out;
+  out.add("runs", runs);
+  out.add("mb_per_s", rates.percentile(50));
+  out.add("best_mb_per_s", rates.percentile(100));
+
+  if (liveBytes > 0) {
+    uint64_t bytes = 0;
+    double begin = now();
+    auto started = startWriter(connection, liveBytes);
+    watchToEnd(started.getJob(), true, bytes).wait(io.waitScope);
+    double elapsed = now() - begin;
+    requireExited(started.getJob().waitRequest().send().wait(io.waitScope).getInfo());
+    KJ_REQUIRE(bytes == liveBytes, "short output", bytes, liveBytes);
+    out.add("live_mb_per_s", bytes / elapsed / 1e6);
+  }
+  printf("%s\n", out.toString().cStr());
+  return 0;
+}
+
+int followMany(const Options& options) {
+  auto followers = options.getNumber("followers", 100);
+  auto clients = options.getNumber("clients", 2);
+  auto expected = options.getNumber("bytes", 0);
+  pid_t server = options.getNumber("server-pid", 0);
+  KJ_REQUIRE(server > 0, "--server-pid is required");
+
+  resetPeakMemory(server);
+  auto before = readMemory(server);
+
+  struct Child {
+    pid_t pid;
+    int reportFd;
+    int goFd;
+  };
+  kj::Vector<Child> children;
+  for (uint64_t c = 0; c < clients; c++) {
+    uint64_t share = followers / clients + (c < followers % clients ? 1 : 0);
+    int report[2], go[2];
+    KJ_SYSCALL(pipe(report));
+    KJ_SYSCALL(pipe(go));
+    pid_t pid;
+    KJ_SYSCALL(pid = fork());
+    if (pid == 0) {
+      close(report[0]);
+      close(go[1]);
+      int status = 0;
+      KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                          [&]() { followClient(options, share, report[1], go[0]); })) {
+        fprintf(stderr, "follower client: %s\n", e->getDescription().cStr());
+        status = 1;
+      }
+      _exit(status);
+    }
+    close(report[1]);
+    close(go[0]);
+    children.add(Child{pid, report[0], go[1]});
+  }
+  char byte;
+  for (auto& child : children) readAll(child.reportFd, &byte, 1);
+  for (auto& child : children) writeAll(child.goFd, &byte, 1);
+
+  uint64_t bytes = 0;
+  double begin = 1e300, end = 0;
+  for (auto& child : children) {
+    ClientReport report;
+    readAll(child.reportFd, &report, sizeof(report));
+    bytes += report.bytes;
+    begin = kj::min(begin, report.begin);
+    end = kj::max(end, report.end);
+    int status;
+    KJ_SYSCALL(waitpid(child.pid, &status, 0));
+    close(child.reportFd);
+    close(child.goFd);
+  }
+  auto after = readMemory(server);
+  KJ_REQUIRE(expected == 0 || bytes == expected * followers, "short output", bytes,
+             expected * followers);
+
+  JsonObject out;
+  out.add("followers", followers);
+  out.add("clients", clients);
+  out.add("bytes", bytes);
+  out.add("mb_per_s", bytes / (end - begin) / 1e6);
+  out.add("rss_before_mib", mebibytes(before.rssKib));
+  out.add("rss_peak_mib", mebibytes(after.hwmKib));
+  out.add("rss_growth_mib", mebibytes(after.hwmKib - before.rssKib));
+  printf("%s\n", out.toString().cStr());
+  return 0;
+}
+
+int stalledReader(const Options& options) {
+  auto bytes = options.getNumber("bytes", 1 << 30);
+  auto logDir = options.get("log-dir");
+  pid_t server = options.getNumber("server-pid", 0);
+  KJ_REQUIRE(server > 0, "--server-pid is required");
+
+  auto io = kj::setupAsyncIo();
+  Connection connection(io, options);
+  connection.manager.whoamiRequest().send().wait(io.waitScope);
+  resetPeakMemory(server);
+  auto before = readMemory(server);
+
+  uint64_t received = 0;
+  auto started = startWriter(connection, bytes);
+  auto watching = watchToEnd(started.getJob(), true, received);
+  auto id = kj::str(started.wait(io.waitScope).getInfo().getId());
+
+  // From here on this client never runs its event loop again: it reads nothing more.
+  auto path = kj::str(logDir, '/', id, ".log");
+  double deadline = now() + 120;
+  while (true) {
+    struct stat st;
+    KJ_SYSCALL(stat(path.cStr(), &st), path);
+    if (static_cast<uint64_t>(st.st_size) >= bytes) break;
+    KJ_REQUIRE(now() < deadline, "the job did not write its output within 120 s", path);
+    usleep(10000);
+  }
+  usleep(500000);
+  auto after = readMemory(server);
+
+  JsonObject out;
+  out.add("bytes", bytes);
+  out.add("received_before_stall", received);
+  out.add("rss_before_mib", mebibytes(before.rssKib));
+  out.add("rss_after_mib", mebibytes(after.rssKib));
+  out.add("rss_peak_mib", mebibytes(after.hwmKib));
+  out.add("rss_growth_mib", mebibytes(after.hwmKib - before.rssKib));
+  printf("%s\n", out.toString().cStr());
+  return 0;
+}
+
+}  // namespace bench
+}  // namespace runner
