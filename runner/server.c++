@@ -12,7 +12,7 @@ class Server::Connection {
   Connection(Server& server, kj::Own<kj::AsyncIoStream> stream, api::JobManager::Client bootstrap)
       : server(server),
         stream(kj::mv(stream)),
-        network(*this->stream, capnp::rpc::twoparty::Side::SERVER),
+        network(*this->stream, capnp::rpc::twoparty::Side::SERVER, receiveOptions()),
         rpcSystem(capnp::makeRpcServer(network, kj::mv(bootstrap))) {
     ++server.connections;
   }
@@ -20,6 +20,12 @@ class Server::Connection {
   KJ_DISALLOW_COPY(Connection);
 
   kj::Promise<void> onDisconnect() { return network.onDisconnect(); }
+
+  static capnp::ReaderOptions receiveOptions() {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = MAX_REQUEST_WORDS;
+    return options;
+  }
 
  private:
   Server& server;
@@ -55,12 +61,24 @@ kj::Promise<void> Server::handshake(kj::AuthenticatedStream stream) {
                            *stream.peerIdentity)) {
     peer = network->getAddress().toString();
   }
+  if (pendingHandshakes >= MAX_PENDING_HANDSHAKES) {
+    log("refused connection peer=", peer, ": too many TLS handshakes in progress (limit ",
+        MAX_PENDING_HANDSHAKES, ")");
+    return kj::READY_NOW;
+  }
+  if (connections >= MAX_CONNECTIONS) {
+    log("refused connection peer=", peer, ": too many connections (limit ", MAX_CONNECTIONS, ")");
+    return kj::READY_NOW;
+  }
+  ++pendingHandshakes;
   return tls.wrapServer(kj::mv(stream))
       .then(
           [this, peer = kj::str(peer)](kj::AuthenticatedStream secured) mutable -> kj::Promise<void> {
+            --pendingHandshakes;
             kj::String user;
-            KJ_IF_MAYBE(e, kj::runCatchingExceptions(
-                               [&]() { user = tls::ServerTls::peerCommonName(*secured.peerIdentity); })) {
+            KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                          user = tls::ServerTls::peerCommonName(*secured.peerIdentity);
+                        })) {
               log("refused connection peer=", peer, ": ", e->getDescription());
               return kj::READY_NOW;
             }
@@ -72,6 +90,7 @@ kj::Promise<void> Server::handshake(kj::AuthenticatedStream stream) {
             return disconnected.attach(kj::mv(connection));
           },
           [this, peer = kj::str(peer)](kj::Exception&& e) {
+            --pendingHandshakes;
             log("refused TLS handshake peer=", peer, ": ", e.getDescription());
           });
 }

@@ -12,6 +12,17 @@
 
 namespace runner {
 
+// Connections whose TLS handshake is still under way. Each costs a socket and TLS state before
+// anyone is authenticated, so they are bounded (and each times out, see tls::ServerTls).
+constexpr size_t MAX_PENDING_HANDSHAKES = 64;
+
+// Authenticated connections open at once.
+constexpr size_t MAX_CONNECTIONS = 1024;
+
+// Largest RPC message the server reads, in 8-byte words: far above any real request (a spec
+// is bounded by MAX_ARGS and MAX_ENV), far below what would let one request pin much memory.
+constexpr uint64_t MAX_REQUEST_WORDS = 1024 * 1024;
+
 class Server {
  public:
   // `admins` are the user names that may stop and read every job.
@@ -32,6 +43,7 @@ class Server {
   EventLog& log;
   kj::Array<kj::String> admins;
   size_t connections = 0;
+  size_t pendingHandshakes = 0;
 
   LoggedTaskErrors errorHandler;
   kj::TaskSet tasks;

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <kj/debug.h>
+#include <kj/io.h>
 #include <kj/vector.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -281,6 +282,10 @@ TEST(Server, NeverReadingClientCostsBoundedMemory) {
   SKIP_UNLESS_SERVER_CAN_RUN();
   RunnerdFixture f;
   auto alice = f.connect("alice");
+  // A first job without followers warms what any job costs once (the store's page cache, the
+  // allocator's arenas), so that the figure below is what the stalled follower costs.
+  startJob(f, *alice, {"/bin/sh", "-c", "head -c 268435456 /dev/zero"})
+      .job.waitRequest().send().wait(f.io.waitScope);
   size_t before = f.serverRssKib();
   auto job = startJob(f, *alice, {"/bin/sh", "-c", "head -c 268435456 /dev/zero"});
   auto collector = kj::heap<Collector>();
@@ -404,6 +409,69 @@ TEST(Server, ExpiredAndForeignCertificatesAreRefused) {
     EXPECT_NE(e, nullptr) << user << " was let in";
   }
   f.waitForLog("refused TLS handshake");
+}
+
+// A plain TCP connection to runnerd that never starts a TLS handshake.
+int connectTcp(kj::StringPtr address) {
+  auto colon = KJ_ASSERT_NONNULL(address.findLast(':'));
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(kj::str(address.slice(colon + 1)).parseAs<uint16_t>());
+  inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  KJ_ASSERT(::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0);
+  return fd;
+}
+
+TEST(Server, SilentConnectionsCannotExhaustTheServer) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  // 64 connections that never handshake fill the handshake slots...
+  kj::Vector<kj::AutoCloseFd> silent;
+  for (int i = 0; i < 64; i++) silent.add(kj::AutoCloseFd(connectTcp(f.address())));
+  // ...so the next one is closed at once rather than queued.
+  kj::AutoCloseFd extra(connectTcp(f.address()));
+  struct timeval timeout = {5, 0};
+  setsockopt(extra, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  char byte;
+  EXPECT_EQ(read(extra, &byte, 1), 0) << "the connection over the limit was not closed";
+  f.waitForLog("too many TLS handshakes in progress");
+  // Once they go, authenticated clients are served again.
+  silent.clear();
+  for (int i = 0; i < 200; i++) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                  auto alice = f.connect("alice");
+                  alice->manager.whoamiRequest().send().wait(f.io.waitScope);
+                })) {
+      f.io.provider->getTimer().afterDelay(10 * kj::MILLISECONDS).wait(f.io.waitScope);
+      continue;
+    }
+    SUCCEED();
+    return;
+  }
+  ADD_FAILURE() << "runnerd did not serve again after the silent connections closed";
+}
+
+TEST(Server, OversizedRequestIsRefusedAndTheServerKeepsServing) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  size_t before = f.serverRssKib();
+  {
+    auto mallory = f.connect("alice");
+    auto request = mallory->manager.startRequest();
+    auto spec = request.initSpec();
+    spec.setCommand("/bin/true");
+    // 16 MiB in one argument: twice the largest message runnerd reads.
+    auto huge = kj::heapArray<char>(16 * 1024 * 1024);
+    memset(huge.begin(), 'x', huge.size());
+    huge.back() = '\0';
+    spec.initArgs(1).set(0, capnp::Text::Reader(huge.begin(), huge.size() - 1));
+    auto error = errorOf(f, request.send());
+    EXPECT_NE(error, nullptr) << "a 16 MiB request was accepted";
+  }
+  auto alice = f.connect("alice");
+  EXPECT_EQ(alice->manager.whoamiRequest().send().wait(f.io.waitScope).getUser(), "alice");
+  EXPECT_LT(f.serverRssKib(), before + 8192);
 }
 
 }  // namespace
