@@ -15,7 +15,7 @@ namespace runner::executors::cgroup {
 
 // Throws an exception whose whole description is "LIMIT: DETAIL", for a limit (or a piece of
 // job accounting, e.g. "memory accounting") the host cannot provide; `limit` names it, e.g.
-// "io limit". UNIMPLEMENTED by default: the executor cannot do it on this host.
+// "io-write limit". UNIMPLEMENTED by default: the executor cannot do it on this host.
 [[noreturn]] void failLimit(kj::StringPtr limit, kj::StringPtr detail,
                             kj::Exception::Type type = kj::Exception::Type::UNIMPLEMENTED);
 

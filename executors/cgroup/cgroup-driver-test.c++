@@ -125,7 +125,8 @@ TEST_F(FakeSysBlock, APartitionResolvesToItsDisk) {
   ASSERT_EQ(stat("/var/tmp", &info), 0);
   if (major(info.st_dev) == 0) GTEST_SKIP() << "/var/tmp is not on a block device here";
   linkDeviceOf("/var/tmp", "devices/sda/sda2");
-  IoDevice device = ioDeviceOf("/var/tmp", kj::StringPtr((root + "/dev-block").c_str()));
+  IoDevice device =
+      ioDeviceOf("/var/tmp", "io-read limit", kj::StringPtr((root + "/dev-block").c_str()));
   EXPECT_EQ(device.major, 8u);
   EXPECT_EQ(device.minor, 0u);
   EXPECT_EQ(stdString(device.describe()), "8:0 (sda)");
@@ -136,7 +137,8 @@ TEST_F(FakeSysBlock, AWholeDiskIsUsedAsIs) {
   ASSERT_EQ(stat("/var/tmp", &info), 0);
   if (major(info.st_dev) == 0) GTEST_SKIP() << "/var/tmp is not on a block device here";
   linkDeviceOf("/var/tmp", "devices/sda");
-  IoDevice device = ioDeviceOf("/var/tmp", kj::StringPtr((root + "/dev-block").c_str()));
+  IoDevice device =
+      ioDeviceOf("/var/tmp", "io-read limit", kj::StringPtr((root + "/dev-block").c_str()));
   EXPECT_EQ(device.major, major(info.st_dev));
   EXPECT_EQ(device.minor, minor(info.st_dev));
   EXPECT_EQ(stdString(device.name), "sda");
@@ -144,11 +146,11 @@ TEST_F(FakeSysBlock, AWholeDiskIsUsedAsIs) {
 
 TEST_F(FakeSysBlock, AnUnknownDeviceFailsNamingTheIoLimit) {
   try {
-    ioDeviceOf("/var/tmp", kj::StringPtr((root + "/dev-block").c_str()));
+    ioDeviceOf("/var/tmp", "io-read limit", kj::StringPtr((root + "/dev-block").c_str()));
     ADD_FAILURE() << "a device missing from sysfs must fail";
   } catch (const kj::Exception& e) {
     std::string message = e.getDescription().cStr();
-    EXPECT_EQ(message.find("io limit: "), 0u) << message;
+    EXPECT_EQ(message.find("io-read limit: "), 0u) << message;
   }
 }
 
@@ -158,11 +160,12 @@ TEST(IoDevice, TmpfsHasNoDiskToThrottle) {
     GTEST_SKIP() << "/dev/shm is not a tmpfs here";
   }
   try {
-    ioDeviceOf("/dev/shm");
+    ioDeviceOf("/dev/shm", "io-write limit");
     ADD_FAILURE() << "tmpfs has no block device";
   } catch (const kj::Exception& e) {
     std::string message = e.getDescription().cStr();
-    EXPECT_EQ(message.find("io limit: /dev/shm is on a filesystem without a block device"), 0u)
+    EXPECT_EQ(message.find("io-write limit: /dev/shm is on a filesystem without a block device"),
+              0u)
         << message;
     EXPECT_EQ(e.getType(), kj::Exception::Type::UNIMPLEMENTED);
   }
@@ -172,7 +175,7 @@ TEST(IoDevice, TheRealDiskOfVarTmp) {
   struct stat info;
   ASSERT_EQ(stat("/var/tmp", &info), 0);
   if (major(info.st_dev) == 0) GTEST_SKIP() << "/var/tmp is not on a block device here";
-  IoDevice device = ioDeviceOf("/var/tmp");
+  IoDevice device = ioDeviceOf("/var/tmp", "io-read limit");
   EXPECT_GT(device.major, 0u);
   EXPECT_GT(device.name.size(), 0u);
   std::string sysDir = "/sys/block/" + stdString(device.name);

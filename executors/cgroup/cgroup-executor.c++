@@ -146,7 +146,7 @@ LaunchResult CgroupExecutor::launch(LaunchRequest&& request) {
 
   kj::Maybe<IoDevice> ioDevice;
   if (request.limits.ioReadBytesPerSec || request.limits.ioWriteBytesPerSec) {
-    ioDevice = ioDeviceOf(request.workingDir);
+    ioDevice = ioDeviceOf(request.workingDir, ioLimitName(request.limits));
   }
   auto cgroup = driver->create(request.jobId, request.limits, ioDevice);
 

@@ -178,8 +178,9 @@ kj::Own<JobCgroup> CgroupV1Driver::create(kj::StringPtr jobId, const Limits& lim
   }
   bool io = limits.ioReadBytesPerSec || limits.ioWriteBytesPerSec;
   if (io) {
-    if (ioDevice == nullptr) failLimit("io limit", "no block device to throttle was given");
-    needs.add(Need{"blkio", "io limit"});
+    if (ioDevice == nullptr)
+      failLimit(ioLimitName(limits), "no block device to throttle was given");
+    needs.add(Need{"blkio", ioLimitName(limits)});
   }
 
   // The distinct hierarchies to create the job's cgroup in (co-mounted controllers share one).
@@ -235,11 +236,11 @@ kj::Own<JobCgroup> CgroupV1Driver::create(kj::StringPtr jobId, const Limits& lim
     const CgroupDir& blkio = job->dirOf("blkio");
     auto& device = KJ_ASSERT_NONNULL(ioDevice);
     if (limits.ioReadBytesPerSec) {
-      blkio.writeLimit("io limit", "blkio.throttle.read_bps_device",
+      blkio.writeLimit("io-read limit", "blkio.throttle.read_bps_device",
                        kj::str(device.number(), " ", limits.ioReadBytesPerSec));
     }
     if (limits.ioWriteBytesPerSec) {
-      blkio.writeLimit("io limit", "blkio.throttle.write_bps_device",
+      blkio.writeLimit("io-write limit", "blkio.throttle.write_bps_device",
                        kj::str(device.number(), " ", limits.ioWriteBytesPerSec));
     }
   }

@@ -156,8 +156,9 @@ kj::Own<JobCgroup> CgroupV2Driver::create(kj::StringPtr jobId, const Limits& lim
   if (limits.pids) needs.add(Need{"pids", "pids limit"});
   bool io = limits.ioReadBytesPerSec || limits.ioWriteBytesPerSec;
   if (io) {
-    if (ioDevice == nullptr) failLimit("io limit", "no block device to throttle was given");
-    needs.add(Need{"io", "io limit"});
+    if (ioDevice == nullptr)
+      failLimit(ioLimitName(limits), "no block device to throttle was given");
+    needs.add(Need{"io", ioLimitName(limits)});
   }
   enableControllers(needs);
 
@@ -182,7 +183,7 @@ kj::Own<JobCgroup> CgroupV2Driver::create(kj::StringPtr jobId, const Limits& lim
     fields.add(device.number());
     if (limits.ioReadBytesPerSec) fields.add(kj::str("rbps=", limits.ioReadBytesPerSec));
     if (limits.ioWriteBytesPerSec) fields.add(kj::str("wbps=", limits.ioWriteBytesPerSec));
-    dir.writeLimit("io limit", "io.max", kj::strArray(fields, " "));
+    dir.writeLimit(ioLimitName(limits), "io.max", kj::strArray(fields, " "));
   }
   return kj::mv(job);
 }

@@ -32,16 +32,20 @@ kj::StringPtr baseName(kj::StringPtr path) {
 
 }  // namespace
 
-IoDevice ioDeviceOf(kj::StringPtr path, kj::StringPtr sysDevBlock) {
+kj::StringPtr ioLimitName(const Limits& limits) {
+  if (limits.ioReadBytesPerSec && limits.ioWriteBytesPerSec) return "io-read and io-write limits";
+  return limits.ioReadBytesPerSec ? "io-read limit" : "io-write limit";
+}
+
+IoDevice ioDeviceOf(kj::StringPtr path, kj::StringPtr limit, kj::StringPtr sysDevBlock) {
   struct stat info;
   if (stat(path.cStr(), &info) < 0) {
-    failLimit("io limit", kj::str("stat ", path, ": ", strerror(errno)),
-              kj::Exception::Type::FAILED);
+    failLimit(limit, kj::str("stat ", path, ": ", strerror(errno)), kj::Exception::Type::FAILED);
   }
   uint32_t major = ::major(info.st_dev);
   uint32_t minor = ::minor(info.st_dev);
   if (major == 0) {
-    failLimit("io limit",
+    failLimit(limit,
               kj::str(path, " is on a filesystem without a block device (device ", major, ":",
                       minor, ", e.g. tmpfs or overlay), so there is no disk to throttle"));
   }
@@ -49,8 +53,8 @@ IoDevice ioDeviceOf(kj::StringPtr path, kj::StringPtr sysDevBlock) {
   kj::String link = kj::str(sysDevBlock, "/", major, ":", minor);
   char resolved[PATH_MAX];
   if (realpath(link.cStr(), resolved) == nullptr) {
-    failLimit("io limit", kj::str(path, " is on device ", major, ":", minor,
-                                  ", which is not a block device known to ", sysDevBlock));
+    failLimit(limit, kj::str(path, " is on device ", major, ":", minor,
+                             ", which is not a block device known to ", sysDevBlock));
   }
   kj::String devicePath = kj::heapString(resolved);
 
