@@ -51,7 +51,8 @@ kj::Maybe<kj::String> cannotRunServer() {
   return nullptr;
 }
 
-RunnerdFixture::RunnerdFixture() : io(kj::setupAsyncIo()) {
+RunnerdFixture::RunnerdFixture(kj::ArrayPtr<const kj::StringPtr> extraFlags)
+    : io(kj::setupAsyncIo()), extraFlags(KJ_MAP(flag, extraFlags) { return kj::str(flag); }) {
   auto tmpl = kj::str("/tmp/runnerd-test.XXXXXX");
   KJ_ASSERT(mkdtemp(tmpl.begin()) != nullptr, strerror(errno));
   KJ_SYSCALL(chmod(tmpl.cStr(), 0755));
@@ -112,6 +113,7 @@ void RunnerdFixture::start() {
   argv.add(kj::str("--state-dir=", root, "/state"));
   argv.add(kj::str("--admin=admin"));
   argv.add(kj::str("--grace=2"));
+  for (auto& flag : extraFlags) argv.add(kj::str(flag));
   kj::Vector<char*> raw;
   for (auto& arg : argv) raw.add(arg.begin());
   raw.add(nullptr);

@@ -17,7 +17,9 @@ kj::Maybe<kj::String> cannotRunServer();
 
 class RunnerdFixture {
  public:
-  RunnerdFixture();
+  // `extraFlags` are appended to runnerd's command line at every start, e.g.
+  // {"--executor=cgroup"}.
+  explicit RunnerdFixture(kj::ArrayPtr<const kj::StringPtr> extraFlags = nullptr);
   ~RunnerdFixture() noexcept(false);
   KJ_DISALLOW_COPY(RunnerdFixture);
 
@@ -69,6 +71,7 @@ class RunnerdFixture {
 
  private:
   kj::String root;
+  kj::Array<kj::String> extraFlags;
   kj::String addr;
   pid_t serverPid = 0;
   // How many times runnerd said it was listening, over all starts.
