@@ -88,8 +88,13 @@ class Runnerd {
         .addOptionWithArg({"admin"}, KJ_BIND_METHOD(*this, addAdmin), "<user>",
                           "A user who may stop and read every job (repeatable).")
         .addOptionWithArg({"cgroup-parent"}, KJ_BIND_METHOD(*this, setCgroupParent), "<path>",
-                          "Parent cgroup of the jobs' cgroups (default: a child named runner "
-                          "of runnerd's own cgroup).")
+                          "Parent cgroup of the jobs' cgroups, in every cgroup hierarchy the "
+                          "cgroup executor uses. A path starting with / is taken from the "
+                          "hierarchy's root (e.g. /runner is /sys/fs/cgroup/memory/runner on "
+                          "v1, /sys/fs/cgroup/runner on v2); any other path is below runnerd's "
+                          "own cgroup there, as /proc/self/cgroup lists it. Created (mode 0755) "
+                          "when missing and left in place at exit. Default: runner, a child of "
+                          "runnerd's own cgroup.")
         .addOptionWithArg({"grace"}, KJ_BIND_METHOD(*this, setGrace), "<seconds>",
                           "Default grace period of a stop before SIGKILL (default 10).")
         .callAfterParsing(KJ_BIND_METHOD(*this, run))
@@ -163,9 +168,11 @@ class Runnerd {
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
                   auto parent = cgroupParent.map([](kj::String& p) -> kj::StringPtr { return p; })
                                     .orDefault(executors::cgroup::DEFAULT_CGROUP_PARENT);
+                  auto driver = executors::cgroup::newHostCgroupDriver(parent);
+                  log("the cgroup executor uses cgroup v", driver->version(),
+                      ", job cgroups under ", parent);
                   executorSet.add(kj::heap<executors::cgroup::CgroupExecutor>(
-                      io.unixEventPort, io.provider->getTimer(),
-                      executors::cgroup::newHostCgroupDriver(parent)));
+                      io.unixEventPort, io.provider->getTimer(), kj::mv(driver)));
                 })) {
       if (executor == "cgroup") {
         KJ_FAIL_REQUIRE(kj::str("the cgroup executor is not available: ", e->getDescription()));
