@@ -44,6 +44,13 @@ int reportJobEnd(api::JobInfo::Reader info) {
   } else if (info.getState() == api::State::LOST) {
     writeError(kj::str("job ", info.getId(), " was lost: ", info.getError()));
   }
+  // An OOM kill need not end the job (a supervisor may survive its worker's), but it is never
+  // silent.
+  if (info.getOomKilled()) {
+    writeError(kj::str("job ", info.getId(), ": the kernel's OOM killer killed ",
+                       info.getOomKilledMain() ? "its main process" : "a process of the job",
+                       " (memory limit ", info.getLimits().getMemoryBytes(), " bytes)"));
+  }
   return jobExitCode(info);
 }
 

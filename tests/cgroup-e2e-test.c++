@@ -237,6 +237,8 @@ TEST_F(CgroupRunnerd, MemoryHogEndsOomKilledAndStatusShowsIt) {
                               "--vm-bytes", "256M", "-t", "5"});
   EXPECT_NE(run.status, 125) << run.err;
   EXPECT_NE(run.status, 127) << run.err;
+  // The OOM kill is reported even when the job survives it.
+  EXPECT_NE(run.err.find("OOM killer killed a process of the job"), std::string::npos) << run.err;
   auto id = jobIdOf(*server, "stress-ng --vm 1 --vm-bytes 256M");
   ASSERT_EQ(id.size(), 36u);
 
