@@ -9,17 +9,39 @@ namespace runner {
 
 namespace {
 
-// A follower's sink that is the client's OutputSink capability. write() is a streaming call:
-// its promise resolves when the RPC system has room in its window, which is the flow control.
-class RpcOutputSink final : public OutputSink {
+// A follower's sink that is the client's OutputSink capability. write() is declared a
+// streaming call, but capnp 0.9.2 sizes a stream's window by the socket's send buffer for each
+// sink; this sink sends plain calls and counts their returns (the wire format is the same),
+// holding each watch to WATCH_OUTPUT_WINDOW and the connection to CONNECTION_OUTPUT_WINDOW. The
+// first failed write fails every later one, as a stream does.
+class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler {
  public:
-  explicit RpcOutputSink(api::OutputSink::Client client) : client(kj::mv(client)) {}
+  RpcOutputSink(api::OutputSink::Client client, Caller& caller)
+      : client(kj::mv(client)), caller(caller), acks(*this) {}
+
+  ~RpcOutputSink() noexcept(false) {
+    // The returns still on the way are no longer awaited.
+    caller.output.release(inFlight);
+  }
 
   kj::Promise<void> write(kj::ArrayPtr<const kj::byte> data) override {
-    auto request =
-        client.writeRequest(capnp::MessageSize{data.size() / sizeof(capnp::word) + 8, 0});
-    request.setData(data);
-    return request.send();
+    KJ_IF_MAYBE(e, failure) {
+      return kj::cp(*e);
+    }
+    auto request = client.typelessRequest(
+        capnp::typeId<api::OutputSink>(), WRITE_METHOD,
+        capnp::MessageSize{data.size() / sizeof(capnp::word) + 8, 0});
+    request.initAs<api::OutputSink::WriteParams>().setData(data);
+    size_t size = data.size();
+    inFlight += size;
+    caller.output.add(size);
+    acks.add(request.send().then(
+        [this, size](capnp::Response<capnp::AnyPointer>&&) { acknowledged(size); },
+        [this, size](kj::Exception&& e) {
+          if (failure == nullptr) failure = kj::mv(e);
+          acknowledged(size);
+        }));
+    return whenRoom();
   }
 
   kj::Promise<void> end(const Job& job) override {
@@ -29,7 +51,31 @@ class RpcOutputSink final : public OutputSink {
   }
 
  private:
+  // OutputSink.write's ordinal in schema/runner.capnp.
+  static constexpr uint16_t WRITE_METHOD = 0;
+
   api::OutputSink::Client client;
+  Caller& caller;
+  size_t inFlight = 0;
+  kj::Maybe<kj::Exception> failure;
+  kj::TaskSet acks;
+
+  void acknowledged(size_t size) {
+    inFlight -= size;
+    caller.output.release(size);
+  }
+
+  kj::Promise<void> whenRoom() {
+    KJ_IF_MAYBE(e, failure) {
+      return kj::cp(*e);
+    }
+    if (inFlight < WATCH_OUTPUT_WINDOW && caller.output.hasRoom()) return kj::READY_NOW;
+    return caller.output.nextRelease().then([this]() { return whenRoom(); });
+  }
+
+  void taskFailed(kj::Exception&& exception) override {
+    // Each acknowledgement handles its own failure.
+  }
 };
 
 class SubscriptionImpl final : public api::Subscription::Server {
@@ -37,7 +83,7 @@ class SubscriptionImpl final : public api::Subscription::Server {
   SubscriptionImpl(Job& job, api::OutputSink::Client client, uint64_t offset, bool follow,
                    kj::Own<Caller> caller)
       : caller(kj::mv(caller)),
-        sink(kj::mv(client)),
+        sink(kj::mv(client), *this->caller),
         task(followOutput(job, sink, offset, follow)
                  .eagerlyEvaluate([](kj::Exception&&) {
                    // The client went away or its sink failed: nothing left to deliver to.
@@ -176,6 +222,18 @@ class JobManagerImpl final : public api::JobManager::Server {
 };
 
 }  // namespace
+
+void OutputBudget::release(size_t bytes) {
+  inFlight -= bytes;
+  auto woken = kj::mv(waiters);
+  for (auto& waiter : woken) waiter->fulfill();
+}
+
+kj::Promise<void> OutputBudget::nextRelease() {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  waiters.add(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
+}
 
 api::JobManager::Client newJobManager(JobTable& table, EventLog& log, kj::Own<Caller> caller) {
   return kj::heap<JobManagerImpl>(table, log, kj::mv(caller));

@@ -6,13 +6,39 @@
 // JobManager bound to its caller, and every Job it hands out knows whether the caller may
 // control it (the owner or an admin) or only read its metadata.
 
+#include <kj/async.h>
 #include <kj/refcount.h>
+#include <kj/vector.h>
 
 #include "runner/event-log.h"
 #include "runner/job-table.h"
 #include "schema/runner.capnp.h"
 
 namespace runner {
+
+// Output bytes a connection's watches may have sent and not yet seen acknowledged by the client.
+// The capnp stream window over TLS is the socket's send buffer (up to 4 MiB on loopback) for
+// each sink, so many watches on one connection would pin many times that; runner counts
+// acknowledgements itself, per watch and per connection.
+constexpr size_t CONNECTION_OUTPUT_WINDOW = 8 * 1024 * 1024;
+// ... and what one watch may have in flight: a client that stops reading pins no more than this
+// (plus the follower's one chunk), and a fast one still has several chunks on the way.
+constexpr size_t WATCH_OUTPUT_WINDOW = 512 * 1024;
+
+// The unacknowledged output of one connection, and the watches waiting for it to shrink.
+class OutputBudget {
+ public:
+  bool hasRoom() const { return inFlight < CONNECTION_OUTPUT_WINDOW; }
+  void add(size_t bytes) { inFlight += bytes; }
+  // Wakes every waiter: each checks its own window again.
+  void release(size_t bytes);
+  // Resolves at the next release().
+  kj::Promise<void> nextRelease();
+
+ private:
+  size_t inFlight = 0;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> waiters;
+};
 
 // Who is on the other end of one connection. Shared by the capabilities of that connection.
 class Caller final : public kj::Refcounted {
@@ -28,6 +54,8 @@ class Caller final : public kj::Refcounted {
   // Output watches this connection holds open; bounded so that one client cannot pin
   // unbounded descriptors and buffers.
   uint activeWatches = 0;
+
+  OutputBudget output;
 };
 
 // Open output watches allowed per connection.
