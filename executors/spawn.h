@@ -1,7 +1,8 @@
 #pragma once
 // spawn(): the one place where runner creates a job's main process.
 //
-// clone3() with CLONE_PIDFD (plus CLONE_INTO_CGROUP and namespace flags when asked), then a
+// clone() with CLONE_VM | CLONE_VFORK | CLONE_PIDFD like posix_spawn() (or clone3() with
+// CLONE_INTO_CGROUP for a cgroup v2 job), plus namespace flags when asked, then a
 // small plain-C child side: reset signals, own session, stdio, close every other descriptor,
 // join cgroups, set up namespaces, chdir, drop to the run-as user, exec. Failure of any child
 // step comes back through a close-on-exec pipe as an errno and the name of the step, so the
