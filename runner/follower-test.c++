@@ -155,6 +155,20 @@ TEST(Follower, ReadsFromAnOffset) {
   EXPECT_EQ(kj::str(sink.bytes.asPtr().asChars()), "456789");
 }
 
+TEST(Follower, OffsetsPastTheEndReadAsTheEnd) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  auto& job = h.sh("printf 0123456789");
+  h.waitEnded(job);
+  for (uint64_t offset : {uint64_t(10), uint64_t(1) << 40, uint64_t(INT64_MAX), UINT64_MAX}) {
+    CollectingSink sink;
+    followOutput(job, sink, offset, true).wait(h.io.waitScope);
+    EXPECT_EQ(sink.bytes.size(), 0u) << offset;
+    EXPECT_EQ(sink.endState, JobState::EXITED) << offset;
+  }
+}
+
 TEST(Follower, WithoutFollowStopsAtTheCurrentEnd) {
   SKIP_UNLESS_JOBS_CAN_RUN();
   TempDir dir;

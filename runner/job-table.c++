@@ -18,7 +18,9 @@ namespace {
 constexpr kj::StringPtr DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"_kj;
 
 void requireNoNul(kj::StringPtr text, kj::StringPtr what) {
-  KJ_REQUIRE(strlen(text.cStr()) == text.size(), "NUL byte in the job's spec", what);
+  if (strlen(text.cStr()) != text.size()) {
+    KJ_FAIL_REQUIRE(kj::str("the job's ", what, " contains a NUL byte"));
+  }
 }
 
 kj::ArrayPtr<const char> envName(kj::StringPtr entry) {
@@ -54,6 +56,13 @@ uint64_t Job::outputBytes() const {
 
 kj::Promise<void> Job::whenEnded() {
   if (hasEnded()) return kj::READY_NOW;
+  // Drop the fulfillers of waits that were cancelled (a client went away), so that a job that
+  // runs long while clients come and go does not accumulate them.
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> live(endWaiters.size() + 1);
+  for (auto& waiter : endWaiters) {
+    if (waiter->isWaiting()) live.add(kj::mv(waiter));
+  }
+  endWaiters = kj::mv(live);
   auto paf = kj::newPromiseAndFulfiller<void>();
   endWaiters.add(kj::mv(paf.fulfiller));
   return kj::mv(paf.promise);
@@ -196,8 +205,9 @@ kj::Array<kj::String> JobTable::buildEnvironment(kj::ArrayPtr<const kj::String> 
   for (auto& entry : extra) {
     requireNoNul(entry, "environment");
     auto name = envName(entry);
-    KJ_REQUIRE(name.size() > 0 && name.size() < entry.size(),
-               "environment entries must look like NAME=value", entry);
+    if (name.size() == 0 || name.size() == entry.size()) {
+      KJ_FAIL_REQUIRE(kj::str("environment entries must look like NAME=value: ", entry));
+    }
     bool replaced = false;
     for (auto& existing : env) {
       if (envName(existing) == name) {
@@ -219,12 +229,14 @@ kj::String JobTable::defaultWorkingDir() {
 }
 
 Job& JobTable::start(kj::StringPtr owner, StartRequest&& request) {
-  KJ_REQUIRE(request.command.size() > 0, "empty command");
+  if (request.command.size() == 0) KJ_FAIL_REQUIRE("empty command");
   requireNoNul(request.command, "command");
   for (auto& arg : request.args) requireNoNul(arg, "argument");
   requireNoNul(request.workingDir, "working directory");
-  KJ_REQUIRE(request.workingDir.size() == 0 || request.workingDir.startsWith("/"),
-             "the working directory must be an absolute path", request.workingDir);
+  if (request.workingDir.size() > 0 && !request.workingDir.startsWith("/")) {
+    KJ_FAIL_REQUIRE(kj::str("the working directory must be an absolute path: ",
+                            request.workingDir));
+  }
 
   auto executorName = request.executor.size() > 0 ? kj::str(request.executor)
                                                   : kj::str(cfg.defaultExecutor);
@@ -232,7 +244,8 @@ Job& JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   KJ_IF_MAYBE(found, executors.find(executorName)) {
     executor = found;
   } else {
-    KJ_FAIL_REQUIRE("unknown executor", executorName);
+    KJ_FAIL_REQUIRE(kj::str("unknown executor '", executorName, "' (known: ",
+                            kj::strArray(executors.names(), ", "), ")"));
   }
 
   JobRecord record;
@@ -294,11 +307,15 @@ Job& JobTable::start(kj::StringPtr owner, StartRequest&& request) {
     }
   }
 
+  // Watched before it is recorded: if the watch cannot be made (out of inotify watches), the
+  // start fails and the process dies with `process`, leaving no record of a job nobody follows.
+  kj::Maybe<kj::Own<OutputWatcher::Watch>> watch;
+  if (process != nullptr) watch = watcher.watch(path);
   store.insert(record);
   auto& job = add(kj::mv(record));
 
   KJ_IF_MAYBE(proc, process) {
-    job.watch = watcher.watch(job.path);
+    job.watch = kj::mv(watch);
     log("job started id=", job.rec.id, " owner=", owner, " pid=", job.rec.pid,
         " executor=", job.rec.executor, " command=", job.rec.command);
     tasks.add((*proc)->onExit().then(

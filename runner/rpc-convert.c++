@@ -6,6 +6,43 @@ namespace runner {
 
 namespace {
 
+bool isValidUtf8(kj::ArrayPtr<const char> text) {
+  auto bytes = text.asBytes();
+  for (size_t i = 0; i < bytes.size();) {
+    kj::byte lead = bytes[i];
+    size_t extra;
+    uint32_t minimum;
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    } else if ((lead & 0xe0) == 0xc0) {
+      extra = 1;
+      minimum = 0x80;
+    } else if ((lead & 0xf0) == 0xe0) {
+      extra = 2;
+      minimum = 0x800;
+    } else if ((lead & 0xf8) == 0xf0) {
+      extra = 3;
+      minimum = 0x10000;
+    } else {
+      return false;
+    }
+    if (i + extra >= bytes.size()) return false;
+    uint32_t codePoint = lead & (0x3f >> extra);
+    for (size_t k = 1; k <= extra; k++) {
+      if ((bytes[i + k] & 0xc0) != 0x80) return false;
+      codePoint = (codePoint << 6) | (bytes[i + k] & 0x3f);
+    }
+    // Overlong forms, UTF-16 surrogates and values past U+10FFFF are not UTF-8.
+    if (codePoint < minimum || (codePoint >= 0xd800 && codePoint <= 0xdfff) ||
+        codePoint > 0x10ffff) {
+      return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
 void fillLimits(api::Limits::Builder out, const executors::Limits& limits) {
   out.setCpuMillicores(limits.cpuMillicores);
   out.setMemoryBytes(limits.memoryBytes);
@@ -26,18 +63,6 @@ api::State toApiState(JobState state) {
     case JobState::LOST: return api::State::LOST;
   }
   KJ_UNREACHABLE;
-}
-
-JobState fromApiState(api::State state) {
-  switch (state) {
-    case api::State::RUNNING: return JobState::RUNNING;
-    case api::State::EXITED: return JobState::EXITED;
-    case api::State::KILLED: return JobState::KILLED;
-    case api::State::STOPPED: return JobState::STOPPED;
-    case api::State::FAILED: return JobState::FAILED;
-    case api::State::LOST: return JobState::LOST;
-  }
-  KJ_FAIL_REQUIRE("unknown job state", static_cast<uint16_t>(state));
 }
 
 void fillJobInfo(api::JobInfo::Builder info, const Job& job) {
@@ -76,19 +101,35 @@ void fillJobInfo(api::JobInfo::Builder info, const Job& job) {
 
 StartRequest toStartRequest(api::JobSpec::Reader spec) {
   StartRequest request;
-  request.command = kj::str(spec.getCommand());
+  size_t specBytes = 0;
+  auto text = [&](capnp::Text::Reader value, kj::StringPtr what) {
+    if (!isValidUtf8(value)) KJ_FAIL_REQUIRE(kj::str("the job's ", what, " is not valid UTF-8"));
+    specBytes += value.size() + 1;
+    return kj::str(value);
+  };
+  request.command = text(spec.getCommand(), "command");
   auto args = spec.getArgs();
-  KJ_REQUIRE(args.size() <= MAX_ARGS, "too many arguments", args.size(), MAX_ARGS);
-  request.args = KJ_MAP(arg, args) { return kj::str(arg); };
+  if (args.size() > MAX_ARGS) {
+    KJ_FAIL_REQUIRE(kj::str("too many arguments (", args.size(), "; at most ", MAX_ARGS, ")"));
+  }
+  request.args = KJ_MAP(arg, args) { return text(arg, "argument"); };
   auto env = spec.getEnv();
-  KJ_REQUIRE(env.size() <= MAX_ENV, "too many environment variables", env.size(), MAX_ENV);
+  if (env.size() > MAX_ENV) {
+    KJ_FAIL_REQUIRE(
+        kj::str("too many environment variables (", env.size(), "; at most ", MAX_ENV, ")"));
+  }
   request.env = KJ_MAP(var, env) {
     auto name = var.getName();
-    KJ_REQUIRE(name.size() > 0 && name.findFirst('=') == nullptr,
-               "invalid environment variable name", name);
-    return kj::str(name, '=', var.getValue());
+    if (name.size() == 0 || name.findFirst('=') != nullptr) {
+      KJ_FAIL_REQUIRE(kj::str("invalid environment variable name: '", name, "'"));
+    }
+    return kj::str(text(name, "environment"), '=', text(var.getValue(), "environment"));
   };
-  request.workingDir = kj::str(spec.getWorkingDir());
+  request.workingDir = text(spec.getWorkingDir(), "working directory");
+  if (specBytes > MAX_SPEC_BYTES) {
+    KJ_FAIL_REQUIRE(kj::str("the job's command line and environment are too large (", specBytes,
+                            " bytes; at most ", MAX_SPEC_BYTES, ")"));
+  }
   auto limits = spec.getLimits();
   request.limits.cpuMillicores = limits.getCpuMillicores();
   request.limits.memoryBytes = limits.getMemoryBytes();

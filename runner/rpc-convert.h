@@ -9,6 +9,9 @@ namespace runner {
 // Largest accepted spec, so that one request cannot make the server build an absurd process.
 constexpr size_t MAX_ARGS = 4096;
 constexpr size_t MAX_ENV = 1024;
+// Bytes of command, arguments, environment and working directory together: Linux's own limit
+// for exec's arguments and environment is 2 MiB (a quarter of the default stack).
+constexpr size_t MAX_SPEC_BYTES = 1024 * 1024;
 
 void fillJobInfo(api::JobInfo::Builder info, const Job& job);
 
@@ -17,6 +20,5 @@ void fillJobInfo(api::JobInfo::Builder info, const Job& job);
 StartRequest toStartRequest(api::JobSpec::Reader spec);
 
 api::State toApiState(JobState state);
-JobState fromApiState(api::State state);
 
 }  // namespace runner

@@ -50,6 +50,9 @@ class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler
     return request.send().ignoreResult();
   }
 
+  // Drops the reference to the client's sink: the client learns that no more output comes.
+  void release() { client = nullptr; }
+
  private:
   // OutputSink.write's ordinal in schema/runner.capnp.
   static constexpr uint16_t WRITE_METHOD = 0;
@@ -80,13 +83,20 @@ class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler
 
 class SubscriptionImpl final : public api::Subscription::Server {
  public:
-  SubscriptionImpl(Job& job, api::OutputSink::Client client, uint64_t offset, bool follow,
-                   kj::Own<Caller> caller)
+  SubscriptionImpl(EventLog& log, Job& job, api::OutputSink::Client client, uint64_t offset,
+                   bool follow, kj::Own<Caller> caller)
       : caller(kj::mv(caller)),
         sink(kj::mv(client), *this->caller),
         task(followOutput(job, sink, offset, follow)
-                 .eagerlyEvaluate([](kj::Exception&&) {
-                   // The client went away or its sink failed: nothing left to deliver to.
+                 .eagerlyEvaluate([this, &log, &job](kj::Exception&& e) {
+                   // A client that went away needs no word; anything else is the server's
+                   // problem and is logged.
+                   if (e.getType() != kj::Exception::Type::DISCONNECTED) {
+                     log("output watch of job ", job.id(), " for ", this->caller->user,
+                         " failed: ", e.getDescription());
+                   }
+                   // Letting go of the client's sink tells it no more output will come.
+                   sink.release();
                  })) {
     ++this->caller->activeWatches;
   }
@@ -101,9 +111,8 @@ class SubscriptionImpl final : public api::Subscription::Server {
 
 class JobImpl final : public api::Job::Server {
  public:
-  JobImpl(JobTable& table, EventLog& log, Job& job, kj::Own<Caller> caller)
-      : table(table),
-        log(log),
+  JobImpl(EventLog& log, Job& job, kj::Own<Caller> caller)
+      : log(log),
         job(job),
         caller(kj::mv(caller)),
         mayControl(this->caller->admin || this->caller->user == job.record().owner) {}
@@ -139,12 +148,12 @@ class JobImpl final : public api::Job::Server {
     }
     auto params = context.getParams();
     context.getResults().setHandle(kj::heap<SubscriptionImpl>(
-        job, params.getSink(), params.getFromOffset(), params.getFollow(), kj::addRef(*caller)));
+        log, job, params.getSink(), params.getFromOffset(), params.getFollow(),
+        kj::addRef(*caller)));
     return kj::READY_NOW;
   }
 
  private:
-  JobTable& table;
   EventLog& log;
   Job& job;
   kj::Own<Caller> caller;
@@ -217,7 +226,7 @@ class JobManagerImpl final : public api::JobManager::Server {
   kj::Own<Caller> caller;
 
   api::Job::Client newJob(Job& job) {
-    return kj::heap<JobImpl>(table, log, job, kj::addRef(*caller));
+    return kj::heap<JobImpl>(log, job, kj::addRef(*caller));
   }
 };
 

@@ -194,9 +194,24 @@ class Runnerd {
     JobTable table(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher, log);
     table.load();
 
-    auto address = io.provider->getNetwork().parseAddress(listen, 7443).wait(io.waitScope);
-    auto listener = address->listen();
-    Server server(table, tls, log, admins.releaseAsArray());
+    kj::Own<kj::ConnectionReceiver> listener;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                  auto address =
+                      io.provider->getNetwork().parseAddress(listen, 7443).wait(io.waitScope);
+                  listener = address->listen();
+                })) {
+      // KJ's text is "syscall(...): reason; address"; the reason is what a user needs.
+      auto description = e->getDescription();
+      kj::StringPtr reason = description;
+      KJ_IF_MAYBE(colon, description.findFirst(':')) {
+        reason = description.slice(*colon + 2);
+      }
+      KJ_IF_MAYBE(semicolon, reason.findFirst(';')) {
+        KJ_FAIL_REQUIRE(kj::str("cannot listen on ", listen, ": ", reason.slice(0, *semicolon)));
+      }
+      KJ_FAIL_REQUIRE(kj::str("cannot listen on ", listen, ": ", reason));
+    }
+    Server server(table, tls, io.provider->getTimer(), log, admins.releaseAsArray());
     auto host = listen.slice(0, listen.findLast(':').orDefault(listen.size()));
     log("runnerd listening on ", host, ":", listener->getPort(),
         " run-as=", table.config().runAs.userName, " executor=", executor);

@@ -34,8 +34,9 @@ class Server::Connection {
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpcSystem;
 };
 
-Server::Server(JobTable& table, tls::ServerTls& tls, EventLog& log, kj::Array<kj::String> admins)
-    : table(table), tls(tls), log(log), admins(kj::mv(admins)),
+Server::Server(JobTable& table, tls::ServerTls& tls, kj::Timer& timer, EventLog& log,
+               kj::Array<kj::String> admins)
+    : table(table), tls(tls), timer(timer), log(log), admins(kj::mv(admins)),
       errorHandler(log, "connection error"),
       tasks(errorHandler) {}
 
@@ -49,10 +50,21 @@ bool Server::isAdmin(kj::StringPtr user) const {
 }
 
 kj::Promise<void> Server::listen(kj::ConnectionReceiver& receiver) {
-  return receiver.acceptAuthenticated().then([this, &receiver](kj::AuthenticatedStream stream) {
-    tasks.add(handshake(kj::mv(stream)));
-    return listen(receiver);
-  });
+  // evalNow: accept() may fail at once rather than through the promise.
+  return kj::evalNow([&receiver]() { return receiver.acceptAuthenticated(); })
+      .then(
+      [this, &receiver](kj::AuthenticatedStream stream) {
+        tasks.add(handshake(kj::mv(stream)));
+        return listen(receiver);
+      },
+      [this, &receiver](kj::Exception&& e) {
+        // Out of descriptors or buffers: the connections being served may free some, so the
+        // server keeps going and tries again shortly.
+        log("accept failed, retrying in ", ACCEPT_RETRY_DELAY, ": ", e.getDescription());
+        return timer.afterDelay(ACCEPT_RETRY_DELAY).then([this, &receiver]() {
+          return listen(receiver);
+        });
+      });
 }
 
 kj::Promise<void> Server::handshake(kj::AuthenticatedStream stream) {

@@ -19,27 +19,31 @@ constexpr size_t MAX_PENDING_HANDSHAKES = 64;
 // Authenticated connections open at once.
 constexpr size_t MAX_CONNECTIONS = 1024;
 
-// Largest RPC message the server reads, in 8-byte words: far above any real request (a spec
-// is bounded by MAX_ARGS and MAX_ENV), far below what would let one request pin much memory.
-constexpr uint64_t MAX_REQUEST_WORDS = 1024 * 1024;
+// Largest RPC message the server reads, in 8-byte words (32 MiB). A spec is bounded far below
+// it (MAX_SPEC_BYTES); capnp also refuses to send a message larger than this, which bounds the
+// answer to `list`.
+constexpr uint64_t MAX_REQUEST_WORDS = 4 * 1024 * 1024;
+
+// How long runnerd waits before accepting again after accept() failed.
+constexpr kj::Duration ACCEPT_RETRY_DELAY = 100 * kj::MILLISECONDS;
 
 class Server {
  public:
   // `admins` are the user names that may stop and read every job.
-  Server(JobTable& table, tls::ServerTls& tls, EventLog& log, kj::Array<kj::String> admins);
+  // `timer` paces retries after a failed accept().
+  Server(JobTable& table, tls::ServerTls& tls, kj::Timer& timer, EventLog& log,
+         kj::Array<kj::String> admins);
   ~Server() noexcept(false);
   KJ_DISALLOW_COPY(Server);
 
-  // Accepts connections until the promise is dropped. Errors of single connections are
-  // logged, never fatal.
+  // Accepts connections until the promise is dropped. Errors of single connections, and of
+  // accept() itself (out of descriptors, say), are logged, never fatal.
   kj::Promise<void> listen(kj::ConnectionReceiver& receiver);
-
-  // Connections currently open.
-  size_t connectionCount() const { return connections; }
 
  private:
   JobTable& table;
   tls::ServerTls& tls;
+  kj::Timer& timer;
   EventLog& log;
   kj::Array<kj::String> admins;
   size_t connections = 0;

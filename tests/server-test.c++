@@ -224,6 +224,18 @@ TEST(Server, PipelinedStartAndWatchDeliversEverything) {
   EXPECT_EQ(started.wait(f.io.waitScope).getInfo().getOwner(), "alice");
 }
 
+// A plain TCP connection to runnerd that never starts a TLS handshake.
+int connectTcp(kj::StringPtr address) {
+  auto colon = KJ_ASSERT_NONNULL(address.findLast(':'));
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(kj::str(address.slice(colon + 1)).parseAs<uint16_t>());
+  inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  KJ_ASSERT(::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0);
+  return fd;
+}
+
 TEST(Server, ClearErrorsForUnknownIdEmptyCommandAndMissingCommand) {
   SKIP_UNLESS_SERVER_CAN_RUN();
   RunnerdFixture f;
@@ -245,8 +257,52 @@ TEST(Server, ClearErrorsForUnknownIdEmptyCommandAndMissingCommand) {
   EXPECT_EQ(missing.state, api::State::FAILED);
   EXPECT_TRUE(contains(missing.error, "No such file or directory")) << missing.error.cStr();
 
+  auto binary = alice->manager.startRequest();
+  binary.initSpec().setCommand("/bin/echo");
+  const char invalid[] = {'o', 'k', char(0xff), char(0xfe), 0};
+  binary.getSpec().initArgs(1).set(0, invalid);
+  auto binaryError = errorOf(f, binary.send());
+  ASSERT_NE(binaryError, nullptr);
+  EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(binaryError), "not valid UTF-8"));
+
+  auto nul = alice->manager.startRequest();
+  nul.initSpec().setCommand("/bin/echo");
+  const char withNul[] = {'a', 0, 'b', 0};
+  nul.getSpec().initArgs(1).set(0, capnp::Text::Reader(withNul, 3));
+  auto nulError = errorOf(f, nul.send());
+  ASSERT_NE(nulError, nullptr);
+  EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(nulError), "NUL byte"));
+
+  // A forged log line in a command stays on one line of runnerd's log.
+  auto forged = startJob(f, *alice, {"nope\n2026-01-01T00:00:00.000Z job stopping id=x"});
+  EXPECT_EQ(forged.state, api::State::FAILED);
+  EXPECT_FALSE(contains(f.serverLog(), "\n2026-01-01T00:00:00.000Z job stopping"));
+  EXPECT_TRUE(contains(f.serverLog(), "nope\\x0a2026"));
+
   // The server is still serving.
   EXPECT_EQ(alice->manager.whoamiRequest().send().wait(f.io.waitScope).getUser(), "alice");
+}
+
+TEST(Server, RunningOutOfDescriptorsDoesNotStopTheServer) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  if (access("/usr/bin/prlimit", X_OK) != 0) GTEST_SKIP() << "prlimit (util-linux) is missing";
+  RunnerdFixture f;
+  auto limit = kj::str("/usr/bin/prlimit --pid ", f.pid(), " --nofile=", f.serverDescriptors() + 8);
+  ASSERT_EQ(system(limit.cStr()), 0);
+  kj::Vector<kj::AutoCloseFd> flood;
+  for (int i = 0; i < 40; i++) flood.add(kj::AutoCloseFd(connectTcp(f.address())));
+  f.waitForLog("accept failed");
+  flood.clear();
+  // Once descriptors are free again, clients are served.
+  for (int i = 0; i < 300; i++) {
+    auto e = kj::runCatchingExceptions([&]() {
+      auto alice = f.connect("alice");
+      alice->manager.whoamiRequest().send().wait(f.io.waitScope);
+    });
+    if (e == nullptr) return;
+    f.io.provider->getTimer().afterDelay(20 * kj::MILLISECONDS).wait(f.io.waitScope);
+  }
+  ADD_FAILURE() << "runnerd did not serve again after the descriptors were freed";
 }
 
 TEST(Server, ClientThatDisconnectsMidStreamFreesItsFollower) {
@@ -411,18 +467,6 @@ TEST(Server, ExpiredAndForeignCertificatesAreRefused) {
   f.waitForLog("refused TLS handshake");
 }
 
-// A plain TCP connection to runnerd that never starts a TLS handshake.
-int connectTcp(kj::StringPtr address) {
-  auto colon = KJ_ASSERT_NONNULL(address.findLast(':'));
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(kj::str(address.slice(colon + 1)).parseAs<uint16_t>());
-  inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  KJ_ASSERT(::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0);
-  return fd;
-}
-
 TEST(Server, SilentConnectionsCannotExhaustTheServer) {
   SKIP_UNLESS_SERVER_CAN_RUN();
   RunnerdFixture f;
@@ -461,13 +505,14 @@ TEST(Server, OversizedRequestIsRefusedAndTheServerKeepsServing) {
     auto request = mallory->manager.startRequest();
     auto spec = request.initSpec();
     spec.setCommand("/bin/true");
-    // 16 MiB in one argument: twice the largest message runnerd reads.
+    // 16 MiB in one argument: far more than exec could take.
     auto huge = kj::heapArray<char>(16 * 1024 * 1024);
     memset(huge.begin(), 'x', huge.size());
     huge.back() = '\0';
     spec.initArgs(1).set(0, capnp::Text::Reader(huge.begin(), huge.size() - 1));
     auto error = errorOf(f, request.send());
-    EXPECT_NE(error, nullptr) << "a 16 MiB request was accepted";
+    ASSERT_NE(error, nullptr) << "a 16 MiB request was accepted";
+    EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(error), "too large")) << KJ_ASSERT_NONNULL(error).cStr();
   }
   auto alice = f.connect("alice");
   EXPECT_EQ(alice->manager.whoamiRequest().send().wait(f.io.waitScope).getUser(), "alice");
