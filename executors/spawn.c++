@@ -13,7 +13,9 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,6 +31,7 @@ enum class Step : int {
   SESSION,
   STDIO,
   CLOSE_FDS,
+  LIMITS,
   MOUNT_PRIVATE,
   MOUNT_PROC,
   LOOPBACK,
@@ -39,6 +42,15 @@ enum class Step : int {
   NO_NEW_PRIVS,
   EXEC,
 };
+
+// The soft limit on open descriptors a job starts with (the usual default); it may raise it up
+// to the hard limit itself.
+constexpr rlim_t JOB_NOFILE_SOFT_LIMIT = 1024;
+
+// Directories of the job's PATH that are searched at most. Each is one execve() between the
+// switch to the job's user and the job's start, when other jobs of that user could stop the
+// process that the server is waiting on; a long PATH must not widen that window.
+constexpr size_t MAX_PATH_ENTRIES = 64;
 
 // What the child writes to the error pipe when a step fails.
 struct ChildError {
@@ -140,6 +152,16 @@ bool bringUpLoopback() {
   return ok;
 }
 
+// What runnerd set up for itself must not leak into jobs: its raised descriptor limit (some
+// programs walk every possible descriptor) and its umask.
+bool resetProcessState() {
+  umask(022);
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) < 0) return false;
+  limit.rlim_cur = limit.rlim_max < JOB_NOFILE_SOFT_LIMIT ? limit.rlim_max : JOB_NOFILE_SOFT_LIMIT;
+  return setrlimit(RLIMIT_NOFILE, &limit) == 0;
+}
+
 // Tries each exec candidate like execvpe() does; returns only on failure, with errno set.
 void execCommand(const ChildPlan& plan) {
   bool sawAccessDenied = false;
@@ -169,6 +191,7 @@ void runChild(const ChildPlan& plan) {
   if (setsid() < 0) return fail(Step::SESSION);
   if (!redirectStdio(plan)) return fail(Step::STDIO);
   if (!closeOtherDescriptors(plan)) return fail(Step::CLOSE_FDS);
+  if (!resetProcessState()) return fail(Step::LIMITS);
 
   if (plan.makeMountsPrivate && mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) {
     return fail(Step::MOUNT_PRIVATE);
@@ -250,6 +273,10 @@ kj::Array<kj::String> execCandidates(kj::StringPtr command, kj::StringPtr search
     if (end == searchPath.end()) break;
     start = end + 1;
   }
+  if (candidates.size() > MAX_PATH_ENTRIES) {
+    KJ_FAIL_REQUIRE(kj::str("the job's PATH has ", candidates.size(),
+                            " directories; at most ", MAX_PATH_ENTRIES, " are searched"));
+  }
   return candidates.releaseAsArray();
 }
 
@@ -274,6 +301,8 @@ kj::String describeStep(Step step, const ChildPlan& plan) {
       return kj::str("redirect stdio");
     case Step::CLOSE_FDS:
       return kj::str("close descriptors");
+    case Step::LIMITS:
+      return kj::str("reset resource limits");
     case Step::MOUNT_PRIVATE:
       return kj::str("make mounts private");
     case Step::MOUNT_PROC:

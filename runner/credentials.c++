@@ -45,7 +45,14 @@ executors::Credentials resolveRunAs(kj::StringPtr userName) {
   if (pw.pw_uid == 0 || pw.pw_gid == 0) {
     KJ_FAIL_REQUIRE(kj::str("refusing to run jobs as '", userName, "': it is root"));
   }
-  return fromPasswd(pw);
+  auto creds = fromPasswd(pw);
+  for (gid_t group : creds.supplementaryGroups) {
+    if (group == 0) {
+      KJ_FAIL_REQUIRE(kj::str("refusing to run jobs as '", userName,
+                              "': it is a member of group root"));
+    }
+  }
+  return creds;
 }
 
 executors::Credentials currentUser() {

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -356,6 +357,33 @@ TEST_F(LocalExecutorTest, EnvironmentIsExactlyTheRequestedOne) {
   EXPECT_EQ(run(kj::mv(launchRequest)).exitCode, 0);
   unsetenv("RUNNER_TEST_SERVER_SECRET");
   EXPECT_EQ(output.read(), "PATH=/usr/bin:/bin\nGREETING=hello\n");
+}
+
+TEST_F(LocalExecutorTest, UmaskAndDescriptorLimitAreNotTheServers) {
+  mode_t previous = umask(077);
+  struct rlimit limit;
+  getrlimit(RLIMIT_NOFILE, &limit);
+  struct rlimit raised = limit;
+  raised.rlim_cur = limit.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &raised);
+  auto result = run(request({"sh", "-c", "umask; ulimit -n"}));
+  setrlimit(RLIMIT_NOFILE, &limit);
+  umask(previous);
+  EXPECT_EQ(result.exitCode, 0);
+  auto expected = kj::str("0022\n", limit.rlim_max < 1024 ? limit.rlim_max : 1024, "\n");
+  EXPECT_EQ(output.read(), expected.cStr());
+}
+
+TEST_F(LocalExecutorTest, AnAbsurdlyLongPathIsRefused) {
+  auto launchRequest = request({"true"});
+  kj::Vector<kj::String> directories;
+  for (int i = 0; i < 65; i++) directories.add(kj::str("/nonexistent-", i));
+  launchRequest.env = kj::arr(kj::str("PATH=", kj::strArray(directories, ":")));
+  auto e = kj::runCatchingExceptions([&]() { executor.launch(kj::mv(launchRequest)); });
+  ASSERT_TRUE(e != nullptr);
+  EXPECT_TRUE(strstr(KJ_ASSERT_NONNULL(e).getDescription().cStr(), "PATH has 65 directories") !=
+              nullptr)
+      << KJ_ASSERT_NONNULL(e).getDescription().cStr();
 }
 
 TEST_F(LocalExecutorTest, StdinIsDevNull) {
