@@ -80,8 +80,13 @@ class RunctlContext final : public kj::ProcessContext {
     } else {
       writeLine(STDERR_FILENO, message);
     }
-    _exit(EXIT_USAGE);
+    _exit(usageExitCode);
   }
+
+  // `run` and `wait` exit with the job's code, so their usage errors are runctl failures (125,
+  // as docker's are) rather than a 2 that a job could have returned.
+  void setUsageExitCode(int code) { usageExitCode = code; }
+  int getUsageExitCode() const { return usageExitCode; }
 
   KJ_NORETURN(void exitInfo(kj::StringPtr message) override) {
     writeLine(STDOUT_FILENO, message);
@@ -97,6 +102,7 @@ class RunctlContext final : public kj::ProcessContext {
  private:
   kj::StringPtr programName;
   int exitCode = EXIT_OK;
+  int usageExitCode = EXIT_USAGE;
 
   static void writeLine(int fd, kj::StringPtr message) {
     auto line = message.endsWith("\n") ? kj::str(message) : kj::str(message, "\n");
@@ -173,7 +179,7 @@ class Runctl {
   Validity setGrace(kj::StringPtr text) {
     KJ_IF_MAYBE (millis, parseDuration(text)) {
       if (*millis > UINT32_MAX) return "a grace period must be shorter than 49 days";
-      // The API reads 0 as "the server's default"; a grace of zero means "kill at once".
+      // The API reads 0 as "the server's default", so the shortest grace it can ask for is 1 ms.
       graceMillis = *millis == 0 ? 1 : static_cast<uint32_t>(*millis);
       return true;
     }
@@ -202,6 +208,7 @@ class Runctl {
   }
 
   kj::MainFunc getRunMain() {
+    context.setUsageExitCode(EXIT_RUNCTL_FAILED);
     kj::MainBuilder builder(context, VERSION,
                             "Starts a job, streams its output to stdout and exits with its exit "
                             "code.",
@@ -253,6 +260,7 @@ class Runctl {
   }
 
   kj::MainFunc getWaitMain() {
+    context.setUsageExitCode(EXIT_RUNCTL_FAILED);
     kj::MainBuilder builder(context, VERSION,
                             "Waits for a job to end and exits with its exit code, like `run` "
                             "(128+N when signal N ended it, 127 when it could not start, 125 when "
@@ -273,7 +281,8 @@ class Runctl {
                            "job's owner or an admin may stop it.")
         .addOptionWithArg({"grace"}, KJ_BIND_METHOD(*this, setGrace), "<duration>",
                           "How long to wait between SIGTERM and SIGKILL: 500ms, 10s, 2m, 1h, or "
-                          "a number of seconds; 0 kills at once. Default: the server's.")
+                          "a number of seconds; 0 sends SIGKILL 1 ms after SIGTERM. Default: "
+                          "the server's.")
         .expectArg("<id>", KJ_BIND_METHOD(*this, setJobId))
         .callAfterParsing([this]() -> Validity {
           runCommand(EXIT_FAILED, false,
@@ -309,7 +318,7 @@ class Runctl {
     KJ_IF_MAYBE (exception, kj::runCatchingExceptions(
                                 [&]() { settings = resolveServerSettings(flags, processEnv); })) {
       writeError(cleanErrorMessage(*exception));
-      context.exitWith(EXIT_USAGE);
+      context.exitWith(context.getUsageExitCode());
     }
 
     if (captureInterrupts) {
