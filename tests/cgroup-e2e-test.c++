@@ -3,31 +3,30 @@
 // real cgroups and jobs running as runner-jobs. What the tests read back comes from runctl's
 // output and from the cgroup file system itself.
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <kj/debug.h>
-#include <kj/vector.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
-#include <initializer_list>
 #include <iostream>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "executors/cgroup/cgroup-driver.h"
+#include "tests/runctl-process.h"
 #include "tests/runnerd-fixture.h"
 
 namespace runner {
 namespace {
 
+using testing::runctl;
+using testing::RunctlProcess;
 using testing::RunnerdFixture;
 
 constexpr uint64_t MIB = 1 << 20;
@@ -69,83 +68,6 @@ std::string cannotRunHere() {
   if (!cannotRunHere().empty()) {    \
     GTEST_SKIP() << cannotRunHere(); \
   }
-
-// runctl, as a child process with its stdout and stderr in files.
-class Runctl {
- public:
-  Runctl(RunnerdFixture& server, std::initializer_list<const char*> args) {
-    const char* srcdir = getenv("TEST_SRCDIR");
-    KJ_REQUIRE(srcdir != nullptr, "TEST_SRCDIR is not set: run this test through bazel");
-    static int count = 0;
-    auto prefix = kj::str(server.dir(), "/runctl-", ++count);
-    outPath = kj::str(prefix, ".out");
-    errPath = kj::str(prefix, ".err");
-
-    kj::Vector<kj::String> argv;
-    argv.add(kj::str(srcdir, "/runner/client/runctl"));
-    for (auto arg : args) argv.add(kj::str(arg));
-    kj::String env[] = {kj::str("PATH=/usr/bin:/bin"), kj::str("RUNCTL_SERVER=", server.address()),
-                        kj::str("RUNCTL_CERT=", server.certPath("alice")),
-                        kj::str("RUNCTL_KEY=", server.keyPath("alice")),
-                        kj::str("RUNCTL_CA=", server.caPath())};
-
-    KJ_SYSCALL(pid = fork());
-    if (pid == 0) {
-      KJ_DEFER(_exit(127));
-      int in = open("/dev/null", O_RDONLY);
-      int out = open(outPath.cStr(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      int err = open(errPath.cStr(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      if (in < 0 || out < 0 || err < 0) return;
-      dup2(in, STDIN_FILENO);
-      dup2(out, STDOUT_FILENO);
-      dup2(err, STDERR_FILENO);
-      kj::Vector<char*> rawArgv;
-      for (auto& arg : argv) rawArgv.add(arg.begin());
-      rawArgv.add(nullptr);
-      kj::Vector<char*> rawEnv;
-      for (auto& entry : env) rawEnv.add(entry.begin());
-      rawEnv.add(nullptr);
-      execve(rawArgv[0], rawArgv.begin(), rawEnv.begin());
-    }
-  }
-
-  ~Runctl() {
-    if (pid > 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-  }
-
-  KJ_DISALLOW_COPY(Runctl);
-
-  // Waits for runctl to exit; its exit status as a shell shows it.
-  int finish() {
-    int status;
-    KJ_SYSCALL(waitpid(pid, &status, 0));
-    pid = 0;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
-  std::string out() const { return readFile(outPath.cStr()); }
-  std::string err() const { return readFile(errPath.cStr()); }
-
- private:
-  pid_t pid = 0;
-  kj::String outPath;
-  kj::String errPath;
-};
-
-struct Result {
-  int status;
-  std::string out;
-  std::string err;
-};
-
-Result runctl(RunnerdFixture& server, std::initializer_list<const char*> args) {
-  Runctl child(server, args);
-  int status = child.finish();
-  return {status, child.out(), child.err()};
-}
 
 // The id of the newest of alice's jobs whose `runctl list` line contains `text` (and `state`,
 // when given), or an empty string.
@@ -291,8 +213,8 @@ TEST_F(CgroupRunnerd, MainProcessOomKilledMakesRunExit137) {
 TEST_F(CgroupRunnerd, ForkBombUnderPidsLimitStaysBounded) {
   // The bomb runs in the background; the main process becomes `sleep`, which needs no fork, and
   // its end ends the job and kills what is left of the bomb.
-  Runctl run(*server,
-             {"run", "--pids", "32", "--", "sh", "-c", "f() { f | f & }; f; exec sleep 4"});
+  RunctlProcess run(*server,
+                    {"run", "--pids", "32", "--", "sh", "-c", "f() { f | f & }; f; exec sleep 4"});
   std::string id;
   for (int i = 0; i < 100 && id.empty(); i++) {
     id = jobIdOf(*server, "f() { f | f & }", "running");
@@ -317,7 +239,8 @@ TEST_F(CgroupRunnerd, ForkBombUnderPidsLimitStaysBounded) {
   EXPECT_LE(most, 32u);
   EXPECT_LE(peak, 32u);
 
-  EXPECT_EQ(run.finish(), 0) << run.err();
+  auto ended = run.finish();
+  EXPECT_EQ(ended.status, 0) << ended.err;
   auto status = runctl(*server, {"status", id.c_str()});
   EXPECT_NE(status.out.find(statusLine("State", "exited\n")), std::string::npos) << status.out;
   EXPECT_NE(status.out.find(statusLine("Limits", "pids 32\n")), std::string::npos) << status.out;

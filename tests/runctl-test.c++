@@ -1,256 +1,61 @@
-// runctl against a real runnerd: certificates from runner's own CA, runnerd started as a
-// subprocess on a free loopback port, runctl run as a subprocess exactly as a user would.
+// runctl against a real runnerd: both run as subprocesses, runctl exactly as a user would, with
+// the certificates of the users runnerd's fixture made for the test.
 
-#include <errno.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <kj/debug.h>
 #include <kj/encoding.h>
-#include <kj/io.h>
 #include <kj/vector.h>
-#include <poll.h>
 #include <signal.h>
-#include <stdlib.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <string>
 
-#include "certs/authority.h"
 #include "certs/credential-files.h"
+#include "tests/runctl-process.h"
+#include "tests/runnerd-fixture.h"
 
 namespace runner {
-namespace client {
 namespace {
 
-kj::String runfile(kj::StringPtr path) {
-  const char* srcdir = getenv("TEST_SRCDIR");
-  KJ_REQUIRE(srcdir != nullptr, "TEST_SRCDIR is not set: run this test with bazel test");
-  return kj::str(srcdir, "/runner/", path);
-}
+using testing::RunctlOptions;
+using testing::RunctlProcess;
+using testing::RunctlResult;
+using testing::RunnerdFixture;
 
-kj::String tempDir(kj::StringPtr name) {
-  const char* tmp = getenv("TEST_TMPDIR");
-  auto dir = kj::str(tmp != nullptr ? tmp : "/tmp", "/", name, "-XXXXXX");
-  KJ_ASSERT(mkdtemp(dir.begin()) != nullptr, dir);
-  return dir;
-}
-
-// The exit status as a shell shows it: the code, or 128+N for a process killed by signal N.
-int shellStatus(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
-
-// A subprocess with its stdout and stderr on pipes (or stderr in a file). Killed if still
-// running when destroyed.
-class Child {
- public:
-  Child(kj::ArrayPtr<const kj::String> argv, kj::ArrayPtr<const kj::String> env,
-        kj::Maybe<kj::StringPtr> stderrFile = nullptr) {
-    int outPipe[2], errPipe[2];
-    KJ_SYSCALL(pipe2(outPipe, O_CLOEXEC));
-    KJ_SYSCALL(pipe2(errPipe, O_CLOEXEC));
-    kj::Vector<const char*> args;
-    for (auto& arg : argv) args.add(arg.cStr());
-    args.add(nullptr);
-    kj::Vector<const char*> envp;
-    for (auto& entry : env) envp.add(entry.cStr());
-    envp.add(nullptr);
-    int errFileFd = -1;
-    KJ_IF_MAYBE (path, stderrFile) {
-      errFileFd = open(path->cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-      KJ_ASSERT(errFileFd >= 0, *path);
-    }
-    KJ_SYSCALL(pid = fork());
-    if (pid == 0) {
-      KJ_DEFER(_exit(127));
-      dup2(outPipe[1], STDOUT_FILENO);
-      dup2(errFileFd >= 0 ? errFileFd : errPipe[1], STDERR_FILENO);
-      int devNull = open("/dev/null", O_RDONLY);
-      dup2(devNull, STDIN_FILENO);
-      execve(args[0], const_cast<char**>(args.begin()), const_cast<char**>(envp.begin()));
-    }
-    if (errFileFd >= 0) close(errFileFd);
-    close(outPipe[1]);
-    close(errPipe[1]);
-    out = kj::AutoCloseFd(outPipe[0]);
-    err = kj::AutoCloseFd(errPipe[0]);
-  }
-  KJ_DISALLOW_COPY(Child);
-
-  ~Child() noexcept(false) {
-    if (pid > 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-  }
-
-  void signal(int number) { KJ_SYSCALL(kill(pid, number)); }
-
-  // Reads stdout until it holds `marker`.
-  void readStdoutUntil(kj::StringPtr marker) {
-    while (stdoutText.find(marker.cStr()) == std::string::npos) {
-      char buffer[4096];
-      ssize_t n;
-      KJ_SYSCALL(n = read(out, buffer, sizeof(buffer)));
-      KJ_ASSERT(n > 0, "stdout ended before the marker", marker, stdoutText);
-      stdoutText.append(buffer, n);
-    }
-  }
-
-  struct Result {
-    int status;
-    std::string out;
-    std::string err;
-  };
-
-  // Reads both pipes to their end and reaps the child.
-  Result finish() {
-    std::string errText;
-    struct pollfd fds[2] = {{out, POLLIN, 0}, {err, POLLIN, 0}};
-    std::string* texts[2] = {&stdoutText, &errText};
-    int open = 2;
-    while (open > 0) {
-      KJ_SYSCALL(poll(fds, 2, -1));
-      for (int i = 0; i < 2; i++) {
-        if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-        char buffer[65536];
-        ssize_t n;
-        KJ_SYSCALL(n = read(fds[i].fd, buffer, sizeof(buffer)));
-        if (n == 0) {
-          fds[i].fd = -1;
-          --open;
-        } else {
-          texts[i]->append(buffer, n);
-        }
-      }
-    }
-    int status;
-    KJ_SYSCALL(waitpid(pid, &status, 0));
-    pid = 0;
-    return {shellStatus(status), kj::mv(stdoutText), kj::mv(errText)};
-  }
-
- private:
-  pid_t pid = 0;
-  kj::AutoCloseFd out;
-  kj::AutoCloseFd err;
-  std::string stdoutText;
-};
-
-// How runctl is invoked: as which user, against which server, with or without credentials.
-struct Options {
-  kj::StringPtr user = "alice";
-  kj::Maybe<kj::StringPtr> server;
-  bool credentials = true;
-};
-
-// One CA, a server certificate for 127.0.0.1 and client certificates for alice and bob; one
-// runnerd for the whole suite.
-class RunctlEndToEnd : public testing::Test {
+// One runnerd for the whole suite.
+class RunctlEndToEnd : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir = tempDir("runctl-e2e");
-    auto validity = certs::Validity::forDays(1);
-    auto authority = certs::Authority::create("runctl e2e CA", validity);
-    kj::StringPtr ips[] = {"127.0.0.1"};
-    auto serverCredentials = authority.issueServer({nullptr, nullptr, ips}, validity);
-    certs::writeFile(path("ca.pem"), authority.certPem(), 0644, true);
-    certs::writeFile(path("server.pem"), serverCredentials.certPem, 0644, true);
-    certs::writeFile(path("server-key.pem"), serverCredentials.keyPem, 0600, true);
-    for (auto user : {"alice", "bob"}) {
-      auto client = authority.issueClient(user, validity);
-      certs::writeFile(path(kj::str(user, ".pem")), client.certPem, 0644, true);
-      certs::writeFile(path(kj::str(user, "-key.pem")), client.keyPem, 0600, true);
+    if (testing::cannotRunServer() != nullptr) return;
+    server = kj::heap<RunnerdFixture>();
+  }
+
+  static void TearDownTestSuite() { server = nullptr; }
+
+  void SetUp() override {
+    KJ_IF_MAYBE (reason, testing::cannotRunServer()) {
+      GTEST_SKIP() << reason->cStr();
     }
-    KJ_SYSCALL(mkdir(path("log").cStr(), 0755));
-    KJ_SYSCALL(mkdir(path("state").cStr(), 0700));
-
-    kj::String argv[] = {runfile("runner/runnerd"),
-                         kj::str("--listen"),
-                         kj::str("127.0.0.1:0"),
-                         kj::str("--tls-cert"),
-                         path("server.pem"),
-                         kj::str("--tls-key"),
-                         path("server-key.pem"),
-                         kj::str("--tls-ca"),
-                         path("ca.pem"),
-                         kj::str("--log-dir"),
-                         path("log"),
-                         kj::str("--state-dir"),
-                         path("state"),
-                         kj::str("--grace"),
-                         kj::str("5")};
-    kj::String env[] = {kj::str("PATH=/usr/bin:/bin")};
-    runnerd = kj::heap<Child>(argv, env, path("runnerd.log").asPtr());
-    server = waitForListeningAddress();
   }
 
-  static void TearDownTestSuite() { runnerd = nullptr; }
-
-  static kj::String path(kj::StringPtr name) { return kj::str(dir, "/", name); }
-
-  // runnerd logs "runnerd listening on 127.0.0.1:PORT ..." once it accepts connections.
-  static kj::String waitForListeningAddress() {
-    const std::string marker = "listening on 127.0.0.1:";
-    for (int attempt = 0; attempt < 1000; attempt++) {
-      std::string log = certs::readFile(path("runnerd.log")).cStr();
-      size_t at = log.find(marker);
-      if (at != std::string::npos) {
-        size_t start = at + marker.size();
-        size_t end = start;
-        while (end < log.size() && '0' <= log[end] && log[end] <= '9') end++;
-        if (end > start && end < log.size()) {
-          return kj::str("127.0.0.1:", log.substr(start, end - start).c_str());
-        }
-      }
-      usleep(10000);
-    }
-    KJ_FAIL_ASSERT("runnerd did not start listening", certs::readFile(path("runnerd.log")));
+  // What runnerd stored as job `id`'s output.
+  static kj::String storedOutput(const std::string& id) {
+    return certs::readFile(kj::str(server->dir(), "/logs/", id.c_str(), ".log"));
   }
 
-  static kj::Array<kj::String> envFor(const Options& options) {
-    kj::Vector<kj::String> env;
-    env.add(kj::str("PATH=/usr/bin:/bin"));
-    KJ_IF_MAYBE (address, options.server) {
-      env.add(kj::str("RUNCTL_SERVER=", *address));
-    } else {
-      env.add(kj::str("RUNCTL_SERVER=", server));
-    }
-    if (options.credentials) {
-      env.add(kj::str("RUNCTL_CERT=", path(kj::str(options.user, ".pem"))));
-      env.add(kj::str("RUNCTL_KEY=", path(kj::str(options.user, "-key.pem"))));
-      env.add(kj::str("RUNCTL_CA=", path("ca.pem")));
-    }
-    return env.releaseAsArray();
+  static kj::Own<RunctlProcess> spawnRunctl(kj::ArrayPtr<const kj::StringPtr> args,
+                                            const RunctlOptions& options = RunctlOptions()) {
+    return kj::heap<RunctlProcess>(*server, args, options);
   }
 
-  static kj::Own<Child> spawnRunctl(std::initializer_list<kj::StringPtr> args,
-                                    const Options& options = Options()) {
-    kj::Vector<kj::String> argv;
-    argv.add(runfile("client/runctl"));
-    for (auto arg : args) argv.add(kj::str(arg));
-    auto env = envFor(options);
-    return kj::heap<Child>(argv, env);
+  static RunctlResult runctl(kj::ArrayPtr<const kj::StringPtr> args,
+                             const RunctlOptions& options = RunctlOptions()) {
+    return testing::runctl(*server, args, options);
   }
 
-  static Child::Result runctl(std::initializer_list<kj::StringPtr> args,
-                              const Options& options = Options()) {
-    return spawnRunctl(args, options)->finish();
-  }
-
-  // Shared by the suite: set up once, torn down once.
-  static kj::String dir;
-  static kj::Own<Child> runnerd;
-  // runnerd's HOST:PORT.
-  static kj::String server;
+  static kj::Own<RunnerdFixture> server;
 };
 
-kj::String RunctlEndToEnd::dir;
-kj::Own<Child> RunctlEndToEnd::runnerd;
-kj::String RunctlEndToEnd::server;
+kj::Own<RunnerdFixture> RunctlEndToEnd::server;
 
 bool isOneLine(const std::string& text) {
   return !text.empty() && text.back() == '\n' && text.find('\n') == text.size() - 1;
@@ -371,7 +176,7 @@ TEST_F(RunctlEndToEnd, TwentyMibOfRandomBytesArriveExactlyThroughLogs) {
   auto logs = runctl({"logs", id.c_str()});
   ASSERT_EQ(logs.status, 0) << logs.err;
   // What the job wrote, as runnerd stored it.
-  auto written = certs::readFile(path(kj::str("log/", id.c_str(), ".log")));
+  auto written = storedOutput(id);
   ASSERT_EQ(logs.out.size(), 20971520u);
   ASSERT_EQ(written.size(), 20971520u);
   EXPECT_TRUE(memcmp(logs.out.data(), written.begin(), written.size()) == 0);
@@ -383,7 +188,7 @@ TEST_F(RunctlEndToEnd, TwentyConcurrentFollowersReceiveIdenticalBytes) {
                          "for i in 1 2 3 4; do head -c 1048576 /dev/urandom; sleep 0.2; done"});
   ASSERT_EQ(started.status, 0) << started.err;
   auto id = trimmed(started.out);
-  kj::Vector<kj::Own<Child>> followers;
+  kj::Vector<kj::Own<RunctlProcess>> followers;
   for (int i = 0; i < 20; i++) followers.add(spawnRunctl({"logs", "-f", id.c_str()}));
   kj::Vector<std::string> outputs;
   for (auto& follower : followers) {
@@ -391,7 +196,7 @@ TEST_F(RunctlEndToEnd, TwentyConcurrentFollowersReceiveIdenticalBytes) {
     EXPECT_EQ(result.status, 0) << result.err;
     outputs.add(kj::mv(result.out));
   }
-  auto written = certs::readFile(path(kj::str("log/", id.c_str(), ".log")));
+  auto written = storedOutput(id);
   ASSERT_EQ(written.size(), 4u * 1048576u);
   for (auto& output : outputs) {
     ASSERT_EQ(output.size(), written.size());
@@ -402,7 +207,7 @@ TEST_F(RunctlEndToEnd, TwentyConcurrentFollowersReceiveIdenticalBytes) {
 TEST_F(RunctlEndToEnd, OtherUsersMayReadMetadataButNotOutputOrStop) {
   auto started = runctl({"start", "sleep", "60"});
   auto id = trimmed(started.out);
-  Options bob;
+  RunctlOptions bob;
   bob.user = "bob";
 
   auto stop = runctl({"stop", id.c_str()}, bob);
@@ -441,7 +246,7 @@ TEST_F(RunctlEndToEnd, UsageErrorsExit2WithOneLine) {
   EXPECT_EQ(badGrace.status, 2);
   EXPECT_TRUE(isOneLine(badGrace.err)) << badGrace.err;
 
-  Options noCredentials;
+  RunctlOptions noCredentials;
   noCredentials.credentials = false;
   auto missing = runctl({"list"}, noCredentials);
   EXPECT_EQ(missing.status, 2);
@@ -451,7 +256,7 @@ TEST_F(RunctlEndToEnd, UsageErrorsExit2WithOneLine) {
 }
 
 TEST_F(RunctlEndToEnd, ConnectionFailuresSayWhereAndWhy) {
-  Options nowhere;
+  RunctlOptions nowhere;
   nowhere.server = "127.0.0.1:1";
   auto list = runctl({"list"}, nowhere);
   EXPECT_EQ(list.status, 1);
@@ -462,8 +267,10 @@ TEST_F(RunctlEndToEnd, ConnectionFailuresSayWhereAndWhy) {
   auto wrongName = runctl({"--server-name", "elsewhere.example", "list"});
   EXPECT_EQ(wrongName.status, 1);
   EXPECT_TRUE(isOneLine(wrongName.err)) << wrongName.err;
-  EXPECT_EQ(wrongName.err.rfind(kj::str("runctl: cannot connect to ", server, ": ").cStr(), 0), 0u)
-      << wrongName.err;
+  auto prefix = kj::str("runctl: cannot connect to ", server->address(), ": ");
+  EXPECT_EQ(wrongName.err.rfind(prefix.cStr(), 0), 0u) << wrongName.err;
+  // A name it does hold is accepted in place of the address.
+  EXPECT_EQ(runctl({"--server-name", "localhost", "list"}).status, 0);
 }
 
 TEST_F(RunctlEndToEnd, HelpDescribesEveryCommand) {
@@ -482,5 +289,4 @@ TEST_F(RunctlEndToEnd, HelpDescribesEveryCommand) {
 }
 
 }  // namespace
-}  // namespace client
 }  // namespace runner
