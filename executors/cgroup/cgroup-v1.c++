@@ -30,118 +30,110 @@ class JobCgroupV1 final : public JobCgroup {
 
   // Adds the job's (already created) cgroup in a hierarchy holding `controllers`.
   void add(kj::ArrayPtr<const kj::String> controllers, kj::String path) {
-    cgroups.add(Cgroup{KJ_MAP(c, controllers) { return kj::heapString(c);
+    auto names = kj::heapArrayBuilder<kj::String>(controllers.size());
+    for (auto& controller : controllers) names.add(kj::heapString(controller));
+    cgroups.add(Cgroup{names.finish(), CgroupDir(kj::mv(path))});
   }
-  , CgroupDir(kj::mv(path))});
-}  // namespace
 
-const CgroupDir& dirOf(kj::StringPtr controller) const {
-  for (auto& cgroup : cgroups) {
-    for (auto& c : cgroup.controllers) {
-      if (c == controller) return cgroup.dir;
+  const CgroupDir& dirOf(kj::StringPtr controller) const {
+    for (auto& cgroup : cgroups) {
+      for (auto& c : cgroup.controllers) {
+        if (c == controller) return cgroup.dir;
+      }
+    }
+    KJ_FAIL_ASSERT("the job has no cgroup for this controller", controller);
+  }
+
+  // Opens cgroup.procs of every cgroup for spawn(); done once all are created.
+  void openProcsFiles() {
+    for (auto& cgroup : cgroups) {
+      int fd;
+      KJ_SYSCALL(fd = openat(cgroup.dir.fd(), "cgroup.procs", O_WRONLY | O_CLOEXEC),
+                 cgroup.dir.path());
+      procsFiles.add(fd);
+      procsFds.add(fd);
     }
   }
-  KJ_FAIL_ASSERT("the job has no cgroup for this controller", controller);
-}
 
-// Opens cgroup.procs of every cgroup for spawn(); done once all are created.
-void openProcsFiles() {
-  for (auto& cgroup : cgroups) {
-    int fd;
-    KJ_SYSCALL(fd = openat(cgroup.dir.fd(), "cgroup.procs", O_WRONLY | O_CLOEXEC),
-               cgroup.dir.path());
-    procsFiles.add(fd);
-    procsFds.add(fd);
+  uint8_t version() const override { return 1; }
+  kj::StringPtr path() const override { return dirOf("memory").path(); }
+  kj::Array<kj::StringPtr> allPaths() const override {
+    return KJ_MAP(cgroup, cgroups) {
+      return cgroup.dir.path();
+    };
   }
-}
 
-uint8_t version() const override {
-  return 1;
-}
-kj::StringPtr path() const override {
-  return dirOf("memory").path();
-}
-kj::Array<kj::StringPtr> allPaths() const override {
-  return KJ_MAP(cgroup, cgroups) {
-    return cgroup.dir.path();
+  kj::Maybe<int> spawnDirFd() const override { return nullptr; }
+  kj::ArrayPtr<const int> spawnProcsFds() const override { return procsFds; }
+
+  void killAll() override {
+    // Frozen processes cannot fork, so the pid list read while frozen is complete. SIGKILL
+    // takes effect when they are thawed.
+    const CgroupDir& freezer = dirOf("freezer");
+    int error = freezer.tryWrite("freezer.state", "FROZEN");
+    if (error != 0) KJ_FAIL_SYSCALL("write(freezer.state, FROZEN)", error, freezer.path());
+    uint32_t waited = 0;
+    while (freezer.read("freezer.state") != "FROZEN\n") {
+      if (waited++ >= CgroupV1Driver::FREEZE_TIMEOUT_MILLIS) {
+        // A process stuck in the kernel (uninterruptible sleep) can keep the cgroup FREEZING;
+        // kill what is there anyway.
+        KJ_LOG(WARNING, "job cgroup did not freeze in time; killing it unfrozen", freezer.path());
+        break;
+      }
+      struct timespec millisecond = {0, 1000000};
+      nanosleep(&millisecond, nullptr);
+    }
+    signalAll(SIGKILL);
+    error = freezer.tryWrite("freezer.state", "THAWED");
+    if (error != 0) KJ_FAIL_SYSCALL("write(freezer.state, THAWED)", error, freezer.path());
+  }
+
+  void signalAll(int signal) override {
+    for (pid_t pid : dirOf("freezer").processes()) {
+      // A process that died since cgroup.procs was read is fine.
+      if (kill(pid, signal) < 0 && errno != ESRCH) KJ_FAIL_SYSCALL("kill", errno, pid, signal);
+    }
+  }
+
+  bool isEmpty() const override {
+    for (auto& cgroup : cgroups) {
+      if (!cgroup.removed && cgroup.dir.processes().size() > 0) return false;
+    }
+    return true;
+  }
+
+  uint64_t oomKillCount() const override {
+    return dirOf("memory").readKeyed("memory.oom_control", "oom_kill").orDefault(0);
+  }
+
+  Usage usage() const override {
+    Usage usage;
+    const CgroupDir& cpuacct = dirOf("cpuacct");
+    usage.cpuUserMicros = cpuacct.readNumber("cpuacct.usage_user").orDefault(0) / 1000;
+    usage.cpuSystemMicros = cpuacct.readNumber("cpuacct.usage_sys").orDefault(0) / 1000;
+    usage.peakMemoryBytes = dirOf("memory").readNumber("memory.max_usage_in_bytes").orDefault(0);
+    return usage;
+  }
+
+  bool tryRemove() override {
+    bool all = true;
+    for (auto& cgroup : cgroups) {
+      if (!cgroup.removed) cgroup.removed = tryRemoveDir(cgroup.dir.path());
+      all = all && cgroup.removed;
+    }
+    return all;
+  }
+
+ private:
+  struct Cgroup {
+    kj::Array<kj::String> controllers;
+    CgroupDir dir;
+    bool removed = false;
   };
-}
-
-kj::Maybe<int> spawnDirFd() const override {
-  return nullptr;
-}
-kj::ArrayPtr<const int> spawnProcsFds() const override {
-  return procsFds;
-}
-
-void killAll() override {
-  // Frozen processes cannot fork, so the pid list read while frozen is complete. SIGKILL
-  // takes effect when they are thawed.
-  const CgroupDir& freezer = dirOf("freezer");
-  int error = freezer.tryWrite("freezer.state", "FROZEN");
-  if (error != 0) KJ_FAIL_SYSCALL("write(freezer.state, FROZEN)", error, freezer.path());
-  uint32_t waited = 0;
-  while (freezer.read("freezer.state") != "FROZEN\n") {
-    if (waited++ >= CgroupV1Driver::FREEZE_TIMEOUT_MILLIS) {
-      // A process stuck in the kernel (uninterruptible sleep) can keep the cgroup FREEZING;
-      // kill what is there anyway.
-      KJ_LOG(WARNING, "job cgroup did not freeze in time; killing it unfrozen", freezer.path());
-      break;
-    }
-    struct timespec millisecond = {0, 1000000};
-    nanosleep(&millisecond, nullptr);
-  }
-  signalAll(SIGKILL);
-  error = freezer.tryWrite("freezer.state", "THAWED");
-  if (error != 0) KJ_FAIL_SYSCALL("write(freezer.state, THAWED)", error, freezer.path());
-}
-
-void signalAll(int signal) override {
-  for (pid_t pid : dirOf("freezer").processes()) {
-    // A process that died since cgroup.procs was read is fine.
-    if (kill(pid, signal) < 0 && errno != ESRCH) KJ_FAIL_SYSCALL("kill", errno, pid, signal);
-  }
-}
-
-bool isEmpty() const override {
-  for (auto& cgroup : cgroups) {
-    if (!cgroup.removed && cgroup.dir.processes().size() > 0) return false;
-  }
-  return true;
-}
-
-uint64_t oomKillCount() const override {
-  return dirOf("memory").readKeyed("memory.oom_control", "oom_kill").orDefault(0);
-}
-
-Usage usage() const override {
-  Usage usage;
-  const CgroupDir& cpuacct = dirOf("cpuacct");
-  usage.cpuUserMicros = cpuacct.readNumber("cpuacct.usage_user").orDefault(0) / 1000;
-  usage.cpuSystemMicros = cpuacct.readNumber("cpuacct.usage_sys").orDefault(0) / 1000;
-  usage.peakMemoryBytes = dirOf("memory").readNumber("memory.max_usage_in_bytes").orDefault(0);
-  return usage;
-}
-
-bool tryRemove() override {
-  bool all = true;
-  for (auto& cgroup : cgroups) {
-    if (!cgroup.removed) cgroup.removed = tryRemoveDir(cgroup.dir.path());
-    all = all && cgroup.removed;
-  }
-  return all;
-}
-
-private:
-struct Cgroup {
-  kj::Array<kj::String> controllers;
-  CgroupDir dir;
-  bool removed = false;
+  kj::Vector<Cgroup> cgroups;
+  kj::Vector<kj::AutoCloseFd> procsFiles;
+  kj::Vector<int> procsFds;
 };
-kj::Vector<Cgroup> cgroups;
-kj::Vector<kj::AutoCloseFd> procsFiles;
-kj::Vector<int> procsFds;
-};  // namespace runner::executors::cgroup
 
 }  // namespace
 
