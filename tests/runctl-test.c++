@@ -255,6 +255,25 @@ TEST_F(RunctlEndToEnd, UsageErrorsExit2WithOneLine) {
   EXPECT_EQ(runctl({"frobnicate"}).status, 2);
 }
 
+TEST_F(RunctlEndToEnd, UsageErrorsOfRunAndWaitExit125LikeOtherRunctlFailures) {
+  // A 2 from run or wait must mean the job exited 2.
+  auto badFlag = runctl({"run", "--bogus", "--", "true"});
+  EXPECT_EQ(badFlag.status, 125);
+  EXPECT_TRUE(isOneLine(badFlag.err)) << badFlag.err;
+
+  auto noId = runctl({"wait"});
+  EXPECT_EQ(noId.status, 125);
+  EXPECT_TRUE(isOneLine(noId.err)) << noId.err;
+
+  RunctlOptions noCredentials;
+  noCredentials.credentials = false;
+  auto missing = runctl({"run", "--", "true"}, noCredentials);
+  EXPECT_EQ(missing.status, 125);
+  EXPECT_EQ(missing.err, "runctl: missing --cert (or set RUNCTL_CERT)\n");
+
+  EXPECT_EQ(runctl({"run", "--", "sh", "-c", "exit 2"}).status, 2);
+}
+
 TEST_F(RunctlEndToEnd, ConnectionFailuresSayWhereAndWhy) {
   RunctlOptions nowhere;
   nowhere.server = "127.0.0.1:1";

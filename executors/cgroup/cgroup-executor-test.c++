@@ -440,7 +440,7 @@ driver = kj::heap<CgroupV1Driver>(hierarchies.releaseAsArray());
 expected = "pids limit: no cgroup v1 hierarchy with the pids controller is mounted";
 }  // namespace
 else {
-  GTEST_SKIP() << "the v2 case is covered by cgroup-v2-test's directory tree";
+  GTEST_SKIP() << "the v2 case is covered by cgroup_v2_test's directory tree";
 }
 try {
   driver->create("job-x", limits, nullptr);
