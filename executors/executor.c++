@@ -17,7 +17,9 @@ kj::Maybe<Executor&> ExecutorSet::find(kj::StringPtr name) {
 }
 
 kj::Array<kj::StringPtr> ExecutorSet::names() const {
-  return KJ_MAP(executor, executors) { return executor->name(); };
+  return KJ_MAP(executor, executors) {
+    return executor->name();
+  };
 }
 
 }  // namespace runner::executors

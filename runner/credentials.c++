@@ -48,8 +48,8 @@ executors::Credentials resolveRunAs(kj::StringPtr userName) {
   auto creds = fromPasswd(pw);
   for (gid_t group : creds.supplementaryGroups) {
     if (group == 0) {
-      KJ_FAIL_REQUIRE(kj::str("refusing to run jobs as '", userName,
-                              "': it is a member of group root"));
+      KJ_FAIL_REQUIRE(
+          kj::str("refusing to run jobs as '", userName, "': it is a member of group root"));
     }
   }
   return creds;

@@ -4,11 +4,14 @@ namespace runner {
 
 namespace {
 
-const kj::StringPtr STATE_NAMES[] = {"running"_kj, "exited"_kj, "killed"_kj, "stopped"_kj, "failed"_kj, "lost"_kj};
+const kj::StringPtr STATE_NAMES[] = {"running"_kj, "exited"_kj, "killed"_kj,
+                                     "stopped"_kj, "failed"_kj, "lost"_kj};
 
 }  // namespace
 
-kj::StringPtr stateName(JobState state) { return STATE_NAMES[static_cast<uint>(state)]; }
+kj::StringPtr stateName(JobState state) {
+  return STATE_NAMES[static_cast<uint>(state)];
+}
 
 kj::Maybe<JobState> parseState(kj::StringPtr name) {
   for (uint i = 0; i < kj::size(STATE_NAMES); i++) {
@@ -22,7 +25,9 @@ JobRecord JobRecord::clone() const {
   copy.id = kj::str(id);
   copy.owner = kj::str(owner);
   copy.command = kj::str(command);
-  copy.args = KJ_MAP(arg, args) { return kj::str(arg); };
+  copy.args = KJ_MAP(arg, args) {
+    return kj::str(arg);
+  };
   copy.workingDir = kj::str(workingDir);
   copy.executor = kj::str(executor);
   copy.state = state;

@@ -25,7 +25,9 @@ enum class JobState : uint8_t {
 kj::StringPtr stateName(JobState state);
 kj::Maybe<JobState> parseState(kj::StringPtr name);
 
-inline bool hasEnded(JobState state) { return state != JobState::RUNNING; }
+inline bool hasEnded(JobState state) {
+  return state != JobState::RUNNING;
+}
 
 struct JobRecord {
   kj::String id;  // random UUID

@@ -4,8 +4,8 @@
 #include <kj/debug.h>
 #include <pwd.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <spawn.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -38,9 +38,9 @@ bool diesSoon(pid_t pid) {
   return false;
 }
 
-#define SKIP_UNLESS_JOBS_CAN_RUN()                          \
-  KJ_IF_MAYBE(reason, testing::cannotRunJobs()) {           \
-    GTEST_SKIP() << reason->cStr();                         \
+#define SKIP_UNLESS_JOBS_CAN_RUN()                 \
+  KJ_IF_MAYBE (reason, testing::cannotRunJobs()) { \
+    GTEST_SKIP() << reason->cStr();                \
   }
 
 TEST(JobTable, ExitCodeZeroIsExited) {
@@ -92,7 +92,7 @@ TEST(JobTable, EmptyCommandIsRejected) {
   Harness h(dir);
   StartRequest request;
   request.command = kj::str("");
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { h.table->start("alice", kj::mv(request)); })) {
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { h.table->start("alice", kj::mv(request)); })) {
     EXPECT_TRUE(strstr(e->getDescription().cStr(), "empty command") != nullptr)
         << e->getDescription().cStr();
   } else {
@@ -182,8 +182,9 @@ TEST(JobTable, RunsAsRunnerJobsWithACleanEnvironment) {
   setenv("RUNNER_TEST_SECRET", "leaked", 1);
   StartRequest request;
   request.command = kj::str("/bin/sh");
-  request.args = kj::arr(
-      kj::str("-c"), kj::str("id -u; echo \"[$RUNNER_TEST_SECRET]\"; echo \"$GREETING\"; echo $USER"));
+  request.args =
+      kj::arr(kj::str("-c"),
+              kj::str("id -u; echo \"[$RUNNER_TEST_SECRET]\"; echo \"$GREETING\"; echo $USER"));
   request.env = kj::arr(kj::str("GREETING=hello world"));
   auto& job = h.table->start("alice", kj::mv(request));
   h.waitEnded(job);
@@ -296,7 +297,8 @@ TEST(JobTable, OrphanStillRunningAfterARestartIsKilledAndLost) {
   ASSERT_EQ(h.table->all().size(), 1u);
   auto& job = *h.table->all()[0];
   EXPECT_EQ(job.record().state, JobState::LOST);
-  EXPECT_TRUE(strstr(job.record().error.cStr(), "restarted") != nullptr) << job.record().error.cStr();
+  EXPECT_TRUE(strstr(job.record().error.cStr(), "restarted") != nullptr)
+      << job.record().error.cStr();
   int status;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);

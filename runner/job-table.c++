@@ -24,7 +24,7 @@ void requireNoNul(kj::StringPtr text, kj::StringPtr what) {
 }
 
 kj::ArrayPtr<const char> envName(kj::StringPtr entry) {
-  KJ_IF_MAYBE(eq, entry.findFirst('=')) {
+  KJ_IF_MAYBE (eq, entry.findFirst('=')) {
     return entry.slice(0, *eq);
   }
   return entry;
@@ -69,7 +69,7 @@ kj::Promise<void> Job::whenEnded() {
 }
 
 kj::Promise<void> Job::outputChanged() {
-  KJ_IF_MAYBE(w, watch) {
+  KJ_IF_MAYBE (w, watch) {
     return (*w)->nextChange();
   }
   // Ended: nothing will change any more.
@@ -77,7 +77,7 @@ kj::Promise<void> Job::outputChanged() {
 }
 
 kj::Promise<void> Job::stop(kj::Maybe<kj::Duration> grace) {
-  KJ_IF_MAYBE(p, process) {
+  KJ_IF_MAYBE (p, process) {
     auto& proc = **p;
     auto delay = grace.orDefault(table.cfg.defaultGrace);
     if (!stopRequested) {
@@ -87,16 +87,15 @@ kj::Promise<void> Job::stop(kj::Maybe<kj::Duration> grace) {
     proc.signalAll(delay == 0 * kj::SECONDS ? SIGKILL : SIGTERM);
     auto deadline = table.timer.now() + delay;
     bool earlier = true;
-    KJ_IF_MAYBE(current, killDeadline) {
+    KJ_IF_MAYBE (current, killDeadline) {
       earlier = deadline < *current;
     }
     if (delay > 0 * kj::SECONDS && earlier) {
       killDeadline = deadline;
       killTimer = table.timer.atTime(deadline)
                       .then([this]() {
-                        KJ_IF_MAYBE(still, process) {
-                          table.log("job did not end within its grace period, killing id=",
-                                    rec.id);
+                        KJ_IF_MAYBE (still, process) {
+                          table.log("job did not end within its grace period, killing id=", rec.id);
                           (*still)->signalAll(SIGKILL);
                         }
                       })
@@ -122,13 +121,13 @@ void Job::finish(const executors::ExitStatus& status) {
   }
   rec.pid = 0;
   rec.pidStartTime = 0;
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { table.store.update(rec); })) {
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { table.store.update(rec); })) {
     // The job has ended all the same; a restarted server will report it lost.
     table.log("cannot record the end of job ", rec.id, ": ", e->getDescription());
   }
 
-  auto how = status.signaled ? kj::str("signal=", status.termSignal)
-                             : kj::str("exit=", status.exitCode);
+  auto how =
+      status.signaled ? kj::str("signal=", status.termSignal) : kj::str("exit=", status.exitCode);
   table.log("job ended id=", rec.id, " owner=", rec.owner, " state=", stateName(rec.state), " ",
             how, status.oomKilled ? " oom-killed" : "");
   markEnded();
@@ -138,7 +137,7 @@ void Job::markEnded() {
   // The process has been reaped; its descriptors (pidfd, cgroup) go now, not with the table.
   process = nullptr;
   killTimer = nullptr;
-  KJ_IF_MAYBE(w, watch) {
+  KJ_IF_MAYBE (w, watch) {
     (*w)->wakeAll();
   }
   watch = nullptr;
@@ -234,18 +233,18 @@ Job& JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   for (auto& arg : request.args) requireNoNul(arg, "argument");
   requireNoNul(request.workingDir, "working directory");
   if (request.workingDir.size() > 0 && !request.workingDir.startsWith("/")) {
-    KJ_FAIL_REQUIRE(kj::str("the working directory must be an absolute path: ",
-                            request.workingDir));
+    KJ_FAIL_REQUIRE(
+        kj::str("the working directory must be an absolute path: ", request.workingDir));
   }
 
-  auto executorName = request.executor.size() > 0 ? kj::str(request.executor)
-                                                  : kj::str(cfg.defaultExecutor);
+  auto executorName =
+      request.executor.size() > 0 ? kj::str(request.executor) : kj::str(cfg.defaultExecutor);
   executors::Executor* executor;
-  KJ_IF_MAYBE(found, executors.find(executorName)) {
+  KJ_IF_MAYBE (found, executors.find(executorName)) {
     executor = found;
   } else {
-    KJ_FAIL_REQUIRE(kj::str("unknown executor '", executorName, "' (known: ",
-                            kj::strArray(executors.names(), ", "), ")"));
+    KJ_FAIL_REQUIRE(kj::str("unknown executor '", executorName,
+                            "' (known: ", kj::strArray(executors.names(), ", "), ")"));
   }
 
   JobRecord record;
@@ -314,12 +313,11 @@ Job& JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   store.insert(record);
   auto& job = add(kj::mv(record));
 
-  KJ_IF_MAYBE(proc, process) {
+  KJ_IF_MAYBE (proc, process) {
     job.watch = kj::mv(watch);
     log("job started id=", job.rec.id, " owner=", owner, " pid=", job.rec.pid,
         " executor=", job.rec.executor, " command=", job.rec.command);
-    tasks.add((*proc)->onExit().then(
-        [&job](executors::ExitStatus status) { job.finish(status); }));
+    tasks.add((*proc)->onExit().then([&job](executors::ExitStatus status) { job.finish(status); }));
     job.process = kj::mv(*proc);
   } else {
     log("job failed id=", job.rec.id, " owner=", owner, ": ", job.rec.error);
@@ -328,7 +326,7 @@ Job& JobTable::start(kj::StringPtr owner, StartRequest&& request) {
 }
 
 kj::Maybe<Job&> JobTable::find(kj::StringPtr id) {
-  KJ_IF_MAYBE(job, jobs.find(id)) {
+  KJ_IF_MAYBE (job, jobs.find(id)) {
     return **job;
   }
   return nullptr;

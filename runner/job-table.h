@@ -90,8 +90,8 @@ class Job {
 
 class JobTable {
  public:
-  JobTable(JobTableConfig config, executors::ExecutorSet& executors, Store& store,
-           kj::Timer& timer, OutputWatcher& watcher, EventLog& log);
+  JobTable(JobTableConfig config, executors::ExecutorSet& executors, Store& store, kj::Timer& timer,
+           OutputWatcher& watcher, EventLog& log);
   ~JobTable() noexcept(false);
   KJ_DISALLOW_COPY(JobTable);
 

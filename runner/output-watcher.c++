@@ -25,7 +25,9 @@ OutputWatcher::OutputWatcher(kj::UnixEventPort& eventPort)
       })) {}
 
 OutputWatcher::~OutputWatcher() noexcept(false) {
-  KJ_ASSERT(watches.size() == 0, "a Watch outlived its OutputWatcher") { break; }
+  KJ_ASSERT(watches.size() == 0, "a Watch outlived its OutputWatcher") {
+    break;
+  }
 }
 
 kj::Own<OutputWatcher::Watch> OutputWatcher::watch(kj::StringPtr path) {
@@ -57,7 +59,7 @@ kj::Promise<void> OutputWatcher::readEvents() {
         if (event->mask & IN_Q_OVERFLOW) {
           // Events were dropped: wake everybody, they re-read anyway.
           for (auto& entry : watches) entry.value->wakeAll();
-        } else KJ_IF_MAYBE(watch, watches.find(event->wd)) {
+        } else KJ_IF_MAYBE (watch, watches.find(event->wd)) {
           (*watch)->wakeAll();
         }
         p += sizeof(struct inotify_event) + event->len;

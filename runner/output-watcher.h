@@ -36,7 +36,6 @@ class OutputWatcher {
     Watch(OutputWatcher& watcher, int wd);
 
    private:
-
     OutputWatcher& watcher;
     int wd;
     kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> waiters;

@@ -55,12 +55,18 @@ void fillLimits(api::Limits::Builder out, const executors::Limits& limits) {
 
 api::State toApiState(JobState state) {
   switch (state) {
-    case JobState::RUNNING: return api::State::RUNNING;
-    case JobState::EXITED: return api::State::EXITED;
-    case JobState::KILLED: return api::State::KILLED;
-    case JobState::STOPPED: return api::State::STOPPED;
-    case JobState::FAILED: return api::State::FAILED;
-    case JobState::LOST: return api::State::LOST;
+    case JobState::RUNNING:
+      return api::State::RUNNING;
+    case JobState::EXITED:
+      return api::State::EXITED;
+    case JobState::KILLED:
+      return api::State::KILLED;
+    case JobState::STOPPED:
+      return api::State::STOPPED;
+    case JobState::FAILED:
+      return api::State::FAILED;
+    case JobState::LOST:
+      return api::State::LOST;
   }
   KJ_UNREACHABLE;
 }
@@ -112,7 +118,9 @@ StartRequest toStartRequest(api::JobSpec::Reader spec) {
   if (args.size() > MAX_ARGS) {
     KJ_FAIL_REQUIRE(kj::str("too many arguments (", args.size(), "; at most ", MAX_ARGS, ")"));
   }
-  request.args = KJ_MAP(arg, args) { return text(arg, "argument"); };
+  request.args = KJ_MAP(arg, args) {
+    return text(arg, "argument");
+  };
   auto env = spec.getEnv();
   if (env.size() > MAX_ENV) {
     KJ_FAIL_REQUIRE(

@@ -113,14 +113,38 @@ class Runnerd {
   kj::Maybe<kj::String> cgroupParent;
   uint graceSeconds = 10;
 
-  kj::MainBuilder::Validity setListen(kj::StringPtr v) { listen = kj::str(v); return true; }
-  kj::MainBuilder::Validity setCert(kj::StringPtr v) { certPath = kj::str(v); return true; }
-  kj::MainBuilder::Validity setKey(kj::StringPtr v) { keyPath = kj::str(v); return true; }
-  kj::MainBuilder::Validity setCa(kj::StringPtr v) { caPath = kj::str(v); return true; }
-  kj::MainBuilder::Validity setLogDir(kj::StringPtr v) { logDir = kj::str(v); return true; }
-  kj::MainBuilder::Validity setStateDir(kj::StringPtr v) { stateDir = kj::str(v); return true; }
-  kj::MainBuilder::Validity setRunAs(kj::StringPtr v) { runAs = kj::str(v); return true; }
-  kj::MainBuilder::Validity setExecutor(kj::StringPtr v) { executor = kj::str(v); return true; }
+  kj::MainBuilder::Validity setListen(kj::StringPtr v) {
+    listen = kj::str(v);
+    return true;
+  }
+  kj::MainBuilder::Validity setCert(kj::StringPtr v) {
+    certPath = kj::str(v);
+    return true;
+  }
+  kj::MainBuilder::Validity setKey(kj::StringPtr v) {
+    keyPath = kj::str(v);
+    return true;
+  }
+  kj::MainBuilder::Validity setCa(kj::StringPtr v) {
+    caPath = kj::str(v);
+    return true;
+  }
+  kj::MainBuilder::Validity setLogDir(kj::StringPtr v) {
+    logDir = kj::str(v);
+    return true;
+  }
+  kj::MainBuilder::Validity setStateDir(kj::StringPtr v) {
+    stateDir = kj::str(v);
+    return true;
+  }
+  kj::MainBuilder::Validity setRunAs(kj::StringPtr v) {
+    runAs = kj::str(v);
+    return true;
+  }
+  kj::MainBuilder::Validity setExecutor(kj::StringPtr v) {
+    executor = kj::str(v);
+    return true;
+  }
   kj::MainBuilder::Validity addAdmin(kj::StringPtr v) {
     if (v.size() == 0) return "an admin name cannot be empty";
     admins.add(kj::str(v));
@@ -145,7 +169,7 @@ class Runnerd {
     if (certPath.size() == 0 || keyPath.size() == 0 || caPath.size() == 0) {
       return "--tls-cert, --tls-key and --tls-ca are required";
     }
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { serve(); })) {
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { serve(); })) {
       context.exitError(kj::str("runnerd: ", e->getDescription()));
     }
     return true;
@@ -165,23 +189,23 @@ class Runnerd {
     executorSet.add(kj::heap<executors::LocalExecutor>(io.unixEventPort));
     // The cgroup executor needs a cgroup hierarchy this process may write to. Without one,
     // runnerd still serves the local executor, unless cgroup was asked for.
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                  auto parent = cgroupParent.map([](kj::String& p) -> kj::StringPtr { return p; })
-                                    .orDefault(executors::cgroup::DEFAULT_CGROUP_PARENT);
-                  auto driver = executors::cgroup::newHostCgroupDriver(parent);
-                  log("the cgroup executor uses cgroup v", driver->version(),
-                      ", job cgroups under ", parent);
-                  executorSet.add(kj::heap<executors::cgroup::CgroupExecutor>(
-                      io.unixEventPort, io.provider->getTimer(), kj::mv(driver)));
-                })) {
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                   auto parent = cgroupParent.map([](kj::String& p) -> kj::StringPtr { return p; })
+                                     .orDefault(executors::cgroup::DEFAULT_CGROUP_PARENT);
+                   auto driver = executors::cgroup::newHostCgroupDriver(parent);
+                   log("the cgroup executor uses cgroup v", driver->version(),
+                       ", job cgroups under ", parent);
+                   executorSet.add(kj::heap<executors::cgroup::CgroupExecutor>(
+                       io.unixEventPort, io.provider->getTimer(), kj::mv(driver)));
+                 })) {
       if (executor == "cgroup") {
         KJ_FAIL_REQUIRE(kj::str("the cgroup executor is not available: ", e->getDescription()));
       }
       log("the cgroup executor is not available: ", e->getDescription());
     }
     if (executorSet.find(executor) == nullptr) {
-      KJ_FAIL_REQUIRE(kj::str("unknown executor '", executor, "' (known: ",
-                              kj::strArray(executorSet.names(), ", "), ")"));
+      KJ_FAIL_REQUIRE(kj::str("unknown executor '", executor,
+                              "' (known: ", kj::strArray(executorSet.names(), ", "), ")"));
     }
 
     auto store = Store::open(kj::str(stateDir, "/runner.db"));
@@ -195,18 +219,18 @@ class Runnerd {
     table.load();
 
     kj::Own<kj::ConnectionReceiver> listener;
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                  auto address =
-                      io.provider->getNetwork().parseAddress(listen, 7443).wait(io.waitScope);
-                  listener = address->listen();
-                })) {
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                   auto address =
+                       io.provider->getNetwork().parseAddress(listen, 7443).wait(io.waitScope);
+                   listener = address->listen();
+                 })) {
       // KJ's text is "syscall(...): reason; address"; the reason is what a user needs.
       auto description = e->getDescription();
       kj::StringPtr reason = description;
-      KJ_IF_MAYBE(colon, description.findFirst(':')) {
+      KJ_IF_MAYBE (colon, description.findFirst(':')) {
         reason = description.slice(*colon + 2);
       }
-      KJ_IF_MAYBE(semicolon, reason.findFirst(';')) {
+      KJ_IF_MAYBE (semicolon, reason.findFirst(';')) {
         KJ_FAIL_REQUIRE(kj::str("cannot listen on ", listen, ": ", reason.slice(0, *semicolon)));
       }
       KJ_FAIL_REQUIRE(kj::str("cannot listen on ", listen, ": ", reason));
@@ -218,8 +242,8 @@ class Runnerd {
 
     kj::UnixEventPort::captureSignal(SIGTERM);
     kj::UnixEventPort::captureSignal(SIGINT);
-    auto stopSignal = io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(
-        io.unixEventPort.onSignal(SIGINT));
+    auto stopSignal =
+        io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT));
     auto signal = server.listen(*listener)
                       .then([]() -> siginfo_t { KJ_UNREACHABLE; })
                       .exclusiveJoin(kj::mv(stopSignal))

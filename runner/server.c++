@@ -36,7 +36,11 @@ class Server::Connection {
 
 Server::Server(JobTable& table, tls::ServerTls& tls, kj::Timer& timer, EventLog& log,
                kj::Array<kj::String> admins)
-    : table(table), tls(tls), timer(timer), log(log), admins(kj::mv(admins)),
+    : table(table),
+      tls(tls),
+      timer(timer),
+      log(log),
+      admins(kj::mv(admins)),
       errorHandler(log, "connection error"),
       tasks(errorHandler) {}
 
@@ -53,24 +57,24 @@ kj::Promise<void> Server::listen(kj::ConnectionReceiver& receiver) {
   // evalNow: accept() may fail at once rather than through the promise.
   return kj::evalNow([&receiver]() { return receiver.acceptAuthenticated(); })
       .then(
-      [this, &receiver](kj::AuthenticatedStream stream) {
-        tasks.add(handshake(kj::mv(stream)));
-        return listen(receiver);
-      },
-      [this, &receiver](kj::Exception&& e) {
-        // Out of descriptors or buffers: the connections being served may free some, so the
-        // server keeps going and tries again shortly.
-        log("accept failed, retrying in ", ACCEPT_RETRY_DELAY, ": ", e.getDescription());
-        return timer.afterDelay(ACCEPT_RETRY_DELAY).then([this, &receiver]() {
-          return listen(receiver);
-        });
-      });
+          [this, &receiver](kj::AuthenticatedStream stream) {
+            tasks.add(handshake(kj::mv(stream)));
+            return listen(receiver);
+          },
+          [this, &receiver](kj::Exception&& e) {
+            // Out of descriptors or buffers: the connections being served may free some, so the
+            // server keeps going and tries again shortly.
+            log("accept failed, retrying in ", ACCEPT_RETRY_DELAY, ": ", e.getDescription());
+            return timer.afterDelay(ACCEPT_RETRY_DELAY).then([this, &receiver]() {
+              return listen(receiver);
+            });
+          });
 }
 
 kj::Promise<void> Server::handshake(kj::AuthenticatedStream stream) {
   kj::String peer = kj::str("unknown");
-  KJ_IF_MAYBE(network, kj::dynamicDowncastIfAvailable<kj::NetworkPeerIdentity>(
-                           *stream.peerIdentity)) {
+  KJ_IF_MAYBE (network,
+               kj::dynamicDowncastIfAvailable<kj::NetworkPeerIdentity>(*stream.peerIdentity)) {
     peer = network->getAddress().toString();
   }
   if (pendingHandshakes >= MAX_PENDING_HANDSHAKES) {
@@ -85,19 +89,20 @@ kj::Promise<void> Server::handshake(kj::AuthenticatedStream stream) {
   ++pendingHandshakes;
   return tls.wrapServer(kj::mv(stream))
       .then(
-          [this, peer = kj::str(peer)](kj::AuthenticatedStream secured) mutable -> kj::Promise<void> {
+          [this,
+           peer = kj::str(peer)](kj::AuthenticatedStream secured) mutable -> kj::Promise<void> {
             --pendingHandshakes;
             kj::String user;
-            KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                          user = tls::ServerTls::peerCommonName(*secured.peerIdentity);
-                        })) {
+            KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                           user = tls::ServerTls::peerCommonName(*secured.peerIdentity);
+                         })) {
               log("refused connection peer=", peer, ": ", e->getDescription());
               return kj::READY_NOW;
             }
             bool admin = isAdmin(user);
             auto caller = kj::refcounted<Caller>(kj::str(user), admin, kj::mv(peer));
-            auto connection = kj::heap<Connection>(
-                *this, kj::mv(secured.stream), newJobManager(table, log, kj::mv(caller)));
+            auto connection = kj::heap<Connection>(*this, kj::mv(secured.stream),
+                                                   newJobManager(table, log, kj::mv(caller)));
             auto disconnected = connection->onDisconnect();
             return disconnected.attach(kj::mv(connection));
           },

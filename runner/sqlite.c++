@@ -6,8 +6,9 @@
 namespace runner::sqlite {
 
 Database::Database(kj::StringPtr path) : path(kj::str(path)) {
-  int rc = sqlite3_open_v2(this->path.cStr(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc =
+      sqlite3_open_v2(this->path.cStr(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     kj::String reason = kj::str(db == nullptr ? sqlite3_errstr(rc) : sqlite3_errmsg(db));
     sqlite3_close_v2(db);
@@ -16,7 +17,9 @@ Database::Database(kj::StringPtr path) : path(kj::str(path)) {
   }
 }
 
-Database::~Database() noexcept(false) { sqlite3_close_v2(db); }
+Database::~Database() noexcept(false) {
+  sqlite3_close_v2(db);
+}
 
 void Database::fail(kj::StringPtr statement) {
   kj::StringPtr reason = sqlite3_errmsg(db);
@@ -36,9 +39,13 @@ Statement::Statement(Database& db, kj::StringPtr sql) : db(db) {
   }
 }
 
-Statement::~Statement() noexcept(false) { sqlite3_finalize(stmt); }
+Statement::~Statement() noexcept(false) {
+  sqlite3_finalize(stmt);
+}
 
-void Statement::bind(int index, int64_t value) { check(sqlite3_bind_int64(stmt, index, value)); }
+void Statement::bind(int index, int64_t value) {
+  check(sqlite3_bind_int64(stmt, index, value));
+}
 
 void Statement::bind(int index, kj::StringPtr value) {
   check(sqlite3_bind_text(stmt, index, value.begin(), value.size(), SQLITE_STATIC));
@@ -68,7 +75,9 @@ void Statement::reset() {
   sqlite3_clear_bindings(stmt);
 }
 
-int64_t Statement::getInt(int column) { return sqlite3_column_int64(stmt, column); }
+int64_t Statement::getInt(int column) {
+  return sqlite3_column_int64(stmt, column);
+}
 
 kj::String Statement::getText(int column) {
   auto text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, column));

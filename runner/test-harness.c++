@@ -32,8 +32,8 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() noexcept(false) {
   auto fs = kj::newDiskFilesystem();
-  auto parent = fs->getRoot().openSubdir(kj::Path::parse(dirPath.slice(1)).parent(),
-                                          kj::WriteMode::MODIFY);
+  auto parent =
+      fs->getRoot().openSubdir(kj::Path::parse(dirPath.slice(1)).parent(), kj::WriteMode::MODIFY);
   parent->remove(kj::Path::parse(dirPath.slice(1)).basename());
 }
 
@@ -50,8 +50,8 @@ Harness::Harness(TempDir& dir)
   config.runAs = resolveRunAs("runner-jobs");
   config.defaultExecutor = kj::str("local");
   config.defaultGrace = 1 * kj::SECONDS;
-  table = kj::heap<JobTable>(kj::mv(config), executorSet, *store, io.provider->getTimer(),
-                             watcher, log);
+  table = kj::heap<JobTable>(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher,
+                             log);
   table->load();
 }
 
@@ -67,7 +67,9 @@ Job& Harness::start(kj::ArrayPtr<const kj::StringPtr> argv, kj::StringPtr owner)
   KJ_REQUIRE(argv.size() > 0);
   StartRequest request;
   request.command = kj::str(argv[0]);
-  request.args = KJ_MAP(arg, argv.slice(1, argv.size())) { return kj::str(arg); };
+  request.args = KJ_MAP(arg, argv.slice(1, argv.size())) {
+    return kj::str(arg);
+  };
   return table->start(owner, kj::mv(request));
 }
 
@@ -76,7 +78,9 @@ Job& Harness::sh(kj::StringPtr script, kj::StringPtr owner) {
   return start(argv, owner);
 }
 
-void Harness::waitEnded(Job& job) { job.whenEnded().wait(io.waitScope); }
+void Harness::waitEnded(Job& job) {
+  job.whenEnded().wait(io.waitScope);
+}
 
 kj::String Harness::output(Job& job) {
   auto fs = kj::newDiskFilesystem();

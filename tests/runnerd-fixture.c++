@@ -62,9 +62,8 @@ RunnerdFixture::RunnerdFixture(kj::ArrayPtr<const kj::StringPtr> extraFlags)
   certs::writeCredentials(root, "ca", {kj::str(ca.certPem()), kj::str(ca.keyPem())}, false);
   kj::StringPtr dns[] = {"localhost"};
   kj::StringPtr ips[] = {"127.0.0.1"};
-  certs::writeCredentials(root, "server",
-                          ca.issueServer({"localhost", dns, ips}, certs::Validity::forDays(1)),
-                          false);
+  certs::writeCredentials(
+      root, "server", ca.issueServer({"localhost", dns, ips}, certs::Validity::forDays(1)), false);
   for (auto user : {"alice", "bob", "admin"}) {
     certs::writeCredentials(root, user, ca.issueClient(user, certs::Validity::forDays(1)), false);
   }
@@ -84,7 +83,9 @@ kj::String RunnerdFixture::certPath(kj::StringPtr user) const {
 kj::String RunnerdFixture::keyPath(kj::StringPtr user) const {
   return kj::str(root, '/', user, "-key.pem");
 }
-kj::String RunnerdFixture::caPath() const { return kj::str(root, "/ca.pem"); }
+kj::String RunnerdFixture::caPath() const {
+  return kj::str(root, "/ca.pem");
+}
 
 void RunnerdFixture::issue(kj::StringPtr user, int64_t notBeforeOffset, int64_t notAfterOffset) {
   auto ca = certs::Authority::load(readWholeFile(kj::str(root, "/ca.pem")),

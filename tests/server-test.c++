@@ -19,9 +19,9 @@ namespace {
 
 using testing::RunnerdFixture;
 
-#define SKIP_UNLESS_SERVER_CAN_RUN()                \
-  KJ_IF_MAYBE(reason, testing::cannotRunServer()) { \
-    GTEST_SKIP() << reason->cStr();                 \
+#define SKIP_UNLESS_SERVER_CAN_RUN()                 \
+  KJ_IF_MAYBE (reason, testing::cannotRunServer()) { \
+    GTEST_SKIP() << reason->cStr();                  \
   }
 
 // Collects a job's output as a client would.
@@ -79,14 +79,14 @@ Started startJob(RunnerdFixture& f, RunnerdFixture::Client& client,
   auto args = spec.initArgs(argv.size() - 1);
   for (uint i = 0; it != argv.end(); ++it, ++i) args.set(i, *it);
   auto response = request.send().wait(f.io.waitScope);
-  return {response.getJob(), kj::str(response.getInfo().getId()),
-          response.getInfo().getState(), kj::str(response.getInfo().getError())};
+  return {response.getJob(), kj::str(response.getInfo().getId()), response.getInfo().getState(),
+          kj::str(response.getInfo().getError())};
 }
 
 // Runs `promise` and returns the error it fails with, or nullptr if it succeeds.
 template <typename T>
 kj::Maybe<kj::String> errorOf(RunnerdFixture& f, kj::Promise<T>&& promise) {
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { promise.wait(f.io.waitScope); })) {
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { promise.wait(f.io.waitScope); })) {
     return kj::str(e->getDescription());
   }
   return nullptr;
@@ -153,9 +153,8 @@ TEST(Server, AuthorizationMatrix) {
       EXPECT_EQ(infoOf(f, client, target.id, keep).getOwner(), target.owner);
 
       // logs: owner and admin.
-      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                    EXPECT_EQ(readLogs(f, client, target.id), target.output);
-                  })) {
+      KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                          [&]() { EXPECT_EQ(readLogs(f, client, target.id), target.output); })) {
         EXPECT_FALSE(mayControl) << e->getDescription().cStr();
         EXPECT_TRUE(contains(e->getDescription(), "permission denied"))
             << e->getDescription().cStr();
@@ -321,7 +320,8 @@ TEST(Server, ClientThatDisconnectsMidStreamFreesItsFollower) {
     watch.setSink(kj::mv(collector));
     watch.setFollow(true);
     auto handle = watch.send().wait(f.io.waitScope);
-    while (c.bytes.size() < 50) f.io.provider->getTimer().afterDelay(10 * kj::MILLISECONDS).wait(f.io.waitScope);
+    while (c.bytes.size() < 50)
+      f.io.provider->getTimer().afterDelay(10 * kj::MILLISECONDS).wait(f.io.waitScope);
     EXPECT_GT(f.serverDescriptors(), before);
   }
   // The connection is gone; the server notices and frees the connection and the follower.
@@ -341,7 +341,9 @@ TEST(Server, NeverReadingClientCostsBoundedMemory) {
   // A first job without followers warms what any job costs once (the store's page cache, the
   // allocator's arenas), so that the figure below is what the stalled follower costs.
   startJob(f, *alice, {"/bin/sh", "-c", "head -c 268435456 /dev/zero"})
-      .job.waitRequest().send().wait(f.io.waitScope);
+      .job.waitRequest()
+      .send()
+      .wait(f.io.waitScope);
   size_t before = f.serverRssKib();
   auto job = startJob(f, *alice, {"/bin/sh", "-c", "head -c 268435456 /dev/zero"});
   auto collector = kj::heap<Collector>();
@@ -483,10 +485,10 @@ TEST(Server, SilentConnectionsCannotExhaustTheServer) {
   // Once they go, authenticated clients are served again.
   silent.clear();
   for (int i = 0; i < 200; i++) {
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                  auto alice = f.connect("alice");
-                  alice->manager.whoamiRequest().send().wait(f.io.waitScope);
-                })) {
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                   auto alice = f.connect("alice");
+                   alice->manager.whoamiRequest().send().wait(f.io.waitScope);
+                 })) {
       f.io.provider->getTimer().afterDelay(10 * kj::MILLISECONDS).wait(f.io.waitScope);
       continue;
     }
