@@ -58,7 +58,7 @@ kj::Promise<void> Server::listen(kj::ConnectionReceiver& receiver) {
   return kj::evalNow([&receiver]() { return receiver.acceptAuthenticated(); })
       .then(
           [this, &receiver](kj::AuthenticatedStream stream) {
-            tasks.add(handshake(kj::mv(stream)));
+            handshake(kj::mv(stream));
             return listen(receiver);
           },
           [this, &receiver](kj::Exception&& e) {
@@ -71,45 +71,66 @@ kj::Promise<void> Server::listen(kj::ConnectionReceiver& receiver) {
           });
 }
 
-kj::Promise<void> Server::handshake(kj::AuthenticatedStream stream) {
+void Server::handshake(kj::AuthenticatedStream stream) {
   kj::String peer = kj::str("unknown");
   KJ_IF_MAYBE (network,
                kj::dynamicDowncastIfAvailable<kj::NetworkPeerIdentity>(*stream.peerIdentity)) {
     peer = network->getAddress().toString();
   }
-  if (pendingHandshakes >= MAX_PENDING_HANDSHAKES) {
-    log("refused connection peer=", peer, ": too many TLS handshakes in progress (limit ",
-        MAX_PENDING_HANDSHAKES, ")");
-    return kj::READY_NOW;
-  }
   if (connections >= MAX_CONNECTIONS) {
     log("refused connection peer=", peer, ": too many connections (limit ", MAX_CONNECTIONS, ")");
+    return;
+  }
+  sweepHandshakes();
+  if (pending.size() >= MAX_PENDING_HANDSHAKES) {
+    log("dropped TLS handshake peer=", pending[0]->peer, ": ", MAX_PENDING_HANDSHAKES,
+        " handshakes in progress, this was the oldest");
+    kj::Vector<kj::Own<PendingHandshake>> rest(pending.size());
+    for (size_t i = 1; i < pending.size(); i++) rest.add(kj::mv(pending[i]));
+    pending = kj::mv(rest);
+  }
+
+  auto entry = kj::heap<PendingHandshake>();
+  auto& handshake = *entry;
+  handshake.peer = kj::mv(peer);
+  handshake.task =
+      tls.wrapServer(kj::mv(stream))
+          .then(
+              [this, &handshake](kj::AuthenticatedStream secured) {
+                handshake.done = true;
+                tasks.add(serve(kj::mv(secured), kj::mv(handshake.peer)));
+              },
+              [this, &handshake](kj::Exception&& e) {
+                handshake.done = true;
+                log("refused TLS handshake peer=", handshake.peer, ": ", e.getDescription());
+              })
+          .then([this]() { tasks.add(kj::evalLater([this]() { sweepHandshakes(); })); })
+          .eagerlyEvaluate(nullptr);
+  pending.add(kj::mv(entry));
+}
+
+void Server::sweepHandshakes() {
+  kj::Vector<kj::Own<PendingHandshake>> live(pending.size());
+  for (auto& entry : pending) {
+    if (!entry->done) live.add(kj::mv(entry));
+  }
+  pending = kj::mv(live);
+}
+
+kj::Promise<void> Server::serve(kj::AuthenticatedStream secured, kj::String peer) {
+  kj::String user;
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                 user = tls::ServerTls::peerCommonName(*secured.peerIdentity);
+               })) {
+    log("refused connection peer=", peer, ": ", e->getDescription());
     return kj::READY_NOW;
   }
-  ++pendingHandshakes;
-  return tls.wrapServer(kj::mv(stream))
-      .then(
-          [this,
-           peer = kj::str(peer)](kj::AuthenticatedStream secured) mutable -> kj::Promise<void> {
-            --pendingHandshakes;
-            kj::String user;
-            KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
-                           user = tls::ServerTls::peerCommonName(*secured.peerIdentity);
-                         })) {
-              log("refused connection peer=", peer, ": ", e->getDescription());
-              return kj::READY_NOW;
-            }
-            bool admin = isAdmin(user);
-            auto caller = kj::refcounted<Caller>(kj::str(user), admin, kj::mv(peer));
-            auto connection = kj::heap<Connection>(*this, kj::mv(secured.stream),
-                                                   newJobManager(table, log, kj::mv(caller)));
-            auto disconnected = connection->onDisconnect();
-            return disconnected.attach(kj::mv(connection));
-          },
-          [this, peer = kj::str(peer)](kj::Exception&& e) {
-            --pendingHandshakes;
-            log("refused TLS handshake peer=", peer, ": ", e.getDescription());
-          });
+  bool admin = isAdmin(user);
+  auto caller = kj::refcounted<Caller>(kj::str(user), admin, kj::mv(peer));
+  auto connection = kj::heap<Connection>(*this, kj::mv(secured.stream),
+                                         newJobManager(table, log, kj::mv(caller)));
+  auto disconnected = connection->onDisconnect();
+  return disconnected.attach(kj::mv(connection));
 }
 
 }  // namespace runner

@@ -13,7 +13,9 @@
 namespace runner {
 
 // Connections whose TLS handshake is still under way. Each costs a socket and TLS state before
-// anyone is authenticated, so they are bounded (and each times out, see tls::ServerTls).
+// anyone is authenticated, so they are bounded (and each times out, see tls::ServerTls). When
+// all are taken, a new connection evicts the oldest: a real client completes its handshake in
+// milliseconds, so silent connections cannot lock it out.
 constexpr size_t MAX_PENDING_HANDSHAKES = 64;
 
 // Authenticated connections open at once.
@@ -47,14 +49,25 @@ class Server {
   EventLog& log;
   kj::Array<kj::String> admins;
   size_t connections = 0;
-  size_t pendingHandshakes = 0;
+
+  // A TLS handshake under way, oldest first in `pending`. Destroying one cancels the handshake
+  // and closes its connection.
+  struct PendingHandshake {
+    kj::String peer;
+    kj::Promise<void> task = nullptr;
+    bool done = false;
+  };
+  kj::Vector<kj::Own<PendingHandshake>> pending;
 
   LoggedTaskErrors errorHandler;
   kj::TaskSet tasks;
 
   class Connection;
 
-  kj::Promise<void> handshake(kj::AuthenticatedStream stream);
+  void handshake(kj::AuthenticatedStream stream);
+  kj::Promise<void> serve(kj::AuthenticatedStream secured, kj::String peer);
+  // Forgets the handshakes that have finished (from outside their own continuations).
+  void sweepHandshakes();
   bool isAdmin(kj::StringPtr user) const;
 };
 
