@@ -7,6 +7,7 @@
 #include <kj/encoding.h>
 #include <kj/vector.h>
 #include <openssl/sha.h>
+#include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -30,10 +31,23 @@ class CollectingSink final : public OutputSink {
   kj::Vector<kj::byte> bytes;
   size_t writes = 0;
   kj::Maybe<JobState> endState;
+  kj::Array<kj::byte> buffer;
 
-  kj::Promise<void> write(kj::ArrayPtr<const kj::byte> data) override {
+  kj::ArrayPtr<kj::byte> nextBuffer(size_t size) override {
+    EXPECT_EQ(endState, nullptr) << "buffer asked for after end";
+    // Filled with a pattern, so that bytes the follower did not read would show.
+    buffer = kj::heapArray<kj::byte>(size);
+    memset(buffer.begin(), 0xa5, buffer.size());
+    return buffer;
+  }
+
+  kj::Promise<void> write(size_t size) override {
     EXPECT_EQ(endState, nullptr) << "write after end";
-    bytes.addAll(data);
+    EXPECT_GT(size, 0u) << "empty write";
+    EXPECT_LE(size, buffer.size()) << "write beyond the buffer";
+    bytes.addAll(buffer.slice(0, kj::min(size, buffer.size())));
+    // The buffer is spent: a write without a new one is a follower bug.
+    buffer = nullptr;
     ++writes;
     return kj::evalLater([]() {});
   }

@@ -16,25 +16,20 @@ class Follower {
         sink(sink),
         fd(openOutput(job)),
         offset(offset),
-        follow(follow),
-        buffer(kj::heapArray<kj::byte>(FOLLOWER_CHUNK_BYTES)) {}
+        follow(follow) {}
 
   kj::Promise<void> run() {
     // Whether the job had ended before this read: if so, a short read is the true end.
     bool endedBefore = job.hasEnded();
     size_t n = readChunk();
-    if (n > 0) {
-      return sink.write(buffer.slice(0, n)).then([this]() { return run(); });
-    }
+    if (n > 0) return deliver(n);
     if (endedBefore || !follow) return sink.end(job);
 
     // At the end of a running job's output. Ask to be woken first, then look once more, so a
     // write between the last read and the wait cannot be missed.
     auto changed = job.outputChanged();
     n = readChunk();
-    if (n > 0) {
-      return sink.write(buffer.slice(0, n)).then([this]() { return run(); });
-    }
+    if (n > 0) return deliver(n);
     return changed.then([this]() { return run(); });
   }
 
@@ -44,7 +39,8 @@ class Follower {
   kj::AutoCloseFd fd;
   uint64_t offset;
   bool follow;
-  kj::Array<kj::byte> buffer;
+  // The sink's buffer for the next chunk; empty until asked for, again after each write.
+  kj::ArrayPtr<kj::byte> buffer;
 
   static kj::AutoCloseFd openOutput(Job& job) {
     int raw;
@@ -59,10 +55,16 @@ class Follower {
   size_t readChunk() {
     // No file is this large (4 EiB); an offset beyond what pread() takes reads as the end.
     if (offset >= uint64_t(1) << 62) return 0;
+    if (buffer.size() == 0) buffer = sink.nextBuffer(FOLLOWER_CHUNK_BYTES);
     ssize_t n;
     KJ_SYSCALL(n = pread(fd, buffer.begin(), buffer.size(), offset), job.outputPath());
     offset += n;
     return n;
+  }
+
+  kj::Promise<void> deliver(size_t n) {
+    buffer = nullptr;
+    return sink.write(n).then([this]() { return run(); });
   }
 };
 

@@ -19,8 +19,14 @@ class OutputSink {
  public:
   virtual ~OutputSink() noexcept(false) = default;
 
-  // The next bytes, in order. The follower does not read more until the promise resolves.
-  virtual kj::Promise<void> write(kj::ArrayPtr<const kj::byte> data) = 0;
+  // Where the follower reads the next chunk: `size` bytes owned by the sink, valid until the
+  // following write(). The RPC layer hands out the data field of its next request, so a chunk
+  // goes from the page cache into the message without another copy.
+  virtual kj::ArrayPtr<kj::byte> nextBuffer(size_t size) = 0;
+
+  // The next bytes, in order: the first `size` bytes of the buffer of the last nextBuffer().
+  // The follower asks for no other buffer until the promise resolves.
+  virtual kj::Promise<void> write(size_t size) = 0;
 
   // Everything asked for was delivered: the job has ended (with `follow`), or the end of the
   // output at the time was reached (without it).

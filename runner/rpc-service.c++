@@ -24,15 +24,30 @@ class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler
     caller.output.release(inFlight);
   }
 
-  kj::Promise<void> write(kj::ArrayPtr<const kj::byte> data) override {
+  kj::ArrayPtr<kj::byte> nextBuffer(size_t size) override {
+    auto request = client.typelessRequest(
+        capnp::typeId<api::OutputSink>(), WRITE_METHOD,
+        capnp::MessageSize{size / sizeof(capnp::word) + 8, 0});
+    kj::ArrayPtr<kj::byte> buffer = request.initAs<api::OutputSink::WriteParams>().initData(size);
+    next = kj::mv(request);
+    return buffer;
+  }
+
+  kj::Promise<void> write(size_t size) override {
     KJ_IF_MAYBE(e, failure) {
       return kj::cp(*e);
     }
-    auto request = client.typelessRequest(
-        capnp::typeId<api::OutputSink>(), WRITE_METHOD,
-        capnp::MessageSize{data.size() / sizeof(capnp::word) + 8, 0});
-    request.initAs<api::OutputSink::WriteParams>().setData(data);
-    size_t size = data.size();
+    auto request = kj::mv(KJ_ASSERT_NONNULL(next, "write() without nextBuffer()"));
+    next = nullptr;
+    auto params = request.getAs<api::OutputSink::WriteParams>();
+    KJ_ASSERT(size <= params.getData().size(), size);
+    if (size < params.getData().size()) {
+      // The data field is the last object of the message: shrinking it gives the space back, so
+      // only `size` bytes go on the wire.
+      auto data = params.disownData();
+      data.truncate(size);
+      params.adoptData(kj::mv(data));
+    }
     inFlight += size;
     caller.output.add(size);
     acks.add(request.send().then(
@@ -51,7 +66,10 @@ class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler
   }
 
   // Drops the reference to the client's sink: the client learns that no more output comes.
-  void release() { client = nullptr; }
+  void release() {
+    next = nullptr;
+    client = nullptr;
+  }
 
  private:
   // OutputSink.write's ordinal in schema/runner.capnp.
@@ -59,6 +77,8 @@ class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler
 
   api::OutputSink::Client client;
   Caller& caller;
+  // The request whose data field the follower is reading into.
+  kj::Maybe<capnp::Request<capnp::AnyPointer, capnp::AnyPointer>> next;
   size_t inFlight = 0;
   kj::Maybe<kj::Exception> failure;
   kj::TaskSet acks;
