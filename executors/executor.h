@@ -2,9 +2,10 @@
 // The Executor interface: how runner turns a job request into running processes.
 //
 // Executors take and return plain C++ structs; they never see RPC or schema types, so the
-// `runner` library can translate between the wire and this interface in one place. An
-// executor launches the job synchronously (fork+exec is cheap and its failure is reported
-// at once), then the returned Process reports the job's end through the KJ event loop.
+// `runner` library can translate between the wire and this interface in one place. A launch
+// is asynchronous: the event loop keeps serving everyone while a job's process makes its way
+// to exec (a job user's other processes can stop it there), then the returned Process reports
+// the job's end through the same event loop.
 
 #include <kj/array.h>
 #include <kj/async.h>
@@ -133,11 +134,14 @@ class Executor {
 
   virtual kj::StringPtr name() const = 0;
 
-  // Starts the job and returns once it has exec'd or failed to. Throws for a request that
-  // can never work (empty argv, root credentials, a limit this executor cannot apply: the
-  // message names the limit). Must be called on the thread running the event loop the
-  // executor was built with.
-  virtual LaunchResult launch(LaunchRequest&& request) = 0;
+  // Starts the job; resolves once it has exec'd (a Process) or failed to (a LaunchFailure,
+  // also when it did not reach exec within spawn.h's LAUNCH_TIMEOUT). Throws at once for a
+  // request that can never work (empty argv, root credentials, a limit this executor cannot
+  // apply: the message names the limit). The request is needed only during the call; its
+  // output fd may be closed once the call has returned. Cancelling the promise kills the
+  // process and frees whatever was made for it (a cgroup). Must be called on the thread
+  // running the event loop the executor was built with.
+  virtual kj::Promise<LaunchResult> launch(LaunchRequest&& request) = 0;
 };
 
 // Executors by name, built in main() and handed to whoever launches jobs.

@@ -48,8 +48,7 @@ enum class Step : int {
 constexpr rlim_t JOB_NOFILE_SOFT_LIMIT = 1024;
 
 // Directories of the job's PATH that are searched at most. Each is one execve() between the
-// switch to the job's user and the job's start, when other jobs of that user could stop the
-// process that the server is waiting on; a long PATH must not widen that window.
+// switch to the job's user and the job's start; a long PATH must not make a launch slow.
 constexpr size_t MAX_PATH_ENTRIES = 64;
 
 // What the child writes to the error pipe when a step fails.
@@ -59,7 +58,8 @@ struct ChildError {
 };
 
 // Everything the child needs, prepared by the parent before clone3() so that the child never
-// allocates. Pointers refer to storage owned by spawn()'s frame, which the child has a copy of.
+// allocates. Pointers refer to storage owned by spawn()'s frame: the child has its own copy of
+// that memory, so the parent frees it as soon as clone3() has returned.
 struct ChildPlan {
   const char* const* argv;
   const char* const* envp;
@@ -220,18 +220,8 @@ void runChild(const ChildPlan& plan) {
   fail(Step::EXEC);
 }
 
-// The child's entry point under clone(): it runs on its own stack, in the parent's memory.
-int childMain(void* plan) {
-  runChild(*static_cast<const ChildPlan*>(plan));
-  _exit(127);
-}
-
 // ---------------------------------------------------------------------------------------------
 // The parent side.
-
-// The child's stack when it shares the parent's memory. The child side uses little: no
-// allocation, a few frames of plain C calls.
-constexpr size_t CHILD_STACK_BYTES = 64 * 1024;
 
 void requireNoNul(kj::StringPtr text, const char* what) {
   KJ_REQUIRE(strlen(text.cStr()) == text.size(), "argument contains a NUL byte", what, text);
@@ -274,8 +264,8 @@ kj::Array<kj::String> execCandidates(kj::StringPtr command, kj::StringPtr search
     start = end + 1;
   }
   if (candidates.size() > MAX_PATH_ENTRIES) {
-    KJ_FAIL_REQUIRE(kj::str("the job's PATH has ", candidates.size(),
-                            " directories; at most ", MAX_PATH_ENTRIES, " are searched"));
+    KJ_FAIL_REQUIRE(kj::str("the job's PATH has ", candidates.size(), " directories; at most ",
+                            MAX_PATH_ENTRIES, " are searched"));
   }
   return candidates.releaseAsArray();
 }
@@ -289,7 +279,15 @@ kj::AutoCloseFd aboveStdio(kj::AutoCloseFd fd) {
   return kj::AutoCloseFd(moved);
 }
 
-kj::String describeStep(Step step, const ChildPlan& plan) {
+// What describeStep() needs to name a failed step, kept after the request is gone.
+struct StepNames {
+  kj::String command;
+  kj::String workingDir;
+  uid_t uid;
+  gid_t gid;
+};
+
+kj::String describeStep(Step step, const StepNames& names) {
   switch (step) {
     case Step::SIGNALS:
       return kj::str("reset signals");
@@ -312,28 +310,142 @@ kj::String describeStep(Step step, const ChildPlan& plan) {
     case Step::SETGROUPS:
       return kj::str("setgroups");
     case Step::SETGID:
-      return kj::str("setgid ", plan.gid);
+      return kj::str("setgid ", names.gid);
     case Step::SETUID:
-      return kj::str("setuid ", plan.uid);
+      return kj::str("setuid ", names.uid);
     case Step::CHDIR:
-      return kj::str("chdir ", plan.workingDir);
+      return kj::str("chdir ", names.workingDir);
     case Step::NO_NEW_PRIVS:
       return kj::str("set no_new_privs");
     case Step::EXEC:
-      return kj::str("exec ", plan.argv[0]);
+      return kj::str("exec ", names.command);
   }
   return kj::str("step ", static_cast<int>(step));
 }
 
-// Waits for the exit of a child known to be exiting (it reported a failure).
-void reapFailedChild(int pidfd) {
-  siginfo_t info = {};
-  KJ_SYSCALL(waitid(static_cast<idtype_t>(P_PIDFD), pidfd, &info, WEXITED));
-}
+// A child between clone3() and exec. Owns the read end of its error pipe and its pidfd until
+// the launch resolves; destroyed unresolved (the launch was cancelled), it kills and reaps the
+// child.
+class PendingLaunch {
+ public:
+  PendingLaunch(kj::UnixEventPort& eventPort, pid_t pid, kj::AutoCloseFd pidfd,
+                kj::AutoCloseFd errorRead, StepNames names)
+      : eventPort(eventPort),
+        pid(pid),
+        pidfd(kj::mv(pidfd)),
+        errorRead(kj::mv(errorRead)),
+        errorObserver(eventPort, this->errorRead.get(),
+                      kj::UnixEventPort::FdObserver::OBSERVE_READ),
+        names(kj::mv(names)) {}
+
+  ~PendingLaunch() noexcept(false) {
+    if (done) return;
+    // Cancelled: the child must not outlive the launch, nor stay a zombie. SIGKILL ends it even
+    // when it is stopped, so the blocking reap is short.
+    KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
+                   killChild();
+                   reap();
+                 })) {
+      KJ_LOG(ERROR, "could not reap a cancelled launch", pid, *exception);
+    }
+  }
+
+  KJ_DISALLOW_COPY(PendingLaunch);
+
+  // Resolves once the child has exec'd, failed, or been killed after `timeout`.
+  kj::Promise<SpawnResult> result(kj::Timer& timer, kj::Duration timeout) {
+    return readReport()
+        .exclusiveJoin(timer.afterDelay(timeout).then([timeout]() {
+          return Outcome{ETIMEDOUT, kj::str("the command did not start within ", timeout,
+                                            " (it was stopped or is stuck before exec)")};
+        }))
+        .then([this](Outcome outcome) -> kj::Promise<SpawnResult> {
+          KJ_IF_MAYBE (message, outcome.failure) {
+            // A failed child has nothing left to do but exit, and a late one is killed: either
+            // way SIGKILL makes sure that a stop cannot hold it, then the reap is prompt.
+            killChild();
+            return reapWhenExited().then(
+                [failure = LaunchFailure{outcome.errorNumber, kj::mv(*message)}]() mutable
+                -> SpawnResult { return kj::mv(failure); });
+          }
+          done = true;
+          SpawnResult spawned = Spawned{pid, kj::mv(pidfd)};
+          return kj::mv(spawned);
+        });
+  }
+
+ private:
+  kj::UnixEventPort& eventPort;
+  pid_t pid;
+  kj::AutoCloseFd pidfd;
+  kj::AutoCloseFd errorRead;
+  kj::UnixEventPort::FdObserver errorObserver;
+  // Made only when needed: the pidfd of a started job is watched by its Process instead.
+  kj::Maybe<kj::Own<kj::UnixEventPort::FdObserver>> exitObserver;
+  StepNames names;
+  // The child has been reaped, or handed over as Spawned.
+  bool done = false;
+
+  // How the wait for exec ended: no failure (it exec'd), or why the launch failed.
+  struct Outcome {
+    int errorNumber = 0;
+    kj::Maybe<kj::String> failure;
+  };
+
+  // Reads the error pipe until end of file (the child exec'd) or a report of a failed step.
+  kj::Promise<Outcome> readReport() {
+    ChildError report;
+    ssize_t n;
+    KJ_NONBLOCKING_SYSCALL(n = read(errorRead.get(), &report, sizeof(report)), pid);
+    if (n < 0) {
+      // Edge-triggered: read until EAGAIN, then wait for the next change.
+      return errorObserver.whenBecomesReadable().then([this]() { return readReport(); });
+    }
+    if (n == 0) return Outcome{};
+    // One write() of fewer than PIPE_BUF bytes: all or nothing.
+    KJ_ASSERT(n == sizeof(report), "short report from the child", n, pid);
+    return Outcome{
+        report.errorNumber,
+        kj::str(describeStep(report.step, names), ": ", strerror(report.errorNumber)),
+    };
+  }
+
+  void killChild() {
+    KJ_SYSCALL_HANDLE_ERRORS(syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0)) {
+      case ESRCH:  // already exited
+        break;
+      default:
+        KJ_FAIL_SYSCALL("pidfd_send_signal", error, pid);
+    }
+  }
+
+  // Waits (on the event loop) for the child to exit, then reaps it.
+  kj::Promise<void> reapWhenExited() {
+    if (exitObserver == nullptr) {
+      exitObserver = kj::heap<kj::UnixEventPort::FdObserver>(
+          eventPort, pidfd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ);
+    }
+    siginfo_t info = {};
+    KJ_SYSCALL(waitid(static_cast<idtype_t>(P_PIDFD), pidfd.get(), &info, WEXITED | WNOHANG), pid);
+    if (info.si_pid != 0) {
+      done = true;
+      return kj::READY_NOW;
+    }
+    auto& observer = *KJ_ASSERT_NONNULL(exitObserver);
+    return observer.whenBecomesReadable().then([this]() { return reapWhenExited(); });
+  }
+
+  void reap() {
+    siginfo_t info = {};
+    KJ_SYSCALL(waitid(static_cast<idtype_t>(P_PIDFD), pidfd.get(), &info, WEXITED), pid);
+    done = true;
+  }
+};
 
 }  // namespace
 
-kj::OneOf<Spawned, LaunchFailure> spawn(const SpawnOptions& options) {
+kj::Promise<SpawnResult> spawn(kj::UnixEventPort& eventPort, kj::Timer& timer,
+                               const SpawnOptions& options) {
   auto& request = options.request;
   KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
   for (auto& arg : request.argv) requireNoNul(arg, "argv");
@@ -370,6 +482,9 @@ kj::OneOf<Spawned, LaunchFailure> spawn(const SpawnOptions& options) {
   int pipeFds[2];
   KJ_SYSCALL(pipe2(pipeFds, O_CLOEXEC));
   auto errorRead = kj::AutoCloseFd(pipeFds[0]);
+  // Only the parent's end: the child's write of a report must not fail with EAGAIN, and it
+  // cannot block either, since the pipe is empty and the report small.
+  KJ_SYSCALL(fcntl(errorRead.get(), F_SETFL, O_NONBLOCK));
   auto errorWrite = aboveStdio(kj::AutoCloseFd(pipeFds[1]));
 
   auto& isolation = request.isolation;
@@ -397,38 +512,25 @@ kj::OneOf<Spawned, LaunchFailure> spawn(const SpawnOptions& options) {
   if (isolation.pid) namespaceFlags |= CLONE_NEWPID;
   if (plan.makeMountsPrivate) namespaceFlags |= CLONE_NEWNS;
   if (isolation.net) namespaceFlags |= CLONE_NEWNET;
-  long cloned;
+  // clone3() forks: the child gets a copy of the parent's memory and descriptors and shares
+  // neither, so nothing it does (or has done to it, such as a SIGSTOP) can hold the parent.
+  // CLONE_CLEAR_SIGHAND resets the parent's handlers at once, so none of them can run in the
+  // child before its first step resets everything else.
+  struct clone_args args = {};
+  args.flags = CLONE_PIDFD | CLONE_CLEAR_SIGHAND | namespaceFlags;
   KJ_IF_MAYBE (cgroupFd, options.cgroupDirFd) {
-    // CLONE_INTO_CGROUP exists only for clone3(), which forks: the child gets a copy of the
-    // parent's memory.
-    struct clone_args args = {};
-    args.flags = CLONE_PIDFD | CLONE_CLEAR_SIGHAND | namespaceFlags | CLONE_INTO_CGROUP;
+    args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = *cgroupFd;
-    args.pidfd = reinterpret_cast<uintptr_t>(&pidfd);
-    args.exit_signal = SIGCHLD;
-    cloned = syscall(SYS_clone3, &args, sizeof(args));
-    if (cloned == 0) {
-      KJ_DEFER(_exit(127));
-      runChild(plan);
-    }
-  } else {
-    // Like posix_spawn(): the child shares the parent's memory until it execs (CLONE_VM) and
-    // the parent waits until then (CLONE_VFORK). No page tables to copy, no copy-on-write
-    // faults in the parent afterwards: a fork costs more the larger the server has grown.
-    // Every signal stays blocked until the child has reset all handlers to the default (its
-    // first step): a handler of the parent must never run in the child.
-    auto stack = kj::heapArray<kj::byte>(CHILD_STACK_BYTES);
-    sigset_t all, saved;
-    sigfillset(&all);
-    KJ_ASSERT(pthread_sigmask(SIG_SETMASK, &all, &saved) == 0);
-    cloned = clone(childMain, stack.end(), CLONE_VM | CLONE_VFORK | CLONE_PIDFD | namespaceFlags |
-                   SIGCHLD, &plan, &pidfd);
-    int cloneError = errno;
-    KJ_ASSERT(pthread_sigmask(SIG_SETMASK, &saved, nullptr) == 0);
-    errno = cloneError;
+  }
+  args.pidfd = reinterpret_cast<uintptr_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  long cloned = syscall(SYS_clone3, &args, sizeof(args));
+  if (cloned == 0) {
+    KJ_DEFER(_exit(127));
+    runChild(plan);
   }
   if (cloned < 0) {
-    KJ_FAIL_SYSCALL("clone", errno, request.argv[0], isolation.pid, isolation.mount,
+    KJ_FAIL_SYSCALL("clone3", errno, request.argv[0], isolation.pid, isolation.mount,
                     isolation.net);
   }
 
@@ -436,17 +538,20 @@ kj::OneOf<Spawned, LaunchFailure> spawn(const SpawnOptions& options) {
   kj::AutoCloseFd pidfdOwner(pidfd);
   errorWrite = nullptr;
 
-  ChildError report;
-  ssize_t n;
-  KJ_SYSCALL(n = read(errorRead.get(), &report, sizeof(report)));
-  if (n == 0) return Spawned{pid, kj::mv(pidfdOwner)};
-
-  KJ_ASSERT(n == sizeof(report), "short report from the child", n);
-  reapFailedChild(pidfdOwner.get());
-  return LaunchFailure{
-      report.errorNumber,
-      kj::str(describeStep(report.step, plan), ": ", strerror(report.errorNumber)),
-  };
+  kj::Own<PendingLaunch> launch;
+  {
+    // Until the pending launch owns it, a failure must not leave the child behind.
+    KJ_ON_SCOPE_FAILURE({
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    });
+    launch =
+        kj::heap<PendingLaunch>(eventPort, pid, kj::mv(pidfdOwner), kj::mv(errorRead),
+                                StepNames{kj::str(request.argv[0]), kj::str(request.workingDir),
+                                          credentials.uid, credentials.gid});
+  }
+  auto result = launch->result(timer, options.launchTimeout);
+  return result.attach(kj::mv(launch));
 }
 
 kj::Maybe<uint64_t> processStartTime(pid_t pid) {

@@ -92,7 +92,8 @@ TEST(JobTable, EmptyCommandIsRejected) {
   Harness h(dir);
   StartRequest request;
   request.command = kj::str("");
-  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { h.table->start("alice", kj::mv(request)); })) {
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                      [&]() { h.table->start("alice", kj::mv(request)).wait(h.io.waitScope); })) {
     EXPECT_TRUE(strstr(e->getDescription().cStr(), "empty command") != nullptr)
         << e->getDescription().cStr();
   } else {
@@ -109,7 +110,8 @@ TEST(JobTable, UnknownExecutorAndBadEnvironmentAreRejected) {
     StartRequest request;
     request.command = kj::str("true");
     request.executor = kj::str("nonesuch");
-    auto e = kj::runCatchingExceptions([&]() { h.table->start("alice", kj::mv(request)); });
+    auto e = kj::runCatchingExceptions(
+        [&]() { h.table->start("alice", kj::mv(request)).wait(h.io.waitScope); });
     ASSERT_TRUE(e != nullptr);
     EXPECT_TRUE(strstr(KJ_ASSERT_NONNULL(e).getDescription().cStr(), "unknown executor"));
   }
@@ -117,7 +119,8 @@ TEST(JobTable, UnknownExecutorAndBadEnvironmentAreRejected) {
     StartRequest request;
     request.command = kj::str("true");
     request.env = kj::arr(kj::str("NOEQUALSSIGN"));
-    auto e = kj::runCatchingExceptions([&]() { h.table->start("alice", kj::mv(request)); });
+    auto e = kj::runCatchingExceptions(
+        [&]() { h.table->start("alice", kj::mv(request)).wait(h.io.waitScope); });
     ASSERT_TRUE(e != nullptr);
     EXPECT_TRUE(strstr(KJ_ASSERT_NONNULL(e).getDescription().cStr(), "NAME=value"));
   }
@@ -186,7 +189,7 @@ TEST(JobTable, RunsAsRunnerJobsWithACleanEnvironment) {
       kj::arr(kj::str("-c"),
               kj::str("id -u; echo \"[$RUNNER_TEST_SECRET]\"; echo \"$GREETING\"; echo $USER"));
   request.env = kj::arr(kj::str("GREETING=hello world"));
-  auto& job = h.table->start("alice", kj::mv(request));
+  auto& job = *h.table->start("alice", kj::mv(request)).wait(h.io.waitScope);
   h.waitEnded(job);
   unsetenv("RUNNER_TEST_SECRET");
   auto uid = getpwnam("runner-jobs")->pw_uid;

@@ -23,6 +23,24 @@ void requireNoNul(kj::StringPtr text, kj::StringPtr what) {
   }
 }
 
+// The output file of a job whose launch has not resolved yet: removed with this object unless
+// kept, so that a job that never starts leaves nothing behind.
+class UnstartedOutput {
+ public:
+  explicit UnstartedOutput(kj::String path) : path(kj::mv(path)) {}
+  ~UnstartedOutput() {
+    if (!kept) unlink(path.cStr());
+  }
+  KJ_DISALLOW_COPY(UnstartedOutput);
+
+  void keep() { kept = true; }
+
+  const kj::String path;
+
+ private:
+  bool kept = false;
+};
+
 kj::ArrayPtr<const char> envName(kj::StringPtr entry) {
   KJ_IF_MAYBE (eq, entry.findFirst('=')) {
     return entry.slice(0, *eq);
@@ -227,7 +245,7 @@ kj::String JobTable::defaultWorkingDir() {
   return kj::str("/");
 }
 
-Job& JobTable::start(kj::StringPtr owner, StartRequest&& request) {
+kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   if (request.command.size() == 0) KJ_FAIL_REQUIRE("empty command");
   requireNoNul(request.command, "command");
   for (auto& arg : request.args) requireNoNul(arg, "argument");
@@ -265,8 +283,7 @@ Job& JobTable::start(kj::StringPtr owner, StartRequest&& request) {
              path);
   kj::AutoCloseFd outputFd(rawFd);
   // Nothing of the job may be left behind if it never starts.
-  bool launched = false;
-  KJ_DEFER(if (!launched) unlink(path.cStr()));
+  auto output = kj::heap<UnstartedOutput>(kj::mv(path));
 
   executors::LaunchRequest launch;
   launch.jobId = kj::str(record.id);
@@ -285,44 +302,51 @@ Job& JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   launch.limits = record.limits;
   launch.isolation = record.isolation;
 
-  auto result = executor->launch(kj::mv(launch));
-  launched = true;
-  record.startedAt = nowMillis();
+  // The job has its own copy of the output descriptor once launch() has returned.
+  auto launching = executor->launch(kj::mv(launch));
+  return launching.then(
+      [this, owner = kj::str(owner), record = kj::mv(record),
+       output = kj::mv(output)](executors::LaunchResult&& result) mutable -> Job* {
+        output->keep();
+        record.startedAt = nowMillis();
 
-  kj::Maybe<kj::Own<executors::Process>> process;
-  KJ_SWITCH_ONEOF(result) {
-    KJ_CASE_ONEOF(proc, kj::Own<executors::Process>) {
-      record.pid = proc->pid();
-      record.pidStartTime = executors::processStartTime(record.pid).orDefault(0);
-      record.placement.cgroupVersion = proc->placement().cgroupVersion;
-      record.placement.cgroupPath = kj::str(proc->placement().cgroupPath);
-      record.placement.ioDevice = kj::str(proc->placement().ioDevice);
-      process = kj::mv(proc);
-    }
-    KJ_CASE_ONEOF(failure, executors::LaunchFailure) {
-      record.state = JobState::FAILED;
-      record.endedAt = record.startedAt;
-      record.error = kj::mv(failure.message);
-    }
-  }
+        kj::Maybe<kj::Own<executors::Process>> process;
+        KJ_SWITCH_ONEOF(result) {
+          KJ_CASE_ONEOF(proc, kj::Own<executors::Process>) {
+            record.pid = proc->pid();
+            record.pidStartTime = executors::processStartTime(record.pid).orDefault(0);
+            record.placement.cgroupVersion = proc->placement().cgroupVersion;
+            record.placement.cgroupPath = kj::str(proc->placement().cgroupPath);
+            record.placement.ioDevice = kj::str(proc->placement().ioDevice);
+            process = kj::mv(proc);
+          }
+          KJ_CASE_ONEOF(failure, executors::LaunchFailure) {
+            record.state = JobState::FAILED;
+            record.endedAt = record.startedAt;
+            record.error = kj::mv(failure.message);
+          }
+        }
 
-  // Watched before it is recorded: if the watch cannot be made (out of inotify watches), the
-  // start fails and the process dies with `process`, leaving no record of a job nobody follows.
-  kj::Maybe<kj::Own<OutputWatcher::Watch>> watch;
-  if (process != nullptr) watch = watcher.watch(path);
-  store.insert(record);
-  auto& job = add(kj::mv(record));
+        // Watched before it is recorded: if the watch cannot be made (out of inotify watches), the
+        // start fails and the process dies with `process`, leaving no record of a job nobody
+        // follows.
+        kj::Maybe<kj::Own<OutputWatcher::Watch>> watch;
+        if (process != nullptr) watch = watcher.watch(output->path);
+        store.insert(record);
+        auto& job = add(kj::mv(record));
 
-  KJ_IF_MAYBE (proc, process) {
-    job.watch = kj::mv(watch);
-    log("job started id=", job.rec.id, " owner=", owner, " pid=", job.rec.pid,
-        " executor=", job.rec.executor, " command=", job.rec.command);
-    tasks.add((*proc)->onExit().then([&job](executors::ExitStatus status) { job.finish(status); }));
-    job.process = kj::mv(*proc);
-  } else {
-    log("job failed id=", job.rec.id, " owner=", owner, ": ", job.rec.error);
-  }
-  return job;
+        KJ_IF_MAYBE (proc, process) {
+          job.watch = kj::mv(watch);
+          log("job started id=", job.rec.id, " owner=", owner, " pid=", job.rec.pid,
+              " executor=", job.rec.executor, " command=", job.rec.command);
+          tasks.add(
+              (*proc)->onExit().then([&job](executors::ExitStatus status) { job.finish(status); }));
+          job.process = kj::mv(*proc);
+        } else {
+          log("job failed id=", job.rec.id, " owner=", owner, ": ", job.rec.error);
+        }
+        return &job;
+      });
 }
 
 kj::Maybe<Job&> JobTable::find(kj::StringPtr id) {

@@ -100,10 +100,14 @@ class JobTable {
   // nothing can observe its end any more, and becomes `lost` too.
   void load();
 
-  // Starts a job owned by `owner`. Throws for a request that can never run (empty command,
-  // unknown executor, a bad environment entry, a limit the executor cannot apply). A command
-  // that cannot be started yields a job in state `failed`.
-  Job& start(kj::StringPtr owner, StartRequest&& request);
+  // Starts a job owned by `owner`; resolves once the executor's launch has resolved, with the
+  // job recorded and in the table (`running`, or `failed` for a command that could not be
+  // started or did not reach exec in time). Until then the job is nowhere: not in the table,
+  // not in the store; its output file exists, and is removed if the launch throws or is
+  // cancelled. Throws at once for a request that can never run (empty command, unknown
+  // executor, a bad environment entry, a limit the executor cannot apply). The job is never
+  // null (KJ promises cannot carry references).
+  kj::Promise<Job*> start(kj::StringPtr owner, StartRequest&& request);
 
   kj::Maybe<Job&> find(kj::StringPtr id);
 

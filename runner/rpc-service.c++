@@ -195,11 +195,13 @@ class JobManagerImpl final : public api::JobManager::Server {
       : table(table), log(log), caller(kj::mv(caller)) {}
 
   kj::Promise<void> start(StartContext context) override {
-    auto& job = table.start(caller->user, toStartRequest(context.getParams().getSpec()));
-    auto results = context.getResults();
-    results.setJob(newJob(job));
-    fillJobInfo(results.initInfo(), job);
-    return kj::READY_NOW;
+    // The launch runs on the event loop: other calls are served while this one waits for exec.
+    return table.start(caller->user, toStartRequest(context.getParams().getSpec()))
+        .then([this, context](Job* job) mutable {
+          auto results = context.getResults();
+          results.setJob(newJob(*job));
+          fillJobInfo(results.initInfo(), *job);
+        });
   }
 
   kj::Promise<void> get(GetContext context) override {

@@ -186,7 +186,7 @@ class Runnerd {
     tls::ServerTls tls({certPath, keyPath, caPath}, io.provider->getTimer());
 
     executors::ExecutorSet executorSet;
-    executorSet.add(kj::heap<executors::LocalExecutor>(io.unixEventPort));
+    executorSet.add(kj::heap<executors::LocalExecutor>(io.unixEventPort, io.provider->getTimer()));
     // The cgroup executor needs a cgroup hierarchy this process may write to. Without one,
     // runnerd still serves the local executor, unless cgroup was asked for.
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {

@@ -44,7 +44,7 @@ Harness::Harness(TempDir& dir)
       watcher(io.unixEventPort) {
   auto logDir = kj::str(dir.path(), "/logs");
   if (mkdir(logDir.cStr(), 0750) < 0) KJ_ASSERT(errno == EEXIST);
-  executorSet.add(kj::heap<executors::LocalExecutor>(io.unixEventPort));
+  executorSet.add(kj::heap<executors::LocalExecutor>(io.unixEventPort, io.provider->getTimer()));
   JobTableConfig config;
   config.logDir = kj::mv(logDir);
   config.runAs = resolveRunAs("runner-jobs");
@@ -70,7 +70,7 @@ Job& Harness::start(kj::ArrayPtr<const kj::StringPtr> argv, kj::StringPtr owner)
   request.args = KJ_MAP(arg, argv.slice(1, argv.size())) {
     return kj::str(arg);
   };
-  return table->start(owner, kj::mv(request));
+  return *table->start(owner, kj::mv(request)).wait(io.waitScope);
 }
 
 Job& Harness::sh(kj::StringPtr script, kj::StringPtr owner) {

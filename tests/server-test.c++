@@ -2,6 +2,8 @@
 // by the test, and Cap'n Proto clients speaking the public schema.
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <kj/debug.h>
 #include <kj/io.h>
@@ -9,8 +11,13 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <iostream>
 
 #include "tests/runnerd-fixture.h"
 
@@ -509,6 +516,123 @@ TEST(Server, OversizedRequestIsRefusedAndTheServerKeepsServing) {
   auto alice = f.connect("alice");
   EXPECT_EQ(alice->manager.whoamiRequest().send().wait(f.io.waitScope).getUser(), "alice");
   EXPECT_LT(f.serverRssKib(), before + 8192);
+}
+
+// Holds whoever execs `path` inside execve(), after the switch to the job user and before the
+// new program starts: a write lease makes the kernel's open of the file for exec wait until
+// the lease is given up (or /proc/sys/fs/lease-break-time has passed, 45 s by default). The
+// lease break is announced to this process with SIGIO, ignored meanwhile.
+class ExecHold {
+ public:
+  explicit ExecHold(kj::StringPtr path) {
+    previousSigio = signal(SIGIO, SIG_IGN);
+    KJ_SYSCALL(fd = open(path.cStr(), O_RDONLY | O_CLOEXEC), path);
+    if (fcntl(fd, F_SETLEASE, F_WRLCK) < 0) error = kj::str(strerror(errno));
+  }
+  ~ExecHold() {
+    close(fd);
+    signal(SIGIO, previousSigio);
+  }
+  KJ_DISALLOW_COPY(ExecHold);
+
+  // Empty when the hold is in place, otherwise why not.
+  kj::String error = kj::str();
+
+ private:
+  int fd = -1;
+  sighandler_t previousSigio;
+};
+
+// Another job of the run-as user stops every new job process of this runnerd it can see,
+// including ones between the switch to that user and exec; two of the starts are held inside
+// exec (ExecHold), so the attacker is sure to catch those. The server must go on serving, and
+// every start must resolve. The attacker is limited to children of this test's own runnerd
+// (pgrep -P), so that tests running in parallel keep their jobs.
+TEST(Server, StoppingALaunchingJobCannotFreezeTheServer) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto bob = f.connect("bob");
+  auto alice = f.connect("alice");
+  auto observer = f.connect("admin");
+  auto& timer = f.io.provider->getTimer();
+  auto runnerdPid = kj::str(f.pid());
+
+  // A copy of /bin/true that the held starts run, in a directory the job user may enter.
+  auto heldDir = kj::str("/tmp/runner-held.XXXXXX");
+  ASSERT_NE(mkdtemp(heldDir.begin()), nullptr) << strerror(errno);
+  auto held = kj::str(heldDir, "/held-true");
+  KJ_DEFER({
+    unlink(held.cStr());
+    rmdir(heldDir.cStr());
+  });
+  KJ_SYSCALL(chmod(heldDir.cStr(), 0755));
+  ASSERT_EQ(system(kj::str("cp /bin/true ", held).cStr()), 0);
+
+  auto continueStopped = [&]() {
+    auto command = kj::str("pgrep -P ", runnerdPid, " -u runner-jobs | xargs -r kill -CONT");
+    EXPECT_EQ(system(command.cStr()), 0);
+  };
+  KJ_DEFER(continueStopped());
+
+  auto attacker = startJob(f, *bob,
+                           {"/bin/sh", "-c",
+                            "while :; do for p in $(pgrep -P \"$1\" -u runner-jobs); do "
+                            "[ $p != $$ ] && kill -STOP $p; done; done",
+                            "attacker", runnerdPid});
+  ASSERT_EQ(attacker.state, api::State::RUNNING) << attacker.error.cStr();
+
+  auto answersWithin = [&](kj::Promise<bool>&& promise, kj::Duration limit) {
+    return promise.exclusiveJoin(timer.afterDelay(limit).then([]() { return false; }))
+        .wait(f.io.waitScope);
+  };
+  size_t started = 0;
+  size_t timedOut = 0;
+  for (int i = 0; i < 20; ++i) {
+    bool hold = i == 5 || i == 15;
+    kj::Maybe<kj::Own<ExecHold>> execHold;
+    if (hold) {
+      auto& h = *execHold.emplace(kj::heap<ExecHold>(held));
+      ASSERT_EQ(h.error, "") << "cannot take a lease on " << held.cStr();
+    }
+    auto request = alice->manager.startRequest();
+    request.initSpec().setCommand(hold ? held.asPtr() : "/bin/true"_kj);
+    auto starting = request.send();
+    EXPECT_TRUE(answersWithin(observer->manager.whoamiRequest().send().then(
+                                  [](capnp::Response<api::JobManager::WhoamiResults>&& response) {
+                                    return response.getUser() == "admin";
+                                  }),
+                              2 * kj::SECONDS))
+        << "whoami did not answer within 2 s while start " << i << " was pending";
+    api::State state = api::State::LOST;
+    kj::String error;
+    EXPECT_TRUE(
+        answersWithin(starting.then([&](capnp::Response<api::JobManager::StartResults>&& response) {
+          state = response.getInfo().getState();
+          error = kj::str(response.getInfo().getError());
+          return true;
+        }),
+                      10 * kj::SECONDS + 5 * kj::SECONDS))
+        << "start " << i << " did not resolve";
+    if (state == api::State::FAILED) {
+      ++timedOut;
+      EXPECT_EQ(error,
+                "the command did not start within 10s (it was stopped or is stuck before exec)");
+    } else {
+      ++started;
+      EXPECT_FALSE(hold) << "start " << i << " was held in exec, yet started";
+      EXPECT_TRUE(state == api::State::RUNNING || state == api::State::EXITED)
+          << "start " << i << ": state " << static_cast<int>(state);
+    }
+  }
+  EXPECT_GE(timedOut, 2u);
+  std::cout << started << " jobs started, " << timedOut << " were stopped or held before exec"
+            << std::endl;
+
+  auto stop = bob->manager.getRequest();
+  stop.setId(attacker.id);
+  auto stopRequest = stop.send().getJob().stopRequest();
+  stopRequest.setGraceMillis(1000);
+  EXPECT_EQ(stopRequest.send().wait(f.io.waitScope).getInfo().getState(), api::State::STOPPED);
 }
 
 }  // namespace

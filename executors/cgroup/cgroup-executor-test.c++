@@ -160,7 +160,7 @@ class CgroupExecutorTest : public testing::Test {
   }
 
   kj::Own<Process> start(LaunchRequest&& r) {
-    auto result = executor->launch(kj::mv(r));
+    auto result = executor->launch(kj::mv(r)).wait(io.waitScope);
     KJ_SWITCH_ONEOF(result) {
       KJ_CASE_ONEOF(process, kj::Own<Process>) {
         return kj::mv(process);
@@ -368,7 +368,7 @@ TEST_F(CgroupExecutorTest, UsageComesFromTheCgroupCounters) {
 }
 
 TEST_F(CgroupExecutorTest, ACommandThatCannotStartLeavesNoCgroup) {
-  auto result = executor->launch(request({"/nonexistent/command"}));
+  auto result = executor->launch(request({"/nonexistent/command"})).wait(io.waitScope);
   ASSERT_TRUE(result.is<LaunchFailure>());
   EXPECT_EQ(result.get<LaunchFailure>().errorNumber, ENOENT);
   expectNothingLeftBehind();
@@ -384,7 +384,7 @@ TEST_F(CgroupExecutorTest, IoLimitOnTmpfsFailsNamingTheLimit) {
   auto r = request({"true"}, limits);
   r.workingDir = kj::str("/dev/shm");
   try {
-    executor->launch(kj::mv(r));
+    executor->launch(kj::mv(r)).wait(io.waitScope);
     ADD_FAILURE() << "an io limit needs a block device";
   } catch (const kj::Exception& e) {
     std::string message = e.getDescription().cStr();

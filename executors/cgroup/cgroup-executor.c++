@@ -141,7 +141,7 @@ kj::StringPtr CgroupExecutor::name() const {
   return "cgroup";
 }
 
-LaunchResult CgroupExecutor::launch(LaunchRequest&& request) {
+kj::Promise<LaunchResult> CgroupExecutor::launch(LaunchRequest&& request) {
   KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
 
   kj::Maybe<IoDevice> ioDevice;
@@ -157,19 +157,26 @@ LaunchResult CgroupExecutor::launch(LaunchRequest&& request) {
     placement.ioDevice = device->describe();
   }
 
-  auto result = spawn(SpawnOptions{request, cgroup->spawnDirFd(), cgroup->spawnProcsFds()});
-  KJ_SWITCH_ONEOF(result) {
-    KJ_CASE_ONEOF(spawned, Spawned) {
-      kj::Own<Process> process = kj::heap<CgroupProcess>(eventPort, timer, kj::mv(spawned),
-                                                         kj::mv(cgroup), kj::mv(placement));
-      return kj::mv(process);
+  auto spawning =
+      spawn(eventPort, timer, SpawnOptions{request, cgroup->spawnDirFd(), cgroup->spawnProcsFds()});
+  // The continuation owns `cgroup`, and KJ destroys a continuation's dependency before the
+  // continuation: a cancelled launch kills and reaps its child first, then the JobCgroup's
+  // destructor removes the (now empty) cgroup.
+  return spawning.then([this, cgroup = kj::mv(cgroup), placement = kj::mv(placement)](
+                           SpawnResult&& result) mutable -> LaunchResult {
+    KJ_SWITCH_ONEOF(result) {
+      KJ_CASE_ONEOF(spawned, Spawned) {
+        kj::Own<Process> process = kj::heap<CgroupProcess>(eventPort, timer, kj::mv(spawned),
+                                                           kj::mv(cgroup), kj::mv(placement));
+        return kj::mv(process);
+      }
+      KJ_CASE_ONEOF(failure, LaunchFailure) {
+        // spawn() has reaped the child; destroying `cgroup` removes the empty cgroup.
+        return kj::mv(failure);
+      }
     }
-    KJ_CASE_ONEOF(failure, LaunchFailure) {
-      // spawn() has reaped the child; destroying `cgroup` removes the empty cgroup.
-      return kj::mv(failure);
-    }
-  }
-  KJ_UNREACHABLE;
+    KJ_UNREACHABLE;
+  });
 }
 
 }  // namespace runner::executors::cgroup

@@ -26,7 +26,8 @@ class CgroupExecutor final : public Executor {
   // Creates the job's cgroup (named after request.jobId) with its limits, then spawns the main
   // process inside it. IO limits apply to the disk holding request.workingDir. A limit that
   // cannot be applied throws, naming it, and leaves no cgroup behind.
-  LaunchResult launch(LaunchRequest&& request) override;
+  // The cgroup is removed again when the launch fails or is cancelled.
+  kj::Promise<LaunchResult> launch(LaunchRequest&& request) override;
 
  private:
   kj::UnixEventPort& eventPort;

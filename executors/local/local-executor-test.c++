@@ -15,6 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <sys/syscall.h>
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -105,6 +108,54 @@ bool endsSoon(pid_t pid) {
   return false;
 }
 
+// The processes this thread has created and not reaped yet.
+std::vector<pid_t> childrenOfThisThread() {
+  std::string path = "/proc/self/task/" + std::to_string(syscall(SYS_gettid)) + "/children";
+  FILE* file = fopen(path.c_str(), "r");
+  KJ_ASSERT(file != nullptr, strerror(errno), path.c_str());
+  std::vector<pid_t> children;
+  int pid;
+  while (fscanf(file, "%d", &pid) == 1) children.push_back(pid);
+  fclose(file);
+  return children;
+}
+
+size_t openDescriptors() {
+  size_t count = 0;
+  DIR* dir = opendir("/proc/self/fd");
+  KJ_ASSERT(dir != nullptr, strerror(errno));
+  while (readdir(dir) != nullptr) ++count;
+  closedir(dir);
+  return count;
+}
+
+// Holds whoever execs `path` inside execve(), before the new program starts: a write lease
+// makes the kernel's open of the file for exec wait until the lease is given up (or until
+// /proc/sys/fs/lease-break-time has passed, 45 s by default). The lease break is announced to
+// this process with SIGIO, which is ignored meanwhile.
+class ExecHold {
+ public:
+  explicit ExecHold(const std::string& path) {
+    previousSigio = signal(SIGIO, SIG_IGN);
+    KJ_SYSCALL(fd = open(path.c_str(), O_RDONLY | O_CLOEXEC), path.c_str());
+    if (fcntl(fd, F_SETLEASE, F_WRLCK) < 0) error = strerror(errno);
+  }
+  ~ExecHold() {
+    release();
+    close(fd);
+    signal(SIGIO, previousSigio);
+  }
+
+  // Empty when the hold is in place, otherwise why not.
+  std::string error;
+
+  void release() { fcntl(fd, F_SETLEASE, F_UNLCK); }
+
+ private:
+  int fd = -1;
+  sighandler_t previousSigio;
+};
+
 template <typename Func>
 kj::Exception expectThrows(Func&& func) {
   KJ_IF_MAYBE (exception, kj::runCatchingExceptions(kj::fwd<Func>(func))) {
@@ -154,7 +205,7 @@ class LocalExecutorTest : public testing::Test {
   }
 
   kj::Own<Process> start(LaunchRequest&& launchRequest) {
-    auto result = executor.launch(kj::mv(launchRequest));
+    auto result = executor.launch(kj::mv(launchRequest)).wait(io.waitScope);
     if (result.is<LaunchFailure>()) {
       ADD_FAILURE() << "launch failed: " << result.get<LaunchFailure>().message.cStr();
     }
@@ -162,7 +213,7 @@ class LocalExecutorTest : public testing::Test {
   }
 
   LaunchFailure startFailing(LaunchRequest&& launchRequest) {
-    auto result = executor.launch(kj::mv(launchRequest));
+    auto result = executor.launch(kj::mv(launchRequest)).wait(io.waitScope);
     if (!result.is<LaunchFailure>()) ADD_FAILURE() << "launch unexpectedly succeeded";
     return kj::mv(result.get<LaunchFailure>());
   }
@@ -191,7 +242,7 @@ class LocalExecutorTest : public testing::Test {
   }
 
   kj::AsyncIoContext io = kj::setupAsyncIo();
-  LocalExecutor executor{io.unixEventPort};
+  LocalExecutor executor{io.unixEventPort, io.provider->getTimer()};
   OutputFile output;
   uid_t uid = 0;
   gid_t gid = 0;
@@ -274,14 +325,14 @@ TEST_F(LocalExecutorTest, CommandIsSearchedInTheJobsPath) {
 }
 
 TEST_F(LocalExecutorTest, EmptyCommandThrows) {
-  auto exception = expectThrows([&]() { executor.launch(request({""})); });
+  auto exception = expectThrows([&]() { executor.launch(request({""})).wait(io.waitScope); });
   EXPECT_TRUE(strstr(exception.getDescription().cStr(), "empty command") != nullptr)
       << exception.getDescription().cStr();
 
   auto noArgvException = expectThrows([&]() {
     auto noArgv = request({"true"});
     noArgv.argv = nullptr;
-    executor.launch(kj::mv(noArgv));
+    executor.launch(kj::mv(noArgv)).wait(io.waitScope);
   });
   EXPECT_TRUE(strstr(noArgvException.getDescription().cStr(), "empty command") != nullptr)
       << noArgvException.getDescription().cStr();
@@ -291,7 +342,7 @@ TEST_F(LocalExecutorTest, RootCredentialsAreRefused) {
   auto exception = expectThrows([&]() {
     auto asRoot = request({"true"});
     asRoot.credentials.uid = 0;
-    executor.launch(kj::mv(asRoot));
+    executor.launch(kj::mv(asRoot)).wait(io.waitScope);
   });
   EXPECT_TRUE(strstr(exception.getDescription().cStr(), "refusing to run a job as root"))
       << exception.getDescription().cStr();
@@ -302,7 +353,7 @@ TEST_F(LocalExecutorTest, LimitsAreUnimplementedAndNamed) {
     auto limited = request({"true"});
     limited.limits.memoryBytes = 64 << 20;
     limited.limits.pids = 10;
-    executor.launch(kj::mv(limited));
+    executor.launch(kj::mv(limited)).wait(io.waitScope);
   });
   EXPECT_EQ(exception.getType(), kj::Exception::Type::UNIMPLEMENTED);
   auto description = exception.getDescription();
@@ -379,7 +430,8 @@ TEST_F(LocalExecutorTest, AnAbsurdlyLongPathIsRefused) {
   kj::Vector<kj::String> directories;
   for (int i = 0; i < 65; i++) directories.add(kj::str("/nonexistent-", i));
   launchRequest.env = kj::arr(kj::str("PATH=", kj::strArray(directories, ":")));
-  auto e = kj::runCatchingExceptions([&]() { executor.launch(kj::mv(launchRequest)); });
+  auto e = kj::runCatchingExceptions(
+      [&]() { executor.launch(kj::mv(launchRequest)).wait(io.waitScope); });
   ASSERT_TRUE(e != nullptr);
   EXPECT_TRUE(strstr(KJ_ASSERT_NONNULL(e).getDescription().cStr(), "PATH has 65 directories") !=
               nullptr)
@@ -527,6 +579,106 @@ TEST_F(LocalExecutorTest, ProcessStartTimeReadsAStrangeCommandName) {
   }
   process->signalAll(SIGKILL);
   process->onExit().wait(io.waitScope);
+}
+
+TEST_F(LocalExecutorTest, AChildStoppedBeforeExecNeitherBlocksTheLoopNorStaysBehind) {
+  // The attack: another job of the run-as user stops the new job's process between the switch
+  // to that user and exec. The hold makes the window wide enough to hit every time.
+  TempDir dir;
+  std::string program = dir.path + "/held";
+  EXPECT_EQ(system(("cp /bin/true '" + program + "'").c_str()), 0);
+  ExecHold hold(program);
+  if (!hold.error.empty())
+    GTEST_SKIP() << "cannot take a lease on " << program << ": " << hold.error;
+
+  auto& timer = io.provider->getTimer();
+  LocalExecutor executor{io.unixEventPort, timer, 500 * kj::MILLISECONDS};
+  auto launchStart = timer.now();
+  auto launching = executor.launch(request({program.c_str()}));
+  auto children = childrenOfThisThread();
+  ASSERT_EQ(children.size(), 1u);
+  pid_t child = children[0];
+  KJ_SYSCALL(kill(child, SIGSTOP));
+  for (int attempt = 0; attempt < 500 && processState(child) != 'T'; ++attempt) usleep(1000);
+  ASSERT_EQ(processState(child), 'T');
+  // Without the hold it would still be stopped before exec.
+  hold.release();
+
+  // The event loop keeps running while the launch is pending.
+  bool ticked = false;
+  timer.afterDelay(50 * kj::MILLISECONDS).then([&]() { ticked = true; }).wait(io.waitScope);
+  EXPECT_TRUE(ticked);
+  EXPECT_FALSE(launching.poll(io.waitScope));
+  EXPECT_EQ(processState(child), 'T');
+
+  auto result = launching.wait(io.waitScope);
+  EXPECT_GE(timer.now() - launchStart, 500 * kj::MILLISECONDS);
+  ASSERT_TRUE(result.is<LaunchFailure>());
+  auto& failure = result.get<LaunchFailure>();
+  EXPECT_EQ(failure.errorNumber, ETIMEDOUT);
+  EXPECT_EQ(text(failure.message),
+            "the command did not start within 500ms (it was stopped or is stuck before exec)");
+  // Killed and reaped: not even a zombie is left.
+  EXPECT_EQ(processState(child), 0);
+  EXPECT_TRUE(childrenOfThisThread().empty());
+}
+
+TEST_F(LocalExecutorTest, TheDefaultLaunchTimeoutIsTenSeconds) {
+  EXPECT_EQ(LAUNCH_TIMEOUT, 10 * kj::SECONDS);
+  EXPECT_EQ(text(kj::str(LAUNCH_TIMEOUT)), "10s");
+}
+
+TEST_F(LocalExecutorTest, CancellingAPendingLaunchKillsAndReapsTheChild) {
+  TempDir dir;
+  std::string program = dir.path + "/held";
+  EXPECT_EQ(system(("cp /bin/true '" + program + "'").c_str()), 0);
+  ExecHold hold(program);
+  if (!hold.error.empty())
+    GTEST_SKIP() << "cannot take a lease on " << program << ": " << hold.error;
+
+  size_t descriptorsBefore = openDescriptors();
+  pid_t child;
+  {
+    auto launching = executor.launch(request({program.c_str()}));
+    auto children = childrenOfThisThread();
+    ASSERT_EQ(children.size(), 1u);
+    child = children[0];
+    EXPECT_FALSE(launching.poll(io.waitScope));
+    EXPECT_NE(processState(child), 0);
+  }
+  // Reaped synchronously with the promise: gone at once, and its pipe and pidfd closed.
+  EXPECT_EQ(processState(child), 0);
+  EXPECT_TRUE(childrenOfThisThread().empty());
+  EXPECT_EQ(openDescriptors(), descriptorsBefore);
+}
+
+TEST_F(LocalExecutorTest, ALaunchThatFailsAfterBeingHeldIsStillReported) {
+  // The event loop turns while a child is held, and the report arrives through it.
+  TempDir dir;
+  // Executable, but no format the kernel knows: exec fails after opening it, past the hold.
+  std::string program = dir.path + "/no-format";
+  EXPECT_EQ(
+      system(("printf '\\001\\002\\003\\004' > '" + program + "' && chmod 0755 '" + program + "'")
+                 .c_str()),
+      0);
+  ExecHold hold(program);
+  if (!hold.error.empty())
+    GTEST_SKIP() << "cannot take a lease on " << program << ": " << hold.error;
+
+  auto launching = executor.launch(request({program.c_str()}));
+  bool ticked = false;
+  io.provider->getTimer()
+      .afterDelay(50 * kj::MILLISECONDS)
+      .then([&]() { ticked = true; })
+      .wait(io.waitScope);
+  EXPECT_TRUE(ticked);
+  EXPECT_FALSE(launching.poll(io.waitScope));
+  hold.release();
+  auto result = launching.wait(io.waitScope);
+  ASSERT_TRUE(result.is<LaunchFailure>());
+  EXPECT_EQ(result.get<LaunchFailure>().errorNumber, ENOEXEC);
+  EXPECT_EQ(text(result.get<LaunchFailure>().message), "exec " + program + ": Exec format error");
+  EXPECT_TRUE(childrenOfThisThread().empty());
 }
 
 TEST(ProcessStartTime, OfThisProcessIsStableAndOfAReapedOneIsNull) {

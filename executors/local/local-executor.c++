@@ -86,13 +86,15 @@ class LocalProcess final : public Process {
 
 }  // namespace
 
-LocalExecutor::LocalExecutor(kj::UnixEventPort& eventPort) : eventPort(eventPort) {}
+LocalExecutor::LocalExecutor(kj::UnixEventPort& eventPort, kj::Timer& timer,
+                             kj::Duration launchTimeout)
+    : eventPort(eventPort), timer(timer), launchTimeout(launchTimeout) {}
 
 kj::StringPtr LocalExecutor::name() const {
   return "local";
 }
 
-LaunchResult LocalExecutor::launch(LaunchRequest&& request) {
+kj::Promise<LaunchResult> LocalExecutor::launch(LaunchRequest&& request) {
   KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
   if (request.limits.any()) {
     kj::throwFatalException(KJ_EXCEPTION(
@@ -100,17 +102,20 @@ LaunchResult LocalExecutor::launch(LaunchRequest&& request) {
         describeLimits(request.limits)));
   }
 
-  auto result = spawn(SpawnOptions{request});
-  KJ_SWITCH_ONEOF(result) {
-    KJ_CASE_ONEOF(spawned, Spawned) {
-      kj::Own<Process> process = kj::heap<LocalProcess>(eventPort, kj::mv(spawned));
-      return kj::mv(process);
+  SpawnOptions options{request};
+  options.launchTimeout = launchTimeout;
+  return spawn(eventPort, timer, options).then([this](SpawnResult&& result) -> LaunchResult {
+    KJ_SWITCH_ONEOF(result) {
+      KJ_CASE_ONEOF(spawned, Spawned) {
+        kj::Own<Process> process = kj::heap<LocalProcess>(eventPort, kj::mv(spawned));
+        return kj::mv(process);
+      }
+      KJ_CASE_ONEOF(failure, LaunchFailure) {
+        return kj::mv(failure);
+      }
     }
-    KJ_CASE_ONEOF(failure, LaunchFailure) {
-      return kj::mv(failure);
-    }
-  }
-  KJ_UNREACHABLE;
+    KJ_UNREACHABLE;
+  });
 }
 
 }  // namespace runner::executors

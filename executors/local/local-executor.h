@@ -4,8 +4,10 @@
 // cgroup executor's job) but does apply namespace isolation.
 
 #include <kj/async-unix.h>
+#include <kj/timer.h>
 
 #include "executors/executor.h"
+#include "executors/spawn.h"
 
 namespace runner::executors {
 
@@ -14,17 +16,21 @@ namespace runner::executors {
 // (setsid, setpgid) escapes that, which only the cgroup executor prevents.
 class LocalExecutor final : public Executor {
  public:
-  // `eventPort` must outlive the executor and every Process it returns; pidfds are watched on
-  // it.
-  explicit LocalExecutor(kj::UnixEventPort& eventPort);
+  // `eventPort` and `timer` must outlive the executor and every Process it returns; launches
+  // and pidfds are watched on the first, launch deadlines kept by the second. `launchTimeout`
+  // is spawn()'s (tests shorten it).
+  LocalExecutor(kj::UnixEventPort& eventPort, kj::Timer& timer,
+                kj::Duration launchTimeout = LAUNCH_TIMEOUT);
 
   kj::StringPtr name() const override;
 
   // Throws UNIMPLEMENTED, naming the limits, for a request with any limit set.
-  LaunchResult launch(LaunchRequest&& request) override;
+  kj::Promise<LaunchResult> launch(LaunchRequest&& request) override;
 
  private:
   kj::UnixEventPort& eventPort;
+  kj::Timer& timer;
+  kj::Duration launchTimeout;
 };
 
 }  // namespace runner::executors
