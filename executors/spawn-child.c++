@@ -1,0 +1,156 @@
+#include "executors/spawn-child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace runner::executors {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// The child side. Plain C, async-signal-safe calls only: the child is a copy of a possibly
+// multi-threaded server whose locks may be held by threads that do not exist in the child.
+
+void reportFailure(const ChildPlan& plan, Step step, int errorNumber) {
+  ChildError report = {errorNumber, step};
+  ssize_t written KJ_UNUSED = write(plan.errorFd, &report, sizeof(report));
+}
+
+bool resetSignals() {
+  // KJ blocks some signals and ignores SIGPIPE, and runnerd's own parent may have left others
+  // ignored (Bazel leaves 32 and 33 ignored); both survive exec. CLONE_CLEAR_SIGHAND has reset
+  // handled signals only. glibc's sigaction() refuses the two real-time signals it keeps for
+  // itself, so this asks the kernel directly: an all-zero kernel sigaction is SIG_DFL with no
+  // flags and an empty mask, whatever the architecture's layout of that struct.
+  uint64_t defaultAction[4] = {};
+  for (int signal = 1; signal < NSIG; ++signal) {
+    if (signal == SIGKILL || signal == SIGSTOP) continue;
+    if (syscall(SYS_rt_sigaction, signal, defaultAction, nullptr, (NSIG - 1) / 8) < 0) {
+      return false;
+    }
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  return sigprocmask(SIG_SETMASK, &none, nullptr) == 0;
+}
+
+bool joinCgroups(const ChildPlan& plan) {
+  for (int fd : plan.cgroupProcsFds) {
+    if (write(fd, "0", 1) != 1) return false;
+  }
+  return true;
+}
+
+bool redirectStdio(const ChildPlan& plan) {
+  int output = plan.outputFd;
+  if (output < 3) {
+    // Move it out of the way of the descriptors it is about to become.
+    output = fcntl(output, F_DUPFD_CLOEXEC, 3);
+    if (output < 0) return false;
+  }
+  return dup2(plan.devNullFd, STDIN_FILENO) == STDIN_FILENO &&
+         dup2(output, STDOUT_FILENO) == STDOUT_FILENO &&
+         dup2(output, STDERR_FILENO) == STDERR_FILENO;
+}
+
+bool closeOtherDescriptors(const ChildPlan& plan) {
+  unsigned int errorFd = plan.errorFd;
+  if (errorFd > 3 && close_range(3, errorFd - 1, 0) < 0) return false;
+  return close_range(errorFd + 1, ~0U, 0) == 0;
+}
+
+bool bringUpLoopback() {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  struct ifreq request = {};
+  strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+  bool ok = ioctl(fd, SIOCGIFFLAGS, &request) == 0;
+  if (ok) {
+    request.ifr_flags |= IFF_UP | IFF_RUNNING;
+    ok = ioctl(fd, SIOCSIFFLAGS, &request) == 0;
+  }
+  int savedErrno = errno;
+  close(fd);
+  errno = savedErrno;
+  return ok;
+}
+
+// What runnerd set up for itself must not leak into jobs: its raised descriptor limit (some
+// programs walk every possible descriptor) and its umask.
+bool resetProcessState() {
+  umask(022);
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) < 0) return false;
+  limit.rlim_cur = limit.rlim_max < JOB_NOFILE_SOFT_LIMIT ? limit.rlim_max : JOB_NOFILE_SOFT_LIMIT;
+  return setrlimit(RLIMIT_NOFILE, &limit) == 0;
+}
+
+// Tries each exec candidate like execvpe() does; returns only on failure, with errno set.
+void execCommand(const ChildPlan& plan) {
+  bool sawAccessDenied = false;
+  int error = ENOENT;
+  for (const char* path : plan.execCandidates) {
+    execve(path, const_cast<char* const*>(plan.argv), const_cast<char* const*>(plan.envp));
+    error = errno;
+    if (error == EACCES) {
+      sawAccessDenied = true;
+    } else if (error != ENOENT && error != ENOTDIR && error != ESTALE && error != ENODEV &&
+               error != ETIMEDOUT) {
+      break;
+    }
+  }
+  if (sawAccessDenied && (error == ENOENT || error == ENOTDIR)) error = EACCES;
+  errno = error;
+}
+
+}  // namespace
+
+void runChild(const ChildPlan& plan) {
+  auto fail = [&plan](Step step) { reportFailure(plan, step, errno); };
+
+  if (!resetSignals()) return fail(Step::SIGNALS);
+  // Join v1 cgroups first, while still root, so that every later step is accounted there.
+  if (!joinCgroups(plan)) return fail(Step::CGROUP);
+  if (setsid() < 0) return fail(Step::SESSION);
+  if (!redirectStdio(plan)) return fail(Step::STDIO);
+  if (!closeOtherDescriptors(plan)) return fail(Step::CLOSE_FDS);
+  if (!resetProcessState()) return fail(Step::LIMITS);
+
+  if (plan.makeMountsPrivate && mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) {
+    return fail(Step::MOUNT_PRIVATE);
+  }
+  if (plan.mountProc &&
+      mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0) {
+    return fail(Step::MOUNT_PROC);
+  }
+  if (plan.bringUpLoopback && !bringUpLoopback()) return fail(Step::LOOPBACK);
+
+  if (plan.switchUser) {
+    // Raw system calls: glibc's wrappers would try to change the credentials of every thread
+    // of the parent, which it still believes exist; the kernel changes only this one, which
+    // is all the child has.
+    auto groups = plan.supplementaryGroups;
+    if (syscall(SYS_setgroups, groups.size(), groups.begin()) < 0) return fail(Step::SETGROUPS);
+    if (syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) < 0) return fail(Step::SETGID);
+    if (syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) < 0) return fail(Step::SETUID);
+  }
+
+  // After dropping privileges, so that the job user must be able to reach its directory.
+  if (chdir(plan.workingDir) < 0) return fail(Step::CHDIR);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return fail(Step::NO_NEW_PRIVS);
+
+  execCommand(plan);
+  fail(Step::EXEC);
+}
+
+}  // namespace runner::executors
