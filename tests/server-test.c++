@@ -137,13 +137,15 @@ TEST(Server, AuthorizationMatrix) {
 
   auto aliceJob = startJob(f, *alice, {"/bin/echo", "alice's output"});
   auto bobJob = startJob(f, *bob, {"/bin/echo", "bob's output"});
+  auto adminJob = startJob(f, *admin, {"/bin/echo", "admin's output"});
   struct Target {
     kj::StringPtr owner;
     kj::StringPtr id;
     kj::StringPtr output;
     RunnerdFixture::Client* ownerClient;
   } targets[] = {{"alice", aliceJob.id, "alice's output\n", alice.get()},
-                 {"bob", bobJob.id, "bob's output\n", bob.get()}};
+                 {"bob", bobJob.id, "bob's output\n", bob.get()},
+                 {"admin", adminJob.id, "admin's output\n", admin.get()}};
 
   for (uint c = 0; c < 3; c++) {
     auto& client = *callers[c];
@@ -195,8 +197,8 @@ TEST(Server, AuthorizationMatrix) {
     for (auto info : mine.getJobs()) EXPECT_EQ(info.getOwner(), names[c]);
     auto all = client.manager.listRequest();
     all.initFilter().setAllUsers(true);
-    // The two jobs with output, and two stop victims per caller so far.
-    EXPECT_EQ(all.send().wait(f.io.waitScope).getJobs().size(), 2u + 2u * (c + 1));
+    // The three jobs with output, and three stop victims per caller so far.
+    EXPECT_EQ(all.send().wait(f.io.waitScope).getJobs().size(), 3u + 3u * (c + 1));
   }
 
   auto who = admin->manager.whoamiRequest().send().wait(f.io.waitScope);
