@@ -319,7 +319,11 @@ class BatchingStream final : public kj::AsyncIoStream, private kj::TaskSet::Erro
   void sendBatch() {
     sending = true;
     std::swap(batch, outgoing);
-    tasks.add(inner->write(outgoing.begin(), outgoing.size()).then([this]() {
+    // evalNow: the inner stream may throw at once (EPIPE) rather than reject; either way the
+    // failure must reach taskFailed(), which fails the waiting and later writes.
+    auto written =
+        kj::evalNow([this]() { return inner->write(outgoing.begin(), outgoing.size()); });
+    tasks.add(written.then([this]() {
       outgoing.clear();
       sending = false;
       for (auto& waiter : waiters) waiter->fulfill();
