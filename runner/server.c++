@@ -81,18 +81,27 @@ void Server::handshake(kj::AuthenticatedStream stream) {
     log("refused connection peer=", peer, ": too many connections (limit ", MAX_CONNECTIONS, ")");
     return;
   }
+  auto host = kj::str(peer.slice(0, peer.findLast(':').orDefault(peer.size())));
   sweepHandshakes();
-  if (pending.size() >= MAX_PENDING_HANDSHAKES) {
-    log("dropped TLS handshake peer=", pending[0]->peer, ": ", MAX_PENDING_HANDSHAKES,
-        " handshakes in progress, this was the oldest");
-    kj::Vector<kj::Own<PendingHandshake>> rest(pending.size());
-    for (size_t i = 1; i < pending.size(); i++) rest.add(kj::mv(pending[i]));
-    pending = kj::mv(rest);
+  auto pendingFrom = [this](kj::StringPtr from) {
+    size_t count = 0;
+    for (auto& entry : pending) count += entry->host == from;
+    return count;
+  };
+  if (pendingFrom(host) >= MAX_PENDING_HANDSHAKES_PER_ADDRESS) {
+    evictOldestFrom(host, kj::str(MAX_PENDING_HANDSHAKES_PER_ADDRESS, " from its address"));
+  } else if (pending.size() >= MAX_PENDING_HANDSHAKES) {
+    kj::StringPtr busiest = pending[0]->host;
+    for (auto& entry : pending) {
+      if (pendingFrom(entry->host) > pendingFrom(busiest)) busiest = entry->host;
+    }
+    evictOldestFrom(kj::str(busiest), kj::str(MAX_PENDING_HANDSHAKES, " in all"));
   }
 
   auto entry = kj::heap<PendingHandshake>();
   auto& handshake = *entry;
   handshake.peer = kj::mv(peer);
+  handshake.host = kj::mv(host);
   handshake.task =
       tls.wrapServer(kj::mv(stream))
           .then(
@@ -109,6 +118,22 @@ void Server::handshake(kj::AuthenticatedStream stream) {
   pending.add(kj::mv(entry));
 }
 
+void Server::evictOldestFrom(kj::StringPtr host, kj::StringPtr why) {
+  kj::Vector<kj::Own<PendingHandshake>> rest(pending.size());
+  bool evicted = false;
+  for (auto& entry : pending) {
+    if (!evicted && entry->host == host) {
+      log("dropped TLS handshake peer=", entry->peer, ": the oldest of ", why,
+          " handshakes in progress");
+      evicted = true;
+    } else {
+      rest.add(kj::mv(entry));
+    }
+  }
+  // The evicted handshake is cancelled (and its connection closed) as `pending` is replaced.
+  pending = kj::mv(rest);
+}
+
 void Server::sweepHandshakes() {
   kj::Vector<kj::Own<PendingHandshake>> live(pending.size());
   for (auto& entry : pending) {
@@ -119,9 +144,8 @@ void Server::sweepHandshakes() {
 
 kj::Promise<void> Server::serve(kj::AuthenticatedStream secured, kj::String peer) {
   kj::String user;
-  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
-                 user = tls::ServerTls::peerCommonName(*secured.peerIdentity);
-               })) {
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                      [&]() { user = tls::ServerTls::peerCommonName(*secured.peerIdentity); })) {
     log("refused connection peer=", peer, ": ", e->getDescription());
     return kj::READY_NOW;
   }

@@ -13,10 +13,12 @@
 namespace runner {
 
 // Connections whose TLS handshake is still under way. Each costs a socket and TLS state before
-// anyone is authenticated, so they are bounded (and each times out, see tls::ServerTls). When
-// all are taken, a new connection evicts the oldest: a real client completes its handshake in
-// milliseconds, so silent connections cannot lock it out.
+// anyone is authenticated, so they are bounded (and each times out, see tls::ServerTls). One
+// address may hold a few; past that, its own oldest handshake makes room for its new one, so a
+// flood from one address only ever evicts itself. When all are taken, the oldest handshake of
+// the address holding the most is evicted.
 constexpr size_t MAX_PENDING_HANDSHAKES = 64;
+constexpr size_t MAX_PENDING_HANDSHAKES_PER_ADDRESS = 8;
 
 // Authenticated connections open at once.
 constexpr size_t MAX_CONNECTIONS = 1024;
@@ -54,6 +56,8 @@ class Server {
   // and closes its connection.
   struct PendingHandshake {
     kj::String peer;
+    // The peer's address without its port.
+    kj::String host;
     kj::Promise<void> task = nullptr;
     bool done = false;
   };
@@ -68,6 +72,8 @@ class Server {
   kj::Promise<void> serve(kj::AuthenticatedStream secured, kj::String peer);
   // Forgets the handshakes that have finished (from outside their own continuations).
   void sweepHandshakes();
+  // Cancels the oldest pending handshake from `host`, to make room.
+  void evictOldestFrom(kj::StringPtr host, kj::StringPtr why);
   bool isAdmin(kj::StringPtr user) const;
 };
 

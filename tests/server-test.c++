@@ -233,13 +233,17 @@ TEST(Server, PipelinedStartAndWatchDeliversEverything) {
 }
 
 // A plain TCP connection to runnerd that never starts a TLS handshake.
-int connectTcp(kj::StringPtr address) {
+int connectTcp(kj::StringPtr address, kj::StringPtr from = "127.0.0.1") {
   auto colon = KJ_ASSERT_NONNULL(address.findLast(':'));
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
   sin.sin_port = htons(kj::str(address.slice(colon + 1)).parseAs<uint16_t>());
   inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in source{};
+  source.sin_family = AF_INET;
+  inet_pton(AF_INET, from.cStr(), &source.sin_addr);
+  KJ_ASSERT(bind(fd, reinterpret_cast<sockaddr*>(&source), sizeof(source)) == 0);
   KJ_ASSERT(::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0);
   return fd;
 }
@@ -487,7 +491,7 @@ TEST(Server, SilentConnectionsCannotLockOutARealClient) {
   // ...and a real client still gets in at once, evicting the oldest of them.
   auto alice = f.connect("alice");
   EXPECT_EQ(alice->manager.whoamiRequest().send().wait(f.io.waitScope).getUser(), "alice");
-  f.waitForLog("handshakes in progress, this was the oldest");
+  f.waitForLog("handshakes in progress");
   struct timeval timeout = {5, 0};
   setsockopt(silent[0], SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   char byte;
@@ -495,6 +499,29 @@ TEST(Server, SilentConnectionsCannotLockOutARealClient) {
   // A flood keeps evicting only silent connections; the established client stays served.
   for (int i = 0; i < 100; i++) silent.add(kj::AutoCloseFd(connectTcp(f.address())));
   EXPECT_EQ(alice->manager.whoamiRequest().send().wait(f.io.waitScope).getUser(), "alice");
+}
+
+TEST(Server, AFloodFromOneAddressOnlyEvictsItself) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  // One address keeps opening connections that never handshake...
+  kj::Vector<kj::AutoCloseFd> flood;
+  for (int i = 0; i < 200; i++) flood.add(kj::AutoCloseFd(connectTcp(f.address(), "127.0.0.2")));
+  f.waitForLog("dropped TLS handshake peer=127.0.0.2:");
+  // ...while a client from another address connects and is served, each time.
+  for (int round = 0; round < 5; round++) {
+    auto alice = f.connect("alice");
+    EXPECT_EQ(alice->manager.whoamiRequest().send().wait(f.io.waitScope).getUser(), "alice");
+    for (int i = 0; i < 50; i++) {
+      flood.add(kj::AutoCloseFd(connectTcp(f.address(), "127.0.0.2")));
+    }
+  }
+  // The flood's oldest connections were closed: at most 8 of its handshakes are kept.
+  struct timeval timeout = {5, 0};
+  setsockopt(flood[0], SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  char byte;
+  EXPECT_EQ(read(flood[0], &byte, 1), 0) << "the flood's oldest connection was not closed";
+  EXPECT_FALSE(contains(f.serverLog(), "dropped TLS handshake peer=127.0.0.1:"));
 }
 
 TEST(Server, OversizedRequestIsRefusedAndTheServerKeepsServing) {
