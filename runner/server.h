@@ -14,11 +14,12 @@ namespace runner {
 
 // Connections whose TLS handshake is still under way. Each costs a socket and TLS state before
 // anyone is authenticated, so they are bounded (and each times out, see tls::ServerTls). One
-// address may hold a few; past that, its own oldest handshake makes room for its new one, so a
-// flood from one address only ever evicts itself. When all are taken, the oldest handshake of
-// the address holding the most is evicted.
-constexpr size_t MAX_PENDING_HANDSHAKES = 64;
-constexpr size_t MAX_PENDING_HANDSHAKES_PER_ADDRESS = 8;
+// address may hold as many as a busy client host opens at once (say, a script starting dozens
+// of runctl); past that, its own oldest handshake makes room for its new one, so a flood from
+// one address only ever evicts itself. When all are taken, the oldest handshake of the address
+// holding the most is evicted.
+constexpr size_t MAX_PENDING_HANDSHAKES = 1024;
+constexpr size_t MAX_PENDING_HANDSHAKES_PER_ADDRESS = 64;
 
 // Authenticated connections open at once.
 constexpr size_t MAX_CONNECTIONS = 1024;

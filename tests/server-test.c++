@@ -485,7 +485,7 @@ TEST(Server, ExpiredAndForeignCertificatesAreRefused) {
 TEST(Server, SilentConnectionsCannotLockOutARealClient) {
   SKIP_UNLESS_SERVER_CAN_RUN();
   RunnerdFixture f;
-  // 64 connections that never handshake take every handshake slot...
+  // 64 connections that never handshake take every handshake slot of this address...
   kj::Vector<kj::AutoCloseFd> silent;
   for (int i = 0; i < 64; i++) silent.add(kj::AutoCloseFd(connectTcp(f.address())));
   // ...and a real client still gets in at once, evicting the oldest of them.
@@ -516,7 +516,7 @@ TEST(Server, AFloodFromOneAddressOnlyEvictsItself) {
       flood.add(kj::AutoCloseFd(connectTcp(f.address(), "127.0.0.2")));
     }
   }
-  // The flood's oldest connections were closed: at most 8 of its handshakes are kept.
+  // The flood's oldest connections were closed: at most 64 of its handshakes are kept.
   struct timeval timeout = {5, 0};
   setsockopt(flood[0], SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   char byte;
