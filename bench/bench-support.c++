@@ -108,12 +108,15 @@ void JsonObject::add(kj::StringPtr key, kj::StringPtr value) {
 
 kj::String JsonObject::toString() const { return kj::str('{', kj::strArray(members, ","), '}'); }
 
-Connection::Connection(kj::AsyncIoContext& io, const Options& options)
-    : tls(kj::heap<tls::ClientTls>(
-          tls::TlsFiles{options.get("cert"), options.get("key"), options.get("ca")})) {
-  stream = tls->connect(io.provider->getNetwork(), options.get("server")).wait(io.waitScope);
-  rpc = kj::heap<capnp::TwoPartyClient>(*stream);
-  manager = rpc->bootstrap().castAs<api::JobManager>();
+Connection::Connection(kj::AsyncIoContext& io, const Options& options) {
+  client::ServerSettings settings;
+  settings.server = kj::str(options.get("server"));
+  settings.serverName = tls::ClientTls::hostOf(settings.server);
+  settings.cert = kj::str(options.get("cert"));
+  settings.key = kj::str(options.get("key"));
+  settings.ca = kj::str(options.get("ca"));
+  server = client::connectToServer(io.provider->getNetwork(), settings).wait(io.waitScope);
+  manager = server->jobManager();
 }
 
 namespace {

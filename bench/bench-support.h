@@ -11,7 +11,7 @@
 #include <sys/types.h>
 
 #include "schema/runner.capnp.h"
-#include "tls/tls-config.h"
+#include "client/connection.h"
 
 namespace runner {
 namespace bench {
@@ -63,7 +63,8 @@ class JsonObject {
   kj::Vector<kj::String> members;
 };
 
-// A mutual-TLS RPC connection to runnerd, from --server, --cert, --key and --ca.
+// A mutual-TLS RPC connection to runnerd, from --server, --cert, --key and --ca, made the way
+// runctl makes it.
 class Connection {
  public:
   Connection(kj::AsyncIoContext& io, const Options& options);
@@ -72,9 +73,7 @@ class Connection {
   api::JobManager::Client manager = nullptr;
 
  private:
-  kj::Own<tls::ClientTls> tls;
-  kj::Own<kj::AsyncIoStream> stream;
-  kj::Own<capnp::TwoPartyClient> rpc;
+  kj::Own<client::ServerConnection> server;
 };
 
 // runnerd's memory from /proc/PID/status, in KiB.
