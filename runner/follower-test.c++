@@ -244,7 +244,12 @@ TEST(Follower, MissingOutputFileIsAClearError) {
   CollectingSink sink;
   auto e = kj::runCatchingExceptions([&]() { followOutput(job, sink, 0, true).wait(h.io.waitScope); });
   ASSERT_TRUE(e != nullptr);
-  EXPECT_TRUE(strstr(KJ_ASSERT_NONNULL(e).getDescription().cStr(), "not available") != nullptr);
+  auto description = KJ_ASSERT_NONNULL(e).getDescription();
+  EXPECT_EQ(description,
+            kj::str("the output of job ", job.id(), " is not available: No such file or directory"));
+  // One line, and nothing of the server's file system.
+  EXPECT_EQ(description.findFirst('\n'), nullptr);
+  EXPECT_EQ(strstr(description.cStr(), job.outputPath().cStr()), nullptr);
 }
 
 }  // namespace

@@ -46,8 +46,9 @@ class Follower {
     int raw;
     KJ_SYSCALL_HANDLE_ERRORS(raw = open(job.outputPath().cStr(), O_RDONLY | O_CLOEXEC)) {
       default:
-        KJ_FAIL_REQUIRE("the output of this job is not available", job.id(), job.outputPath(),
-                        strerror(error));
+        // The server's paths are not the client's business: the job id and the reason are.
+        KJ_FAIL_REQUIRE(kj::str("the output of job ", job.id(), " is not available: ",
+                                strerror(error)));
     }
     return kj::AutoCloseFd(raw);
   }
@@ -57,7 +58,11 @@ class Follower {
     if (offset >= uint64_t(1) << 62) return 0;
     if (buffer.size() == 0) buffer = sink.nextBuffer(FOLLOWER_CHUNK_BYTES);
     ssize_t n;
-    KJ_SYSCALL(n = pread(fd, buffer.begin(), buffer.size(), offset), job.outputPath());
+    KJ_SYSCALL_HANDLE_ERRORS(n = pread(fd, buffer.begin(), buffer.size(), offset)) {
+      default:
+        KJ_FAIL_REQUIRE(kj::str("cannot read the output of job ", job.id(), ": ",
+                                strerror(error)));
+    }
     offset += n;
     return n;
   }
