@@ -471,6 +471,36 @@ TEST(ClientTls, ServerNameDefaultsToTheAddressHost) {
   EXPECT_EQ(ClientTls::expectedName("runner.example"), "runner.example");
 }
 
+TEST(ClientTls, WritingToAConnectionTheServerClosedFailsRatherThanHangs) {
+  auto io = kj::setupAsyncIo();
+  ServerTls serverTls(Files("server", "ca"), io.provider->getTimer(), TEST_TIMEOUT);
+  TestServer server(io, serverTls);
+  ClientTls client(Files("alice", "ca"));
+  auto stream =
+      client.connect(io.provider->getNetwork(), server.address(), "localhost").wait(io.waitScope);
+  stream->write("ping", 4).wait(io.waitScope);
+  char reply[4];
+  ASSERT_EQ(stream->tryRead(reply, 4, 4).wait(io.waitScope), 4u);
+  // The server answered and then closed its end.
+  ASSERT_TRUE(server.nextOutcome().wait(io.waitScope).accepted);
+
+  // Far more than the socket buffers hold: some write must fail (EPIPE or a reset, however the
+  // socket reports it), and the failure must reach the writer instead of stalling it.
+  auto chunk = kj::heapArray<kj::byte>(1 << 20);
+  memset(chunk.begin(), 'x', chunk.size());
+  kj::Promise<void> writes = kj::READY_NOW;
+  for (int i = 0; i < 64; i++) {
+    writes = writes.then([&]() { return stream->write(chunk.begin(), chunk.size()); });
+  }
+  auto outcome = writes.then([]() { return kj::str("every write succeeded"); },
+                             [](kj::Exception&&) { return kj::str("failed"); })
+                     .exclusiveJoin(io.provider->getTimer()
+                                        .afterDelay(10 * kj::SECONDS)
+                                        .then([]() { return kj::str("hung"); }))
+                     .wait(io.waitScope);
+  EXPECT_EQ(outcome, "failed");
+}
+
 TEST(ClientTls, ConstructionChecksTheClientCert) {
   EXPECT_EQ(errorOf([]() { ClientTls(Files("mallory", "ca")); }),
             kj::str("TLS certificate ", pki().cert("mallory"), " is not signed by the CA in ",
