@@ -13,7 +13,7 @@ namespace {
 
 // Starts /bin/true and, pipelined on the job start() returns, waits for its end.
 capnp::RemotePromise<api::Job::WaitResults> startTrue(api::JobManager::Client& manager,
-                                                       kj::StringPtr executor) {
+                                                      kj::StringPtr executor) {
   auto request = manager.startRequest();
   auto spec = request.initSpec();
   spec.setCommand("/bin/true");
@@ -55,11 +55,19 @@ int startLatency(const Options& options) {
     samples.add(now() - begin);
     requireExited(response.getInfo());
   }
+  // The floor under every start: one RPC round trip over the same connection.
+  Samples roundTrips;
+  for (uint64_t i = 0; i < runs; i++) {
+    double begin = now();
+    connection.manager.whoamiRequest().send().wait(io.waitScope);
+    roundTrips.add(now() - begin);
+  }
   JsonObject out;
   out.add("runs", runs);
   out.add("executor", executor);
   out.add("p50_us", samples.percentile(50) * 1e6);
   out.add("p99_us", samples.percentile(99) * 1e6);
+  out.add("rpc_p50_us", roundTrips.percentile(50) * 1e6);
   printf("%s\n", out.toString().cStr());
   return 0;
 }

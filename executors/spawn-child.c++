@@ -18,12 +18,14 @@ namespace runner::executors {
 namespace {
 
 // ---------------------------------------------------------------------------------------------
-// The child side. Plain C, async-signal-safe calls only: the child is a copy of a possibly
-// multi-threaded server whose locks may be held by threads that do not exist in the child.
+// The child side. Plain C, async-signal-safe calls only: the child runs in the memory of a
+// multi-threaded server whose other threads go on running, and whose locks they may hold. It
+// touches only its own stack, the plan, and the errno of the launcher thread, which waits.
 
 void reportFailure(const ChildPlan& plan, Step step, int errorNumber) {
-  ChildError report = {errorNumber, step};
-  ssize_t written KJ_UNUSED = write(plan.errorFd, &report, sizeof(report));
+  plan.report->step = step;
+  // Never 0, which would read as success.
+  plan.report->errorNumber = errorNumber != 0 ? errorNumber : EIO;
 }
 
 bool resetSignals() {
@@ -63,10 +65,8 @@ bool redirectStdio(const ChildPlan& plan) {
          dup2(output, STDERR_FILENO) == STDERR_FILENO;
 }
 
-bool closeOtherDescriptors(const ChildPlan& plan) {
-  unsigned int errorFd = plan.errorFd;
-  if (errorFd > 3 && close_range(3, errorFd - 1, 0) < 0) return false;
-  return close_range(errorFd + 1, ~0U, 0) == 0;
+bool closeOtherDescriptors() {
+  return close_range(3, ~0U, 0) == 0;
 }
 
 bool bringUpLoopback() {
@@ -123,7 +123,7 @@ void runChild(const ChildPlan& plan) {
   if (!joinCgroups(plan)) return fail(Step::CGROUP);
   if (setsid() < 0) return fail(Step::SESSION);
   if (!redirectStdio(plan)) return fail(Step::STDIO);
-  if (!closeOtherDescriptors(plan)) return fail(Step::CLOSE_FDS);
+  if (!closeOtherDescriptors()) return fail(Step::CLOSE_FDS);
   if (!resetProcessState()) return fail(Step::LIMITS);
 
   if (plan.makeMountsPrivate && mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) {
@@ -143,6 +143,11 @@ void runChild(const ChildPlan& plan) {
     if (syscall(SYS_setgroups, groups.size(), groups.begin()) < 0) return fail(Step::SETGROUPS);
     if (syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) < 0) return fail(Step::SETGID);
     if (syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) < 0) return fail(Step::SETUID);
+  }
+
+  if (__atomic_load_n(plan.cancelled, __ATOMIC_SEQ_CST)) {
+    errno = ECANCELED;
+    return fail(Step::CANCELLED);
   }
 
   // After dropping privileges, so that the job user must be able to reach its directory.

@@ -1,5 +1,5 @@
 #pragma once
-// The child side of spawn(): what runs between clone3() and exec. A small plain-C world of
+// The child side of spawn(): what runs between clone() and exec. A small plain-C world of
 // async-signal-safe calls, kept apart from the parent side so that nothing of KJ's async
 // machinery or allocation can creep into it. Internal to //executors:spawn.
 
@@ -9,8 +9,8 @@
 
 namespace runner::executors {
 
-// The child's steps, in the order it takes them. A failed step travels back through the
-// error pipe as its number, and the parent turns it into a message.
+// The child's steps, in the order it takes them. A failed step travels back to the parent as
+// its number, and the parent turns it into a message.
 enum class Step : int {
   SIGNALS,
   CGROUP,
@@ -24,6 +24,7 @@ enum class Step : int {
   SETGROUPS,
   SETGID,
   SETUID,
+  CANCELLED,
   CHDIR,
   NO_NEW_PRIVS,
   EXEC,
@@ -33,15 +34,15 @@ enum class Step : int {
 // to the hard limit itself.
 constexpr rlim_t JOB_NOFILE_SOFT_LIMIT = 1024;
 
-// What the child writes to the error pipe when a step fails.
+// What the child writes into the parent's memory when a step fails (errorNumber 0: none did).
 struct ChildError {
   int errorNumber;
   Step step;
 };
 
-// Everything the child needs, prepared by the parent before clone3() so that the child never
-// allocates. Pointers refer to storage owned by spawn()'s frame: the child has its own copy of
-// that memory, so the parent frees it as soon as clone3() has returned.
+// Everything the child needs, prepared by the parent before clone() so that the child never
+// allocates. The child shares the parent's memory: everything pointed to stays alive, and
+// unchanged, until the child has exec'd or exited.
 struct ChildPlan {
   const char* const* argv;
   const char* const* envp;
@@ -52,8 +53,14 @@ struct ChildPlan {
 
   int devNullFd;  // >= 3
   int outputFd;
-  int errorFd;  // >= 3, close-on-exec
   kj::ArrayPtr<const int> cgroupProcsFds;
+
+  // Where a failed step is reported.
+  ChildError* report;
+  // Set by the parent's event loop when it gives up on the launch. Read once the child can be
+  // signalled by other processes of the run-as user (after the switch to it), so that a child
+  // the parent could not yet kill does not go on to exec.
+  const bool* cancelled;
 
   bool makeMountsPrivate;
   bool mountProc;
@@ -66,8 +73,8 @@ struct ChildPlan {
   kj::ArrayPtr<const gid_t> supplementaryGroups;
 };
 
-// Runs the child's steps and execs. Returns only after reporting a failure through
-// `plan.errorFd`; the caller then exits.
+// Runs the child's steps and execs. Returns only after reporting a failure in `plan.report`;
+// the caller then exits.
 void runChild(const ChildPlan& plan);
 
 }  // namespace runner::executors

@@ -3,8 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <kj/debug.h>
+#include <kj/thread.h>
 #include <kj/vector.h>
-#include <linux/sched.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -34,6 +34,12 @@ constexpr size_t MAX_PATH_ENTRIES = 64;
 
 void requireNoNul(kj::StringPtr text, const char* what) {
   KJ_REQUIRE(strlen(text.cStr()) == text.size(), "argument contains a NUL byte", what, text);
+}
+
+kj::Array<kj::String> copyStrings(kj::ArrayPtr<const kj::String> strings) {
+  return KJ_MAP(string, strings) {
+    return kj::str(string);
+  };
 }
 
 // A null-terminated array of pointers into `strings`, for execve().
@@ -88,7 +94,7 @@ kj::AutoCloseFd aboveStdio(kj::AutoCloseFd fd) {
   return kj::AutoCloseFd(moved);
 }
 
-// What describeStep() needs to name a failed step, kept after the request is gone.
+// What describeStep() needs to name a failed step.
 struct StepNames {
   kj::String command;
   kj::String workingDir;
@@ -122,6 +128,8 @@ kj::String describeStep(Step step, const StepNames& names) {
       return kj::str("setgid ", names.gid);
     case Step::SETUID:
       return kj::str("setuid ", names.uid);
+    case Step::CANCELLED:
+      return kj::str("start");
     case Step::CHDIR:
       return kj::str("chdir ", names.workingDir);
     case Step::NO_NEW_PRIVS:
@@ -132,129 +140,282 @@ kj::String describeStep(Step step, const StepNames& names) {
   return kj::str("step ", static_cast<int>(step));
 }
 
-// A child between clone3() and exec. Owns the read end of its error pipe and its pidfd until
-// the launch resolves; destroyed unresolved (the launch was cancelled), it kills and reaps the
-// child.
-class PendingLaunch {
- public:
-  PendingLaunch(kj::UnixEventPort& eventPort, pid_t pid, kj::AutoCloseFd pidfd,
-                kj::AutoCloseFd errorRead, StepNames names)
-      : eventPort(eventPort),
-        pid(pid),
-        pidfd(kj::mv(pidfd)),
-        errorRead(kj::mv(errorRead)),
-        errorObserver(eventPort, this->errorRead.get(),
-                      kj::UnixEventPort::FdObserver::OBSERVE_READ),
-        names(kj::mv(names)) {}
+// The child's stack, in the frame of the launcher thread that waits for it. The child side
+// uses little: no allocation, a few frames of plain C calls.
+constexpr size_t CHILD_STACK_BYTES = 64 * 1024;
 
-  ~PendingLaunch() noexcept(false) {
-    if (done) return;
-    // Cancelled: the child must not outlive the launch, nor stay a zombie. SIGKILL ends it even
-    // when it is stopped, so the blocking reap is short.
+// How often a launch past its deadline is killed again, for a child that was still being
+// created the first time.
+constexpr kj::Duration KILL_AGAIN_INTERVAL = 1 * kj::SECONDS;
+
+// The child's entry point under clone(): its own stack, the parent's memory.
+int childMain(void* plan) {
+  runChild(*static_cast<const ChildPlan*>(plan));
+  _exit(127);
+}
+
+void killByPidfd(int pidfd, pid_t pid) {
+  KJ_SYSCALL_HANDLE_ERRORS(syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0)) {
+    case ESRCH:  // already exited
+      break;
+    default:
+      KJ_FAIL_SYSCALL("pidfd_send_signal", error, pid);
+  }
+}
+
+// One launch. Owns everything the child reads until it has exec'd or exited, and the parts of
+// the child's state that three threads see: the event loop (which owns this object), the
+// launcher thread that creates the child and waits for it, and the child.
+class Launch {
+ public:
+  Launch(const SpawnOptions& options, bool switchUser)
+      : argvStrings(copyStrings(options.request.argv)),
+        envStrings(copyStrings(options.request.env)),
+        argv(cStringArray(argvStrings)),
+        envp(cStringArray(envStrings)),
+        candidates(execCandidates(options.request.argv[0], jobSearchPath(options.request.env))),
+        candidatePointers(KJ_MAP(candidate, candidates) { return candidate.cStr(); }),
+        workingDir(kj::str(options.request.workingDir)),
+        groups(kj::heapArray(options.request.credentials.supplementaryGroups.asPtr())),
+        cgroupProcsFds(kj::heapArray(options.cgroupProcsFds)),
+        names{kj::str(options.request.argv[0]), kj::str(options.request.workingDir),
+              options.request.credentials.uid, options.request.credentials.gid} {
+    auto& request = options.request;
+    int fd;
+    KJ_SYSCALL(fd = open("/dev/null", O_RDONLY | O_CLOEXEC));
+    devNull = aboveStdio(kj::AutoCloseFd(fd));
+    // The caller's descriptor may be closed before the child is created.
+    KJ_SYSCALL(fd = fcntl(request.outputFd, F_DUPFD_CLOEXEC, 3), request.outputFd);
+    output = kj::AutoCloseFd(fd);
+
+    auto& isolation = request.isolation;
+    plan = {
+        .argv = argv.begin(),
+        .envp = envp.begin(),
+        .execCandidates = candidatePointers,
+        .workingDir = workingDir.cStr(),
+        .devNullFd = devNull.get(),
+        .outputFd = output.get(),
+        .cgroupProcsFds = cgroupProcsFds,
+        .report = &report,
+        .cancelled = &cancelled,
+        // A PID namespace needs its own mount namespace for its own /proc.
+        .makeMountsPrivate = isolation.mount || isolation.pid,
+        .mountProc = isolation.pid,
+        .bringUpLoopback = isolation.net,
+        .switchUser = switchUser,
+        .uid = request.credentials.uid,
+        .gid = request.credentials.gid,
+        .supplementaryGroups = groups,
+    };
+    if (isolation.pid) namespaceFlags |= CLONE_NEWPID;
+    if (plan.makeMountsPrivate) namespaceFlags |= CLONE_NEWNS;
+    if (isolation.net) namespaceFlags |= CLONE_NEWNET;
+  }
+
+  ~Launch() noexcept(false) {
+    if (!finished) {
+      // Cancelled while the launcher thread may be waiting for the child: make sure the wait
+      // ends, then wait for the launcher thread to let go of this launch.
+      giveUp();
+      launched = nullptr;
+      if (pid > 0) pidfdOwner = kj::AutoCloseFd(pidfd);
+    }
+    if (handedOver || pid <= 0) return;
+    // Cancelled, or failed: the child must not outlive the launch, nor stay a zombie. It is
+    // past vfork (dead, dying, or exec'd just before being cancelled), and SIGKILL ends it even
+    // when stopped, so the blocking reap is short.
     KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
-                   killChild();
-                   reap();
+                   killByPidfd(pidfdOwner.get(), pid);
+                   siginfo_t info = {};
+                   KJ_SYSCALL(
+                       waitid(static_cast<idtype_t>(P_PIDFD), pidfdOwner.get(), &info, WEXITED),
+                       pid);
                  })) {
-      KJ_LOG(ERROR, "could not reap a cancelled launch", pid, *exception);
+      KJ_LOG(ERROR, "could not reap a child whose launch failed", pid, *exception);
     }
   }
 
-  KJ_DISALLOW_COPY(PendingLaunch);
+  KJ_DISALLOW_COPY(Launch);
 
-  // Resolves once the child has exec'd, failed, or been killed after `timeout`.
-  kj::Promise<SpawnResult> result(kj::Timer& timer, kj::Duration timeout) {
-    return readReport()
-        .exclusiveJoin(timer.afterDelay(timeout).then([timeout]() {
-          return Outcome{ETIMEDOUT, kj::str("the command did not start within ", timeout,
-                                            " (it was stopped or is stuck before exec)")};
+  kj::Promise<SpawnResult> start(Launcher& launcher, kj::Timer& timer, kj::Duration timeout) {
+    launched = launcher.run([this]() { createChild(); }).fork();
+    auto& forked = KJ_ASSERT_NONNULL(launched);
+    return forked.addBranch()
+        .exclusiveJoin(timer.afterDelay(timeout).then([this, &timer]() {
+          timedOut = true;
+          return killUntilCreated(timer);
         }))
-        .then([this](Outcome outcome) -> kj::Promise<SpawnResult> {
-          KJ_IF_MAYBE (message, outcome.failure) {
-            // A failed child has nothing left to do but exit, and a late one is killed: either
-            // way SIGKILL makes sure that a stop cannot hold it, then the reap is prompt.
-            killChild();
-            return reapWhenExited().then(
-                [failure = LaunchFailure{outcome.errorNumber, kj::mv(*message)}]() mutable
-                -> SpawnResult { return kj::mv(failure); });
-          }
-          done = true;
-          SpawnResult spawned = Spawned{pid, kj::mv(pidfd)};
-          return kj::mv(spawned);
+        .then([this, timeout]() {
+          finished = true;
+          return outcome(timeout);
         });
   }
 
  private:
-  kj::UnixEventPort& eventPort;
-  pid_t pid;
-  kj::AutoCloseFd pidfd;
-  kj::AutoCloseFd errorRead;
-  kj::UnixEventPort::FdObserver errorObserver;
-  // Made only when needed: the pidfd of a started job is watched by its Process instead.
-  kj::Maybe<kj::Own<kj::UnixEventPort::FdObserver>> exitObserver;
+  // What the child reads. The request's strings may be gone before the child is created.
+  kj::Array<kj::String> argvStrings;
+  kj::Array<kj::String> envStrings;
+  kj::Array<const char*> argv;
+  kj::Array<const char*> envp;
+  kj::Array<kj::String> candidates;
+  kj::Array<const char*> candidatePointers;
+  kj::String workingDir;
+  kj::Array<gid_t> groups;
+  kj::Array<int> cgroupProcsFds;
+  kj::AutoCloseFd devNull;
+  kj::AutoCloseFd output;
+  ChildPlan plan;
+  int namespaceFlags = 0;
+
+  // Written by the child (a failed step), the kernel (the pidfd, at clone time) and the launcher
+  // thread (the pid, once the child has exec'd or exited); read by the event loop once the
+  // launcher thread is done, except `pidfd`, which the event loop may read at any time to kill.
+  ChildError report = {};
+  int pidfd = -1;
+  pid_t pid = 0;
+  int cloneError = 0;
+  // Set by the event loop, read by the launcher thread and the child.
+  bool cancelled = false;
+
+  // The event loop's own.
   StepNames names;
-  // The child has been reaped, or handed over as Spawned.
-  bool done = false;
+  kj::Maybe<kj::ForkedPromise<void>> launched;
+  kj::AutoCloseFd pidfdOwner;
+  bool timedOut = false;
+  bool finished = false;  // the launcher thread is done
+  bool handedOver = false;
 
-  // How the wait for exec ended: no failure (it exec'd), or why the launch failed.
-  struct Outcome {
-    int errorNumber = 0;
-    kj::Maybe<kj::String> failure;
-  };
-
-  // Reads the error pipe until end of file (the child exec'd) or a report of a failed step.
-  kj::Promise<Outcome> readReport() {
-    ChildError report;
-    ssize_t n;
-    KJ_NONBLOCKING_SYSCALL(n = read(errorRead.get(), &report, sizeof(report)), pid);
-    if (n < 0) {
-      // Edge-triggered: read until EAGAIN, then wait for the next change.
-      return errorObserver.whenBecomesReadable().then([this]() { return readReport(); });
+  // On a launcher thread: creates the child and waits until it has exec'd or exited.
+  void createChild() {
+    if (__atomic_load_n(&cancelled, __ATOMIC_SEQ_CST)) return;
+    // Launcher threads block every signal, so the child starts with all of them blocked and
+    // no handler of runnerd's can run in it before its first step resets them.
+    alignas(16) kj::byte stack[CHILD_STACK_BYTES];
+    int flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | namespaceFlags | SIGCHLD;
+    int result = clone(childMain, stack + sizeof(stack), flags, &plan, &pidfd);
+    if (result < 0) {
+      cloneError = errno;
+    } else {
+      pid = result;
     }
-    if (n == 0) return Outcome{};
-    // One write() of fewer than PIPE_BUF bytes: all or nothing.
-    KJ_ASSERT(n == sizeof(report), "short report from the child", n, pid);
-    return Outcome{
-        report.errorNumber,
-        kj::str(describeStep(report.step, names), ": ", strerror(report.errorNumber)),
+  }
+
+  // Stops a child that is past its deadline. One not yet created cannot exec any more; one
+  // created but not yet killable by pidfd sees `cancelled` before it could be stopped.
+  void giveUp() {
+    __atomic_store_n(&cancelled, true, __ATOMIC_SEQ_CST);
+    int fd = __atomic_load_n(&pidfd, __ATOMIC_SEQ_CST);
+    if (fd >= 0) killByPidfd(fd, 0);
+  }
+
+  kj::Promise<void> killUntilCreated(kj::Timer& timer) {
+    giveUp();
+    return timer.afterDelay(KILL_AGAIN_INTERVAL).then([this, &timer]() {
+      return killUntilCreated(timer);
+    });
+  }
+
+  SpawnResult outcome(kj::Duration timeout) {
+    if (cloneError != 0) {
+      KJ_FAIL_SYSCALL("clone", cloneError, names.command, namespaceFlags);
+    }
+    auto timeoutFailure = [&]() {
+      return LaunchFailure{ETIMEDOUT, kj::str("the command did not start within ", timeout,
+                                              " (it was stopped or is stuck before exec)")};
     };
-  }
-
-  void killChild() {
-    KJ_SYSCALL_HANDLE_ERRORS(syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0)) {
-      case ESRCH:  // already exited
-        break;
-      default:
-        KJ_FAIL_SYSCALL("pidfd_send_signal", error, pid);
+    if (pid <= 0) return timeoutFailure();  // given up before the child was created
+    pidfdOwner = kj::AutoCloseFd(pidfd);
+    if (report.errorNumber != 0 && report.step != Step::CANCELLED) {
+      return LaunchFailure{report.errorNumber, kj::str(describeStep(report.step, names), ": ",
+                                                       strerror(report.errorNumber))};
     }
-  }
-
-  // Waits (on the event loop) for the child to exit, then reaps it.
-  kj::Promise<void> reapWhenExited() {
-    if (exitObserver == nullptr) {
-      exitObserver = kj::heap<kj::UnixEventPort::FdObserver>(
-          eventPort, pidfd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ);
-    }
-    siginfo_t info = {};
-    KJ_SYSCALL(waitid(static_cast<idtype_t>(P_PIDFD), pidfd.get(), &info, WEXITED | WNOHANG), pid);
-    if (info.si_pid != 0) {
-      done = true;
-      return kj::READY_NOW;
-    }
-    auto& observer = *KJ_ASSERT_NONNULL(exitObserver);
-    return observer.whenBecomesReadable().then([this]() { return reapWhenExited(); });
-  }
-
-  void reap() {
-    siginfo_t info = {};
-    KJ_SYSCALL(waitid(static_cast<idtype_t>(P_PIDFD), pidfd.get(), &info, WEXITED), pid);
-    done = true;
+    // Killed at the deadline (or it noticed and gave up itself); the destructor reaps it.
+    if (timedOut || report.errorNumber != 0) return timeoutFailure();
+    handedOver = true;
+    return Spawned{pid, kj::mv(pidfdOwner)};
   }
 };
 
 }  // namespace
 
-kj::Promise<SpawnResult> spawn(kj::UnixEventPort& eventPort, kj::Timer& timer,
-                               const SpawnOptions& options) {
+// ---------------------------------------------------------------------------------------------
+// Launcher
+
+class Launcher::Worker {
+ public:
+  Worker() : thread(startWithSignalsBlocked([this]() { loop(); })) {
+    auto lock = state.lockExclusive();
+    lock.wait([](const State& state) { return state.executor != nullptr; });
+  }
+
+  ~Worker() noexcept(false) {
+    executor().executeSync([this]() { KJ_ASSERT_NONNULL(stop)->fulfill(); });
+    thread = nullptr;  // joins
+  }
+
+  KJ_DISALLOW_COPY(Worker);
+
+  const kj::Executor& executor() {
+    auto lock = state.lockExclusive();
+    return *KJ_ASSERT_NONNULL(lock->executor);
+  }
+
+  uint busy = 0;  // the event loop's: launches in flight on this thread
+
+ private:
+  struct State {
+    kj::Maybe<kj::Own<const kj::Executor>> executor;
+  };
+  kj::MutexGuarded<State> state;
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> stop;  // the thread's own
+  kj::Own<kj::Thread> thread;
+
+  // The thread starts with every signal blocked and keeps it so: runnerd's signals are taken on
+  // the event loop, whichever thread exists when they arrive, and a child created here
+  // inherits this mask, so no handler of runnerd's can run in it.
+  static kj::Own<kj::Thread> startWithSignalsBlocked(kj::Function<void()> func) {
+    sigset_t all, saved;
+    sigfillset(&all);
+    KJ_ASSERT(pthread_sigmask(SIG_SETMASK, &all, &saved) == 0);
+    KJ_DEFER(KJ_ASSERT(pthread_sigmask(SIG_SETMASK, &saved, nullptr) == 0));
+    return kj::heap<kj::Thread>(kj::mv(func));
+  }
+
+  void loop() {
+    kj::EventLoop eventLoop;
+    kj::WaitScope waitScope(eventLoop);
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    stop = kj::mv(paf.fulfiller);
+    state.lockExclusive()->executor = kj::getCurrentThreadExecutor().addRef();
+    paf.promise.wait(waitScope);
+    stop = nullptr;
+  }
+};
+
+Launcher::Launcher(uint threads) : threadCount(threads) {
+  KJ_REQUIRE(threads > 0, "a launcher needs a thread");
+}
+
+Launcher::~Launcher() noexcept(false) {}
+
+kj::Promise<void> Launcher::run(kj::Function<void()> func) {
+  if (workers.empty()) {
+    for (uint i = 0; i < threadCount; ++i) workers.add(kj::heap<Worker>());
+  }
+  Worker* idlest = workers[0];
+  for (auto& worker : workers) {
+    if (worker->busy < idlest->busy) idlest = worker;
+  }
+  ++idlest->busy;
+  return idlest->executor().executeAsync(kj::mv(func)).attach(kj::defer([idlest]() {
+    --idlest->busy;
+  }));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+kj::Promise<SpawnResult> spawn(Launcher& launcher, kj::Timer& timer, const SpawnOptions& options) {
   auto& request = options.request;
   KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
   for (auto& arg : request.argv) requireNoNul(arg, "argv");
@@ -278,88 +439,8 @@ kj::Promise<SpawnResult> spawn(kj::UnixEventPort& eventPort, kj::Timer& timer,
                credentials.gid);
   }
 
-  auto argv = cStringArray(request.argv);
-  auto envp = cStringArray(request.env);
-  auto candidates = execCandidates(request.argv[0], jobSearchPath(request.env));
-  auto candidatePointers = KJ_MAP(candidate, candidates) {
-    return candidate.cStr();
-  };
-
-  int fd;
-  KJ_SYSCALL(fd = open("/dev/null", O_RDONLY | O_CLOEXEC));
-  auto devNull = aboveStdio(kj::AutoCloseFd(fd));
-  int pipeFds[2];
-  KJ_SYSCALL(pipe2(pipeFds, O_CLOEXEC));
-  auto errorRead = kj::AutoCloseFd(pipeFds[0]);
-  // Only the parent's end: the child's write of a report must not fail with EAGAIN, and it
-  // cannot block either, since the pipe is empty and the report small.
-  KJ_SYSCALL(fcntl(errorRead.get(), F_SETFL, O_NONBLOCK));
-  auto errorWrite = aboveStdio(kj::AutoCloseFd(pipeFds[1]));
-
-  auto& isolation = request.isolation;
-  ChildPlan plan = {
-      .argv = argv.begin(),
-      .envp = envp.begin(),
-      .execCandidates = candidatePointers,
-      .workingDir = request.workingDir.cStr(),
-      .devNullFd = devNull.get(),
-      .outputFd = request.outputFd,
-      .errorFd = errorWrite.get(),
-      .cgroupProcsFds = options.cgroupProcsFds,
-      // A PID namespace needs its own mount namespace for its own /proc.
-      .makeMountsPrivate = isolation.mount || isolation.pid,
-      .mountProc = isolation.pid,
-      .bringUpLoopback = isolation.net,
-      .switchUser = switchUser,
-      .uid = credentials.uid,
-      .gid = credentials.gid,
-      .supplementaryGroups = credentials.supplementaryGroups,
-  };
-
-  int pidfd = -1;
-  int namespaceFlags = 0;
-  if (isolation.pid) namespaceFlags |= CLONE_NEWPID;
-  if (plan.makeMountsPrivate) namespaceFlags |= CLONE_NEWNS;
-  if (isolation.net) namespaceFlags |= CLONE_NEWNET;
-  // clone3() forks: the child gets a copy of the parent's memory and descriptors and shares
-  // neither, so nothing it does (or has done to it, such as a SIGSTOP) can hold the parent.
-  // CLONE_CLEAR_SIGHAND resets the parent's handlers at once, so none of them can run in the
-  // child before its first step resets everything else.
-  struct clone_args args = {};
-  args.flags = CLONE_PIDFD | CLONE_CLEAR_SIGHAND | namespaceFlags;
-  KJ_IF_MAYBE (cgroupFd, options.cgroupDirFd) {
-    args.flags |= CLONE_INTO_CGROUP;
-    args.cgroup = *cgroupFd;
-  }
-  args.pidfd = reinterpret_cast<uintptr_t>(&pidfd);
-  args.exit_signal = SIGCHLD;
-  long cloned = syscall(SYS_clone3, &args, sizeof(args));
-  if (cloned == 0) {
-    KJ_DEFER(_exit(127));
-    runChild(plan);
-  }
-  if (cloned < 0) {
-    KJ_FAIL_SYSCALL("clone3", errno, request.argv[0], isolation.pid, isolation.mount,
-                    isolation.net);
-  }
-
-  pid_t pid = cloned;
-  kj::AutoCloseFd pidfdOwner(pidfd);
-  errorWrite = nullptr;
-
-  kj::Own<PendingLaunch> launch;
-  {
-    // Until the pending launch owns it, a failure must not leave the child behind.
-    KJ_ON_SCOPE_FAILURE({
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    });
-    launch =
-        kj::heap<PendingLaunch>(eventPort, pid, kj::mv(pidfdOwner), kj::mv(errorRead),
-                                StepNames{kj::str(request.argv[0]), kj::str(request.workingDir),
-                                          credentials.uid, credentials.gid});
-  }
-  auto result = launch->result(timer, options.launchTimeout);
+  auto launch = kj::heap<Launch>(options, switchUser);
+  auto result = launch->start(launcher, timer, options.launchTimeout);
   return result.attach(kj::mv(launch));
 }
 

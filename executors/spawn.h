@@ -1,23 +1,29 @@
 #pragma once
 // spawn(): the one place where runner creates a job's main process.
 //
-// clone3() with CLONE_PIDFD (plus CLONE_INTO_CGROUP for a cgroup v2 job, plus namespace flags
-// when asked) creates the child as a copy of runnerd, sharing no memory with it; then a small
-// plain-C child side: reset signals, own session, stdio, close every other descriptor, join
-// cgroups, set up namespaces, chdir, drop to the run-as user, exec. Failure of any child step
-// comes back through a close-on-exec pipe as an errno and the name of the step.
+// Like posix_spawn(), the child shares runnerd's memory until it execs (CLONE_VM) and the thread
+// that created it waits until then (CLONE_VFORK): no page tables are copied and no copy-on-write
+// faults are left behind, so a start costs the same however large the server has grown. The
+// child runs a small plain-C side on its own stack: reset signals, join cgroups, own session,
+// stdio, close every other descriptor, namespaces, drop to the run-as user, chdir, exec. A failed
+// step is written into memory the parent reads once the child is gone: an errno and the name
+// of the step.
 //
-// The parent never waits for the child synchronously. Between dropping to the run-as user and
-// exec, the child can be stopped (SIGSTOP) by any other job of that user; a server that waited
-// for it in vfork() or a blocking read() would stop serving everyone. So the error pipe is
-// watched by the event loop, and a launch that neither execs nor fails within a deadline is
-// killed and reported as a failure. Both executors build on it.
+// That wait never happens on the event loop. Between dropping to the run-as user and exec, the
+// child can be stopped (SIGSTOP) by any other job of that user; a server that waited for it
+// would stop serving everyone. So children are created by a Launcher's threads, the event loop
+// gets the result as a promise, and a launch that neither execs nor fails within a deadline is
+// killed from the event loop (SIGKILL ends even a stopped child, which releases its launcher
+// thread) and reported as a failure. Both executors build on it.
 
-#include <kj/async-unix.h>
+#include <kj/async.h>
+#include <kj/function.h>
 #include <kj/io.h>
+#include <kj/mutex.h>
 #include <kj/one-of.h>
 #include <kj/time.h>
 #include <kj/timer.h>
+#include <kj/vector.h>
 
 #include "executors/executor.h"
 
@@ -30,15 +36,13 @@ constexpr kj::Duration LAUNCH_TIMEOUT = 10 * kj::SECONDS;
 
 struct SpawnOptions {
   // argv, env, cwd, output fd, credentials and isolation come from here; limits are the
-  // caller's business (a cgroup). Needed only while spawn() runs: the child gets its own copy
-  // of everything (memory and descriptors) at clone time.
+  // caller's business (a cgroup). Needed only while spawn() runs: it copies what the child
+  // needs, and the child gets its own copy of the descriptor table at clone time.
   const LaunchRequest& request;
 
-  // cgroup v2: a directory fd of the cgroup the child is created in (CLONE_INTO_CGROUP).
-  kj::Maybe<int> cgroupDirFd;
-
-  // cgroup v1: open `cgroup.procs` files; the child writes "0" to each before exec, which
-  // moves it into those cgroups while it is still privileged.
+  // Open `cgroup.procs` files (one per v1 hierarchy, one for v2); the child writes "0" to each
+  // before anything else, which moves it into those cgroups while it is still privileged.
+  // Unlike the output descriptor, these must stay open until the promise resolves.
   kj::ArrayPtr<const int> cgroupProcsFds;
 
   // After this long without exec or a reported failure, the child is SIGKILLed (which works
@@ -56,19 +60,38 @@ struct Spawned {
 
 using SpawnResult = kj::OneOf<Spawned, LaunchFailure>;
 
-// Creates the process before returning, then resolves once it has exec'd (the pipe closed:
-// Spawned) or failed (a step reported an error, or `launchTimeout` passed: the child is reaped
-// and the LaunchFailure says why, e.g. "exec nope: No such file or directory"). Never blocks the
-// event loop while the child runs; the pipe and the pidfd are watched on `eventPort`, the
-// deadline on `timer`, and both must outlive the promise. Cancelling the promise kills and
-// reaps the child (no zombie, no descriptor left open).
+// The threads that create job processes. Each waits in clone() while its child runs up to exec,
+// which takes well under a millisecond unless someone stopped the child; several of them keep
+// one held child from delaying every other start. Threads start with the first launch and stop
+// when the Launcher is destroyed, which must happen after every launch has finished or been
+// cancelled.
+class Launcher {
+ public:
+  explicit Launcher(uint threads = 2);
+  ~Launcher() noexcept(false);
+  KJ_DISALLOW_COPY(Launcher);
+
+  // Runs `func` on the least busy launcher thread; the promise resolves on the calling thread's
+  // event loop. Cancelling it waits until that thread has finished `func`.
+  kj::Promise<void> run(kj::Function<void()> func);
+
+ private:
+  class Worker;
+  uint threadCount;
+  kj::Vector<kj::Own<Worker>> workers;
+};
+
+// Resolves once the process has exec'd (Spawned) or failed (a step reported an error, or
+// `launchTimeout` passed: the child is reaped and the LaunchFailure says why, e.g. "exec nope:
+// No such file or directory"). The child is created on one of `launcher`'s threads, never on
+// the event loop's; the deadline is kept by `timer`. Both must outlive the promise. Cancelling
+// the promise kills and reaps the child (no zombie, no descriptor left open).
 //
 // Throws at once for a request that cannot work (empty argv, uid or gid 0, a relative working
 // directory, an argument with a NUL byte, or, when runnerd is not root, credentials other than
 // its own; the job then runs as runnerd's user without switching). The working directory is
 // entered after dropping privileges, so the run-as user must be able to reach it.
-kj::Promise<SpawnResult> spawn(kj::UnixEventPort& eventPort, kj::Timer& timer,
-                               const SpawnOptions& options);
+kj::Promise<SpawnResult> spawn(Launcher& launcher, kj::Timer& timer, const SpawnOptions& options);
 
 // Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat), or nullptr
 // when there is no such process. With the pid it identifies a process across pid reuse.

@@ -21,8 +21,7 @@ namespace runner::executors::cgroup {
 
 class CgroupDir {
  public:
-  // Opens the existing directory `path` (O_RDONLY | O_DIRECTORY: a descriptor CLONE_INTO_CGROUP
-  // accepts).
+  // Opens the existing directory `path` (O_RDONLY | O_DIRECTORY).
   explicit CgroupDir(kj::String path);
   KJ_DISALLOW_COPY(CgroupDir);
   CgroupDir(CgroupDir&&) = default;

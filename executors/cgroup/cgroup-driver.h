@@ -28,9 +28,9 @@ class JobCgroup {
   virtual kj::StringPtr path() const = 0;
   virtual kj::Array<kj::StringPtr> allPaths() const = 0;
 
-  // What spawn() needs to start the main process inside the cgroup: v2 gives a directory
-  // descriptor for CLONE_INTO_CGROUP, v1 the open cgroup.procs of every hierarchy.
-  virtual kj::Maybe<int> spawnDirFd() const = 0;
+  // What spawn() needs to start the main process inside the cgroup: the open cgroup.procs of
+  // every hierarchy (v1) or of the one cgroup (v2), which the child writes itself into before
+  // it does anything else.
   virtual kj::ArrayPtr<const int> spawnProcsFds() const = 0;
 
   // Kills every process in the cgroup (SIGKILL), including ones forked while killing:

@@ -158,7 +158,7 @@ kj::Promise<LaunchResult> CgroupExecutor::launch(LaunchRequest&& request) {
   }
 
   auto spawning =
-      spawn(eventPort, timer, SpawnOptions{request, cgroup->spawnDirFd(), cgroup->spawnProcsFds()});
+      spawn(launcher, timer, SpawnOptions{request, cgroup->spawnProcsFds()});
   // The continuation owns `cgroup`, and KJ destroys a continuation's dependency before the
   // continuation: a cancelled launch kills and reaps its child first, then the JobCgroup's
   // destructor removes the (now empty) cgroup.

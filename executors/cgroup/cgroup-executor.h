@@ -10,6 +10,7 @@
 
 #include "executors/cgroup/cgroup-driver.h"
 #include "executors/executor.h"
+#include "executors/spawn.h"
 
 namespace runner::executors::cgroup {
 
@@ -33,6 +34,7 @@ class CgroupExecutor final : public Executor {
   kj::UnixEventPort& eventPort;
   kj::Timer& timer;
   kj::Own<CgroupDriver> driver;
+  Launcher launcher;
 };
 
 }  // namespace runner::executors::cgroup

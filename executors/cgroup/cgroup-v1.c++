@@ -63,7 +63,6 @@ class JobCgroupV1 final : public JobCgroup {
     };
   }
 
-  kj::Maybe<int> spawnDirFd() const override { return nullptr; }
   kj::ArrayPtr<const int> spawnProcsFds() const override { return procsFds; }
 
   void killAll() override {

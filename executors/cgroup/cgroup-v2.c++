@@ -1,6 +1,7 @@
 #include "executors/cgroup/cgroup-v2.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <kj/debug.h>
 #include <signal.h>
 #include <string.h>
@@ -29,6 +30,16 @@ bool hasWord(kj::StringPtr text, kj::StringPtr word) {
 class JobCgroupV2 final : public JobCgroup {
  public:
   explicit JobCgroupV2(CgroupDir dir) : dir(kj::mv(dir)) {}
+
+  // Opens cgroup.procs for spawn(); done once the limits are written. O_CREAT only matters for
+  // a plain directory standing in for cgroupfs (see CgroupDir::tryWrite()).
+  void openProcsFile() {
+    int fd;
+    KJ_SYSCALL(fd = openat(dir.fd(), "cgroup.procs", O_WRONLY | O_CREAT | O_CLOEXEC, 0644),
+               dir.path());
+    procsFile = kj::AutoCloseFd(fd);
+    procsFd = fd;
+  }
   KJ_DISALLOW_COPY(JobCgroupV2);
 
   ~JobCgroupV2() noexcept(false) {
@@ -46,8 +57,7 @@ class JobCgroupV2 final : public JobCgroup {
     return kj::heapArray<kj::StringPtr>({dir.path()});
   }
 
-  kj::Maybe<int> spawnDirFd() const override { return dir.fd(); }
-  kj::ArrayPtr<const int> spawnProcsFds() const override { return nullptr; }
+  kj::ArrayPtr<const int> spawnProcsFds() const override { return kj::arrayPtr(&procsFd, 1); }
 
   void killAll() override {
     int error = dir.tryWrite("cgroup.kill", "1");
@@ -83,6 +93,8 @@ class JobCgroupV2 final : public JobCgroup {
 
  private:
   CgroupDir dir;
+  kj::AutoCloseFd procsFile;
+  int procsFd = -1;
   bool removed = false;
 };
 
@@ -185,6 +197,7 @@ kj::Own<JobCgroup> CgroupV2Driver::create(kj::StringPtr jobId, const Limits& lim
     if (limits.ioWriteBytesPerSec) fields.add(kj::str("wbps=", limits.ioWriteBytesPerSec));
     dir.writeLimit(ioLimitName(limits), "io.max", kj::strArray(fields, " "));
   }
+  job->openProcsFile();
   return kj::mv(job);
 }
 

@@ -3,8 +3,9 @@
 //
 // Limits: cpu.max, memory.max with memory.swap.max = 0, pids.max, io.max. The controllers a
 // job needs are enabled in cgroup.subtree_control from the hierarchy's root down to the
-// parent of job cgroups. Killing uses cgroup.kill (Linux 5.14); the main process is created
-// inside the cgroup with CLONE_INTO_CGROUP (Linux 5.7).
+// parent of job cgroups. Killing uses cgroup.kill (Linux 5.14). The main process writes itself
+// into cgroup.procs before exec, as on v1: CLONE_INTO_CGROUP exists only for clone3(), which
+// from C can only fork (copy runnerd's page tables), and spawn() shares memory instead.
 
 #include <kj/string.h>
 

@@ -109,15 +109,33 @@ bool endsSoon(pid_t pid) {
 }
 
 // The processes this thread has created and not reaped yet.
-std::vector<pid_t> childrenOfThisThread() {
-  std::string path = "/proc/self/task/" + std::to_string(syscall(SYS_gettid)) + "/children";
-  FILE* file = fopen(path.c_str(), "r");
-  KJ_ASSERT(file != nullptr, strerror(errno), path.c_str());
+// The children of every thread of this process: jobs are created by launcher threads.
+std::vector<pid_t> childrenOfThisProcess() {
   std::vector<pid_t> children;
-  int pid;
-  while (fscanf(file, "%d", &pid) == 1) children.push_back(pid);
-  fclose(file);
+  DIR* tasks = opendir("/proc/self/task");
+  KJ_ASSERT(tasks != nullptr, strerror(errno));
+  while (struct dirent* entry = readdir(tasks)) {
+    if (entry->d_name[0] == '.') continue;
+    std::string path = std::string("/proc/self/task/") + entry->d_name + "/children";
+    FILE* file = fopen(path.c_str(), "r");
+    if (file == nullptr) continue;  // a thread that just ended
+    int pid;
+    while (fscanf(file, "%d", &pid) == 1) children.push_back(pid);
+    fclose(file);
+  }
+  closedir(tasks);
   return children;
+}
+
+// Waits up to 2 s for the launch in flight to have created its child, and returns the
+// children then.
+std::vector<pid_t> childrenOnceLaunched() {
+  for (int attempt = 0; attempt < 2000; ++attempt) {
+    auto children = childrenOfThisProcess();
+    if (!children.empty()) return children;
+    usleep(1000);
+  }
+  return {};
 }
 
 size_t openDescriptors() {
@@ -595,7 +613,7 @@ TEST_F(LocalExecutorTest, AChildStoppedBeforeExecNeitherBlocksTheLoopNorStaysBeh
   LocalExecutor executor{io.unixEventPort, timer, 500 * kj::MILLISECONDS};
   auto launchStart = timer.now();
   auto launching = executor.launch(request({program.c_str()}));
-  auto children = childrenOfThisThread();
+  auto children = childrenOnceLaunched();
   ASSERT_EQ(children.size(), 1u);
   pid_t child = children[0];
   KJ_SYSCALL(kill(child, SIGSTOP));
@@ -620,7 +638,37 @@ TEST_F(LocalExecutorTest, AChildStoppedBeforeExecNeitherBlocksTheLoopNorStaysBeh
             "the command did not start within 500ms (it was stopped or is stuck before exec)");
   // Killed and reaped: not even a zombie is left.
   EXPECT_EQ(processState(child), 0);
-  EXPECT_TRUE(childrenOfThisThread().empty());
+  EXPECT_TRUE(childrenOfThisProcess().empty());
+}
+
+TEST_F(LocalExecutorTest, AHeldChildDoesNotDelayOtherLaunches) {
+  // The launcher thread of a stopped child waits for it; the other launches go on.
+  TempDir dir;
+  std::string program = dir.path + "/held";
+  EXPECT_EQ(system(("cp /bin/true '" + program + "'").c_str()), 0);
+  ExecHold hold(program);
+  if (!hold.error.empty())
+    GTEST_SKIP() << "cannot take a lease on " << program << ": " << hold.error;
+
+  auto& timer = io.provider->getTimer();
+  LocalExecutor executor{io.unixEventPort, timer, 5 * kj::SECONDS};
+  auto held = executor.launch(request({program.c_str()}));
+  auto children = childrenOnceLaunched();
+  ASSERT_EQ(children.size(), 1u);
+  pid_t child = children[0];
+  KJ_SYSCALL(kill(child, SIGSTOP));
+  for (int attempt = 0; attempt < 500 && processState(child) != 'T'; ++attempt) usleep(1000);
+  ASSERT_EQ(processState(child), 'T');
+  hold.release();
+
+  for (int i = 0; i < 3; ++i) {
+    auto begin = timer.now();
+    auto result = executor.launch(request({"true"})).wait(io.waitScope);
+    ASSERT_TRUE(result.is<kj::Own<Process>>());
+    EXPECT_EQ(result.get<kj::Own<Process>>()->onExit().wait(io.waitScope).exitCode, 0);
+    EXPECT_LT(timer.now() - begin, 1 * kj::SECONDS);
+  }
+  EXPECT_FALSE(held.poll(io.waitScope));
 }
 
 TEST_F(LocalExecutorTest, TheDefaultLaunchTimeoutIsTenSeconds) {
@@ -640,15 +688,15 @@ TEST_F(LocalExecutorTest, CancellingAPendingLaunchKillsAndReapsTheChild) {
   pid_t child;
   {
     auto launching = executor.launch(request({program.c_str()}));
-    auto children = childrenOfThisThread();
+    auto children = childrenOnceLaunched();
     ASSERT_EQ(children.size(), 1u);
     child = children[0];
     EXPECT_FALSE(launching.poll(io.waitScope));
     EXPECT_NE(processState(child), 0);
   }
-  // Reaped synchronously with the promise: gone at once, and its pipe and pidfd closed.
+  // Reaped synchronously with the promise: gone at once, and its descriptors closed.
   EXPECT_EQ(processState(child), 0);
-  EXPECT_TRUE(childrenOfThisThread().empty());
+  EXPECT_TRUE(childrenOfThisProcess().empty());
   EXPECT_EQ(openDescriptors(), descriptorsBefore);
 }
 
@@ -678,7 +726,7 @@ TEST_F(LocalExecutorTest, ALaunchThatFailsAfterBeingHeldIsStillReported) {
   ASSERT_TRUE(result.is<LaunchFailure>());
   EXPECT_EQ(result.get<LaunchFailure>().errorNumber, ENOEXEC);
   EXPECT_EQ(text(result.get<LaunchFailure>().message), "exec " + program + ": Exec format error");
-  EXPECT_TRUE(childrenOfThisThread().empty());
+  EXPECT_TRUE(childrenOfThisProcess().empty());
 }
 
 TEST(ProcessStartTime, OfThisProcessIsStableAndOfAReapedOneIsNull) {

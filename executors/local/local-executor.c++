@@ -104,7 +104,7 @@ kj::Promise<LaunchResult> LocalExecutor::launch(LaunchRequest&& request) {
 
   SpawnOptions options{request};
   options.launchTimeout = launchTimeout;
-  return spawn(eventPort, timer, options).then([this](SpawnResult&& result) -> LaunchResult {
+  return spawn(launcher, timer, options).then([this](SpawnResult&& result) -> LaunchResult {
     KJ_SWITCH_ONEOF(result) {
       KJ_CASE_ONEOF(spawned, Spawned) {
         kj::Own<Process> process = kj::heap<LocalProcess>(eventPort, kj::mv(spawned));

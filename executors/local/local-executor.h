@@ -31,6 +31,7 @@ class LocalExecutor final : public Executor {
   kj::UnixEventPort& eventPort;
   kj::Timer& timer;
   kj::Duration launchTimeout;
+  Launcher launcher;
 };
 
 }  // namespace runner::executors
