@@ -169,6 +169,7 @@ void Job::markEnded() {
 JobTable::JobTable(JobTableConfig config, executors::ExecutorSet& executors, Store& store,
                    kj::Timer& timer, OutputWatcher& watcher, EventLog& log)
     : cfg(kj::mv(config)),
+      outputFiles(cfg.logDir),
       executors(executors),
       store(store),
       timer(timer),
@@ -278,10 +279,7 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   record.createdAt = nowMillis();
 
   auto path = kj::str(cfg.logDir, '/', record.id, ".log");
-  int rawFd;
-  KJ_SYSCALL(rawFd = open(path.cStr(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0640),
-             path);
-  kj::AutoCloseFd outputFd(rawFd);
+  kj::AutoCloseFd outputFd = outputFiles.create(record.id);
   // Nothing of the job may be left behind if it never starts.
   auto output = kj::heap<UnstartedOutput>(kj::mv(path));
 

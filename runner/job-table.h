@@ -15,6 +15,7 @@
 #include "executors/executor.h"
 #include "runner/event-log.h"
 #include "runner/job-record.h"
+#include "runner/output-files.h"
 #include "runner/output-watcher.h"
 
 namespace runner {
@@ -36,7 +37,8 @@ struct StartRequest {
 };
 
 struct JobTableConfig {
-  // Output files live here as <id>.log.
+  // Output files live here as <id>.log, beside a few empty .spare-* files made ahead of need
+  // (see OutputFiles).
   kj::String logDir;
   // Who jobs run as. Never root.
   executors::Credentials runAs;
@@ -120,6 +122,7 @@ class JobTable {
   friend class Job;
 
   JobTableConfig cfg;
+  OutputFiles outputFiles;
   executors::ExecutorSet& executors;
   Store& store;
   kj::Timer& timer;

@@ -1,0 +1,162 @@
+#include "runner/output-files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <kj/debug.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "runner/test-harness.h"
+
+namespace runner {
+namespace {
+
+using testing::TempDir;
+
+std::vector<std::string> namesIn(kj::StringPtr dir) {
+  std::vector<std::string> names;
+  DIR* entries = opendir(dir.cStr());
+  KJ_ASSERT(entries != nullptr, dir);
+  while (struct dirent* entry = readdir(entries)) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  closedir(entries);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+size_t sparesIn(kj::StringPtr dir) {
+  auto names = namesIn(dir);
+  return std::count_if(names.begin(), names.end(),
+                       [](const std::string& name) { return name.rfind(".spare-", 0) == 0; });
+}
+
+// Waits up to 5 s for `files` to have `count` spares ready.
+bool waitReady(const OutputFiles& files, size_t count) {
+  for (int attempt = 0; attempt < 5000; ++attempt) {
+    if (files.ready() == count) return true;
+    usleep(1000);
+  }
+  return false;
+}
+
+// The description of what `func` throws, or "" when it does not throw.
+template <typename Func>
+std::string thrownBy(Func&& func) {
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions(kj::fwd<Func>(func))) {
+    return e->getDescription().cStr();
+  }
+  return "";
+}
+
+std::string pathOf(const TempDir& dir, const char* name) {
+  return std::string(dir.path().cStr()) + "/" + name;
+}
+
+TEST(OutputFilesTest, MakesAnEmptyAppendOnlyFileNamedAfterTheJob) {
+  TempDir dir;
+  OutputFiles files(dir.path(), 4);
+  ASSERT_TRUE(waitReady(files, 4));
+
+  auto fd = files.create("job-1");
+  struct stat st;
+  ASSERT_EQ(stat(pathOf(dir, "job-1.log").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
+  EXPECT_EQ(st.st_uid, geteuid());
+  EXPECT_EQ(st.st_mode & 0777, 0640 & ~0022);
+  int flags = fcntl(fd, F_GETFL);
+  EXPECT_EQ(flags & O_ACCMODE, O_WRONLY);
+  EXPECT_TRUE(flags & O_APPEND);
+  EXPECT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+
+  // What is written through the descriptor is the job's file.
+  ASSERT_EQ(write(fd, "hello", 5), 5);
+  ASSERT_EQ(stat(pathOf(dir, "job-1.log").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 5);
+
+  // The spare it took is replaced.
+  EXPECT_TRUE(waitReady(files, 4));
+  EXPECT_EQ(sparesIn(dir.path()), 4u);
+}
+
+TEST(OutputFilesTest, AnExistingNameIsRefusedAndLeftAlone) {
+  TempDir dir;
+  OutputFiles files(dir.path(), 2);
+  ASSERT_TRUE(waitReady(files, 2));
+  {
+    auto fd = files.create("job-1");
+    ASSERT_EQ(write(fd, "first", 5), 5);
+  }
+  EXPECT_NE(thrownBy([&]() { files.create("job-1"); }).find("File exists"), std::string::npos);
+  struct stat st;
+  ASSERT_EQ(stat(pathOf(dir, "job-1.log").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 5) << "the existing file keeps its content";
+  // The spare that could not be used is not left behind.
+  EXPECT_TRUE(waitReady(files, 2));
+  EXPECT_EQ(sparesIn(dir.path()), 2u);
+}
+
+TEST(OutputFilesTest, ASpareRemovedBehindItsBackFallsBackToDirectCreation) {
+  TempDir dir;
+  OutputFiles files(dir.path(), 3);
+  ASSERT_TRUE(waitReady(files, 3));
+  for (auto& name : namesIn(dir.path())) unlink(pathOf(dir, name.c_str()).c_str());
+
+  for (int i = 0; i < 5; ++i) {
+    auto id = kj::str("job-", i);
+    auto fd = files.create(id);
+    EXPECT_GE(fd.get(), 0);
+    EXPECT_EQ(access(pathOf(dir, kj::str(id, ".log").cStr()).c_str(), F_OK), 0);
+  }
+}
+
+TEST(OutputFilesTest, WithoutSparesEveryFileIsMadeDirectly) {
+  TempDir dir;
+  OutputFiles files(dir.path(), 0);
+  auto fd = files.create("job-1");
+  EXPECT_GE(fd.get(), 0);
+  EXPECT_EQ(files.ready(), 0u);
+  EXPECT_EQ(namesIn(dir.path()), std::vector<std::string>{"job-1.log"});
+}
+
+TEST(OutputFilesTest, SparesAreRemovedOnDestructionAndLeftoversOnConstruction) {
+  TempDir dir;
+  {
+    OutputFiles files(dir.path(), 4);
+    ASSERT_TRUE(waitReady(files, 4));
+    files.create("job-1");
+  }
+  EXPECT_EQ(namesIn(dir.path()), std::vector<std::string>{"job-1.log"});
+
+  // A server that crashed leaves its spares behind; the next one removes them and only them.
+  int fd = open(pathOf(dir, ".spare-123-7").c_str(), O_WRONLY | O_CREAT, 0640);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  OutputFiles files(dir.path(), 0);
+  EXPECT_EQ(namesIn(dir.path()), std::vector<std::string>{"job-1.log"});
+}
+
+TEST(OutputFilesTest, AMissingDirectoryIsAClearError) {
+  auto message = thrownBy([]() { OutputFiles files("/nonexistent/runner-logs"); });
+  EXPECT_NE(message.find("/nonexistent/runner-logs"), std::string::npos) << message;
+}
+
+TEST(OutputFilesTest, AnUnwritableDirectoryFailsTheStartNotTheThread) {
+  if (geteuid() == 0) GTEST_SKIP() << "root writes into any directory";
+  TempDir dir;
+  ASSERT_EQ(chmod(dir.path().cStr(), 0555), 0);
+  KJ_DEFER(chmod(dir.path().cStr(), 0755));
+  OutputFiles files(dir.path(), 4);
+  EXPECT_NE(thrownBy([&]() { files.create("job-1"); }).find("Permission denied"),
+            std::string::npos);
+  EXPECT_EQ(files.ready(), 0u);
+}
+
+}  // namespace
+}  // namespace runner

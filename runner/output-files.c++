@@ -1,0 +1,116 @@
+#include "runner/output-files.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <kj/debug.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+namespace runner {
+
+namespace {
+
+constexpr char SPARE_PREFIX[] = ".spare-";
+constexpr int OUTPUT_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC;
+constexpr mode_t OUTPUT_MODE = 0640;
+
+}  // namespace
+
+OutputFiles::OutputFiles(kj::StringPtr dir, size_t spares) : dir(kj::str(dir)), target(spares) {
+  int fd;
+  KJ_SYSCALL(fd = open(this->dir.cStr(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), this->dir);
+  dirFd = kj::AutoCloseFd(fd);
+  removeLeftovers();
+  if (target > 0) {
+    // The thread starts with every signal blocked and keeps it so: runnerd's signals are taken on
+    // the event loop, whichever thread exists when they arrive.
+    sigset_t all, saved;
+    sigfillset(&all);
+    KJ_ASSERT(pthread_sigmask(SIG_SETMASK, &all, &saved) == 0);
+    KJ_DEFER(KJ_ASSERT(pthread_sigmask(SIG_SETMASK, &saved, nullptr) == 0));
+    thread = kj::heap<kj::Thread>([this]() { refill(); });
+  }
+}
+
+OutputFiles::~OutputFiles() noexcept(false) {
+  state.lockExclusive()->stopping = true;
+  thread = nullptr;  // joins
+  for (auto& spare : state.lockExclusive()->spares) {
+    if (unlinkat(dirFd, spare.name.cStr(), 0) < 0 && errno != ENOENT) {
+      KJ_LOG(WARNING, "could not remove a spare output file", dir, spare.name, strerror(errno));
+    }
+  }
+}
+
+kj::AutoCloseFd OutputFiles::create(kj::StringPtr id) {
+  auto name = kj::str(id, ".log");
+  kj::Maybe<Spare> spare;
+  {
+    auto lock = state.lockExclusive();
+    if (!lock->spares.empty()) {
+      spare = kj::mv(lock->spares.back());
+      lock->spares.removeLast();
+    }
+    lock->wanted = true;
+  }
+  KJ_IF_MAYBE (ready, spare) {
+    if (renameat2(dirFd, ready->name.cStr(), dirFd, name.cStr(), RENAME_NOREPLACE) == 0) {
+      return kj::mv(ready->fd);
+    }
+    // Taken already (then the direct creation below says so), or the spare is gone: either
+    // way, the job's file is made directly.
+    unlinkat(dirFd, ready->name.cStr(), 0);
+  }
+  int fd;
+  KJ_SYSCALL(fd = openat(dirFd, name.cStr(), OUTPUT_FLAGS, OUTPUT_MODE), kj::str(dir, '/', name));
+  return kj::AutoCloseFd(fd);
+}
+
+size_t OutputFiles::ready() const {
+  return state.lockShared()->spares.size();
+}
+
+void OutputFiles::refill() {
+  // No exceptions here: a failure leaves the job's file to be made directly, where it is
+  // reported to whoever started the job.
+  uint64_t counter = 0;
+  pid_t pid = getpid();
+  for (;;) {
+    {
+      auto lock = state.lockExclusive();
+      lock.wait([this](const State& state) {
+        return state.stopping || (state.wanted && state.spares.size() < target);
+      });
+      if (lock->stopping) return;
+    }
+    auto name = kj::str(SPARE_PREFIX, pid, '-', counter++);
+    int fd = openat(dirFd, name.cStr(), OUTPUT_FLAGS, OUTPUT_MODE);
+    if (fd < 0) {
+      if (errno != EEXIST) state.lockExclusive()->wanted = false;
+      continue;
+    }
+    state.lockExclusive()->spares.add(Spare{kj::mv(name), kj::AutoCloseFd(fd)});
+  }
+}
+
+void OutputFiles::removeLeftovers() {
+  int fd;
+  KJ_SYSCALL(fd = dup(dirFd));
+  DIR* entries = fdopendir(fd);
+  if (entries == nullptr) {
+    close(fd);
+    KJ_FAIL_SYSCALL("fdopendir", errno, dir);
+  }
+  KJ_DEFER(closedir(entries));
+  while (struct dirent* entry = readdir(entries)) {
+    if (strncmp(entry->d_name, SPARE_PREFIX, strlen(SPARE_PREFIX)) != 0) continue;
+    if (unlinkat(dirFd, entry->d_name, 0) < 0 && errno != ENOENT) {
+      KJ_FAIL_SYSCALL("unlink", errno, kj::str(dir, '/', entry->d_name));
+    }
+  }
+}
+
+}  // namespace runner

@@ -1,0 +1,59 @@
+#pragma once
+// OutputFiles: makes each job's output file, <dir>/<id>.log, ahead of need.
+//
+// Creating a file allocates an inode and inserts a directory entry. On some file systems that
+// is slow: ext4 without a journal checks candidate inodes one by one for a recent deletion, and
+// a host that creates and deletes many files pays 100-500 microseconds per file, more than
+// the rest of a job's start. So a background thread keeps a few empty files ready under
+// hidden names (.spare-*), and a job's start only renames one to <id>.log. When none is
+// ready, or renaming fails for any reason but a name clash, the file is created directly, so
+// a start never depends on the thread.
+
+#include <kj/io.h>
+#include <kj/mutex.h>
+#include <kj/string.h>
+#include <kj/thread.h>
+#include <kj/vector.h>
+
+namespace runner {
+
+class OutputFiles {
+ public:
+  // Removes spares a previous server left in `dir` (it crashed), then starts the thread, which
+  // keeps `spares` files ready. `dir` must exist.
+  explicit OutputFiles(kj::StringPtr dir, size_t spares = 16);
+  // Stops the thread and removes the spares.
+  ~OutputFiles() noexcept(false);
+  KJ_DISALLOW_COPY(OutputFiles);
+
+  // A new, empty <dir>/<id>.log, mode 0640 (before the umask), open for appending and
+  // close-on-exec. Throws, naming the path, when it exists or cannot be made.
+  kj::AutoCloseFd create(kj::StringPtr id);
+
+  // Files ready now (for tests).
+  size_t ready() const;
+
+ private:
+  struct Spare {
+    kj::String name;  // within dir
+    kj::AutoCloseFd fd;
+  };
+  struct State {
+    kj::Vector<Spare> spares;
+    // Set by create(); the thread refills only after a start took a spare, so a directory where
+    // making files fails does not keep it busy.
+    bool wanted = true;
+    bool stopping = false;
+  };
+
+  kj::String dir;
+  kj::AutoCloseFd dirFd;
+  size_t target;
+  kj::MutexGuarded<State> state;
+  kj::Own<kj::Thread> thread;
+
+  void refill();
+  void removeLeftovers();
+};
+
+}  // namespace runner
