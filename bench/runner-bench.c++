@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "bench/benchmarks.h"
+#include "tls/tls-config.h"
 
 namespace {
 
@@ -31,6 +32,8 @@ const Benchmark BENCHMARKS[] = {
 }  // namespace
 
 int main(int argc, char* argv[]) {
+  // As runctl does.
+  runner::tls::tuneAllocatorForStreaming();
   if (argc < 2) {
     fprintf(stderr, "usage: runner-bench BENCHMARK [--name=value...] [-- COMMAND...]\n");
     for (auto& benchmark : BENCHMARKS) fprintf(stderr, "  %s\n", benchmark.name);

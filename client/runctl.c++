@@ -14,6 +14,7 @@
 #include "client/exit-status.h"
 #include "client/quantities.h"
 #include "client/spec-options.h"
+#include "tls/tls-config.h"
 
 namespace runner {
 namespace client {
@@ -347,6 +348,7 @@ class Runctl {
 }  // namespace runner
 
 int main(int argc, char* argv[]) {
+  runner::tls::tuneAllocatorForStreaming();
   // Help and errors say "runctl", whatever path it was started by.
   argv[0] = const_cast<char*>("runctl");
   runner::client::RunctlContext context(argv[0]);

@@ -176,6 +176,7 @@ class Runnerd {
   }
 
   void serve() {
+    tls::tuneAllocatorForStreaming();
     raiseDescriptorLimit();
     auto io = kj::setupAsyncIo();
     EventLog log(STDERR_FILENO);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <kj/debug.h>
+#include <malloc.h>
 #include <kj/io.h>
 #include <kj/vector.h>
 #include <openssl/bio.h>
@@ -452,6 +453,13 @@ kj::String ClientTls::expectedName(kj::StringPtr name) {
   char text[INET6_ADDRSTRLEN];
   KJ_ASSERT(inet_ntop(family, buffer, text, sizeof(text)) != nullptr, name);
   return kj::str(text);
+}
+
+void tuneAllocatorForStreaming() {
+  // Blocks up to 1 MiB come from the heap, and up to 16 MiB freed at its top stay there.
+  // Setting either fixes both (glibc stops adjusting them).
+  KJ_ASSERT(mallopt(M_MMAP_THRESHOLD, 1 << 20) == 1);
+  KJ_ASSERT(mallopt(M_TRIM_THRESHOLD, 16 << 20) == 1);
 }
 
 }  // namespace tls

@@ -95,5 +95,12 @@ class ClientTls {
   kj::Own<kj::TlsContext> context;
 };
 
+// Sets glibc's allocator up for what both ends of a connection do most: allocate and free
+// messages of a little over 256 KiB (a chunk of output), one after the other. By default each
+// such buffer is mmap()ed and unmapped, or, once glibc raises its threshold, taken from the top
+// of the heap, which is then trimmed and grown again with brk() for every message; either way
+// every chunk faults in and zeroes fresh pages. Called once, first thing in main().
+void tuneAllocatorForStreaming();
+
 }  // namespace tls
 }  // namespace runner
