@@ -35,7 +35,7 @@ class OutputSink {
 
 // Bytes per read(): large enough that a fast reader makes few round trips, small enough that
 // a stalled one pins little.
-constexpr size_t FOLLOWER_CHUNK_BYTES = 128 * 1024;
+constexpr size_t FOLLOWER_CHUNK_BYTES = 256 * 1024;
 
 // Streams `job`'s output from byte `fromOffset` to `sink`. With `follow`, keeps going until the
 // job has ended and every byte is delivered; without it, stops at the current end. Resolves

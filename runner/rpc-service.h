@@ -23,7 +23,7 @@ namespace runner {
 constexpr size_t CONNECTION_OUTPUT_WINDOW = 8 * 1024 * 1024;
 // ... and what one watch may have in flight: a client that stops reading pins no more than this
 // (plus the follower's one chunk), and a fast one still has several chunks on the way.
-constexpr size_t WATCH_OUTPUT_WINDOW = 512 * 1024;
+constexpr size_t WATCH_OUTPUT_WINDOW = 1024 * 1024;
 
 // The unacknowledged output of one connection, and the watches waiting for it to shrink.
 class OutputBudget {
