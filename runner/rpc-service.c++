@@ -12,7 +12,8 @@ namespace {
 // A follower's sink that is the client's OutputSink capability. write() is declared a
 // streaming call, but capnp 0.9.2 sizes a stream's window by the socket's send buffer for each
 // sink; this sink sends plain calls and counts their returns (the wire format is the same),
-// holding each watch to WATCH_OUTPUT_WINDOW and the connection to CONNECTION_OUTPUT_WINDOW. The
+// holding each watch to its window (see WATCH_INITIAL_OUTPUT_WINDOW) and the connection to
+// CONNECTION_OUTPUT_WINDOW. The
 // first failed write fails every later one, as a stream does.
 class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler {
  public:
@@ -80,11 +81,19 @@ class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler
   // The request whose data field the follower is reading into.
   kj::Maybe<capnp::Request<capnp::AnyPointer, capnp::AnyPointer>> next;
   size_t inFlight = 0;
+  size_t window = WATCH_INITIAL_OUTPUT_WINDOW;
+  // Acknowledged since the window last grew.
+  size_t acknowledgedInWindow = 0;
   kj::Maybe<kj::Exception> failure;
   kj::TaskSet acks;
 
   void acknowledged(size_t size) {
     inFlight -= size;
+    acknowledgedInWindow += size;
+    if (acknowledgedInWindow >= window && window < WATCH_MAX_OUTPUT_WINDOW) {
+      window *= 2;
+      acknowledgedInWindow = 0;
+    }
     caller.output.release(size);
   }
 
@@ -92,7 +101,7 @@ class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler
     KJ_IF_MAYBE(e, failure) {
       return kj::cp(*e);
     }
-    if (inFlight < WATCH_OUTPUT_WINDOW && caller.output.hasRoom()) return kj::READY_NOW;
+    if (inFlight < window && caller.output.hasRoom()) return kj::READY_NOW;
     return caller.output.nextRelease().then([this]() { return whenRoom(); });
   }
 

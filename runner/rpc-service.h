@@ -21,9 +21,12 @@ namespace runner {
 // each sink, so many watches on one connection would pin many times that; runner counts
 // acknowledgements itself, per watch and per connection.
 constexpr size_t CONNECTION_OUTPUT_WINDOW = 8 * 1024 * 1024;
-// ... and what one watch may have in flight: a client that stops reading pins no more than this
-// (plus the follower's one chunk), and a fast one still has several chunks on the way.
-constexpr size_t WATCH_OUTPUT_WINDOW = 1024 * 1024;
+// ... and what one watch may have in flight. A watch starts with the initial window, so that a
+// client that never reads pins no more than that (plus the follower's one chunk); each time a
+// whole window has been acknowledged it doubles, up to the maximum, so that a client that keeps
+// up has several chunks on the way, as TCP's slow start does.
+constexpr size_t WATCH_INITIAL_OUTPUT_WINDOW = 512 * 1024;
+constexpr size_t WATCH_MAX_OUTPUT_WINDOW = 2 * 1024 * 1024;
 
 // The unacknowledged output of one connection, and the watches waiting for it to shrink.
 class OutputBudget {
