@@ -39,5 +39,9 @@ int followMany(const Options& options);
 // resident memory.
 int stalledReader(const Options& options);
 
+// The floor under P3 and P4: --bytes through TLS 1.3 over loopback between two processes with
+// plain OpenSSL, for AES-256-GCM (what runner negotiates) and AES-128-GCM; best of --runs.
+int tlsFloor(const Options& options);
+
 }  // namespace bench
 }  // namespace runner

@@ -27,6 +27,7 @@ const Benchmark BENCHMARKS[] = {
     {"follow-one", runner::bench::followOne},
     {"follow-many", runner::bench::followMany},
     {"stalled-reader", runner::bench::stalledReader},
+    {"tls-floor", runner::bench::tlsFloor},
 };
 
 }  // namespace
