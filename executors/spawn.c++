@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "executors/spawn-child.h"
+#include "executors/threads.h"
 
 namespace runner::executors {
 namespace {
@@ -344,7 +345,7 @@ class Launch {
 
 class Launcher::Worker {
  public:
-  Worker() : thread(startWithSignalsBlocked([this]() { loop(); })) {
+  Worker() : thread(startQuietThread([this]() { loop(); })) {
     auto lock = state.lockExclusive();
     lock.wait([](const State& state) { return state.executor != nullptr; });
   }
@@ -370,17 +371,6 @@ class Launcher::Worker {
   kj::MutexGuarded<State> state;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> stop;  // the thread's own
   kj::Own<kj::Thread> thread;
-
-  // The thread starts with every signal blocked and keeps it so: runnerd's signals are taken on
-  // the event loop, whichever thread exists when they arrive, and a child created here
-  // inherits this mask, so no handler of runnerd's can run in it.
-  static kj::Own<kj::Thread> startWithSignalsBlocked(kj::Function<void()> func) {
-    sigset_t all, saved;
-    sigfillset(&all);
-    KJ_ASSERT(pthread_sigmask(SIG_SETMASK, &all, &saved) == 0);
-    KJ_DEFER(KJ_ASSERT(pthread_sigmask(SIG_SETMASK, &saved, nullptr) == 0));
-    return kj::heap<kj::Thread>(kj::mv(func));
-  }
 
   void loop() {
     kj::EventLoop eventLoop;

@@ -4,10 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <kj/debug.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "executors/threads.h"
 
 namespace runner {
 
@@ -24,15 +25,7 @@ OutputFiles::OutputFiles(kj::StringPtr dir, size_t spares) : dir(kj::str(dir)), 
   KJ_SYSCALL(fd = open(this->dir.cStr(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), this->dir);
   dirFd = kj::AutoCloseFd(fd);
   removeLeftovers();
-  if (target > 0) {
-    // The thread starts with every signal blocked and keeps it so: runnerd's signals are taken on
-    // the event loop, whichever thread exists when they arrive.
-    sigset_t all, saved;
-    sigfillset(&all);
-    KJ_ASSERT(pthread_sigmask(SIG_SETMASK, &all, &saved) == 0);
-    KJ_DEFER(KJ_ASSERT(pthread_sigmask(SIG_SETMASK, &saved, nullptr) == 0));
-    thread = kj::heap<kj::Thread>([this]() { refill(); });
-  }
+  if (target > 0) thread = executors::startQuietThread([this]() { refill(); });
 }
 
 OutputFiles::~OutputFiles() noexcept(false) {

@@ -135,9 +135,17 @@ class CgroupRunnerd : public ::testing::Test {
 
   void SetUp() override { SKIP_UNLESS_HOST_CAN_RUN(); }
 
-  // No cgroup named after job `id` is left in any hierarchy.
+  // No cgroup named after job `id` is left in any hierarchy, once runnerd has had up to 2 s to
+  // remove it (it does so right after reporting the job's end).
   static void expectNoCgroupLeft(const std::string& id) {
     ASSERT_FALSE(parents->all.empty());
+    auto anyLeft = [&]() {
+      for (auto& dir : parents->all) {
+        if (exists(dir + "/" + id)) return true;
+      }
+      return false;
+    };
+    for (int i = 0; i < 200 && anyLeft(); ++i) usleep(10000);
     for (auto& dir : parents->all) {
       EXPECT_FALSE(exists(dir + "/" + id)) << "left behind: " << dir << "/" << id;
     }
@@ -409,7 +417,11 @@ TEST_F(LocalRunnerd, AJobCanAskForTheCgroupExecutor) {
       << status.out;
   EXPECT_NE(status.out.find(statusLine("OOM killed", "yes, the main process\n")), std::string::npos)
       << status.out;
-  for (auto& dir : parents.all) EXPECT_FALSE(exists(dir + "/" + id)) << dir << "/" << id;
+  // Removed right after the job's end was reported.
+  for (auto& dir : parents.all) {
+    for (int i = 0; i < 200 && exists(dir + "/" + id); ++i) usleep(10000);
+    EXPECT_FALSE(exists(dir + "/" + id)) << dir << "/" << id;
+  }
 }
 
 }  // namespace

@@ -5,14 +5,15 @@
 
 #include "executors/reap.h"
 #include "executors/spawn.h"
+#include "executors/threads.h"
 
 namespace runner::executors::cgroup {
 namespace {
 
-// How long, in 1 ms steps, the end of a job waits for its cgroup to empty after the kill, and
-// then for rmdir to stop answering EBUSY.
+// How long, in 1 ms steps, the end of a job waits for its cgroup to empty after the kill.
+// (Removal, retried while rmdir answers EBUSY, is the JobCgroup destructor's, on the remover's
+// thread.)
 constexpr uint32_t EMPTY_WAIT_STEPS = 5000;
-constexpr uint32_t REMOVE_WAIT_STEPS = 2000;
 // While waiting for the cgroup to empty, kill again this often (in steps), in case a process
 // was on its way in when the first kill was sent.
 constexpr uint32_t REKILL_EVERY_STEPS = 100;
@@ -21,9 +22,10 @@ constexpr uint32_t REKILL_EVERY_STEPS = 100;
 // once by a promise forked at construction, whether or not anyone waits for it.
 class CgroupProcess final : public Process {
  public:
-  CgroupProcess(kj::UnixEventPort& eventPort, kj::Timer& timer, Spawned spawned,
-                kj::Own<JobCgroup> cgroup, Placement placement)
+  CgroupProcess(kj::UnixEventPort& eventPort, kj::Timer& timer, CgroupRemover& remover,
+                Spawned spawned, kj::Own<JobCgroup> cgroup, Placement placement)
       : timer(timer),
+        remover(remover),
         mainPid(spawned.pid),
         pidfd(kj::mv(spawned.pidfd)),
         cgroup(kj::mv(cgroup)),
@@ -77,6 +79,7 @@ class CgroupProcess final : public Process {
 
  private:
   kj::Timer& timer;
+  CgroupRemover& remover;
   pid_t mainPid;
   kj::AutoCloseFd pidfd;
   kj::Own<JobCgroup> cgroup;
@@ -105,7 +108,8 @@ class CgroupProcess final : public Process {
       status.oomKilled = oomKills > 0;
       status.oomKilledMain = status.oomKilled && status.signaled && status.termSignal == SIGKILL;
       status.usage = cgroup->usage();
-      return removeWhenIdle(0);
+      // The exit is reported now; the empty cgroup goes on the remover's thread.
+      remover.remove(kj::mv(cgroup));
     });
   }
 
@@ -120,18 +124,35 @@ class CgroupProcess final : public Process {
       return waitUntilEmpty(step + 1);
     });
   }
-
-  kj::Promise<void> removeWhenIdle(uint32_t step) {
-    if (cgroup->tryRemove()) return kj::READY_NOW;
-    KJ_REQUIRE(step < REMOVE_WAIT_STEPS, "the job's cgroup stays busy; left behind",
-               cgroup->path());
-    return timer.afterDelay(1 * kj::MILLISECONDS).then([this, step]() {
-      return removeWhenIdle(step + 1);
-    });
-  }
 };
 
 }  // namespace
+
+CgroupRemover::CgroupRemover() : thread(startQuietThread([this]() { run(); })) {}
+
+CgroupRemover::~CgroupRemover() noexcept(false) {
+  state.lockExclusive()->stopping = true;
+  thread = nullptr;  // joins once the queue is empty
+}
+
+void CgroupRemover::remove(kj::Own<JobCgroup> cgroup) {
+  state.lockExclusive()->queue.add(kj::mv(cgroup));
+}
+
+void CgroupRemover::run() {
+  for (;;) {
+    kj::Vector<kj::Own<JobCgroup>> batch;
+    {
+      auto lock = state.lockExclusive();
+      lock.wait([](const State& state) { return state.stopping || !state.queue.empty(); });
+      if (lock->queue.empty()) return;  // stopping
+      batch = kj::mv(lock->queue);
+      lock->queue = kj::Vector<kj::Own<JobCgroup>>();
+    }
+    // Each destructor removes its cgroup and logs what it could not.
+    batch.clear();
+  }
+}
 
 CgroupExecutor::CgroupExecutor(kj::UnixEventPort& eventPort, kj::Timer& timer,
                                kj::Own<CgroupDriver> driver)
@@ -157,8 +178,7 @@ kj::Promise<LaunchResult> CgroupExecutor::launch(LaunchRequest&& request) {
     placement.ioDevice = device->describe();
   }
 
-  auto spawning =
-      spawn(launcher, timer, SpawnOptions{request, cgroup->spawnProcsFds()});
+  auto spawning = spawn(launcher, timer, SpawnOptions{request, cgroup->spawnProcsFds()});
   // The continuation owns `cgroup`, and KJ destroys a continuation's dependency before the
   // continuation: a cancelled launch kills and reaps its child first, then the JobCgroup's
   // destructor removes the (now empty) cgroup.
@@ -166,8 +186,8 @@ kj::Promise<LaunchResult> CgroupExecutor::launch(LaunchRequest&& request) {
                            SpawnResult&& result) mutable -> LaunchResult {
     KJ_SWITCH_ONEOF(result) {
       KJ_CASE_ONEOF(spawned, Spawned) {
-        kj::Own<Process> process = kj::heap<CgroupProcess>(eventPort, timer, kj::mv(spawned),
-                                                           kj::mv(cgroup), kj::mv(placement));
+        kj::Own<Process> process = kj::heap<CgroupProcess>(
+            eventPort, timer, remover, kj::mv(spawned), kj::mv(cgroup), kj::mv(placement));
         return kj::mv(process);
       }
       KJ_CASE_ONEOF(failure, LaunchFailure) {
