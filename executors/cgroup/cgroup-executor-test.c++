@@ -361,8 +361,9 @@ TEST_F(CgroupExecutorTest, DaemonizedProcessDiesWithTheJob) {
 }
 
 TEST_F(CgroupExecutorTest, SignalAllReachesEveryProcessOfTheCgroup) {
+  // The trap comes first: once the second process exists, the main one handles SIGTERM.
   auto process = start(
-      request({"sh", "-c", "setsid sleep 1000 & trap 'exit 7' TERM; while :; do sleep 0.1; done"}));
+      request({"sh", "-c", "trap 'exit 7' TERM; setsid sleep 1000 & while :; do sleep 0.1; done"}));
   std::string path = process->placement().cgroupPath.cStr();
   for (int i = 0; i < 100 && countProcesses(path) < 2; ++i) sleepFor(10 * kj::MILLISECONDS);
   process->signalAll(SIGTERM);
