@@ -85,6 +85,30 @@ TEST(OutputFilesTest, MakesAnEmptyAppendOnlyFileNamedAfterTheJob) {
   EXPECT_EQ(sparesIn(dir.path()), 4u);
 }
 
+size_t openDescriptors() {
+  size_t count = 0;
+  DIR* dir = opendir("/proc/self/fd");
+  KJ_ASSERT(dir != nullptr);
+  while (readdir(dir) != nullptr) ++count;
+  closedir(dir);
+  return count;
+}
+
+TEST(OutputFilesTest, SparesHoldNoDescriptors) {
+  // A server short of descriptors must not lose them to files nobody uses yet.
+  TempDir dir;
+  size_t before = openDescriptors();
+  OutputFiles files(dir.path(), 16);
+  ASSERT_TRUE(waitReady(files, 16));
+  EXPECT_EQ(openDescriptors(), before + 1) << "only the directory itself is open";
+  {
+    auto fd = files.create("job-1");
+    EXPECT_EQ(openDescriptors(), before + 2);
+  }
+  ASSERT_TRUE(waitReady(files, 16));
+  EXPECT_EQ(openDescriptors(), before + 1);
+}
+
 TEST(OutputFilesTest, AnExistingNameIsRefusedAndLeftAlone) {
   TempDir dir;
   OutputFiles files(dir.path(), 2);

@@ -6,6 +6,7 @@
 #include <kj/debug.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "executors/threads.h"
@@ -32,15 +33,15 @@ OutputFiles::~OutputFiles() noexcept(false) {
   state.lockExclusive()->stopping = true;
   thread = nullptr;  // joins
   for (auto& spare : state.lockExclusive()->spares) {
-    if (unlinkat(dirFd, spare.name.cStr(), 0) < 0 && errno != ENOENT) {
-      KJ_LOG(WARNING, "could not remove a spare output file", dir, spare.name, strerror(errno));
+    if (unlinkat(dirFd, spare.cStr(), 0) < 0 && errno != ENOENT) {
+      KJ_LOG(WARNING, "could not remove a spare output file", dir, spare, strerror(errno));
     }
   }
 }
 
 kj::AutoCloseFd OutputFiles::create(kj::StringPtr id) {
   auto name = kj::str(id, ".log");
-  kj::Maybe<Spare> spare;
+  kj::Maybe<kj::String> spare;
   {
     auto lock = state.lockExclusive();
     if (!lock->spares.empty()) {
@@ -50,12 +51,15 @@ kj::AutoCloseFd OutputFiles::create(kj::StringPtr id) {
     lock->wanted = true;
   }
   KJ_IF_MAYBE (ready, spare) {
-    if (renameat2(dirFd, ready->name.cStr(), dirFd, name.cStr(), RENAME_NOREPLACE) == 0) {
-      return kj::mv(ready->fd);
+    if (renameat2(dirFd, ready->cStr(), dirFd, name.cStr(), RENAME_NOREPLACE) == 0) {
+      int fd = openat(dirFd, name.cStr(), OUTPUT_FLAGS & ~(O_CREAT | O_EXCL));
+      if (fd >= 0) return kj::AutoCloseFd(fd);
+      // Gone again already: made directly below.
+    } else {
+      // Taken already (then the direct creation below says so), or the spare is gone: either
+      // way, the job's file is made directly.
+      unlinkat(dirFd, ready->cStr(), 0);
     }
-    // Taken already (then the direct creation below says so), or the spare is gone: either
-    // way, the job's file is made directly.
-    unlinkat(dirFd, ready->name.cStr(), 0);
   }
   int fd;
   KJ_SYSCALL(fd = openat(dirFd, name.cStr(), OUTPUT_FLAGS, OUTPUT_MODE), kj::str(dir, '/', name));
@@ -80,12 +84,12 @@ void OutputFiles::refill() {
       if (lock->stopping) return;
     }
     auto name = kj::str(SPARE_PREFIX, pid, '-', counter++);
-    int fd = openat(dirFd, name.cStr(), OUTPUT_FLAGS, OUTPUT_MODE);
-    if (fd < 0) {
+    // Made without being opened: a spare holds no descriptor of runnerd's.
+    if (mknodat(dirFd, name.cStr(), S_IFREG | OUTPUT_MODE, 0) < 0) {
       if (errno != EEXIST) state.lockExclusive()->wanted = false;
       continue;
     }
-    state.lockExclusive()->spares.add(Spare{kj::mv(name), kj::AutoCloseFd(fd)});
+    state.lockExclusive()->spares.add(kj::mv(name));
   }
 }
 

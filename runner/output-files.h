@@ -4,10 +4,10 @@
 // Creating a file allocates an inode and inserts a directory entry. On some file systems that
 // is slow: ext4 without a journal checks candidate inodes one by one for a recent deletion, and
 // a host that creates and deletes many files pays 100-500 microseconds per file, more than
-// the rest of a job's start. So a background thread keeps a few empty files ready under
-// hidden names (.spare-*), and a job's start only renames one to <id>.log. When none is
-// ready, or renaming fails for any reason but a name clash, the file is created directly, so
-// a start never depends on the thread.
+// the rest of a job's start. So a background thread keeps a few empty files ready under hidden
+// names (.spare-*, made with mknod, so that they hold no descriptor), and a job's start only
+// renames one to <id>.log and opens it. When none is ready, or the rename fails, the file is
+// made directly, as it would be without spares, so a start never depends on the thread.
 
 #include <kj/io.h>
 #include <kj/mutex.h>
@@ -34,12 +34,9 @@ class OutputFiles {
   size_t ready() const;
 
  private:
-  struct Spare {
-    kj::String name;  // within dir
-    kj::AutoCloseFd fd;
-  };
   struct State {
-    kj::Vector<Spare> spares;
+    // Names of empty files in dir, made but not open.
+    kj::Vector<kj::String> spares;
     // Set by create(); the thread refills only after a start took a spare, so a directory where
     // making files fails does not keep it busy.
     bool wanted = true;
