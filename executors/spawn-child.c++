@@ -29,11 +29,13 @@ void reportFailure(const ChildPlan& plan, Step step, int errorNumber) {
 }
 
 bool resetSignals() {
-  // KJ blocks some signals and ignores SIGPIPE, and runnerd's own parent may have left others
-  // ignored (Bazel leaves 32 and 33 ignored); both survive exec. CLONE_CLEAR_SIGHAND has reset
-  // handled signals only. glibc's sigaction() refuses the two real-time signals it keeps for
-  // itself, so this asks the kernel directly: an all-zero kernel sigaction is SIG_DFL with no
-  // flags and an empty mask, whatever the architecture's layout of that struct.
+  // The child starts with runnerd's handlers (which must never run here: they would act on
+  // runnerd's memory) and its launcher thread's mask, every signal blocked but glibc's own two
+  // real-time signals, which nothing sends it. KJ ignores SIGPIPE, and runnerd's own parent may
+  // have left others ignored (Bazel leaves 32 and 33 ignored); both would survive exec. glibc's
+  // sigaction() refuses the two real-time signals it keeps for itself, so this asks the kernel
+  // directly: an all-zero kernel sigaction is SIG_DFL with no flags and an empty mask, whatever
+  // the architecture's layout of that struct. Only then is the mask cleared.
   uint64_t defaultAction[4] = {};
   for (int signal = 1; signal < NSIG; ++signal) {
     if (signal == SIGKILL || signal == SIGSTOP) continue;

@@ -164,6 +164,19 @@ void killByPidfd(int pidfd, pid_t pid) {
   }
 }
 
+// Whether fs.suid_dumpable lets a process that switched to another user be traced by that
+// user. The child shares runnerd's memory until exec, and setresuid() makes that memory
+// dumpable per this setting: at 1 ("debug") any process of the run-as user could trace the
+// child and write into runnerd. At 0 or 2 only a process with CAP_SYS_PTRACE can.
+bool switchedUserIsTraceable() {
+  int fd = open("/proc/sys/fs/suid_dumpable", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;  // no /proc/sys: the kernel's default, 0
+  KJ_DEFER(close(fd));
+  char value = '0';
+  ssize_t n KJ_UNUSED = read(fd, &value, 1);
+  return value == '1';
+}
+
 // One launch. Owns everything the child reads until it has exec'd or exited, and the parts of
 // the child's state that three threads see: the event loop (which owns this object), the
 // launcher thread that creates the child and waits for it, and the child.
@@ -216,9 +229,11 @@ class Launch {
 
   ~Launch() noexcept(false) {
     if (!finished) {
-      // Cancelled while the launcher thread may be waiting for the child: make sure the wait
-      // ends, then wait for the launcher thread to let go of this launch.
-      giveUp();
+      // Only when the Launcher itself goes with this launch pending (see abandon()): make sure
+      // the wait ends, then wait for the launcher thread to let go of it.
+      KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { giveUp(); })) {
+        KJ_LOG(ERROR, "could not kill a child whose launch was cancelled", *exception);
+      }
       launched = nullptr;
       if (pid > 0) pidfdOwner = kj::AutoCloseFd(pidfd);
     }
@@ -238,6 +253,28 @@ class Launch {
   }
 
   KJ_DISALLOW_COPY(Launch);
+
+  bool isFinished() const { return finished; }
+
+  // The launch was cancelled before its launcher thread was done with it. Rather than wait for
+  // that thread here (on the event loop), kill the child now and again every second until the
+  // thread is done, then reap it: `launcher` keeps `self` until then.
+  // Called from a destructor: throws nothing.
+  static void abandon(kj::Own<Launch> self, Launcher& launcher, kj::Timer& timer) {
+    auto& launch = *self;
+    KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { launch.giveUp(); })) {
+      KJ_LOG(ERROR, "could not kill a child whose launch was cancelled", *exception);
+    }
+    auto done = KJ_ASSERT_NONNULL(launch.launched).addBranch();
+    auto killing = timer.afterDelay(KILL_AGAIN_INTERVAL)
+                       .then([&launch, &timer]() { return launch.killUntilCreated(timer); })
+                       .eagerlyEvaluate(nullptr);
+    launcher.keepUntilDone(done.attach(kj::mv(killing)).then([self = kj::mv(self)]() mutable {
+      self->finished = true;
+      if (self->pid > 0) self->pidfdOwner = kj::AutoCloseFd(self->pidfd);
+      // Destroying it kills and reaps the child.
+    }));
+  }
 
   kj::Promise<SpawnResult> start(Launcher& launcher, kj::Timer& timer, kj::Duration timeout) {
     launched = launcher.run([this]() { createChild(); }).fork();
@@ -297,6 +334,8 @@ class Launch {
     int result = clone(childMain, stack + sizeof(stack), flags, &plan, &pidfd);
     if (result < 0) {
       cloneError = errno;
+      // The kernel may have published a descriptor number before failing; it is free again.
+      __atomic_store_n(&pidfd, -1, __ATOMIC_SEQ_CST);
     } else {
       pid = result;
     }
@@ -307,7 +346,13 @@ class Launch {
   void giveUp() {
     __atomic_store_n(&cancelled, true, __ATOMIC_SEQ_CST);
     int fd = __atomic_load_n(&pidfd, __ATOMIC_SEQ_CST);
-    if (fd >= 0) killByPidfd(fd, 0);
+    if (fd < 0) return;
+    // The kernel publishes the number before it installs the descriptor: EBADF means "not
+    // yet", and the next round kills it.
+    if (syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0) < 0 && errno != ESRCH &&
+        errno != EBADF) {
+      KJ_FAIL_SYSCALL("pidfd_send_signal", errno, names.command);
+    }
   }
 
   kj::Promise<void> killUntilCreated(kj::Timer& timer) {
@@ -383,11 +428,19 @@ class Launcher::Worker {
   }
 };
 
-Launcher::Launcher(uint threads) : threadCount(threads) {
+Launcher::Launcher(uint threads) : threadCount(threads), abandoned(*this) {
   KJ_REQUIRE(threads > 0, "a launcher needs a thread");
 }
 
 Launcher::~Launcher() noexcept(false) {}
+
+void Launcher::keepUntilDone(kj::Promise<void> cleanup) {
+  abandoned.add(kj::mv(cleanup));
+}
+
+void Launcher::taskFailed(kj::Exception&& exception) {
+  KJ_LOG(ERROR, "cleaning up a cancelled launch failed", exception);
+}
 
 kj::Promise<void> Launcher::run(kj::Function<void()> func) {
   if (workers.empty()) {
@@ -429,9 +482,19 @@ kj::Promise<SpawnResult> spawn(Launcher& launcher, kj::Timer& timer, const Spawn
                credentials.gid);
   }
 
+  if (switchUser && switchedUserIsTraceable()) {
+    KJ_FAIL_REQUIRE(
+        "fs.suid_dumpable is 1: the job user could trace a starting job's process, which shares "
+        "runnerd's memory; set it to 0 (the default) or 2");
+  }
+
   auto launch = kj::heap<Launch>(options, switchUser);
   auto result = launch->start(launcher, timer, options.launchTimeout);
-  return result.attach(kj::mv(launch));
+  // Cancelled before the launcher thread is done: the Launcher keeps the launch until then,
+  // so that the event loop never waits for a child.
+  return result.attach(kj::defer([launch = kj::mv(launch), &launcher, &timer]() mutable {
+    if (!launch->isFinished()) Launch::abandon(kj::mv(launch), launcher, timer);
+  }));
 }
 
 kj::Maybe<uint64_t> processStartTime(pid_t pid) {

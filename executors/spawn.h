@@ -65,7 +65,7 @@ using SpawnResult = kj::OneOf<Spawned, LaunchFailure>;
 // one held child from delaying every other start. Threads start with the first launch and stop
 // when the Launcher is destroyed, which must happen after every launch has finished or been
 // cancelled.
-class Launcher {
+class Launcher : private kj::TaskSet::ErrorHandler {
  public:
   explicit Launcher(uint threads = 2);
   ~Launcher() noexcept(false);
@@ -75,17 +75,28 @@ class Launcher {
   // event loop. Cancelling it waits until that thread has finished `func`.
   kj::Promise<void> run(kj::Function<void()> func);
 
+  // For spawn(): keeps the cleanup of a cancelled launch going until it is done.
+  void keepUntilDone(kj::Promise<void> cleanup);
+
  private:
   class Worker;
   uint threadCount;
   kj::Vector<kj::Own<Worker>> workers;
+  // Destroyed before the workers it waits for.
+  kj::TaskSet abandoned;
+
+  void taskFailed(kj::Exception&& exception) override;
 };
 
 // Resolves once the process has exec'd (Spawned) or failed (a step reported an error, or
 // `launchTimeout` passed: the child is reaped and the LaunchFailure says why, e.g. "exec nope:
 // No such file or directory"). The child is created on one of `launcher`'s threads, never on
 // the event loop's; the deadline is kept by `timer`. Both must outlive the promise. Cancelling
-// the promise kills and reaps the child (no zombie, no descriptor left open).
+// the promise kills the child at once; `launcher` reaps it (no zombie, no descriptor left open)
+// as soon as its thread is done with it, so that the event loop never waits for a child.
+//
+// Refuses (throws) to switch to the run-as user while fs.suid_dumpable is 1: the child shares
+// runnerd's memory until exec, and that setting would let the run-as user trace it.
 //
 // Throws at once for a request that cannot work (empty argv, uid or gid 0, a relative working
 // directory, an argument with a NUL byte, or, when runnerd is not root, credentials other than

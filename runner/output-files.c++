@@ -52,8 +52,14 @@ kj::AutoCloseFd OutputFiles::create(kj::StringPtr id) {
   }
   KJ_IF_MAYBE (ready, spare) {
     if (renameat2(dirFd, ready->cStr(), dirFd, name.cStr(), RENAME_NOREPLACE) == 0) {
-      int fd = openat(dirFd, name.cStr(), OUTPUT_FLAGS & ~(O_CREAT | O_EXCL));
+      int fd = openat(dirFd, name.cStr(), (OUTPUT_FLAGS & ~(O_CREAT | O_EXCL)) | O_NOFOLLOW);
       if (fd >= 0) return kj::AutoCloseFd(fd);
+      int error = errno;
+      if (error != ENOENT) {
+        // Out of descriptors, say: the job's file must not stay behind under its name.
+        unlinkat(dirFd, name.cStr(), 0);
+        KJ_FAIL_SYSCALL("open", error, kj::str(dir, '/', name));
+      }
       // Gone again already: made directly below.
     } else {
       // Taken already (then the direct creation below says so), or the spare is gone: either

@@ -18,6 +18,19 @@ constexpr uint32_t EMPTY_WAIT_STEPS = 5000;
 // was on its way in when the first kill was sent.
 constexpr uint32_t REKILL_EVERY_STEPS = 100;
 
+// Holds a job's cgroup until its process exists; hands it to the remover if it never does.
+struct CgroupHandoff {
+  CgroupRemover& remover;
+  kj::Own<JobCgroup> cgroup;
+
+  CgroupHandoff(CgroupRemover& remover, kj::Own<JobCgroup> cgroup)
+      : remover(remover), cgroup(kj::mv(cgroup)) {}
+  ~CgroupHandoff() noexcept(false) {
+    if (cgroup.get() != nullptr) remover.remove(kj::mv(cgroup));
+  }
+  KJ_DISALLOW_COPY(CgroupHandoff);
+};
+
 // A job started by spawn() inside its cgroup. As with the local executor, the exit is observed
 // once by a promise forked at construction, whether or not anyone waits for it.
 class CgroupProcess final : public Process {
@@ -179,19 +192,19 @@ kj::Promise<LaunchResult> CgroupExecutor::launch(LaunchRequest&& request) {
   }
 
   auto spawning = spawn(launcher, timer, SpawnOptions{request, cgroup->spawnProcsFds()});
-  // The continuation owns `cgroup`, and KJ destroys a continuation's dependency before the
-  // continuation: a cancelled launch kills and reaps its child first, then the JobCgroup's
-  // destructor removes the (now empty) cgroup.
-  return spawning.then([this, cgroup = kj::mv(cgroup), placement = kj::mv(placement)](
+  // A launch that fails or is cancelled leaves the cgroup to the remover's thread: a cancelled
+  // child may take a moment to die (spawn() kills it and reaps it once its launcher thread is
+  // done), and rmdir answers EBUSY until then.
+  auto handoff = kj::heap<CgroupHandoff>(remover, kj::mv(cgroup));
+  return spawning.then([this, handoff = kj::mv(handoff), placement = kj::mv(placement)](
                            SpawnResult&& result) mutable -> LaunchResult {
     KJ_SWITCH_ONEOF(result) {
       KJ_CASE_ONEOF(spawned, Spawned) {
         kj::Own<Process> process = kj::heap<CgroupProcess>(
-            eventPort, timer, remover, kj::mv(spawned), kj::mv(cgroup), kj::mv(placement));
+            eventPort, timer, remover, kj::mv(spawned), kj::mv(handoff->cgroup), kj::mv(placement));
         return kj::mv(process);
       }
       KJ_CASE_ONEOF(failure, LaunchFailure) {
-        // spawn() has reaped the child; destroying `cgroup` removes the empty cgroup.
         return kj::mv(failure);
       }
     }
