@@ -169,11 +169,11 @@ void killByPidfd(int pidfd, pid_t pid) {
 // dumpable per this setting: at 1 ("debug") any process of the run-as user could trace the
 // child and write into runnerd. At 0 or 2 only a process with CAP_SYS_PTRACE can.
 bool switchedUserIsTraceable() {
-  int fd = open("/proc/sys/fs/suid_dumpable", O_RDONLY | O_CLOEXEC);
+  // Opened once, read at every start: the setting may change at any time.
+  static const int fd = open("/proc/sys/fs/suid_dumpable", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;  // no /proc/sys: the kernel's default, 0
-  KJ_DEFER(close(fd));
   char value = '0';
-  ssize_t n KJ_UNUSED = read(fd, &value, 1);
+  if (pread(fd, &value, 1, 0) != 1) return false;
   return value == '1';
 }
 
