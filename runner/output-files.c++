@@ -58,7 +58,7 @@ kj::AutoCloseFd OutputFiles::create(kj::StringPtr id) {
       if (error != ENOENT) {
         // Out of descriptors, say: the job's file must not stay behind under its name.
         unlinkat(dirFd, name.cStr(), 0);
-        KJ_FAIL_SYSCALL("open", error, kj::str(dir, '/', name));
+        failCreate(name, error);
       }
       // Gone again already: made directly below.
     } else {
@@ -67,9 +67,13 @@ kj::AutoCloseFd OutputFiles::create(kj::StringPtr id) {
       unlinkat(dirFd, ready->cStr(), 0);
     }
   }
-  int fd;
-  KJ_SYSCALL(fd = openat(dirFd, name.cStr(), OUTPUT_FLAGS, OUTPUT_MODE), kj::str(dir, '/', name));
+  int fd = openat(dirFd, name.cStr(), OUTPUT_FLAGS, OUTPUT_MODE);
+  if (fd < 0) failCreate(name, errno);
   return kj::AutoCloseFd(fd);
+}
+
+void OutputFiles::failCreate(kj::StringPtr name, int error) {
+  KJ_FAIL_REQUIRE(kj::str("cannot create the output file ", dir, '/', name, ": ", strerror(error)));
 }
 
 size_t OutputFiles::ready() const {

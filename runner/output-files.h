@@ -27,7 +27,8 @@ class OutputFiles {
   KJ_DISALLOW_COPY(OutputFiles);
 
   // A new, empty <dir>/<id>.log, mode 0640 (before the umask), open for appending and
-  // close-on-exec. Throws, naming the path, when it exists or cannot be made.
+  // close-on-exec. Throws "cannot create the output file PATH: REASON" when it exists or cannot
+  // be made.
   kj::AutoCloseFd create(kj::StringPtr id);
 
   // Files ready now (for tests).
@@ -51,6 +52,7 @@ class OutputFiles {
 
   void refill();
   void removeLeftovers();
+  [[noreturn]] void failCreate(kj::StringPtr name, int error);
 };
 
 }  // namespace runner

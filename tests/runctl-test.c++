@@ -1,11 +1,14 @@
 // runctl against a real runnerd: both run as subprocesses, runctl exactly as a user would, with
 // the certificates of the users runnerd's fixture made for the test.
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <kj/debug.h>
 #include <kj/encoding.h>
 #include <kj/vector.h>
+#include <linux/fs.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 
 #include <string>
 
@@ -234,6 +237,40 @@ TEST_F(RunctlEndToEnd, ServerErrorsAreOneCleanLine) {
   auto waited = runctl({"wait", "no-such-job"});
   EXPECT_EQ(waited.status, 125);
   EXPECT_EQ(waited.err, "runctl: job not found: no-such-job\n");
+}
+
+TEST_F(RunctlEndToEnd, AnOutputDirectoryRunnerdCannotWriteFailsTheStartInOneLine) {
+  // Not even root may add entries to an immutable directory.
+  auto logDir = kj::str(server->dir(), "/logs");
+  int fd = open(logDir.cStr(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  KJ_DEFER(close(fd));
+  int flags = 0;
+  if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0) {
+    GTEST_SKIP() << "the file system of " << logDir.cStr() << " has no inode flags";
+  }
+  int immutable = flags | FS_IMMUTABLE_FL;
+  if (ioctl(fd, FS_IOC_SETFLAGS, &immutable) < 0) {
+    GTEST_SKIP() << "cannot make " << logDir.cStr() << " immutable: " << strerror(errno);
+  }
+  {
+    KJ_DEFER(ioctl(fd, FS_IOC_SETFLAGS, &flags));
+    // Twice: the first start finds a spare file ready, the second none.
+    for (int i = 0; i < 2; ++i) {
+      auto result = runctl({"start", "--", "true"});
+      EXPECT_EQ(result.status, 1);
+      EXPECT_TRUE(isOneLine(result.err)) << result.err;
+      std::string prefix =
+          std::string("runctl: cannot create the output file ") + logDir.cStr() + "/";
+      EXPECT_EQ(result.err.rfind(prefix, 0), 0u) << result.err;
+      EXPECT_NE(result.err.find(".log: Operation not permitted\n"), std::string::npos)
+          << result.err;
+    }
+  }
+  // Nothing was lost: once the directory is writable again, jobs start.
+  auto result = runctl({"run", "--", "echo", "again"});
+  EXPECT_EQ(result.status, 0) << result.err;
+  EXPECT_EQ(result.out, "again\n");
 }
 
 TEST_F(RunctlEndToEnd, UsageErrorsExit2WithOneLine) {
