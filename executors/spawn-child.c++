@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -123,13 +124,31 @@ void runChild(const ChildPlan& plan) {
   if (!resetSignals()) return fail(Step::SIGNALS);
   // Join v1 cgroups first, while still root, so that every later step is accounted there.
   if (!joinCgroups(plan)) return fail(Step::CGROUP);
+  // Before the descriptors are closed. The child has a copy of the parent's filesystem context
+  // (no CLONE_FS), which setns() needs.
+  if (plan.mountNamespaceFd >= 0 && setns(plan.mountNamespaceFd, CLONE_NEWNS) < 0) {
+    return fail(Step::ENTER_NAMESPACE);
+  }
   if (setsid() < 0) return fail(Step::SESSION);
   if (!redirectStdio(plan)) return fail(Step::STDIO);
   if (!closeOtherDescriptors()) return fail(Step::CLOSE_FDS);
   if (!resetProcessState()) return fail(Step::LIMITS);
 
-  if (plan.makeMountsPrivate && mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) {
-    return fail(Step::MOUNT_PRIVATE);
+  if (plan.makeMountsPrivate || plan.privateTmp) {
+    unsigned long propagation = plan.makeMountsPrivate ? MS_PRIVATE : MS_SLAVE;
+    if (mount(nullptr, "/", nullptr, MS_REC | propagation, nullptr) < 0) {
+      return fail(Step::MOUNT_PRIVATE);
+    }
+  }
+  if (plan.privateTmp) {
+    // Sticky and world-writable, like the host's; the job's processes share them, and nobody
+    // else sees them. Their pages are charged to whoever writes them (the job's memory cgroup).
+    if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) {
+      return fail(Step::MOUNT_TMP);
+    }
+    if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) {
+      return fail(Step::MOUNT_SHM);
+    }
   }
   if (plan.mountProc &&
       mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0) {

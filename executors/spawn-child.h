@@ -18,7 +18,10 @@ enum class Step : int {
   STDIO,
   CLOSE_FDS,
   LIMITS,
+  ENTER_NAMESPACE,
   MOUNT_PRIVATE,
+  MOUNT_TMP,
+  MOUNT_SHM,
   MOUNT_PROC,
   LOOPBACK,
   SETGROUPS,
@@ -62,7 +65,13 @@ struct ChildPlan {
   // the parent could not yet kill does not go on to exec.
   const bool* cancelled;
 
+  // In a mount namespace of the child's own: with makeMountsPrivate, no mount event crosses
+  // between it and the host's; otherwise the host's reach it (slave propagation), and with
+  // privateTmp, /tmp and /dev/shm are fresh tmpfs mounts, gone with the job's last process.
   bool makeMountsPrivate;
+  bool privateTmp;
+  // A prepared mount namespace to enter (privateTmp done ahead of need), or -1.
+  int mountNamespaceFd;
   bool mountProc;
   bool bringUpLoopback;
 

@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <utility>
+
 #include "executors/spawn-child.h"
 #include "executors/threads.h"
 
@@ -119,6 +121,12 @@ kj::String describeStep(Step step, const StepNames& names) {
       return kj::str("reset resource limits");
     case Step::MOUNT_PRIVATE:
       return kj::str("make mounts private");
+    case Step::ENTER_NAMESPACE:
+      return kj::str("enter the job's mount namespace");
+    case Step::MOUNT_TMP:
+      return kj::str("mount a private /tmp");
+    case Step::MOUNT_SHM:
+      return kj::str("mount a private /dev/shm");
     case Step::MOUNT_PROC:
       return kj::str("mount /proc");
     case Step::LOOPBACK:
@@ -182,8 +190,9 @@ bool switchedUserIsTraceable() {
 // launcher thread that creates the child and waits for it, and the child.
 class Launch {
  public:
-  Launch(const SpawnOptions& options, bool switchUser)
-      : argvStrings(copyStrings(options.request.argv)),
+  Launch(const SpawnOptions& options, bool switchUser, kj::AutoCloseFd preparedNamespace)
+      : preparedNamespace(kj::mv(preparedNamespace)),
+        argvStrings(copyStrings(options.request.argv)),
         envStrings(copyStrings(options.request.env)),
         argv(cStringArray(argvStrings)),
         envp(cStringArray(envStrings)),
@@ -215,6 +224,9 @@ class Launch {
         .cancelled = &cancelled,
         // A PID namespace needs its own mount namespace for its own /proc.
         .makeMountsPrivate = isolation.mount || isolation.pid,
+        // Only root can mount; an unprivileged runnerd's jobs share the host's.
+        .privateTmp = switchUser && this->preparedNamespace.get() < 0,
+        .mountNamespaceFd = this->preparedNamespace.get(),
         .mountProc = isolation.pid,
         .bringUpLoopback = isolation.net,
         .switchUser = switchUser,
@@ -223,11 +235,12 @@ class Launch {
         .supplementaryGroups = groups,
     };
     if (isolation.pid) namespaceFlags |= CLONE_NEWPID;
-    if (plan.makeMountsPrivate) namespaceFlags |= CLONE_NEWNS;
+    if (plan.makeMountsPrivate || plan.privateTmp) namespaceFlags |= CLONE_NEWNS;
     if (isolation.net) namespaceFlags |= CLONE_NEWNET;
   }
 
   ~Launch() noexcept(false) {
+    if (mountNsFd >= 0 && finished) close(mountNsFd);
     if (!finished) {
       // Only when the Launcher itself goes with this launch pending (see abandon()): make sure
       // the wait ends, then wait for the launcher thread to let go of it.
@@ -291,6 +304,9 @@ class Launch {
   }
 
  private:
+  // Entered by the child instead of making a namespace of its own; handed to the caller with
+  // the process.
+  kj::AutoCloseFd preparedNamespace;
   // What the child reads. The request's strings may be gone before the child is created.
   kj::Array<kj::String> argvStrings;
   kj::Array<kj::String> envStrings;
@@ -313,6 +329,7 @@ class Launch {
   int pidfd = -1;
   pid_t pid = 0;
   int cloneError = 0;
+  int mountNsFd = -1;  // the launcher thread's until it is done, then the event loop's
   // Set by the event loop, read by the launcher thread and the child.
   bool cancelled = false;
 
@@ -338,6 +355,13 @@ class Launch {
       __atomic_store_n(&pidfd, -1, __ATOMIC_SEQ_CST);
     } else {
       pid = result;
+      if ((namespaceFlags & CLONE_NEWNS) &&
+          __atomic_load_n(&report.errorNumber, __ATOMIC_SEQ_CST) == 0) {
+        // The child has exec'd and is not reaped, so the pid is still its own. If it has already
+        // exited, there is nothing left to hold.
+        auto path = kj::str("/proc/", pid, "/ns/mnt");
+        mountNsFd = open(path.cStr(), O_RDONLY | O_CLOEXEC);
+      }
     }
   }
 
@@ -379,7 +403,10 @@ class Launch {
     // Killed at the deadline (or it noticed and gave up itself); the destructor reaps it.
     if (timedOut || report.errorNumber != 0) return timeoutFailure();
     handedOver = true;
-    return Spawned{pid, kj::mv(pidfdOwner)};
+    if (preparedNamespace.get() >= 0) {
+      return Spawned{pid, kj::mv(pidfdOwner), kj::mv(preparedNamespace)};
+    }
+    return Spawned{pid, kj::mv(pidfdOwner), kj::AutoCloseFd(std::exchange(mountNsFd, -1))};
   }
 };
 
@@ -438,6 +465,14 @@ void Launcher::keepUntilDone(kj::Promise<void> cleanup) {
   abandoned.add(kj::mv(cleanup));
 }
 
+kj::AutoCloseFd Launcher::takeMountNamespace() {
+  KJ_IF_MAYBE (pool, namespaces) {
+    return (*pool)->take();
+  }
+  namespaces = kj::heap<MountNamespacePool>();
+  return kj::AutoCloseFd();
+}
+
 void Launcher::taskFailed(kj::Exception&& exception) {
   KJ_LOG(ERROR, "cleaning up a cancelled launch failed", exception);
 }
@@ -488,7 +523,13 @@ kj::Promise<SpawnResult> spawn(Launcher& launcher, kj::Timer& timer, const Spawn
         "runnerd's memory; set it to 0 (the default) or 2");
   }
 
-  auto launch = kj::heap<Launch>(options, switchUser);
+  // A prepared namespace fits a job that needs nothing more of its mounts; an isolated job
+  // (private propagation, its own /proc) makes its own.
+  kj::AutoCloseFd prepared;
+  if (switchUser && !request.isolation.mount && !request.isolation.pid) {
+    prepared = launcher.takeMountNamespace();
+  }
+  auto launch = kj::heap<Launch>(options, switchUser, kj::mv(prepared));
   auto result = launch->start(launcher, timer, options.launchTimeout);
   // Cancelled before the launcher thread is done: the Launcher keeps the launch until then,
   // so that the event loop never waits for a child.

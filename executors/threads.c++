@@ -15,4 +15,34 @@ kj::Own<kj::Thread> startQuietThread(kj::Function<void()> func) {
   return kj::heap<kj::Thread>(kj::mv(func));
 }
 
+Disposer::Disposer() : thread(startQuietThread([this]() { run(); })) {}
+
+Disposer::~Disposer() noexcept(false) {
+  state.lockExclusive()->stopping = true;
+  thread = nullptr;  // joins once the queue is empty
+}
+
+void Disposer::queue(kj::Function<void()> work) {
+  state.lockExclusive()->queue.add(kj::mv(work));
+}
+
+void Disposer::run() {
+  for (;;) {
+    kj::Vector<kj::Function<void()>> batch;
+    {
+      auto lock = state.lockExclusive();
+      lock.wait([](const State& state) { return state.stopping || !state.queue.empty(); });
+      if (lock->queue.empty()) return;  // stopping
+      batch = kj::mv(lock->queue);
+      lock->queue = kj::Vector<kj::Function<void()>>();
+    }
+    for (auto& work : batch) {
+      // Each piece of work logs what it could not do (a JobCgroup's destructor does).
+      KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { work(); })) {
+        KJ_LOG(ERROR, "disposing of an ended job's resource failed", *exception);
+      }
+    }
+  }
+}
+
 }  // namespace runner::executors

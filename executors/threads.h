@@ -2,8 +2,11 @@
 // Helper threads of runnerd: they never take a signal.
 
 #include <kj/function.h>
+#include <kj/io.h>
 #include <kj/memory.h>
+#include <kj/mutex.h>
 #include <kj/thread.h>
+#include <kj/vector.h>
 
 namespace runner::executors {
 
@@ -11,5 +14,36 @@ namespace runner::executors {
 // taken on the event loop (KJ's signalfd), whichever threads exist when they arrive, and a
 // process the thread creates inherits the mask until it resets it.
 kj::Own<kj::Thread> startQuietThread(kj::Function<void()> func);
+
+// Destroys, on a thread of its own and in order, what takes the kernel a while to let go of: an
+// ended job's cgroup (an rmdir per hierarchy, retried while busy) or its mount namespace (the
+// last close unmounts its /tmp and /dev/shm and waits for an RCU grace period). A job's end is
+// reported without waiting for either. What is queued when the Disposer is destroyed is
+// destroyed first.
+class Disposer {
+ public:
+  Disposer();
+  ~Disposer() noexcept(false);
+  KJ_DISALLOW_COPY(Disposer);
+
+  template <typename T>
+  void dispose(kj::Own<T> object) {
+    queue([object = kj::mv(object)]() mutable { object = nullptr; });
+  }
+  void dispose(kj::AutoCloseFd fd) {
+    if (fd.get() >= 0) queue([fd = kj::mv(fd)]() mutable { fd = nullptr; });
+  }
+
+ private:
+  struct State {
+    kj::Vector<kj::Function<void()>> queue;
+    bool stopping = false;
+  };
+  kj::MutexGuarded<State> state;
+  kj::Own<kj::Thread> thread;
+
+  void queue(kj::Function<void()> work);
+  void run();
+};
 
 }  // namespace runner::executors

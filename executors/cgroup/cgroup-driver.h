@@ -69,6 +69,12 @@ class CgroupDriver {
   // and leaves nothing behind.
   virtual kj::Own<JobCgroup> create(kj::StringPtr jobId, const Limits& limits,
                                     kj::Maybe<const IoDevice&> ioDevice) = 0;
+
+  // A cgroup that only holds the processes of job `jobId`, so that all of them can be signalled
+  // and killed, whatever session or process group they moved to (the local executor's): v2, a
+  // cgroup with no controller enabled; v1, the job's cgroup in the freezer hierarchy alone.
+  // Its oomKillCount() and usage() are not available (they need controllers).
+  virtual kj::Own<JobCgroup> createTracking(kj::StringPtr jobId) = 0;
 };
 
 // The cgroup of the calling process as listed in `procSelfCgroup` (the text of

@@ -20,13 +20,13 @@ constexpr uint32_t REKILL_EVERY_STEPS = 100;
 
 // Holds a job's cgroup until its process exists; hands it to the remover if it never does.
 struct CgroupHandoff {
-  CgroupRemover& remover;
+  Disposer& remover;
   kj::Own<JobCgroup> cgroup;
 
-  CgroupHandoff(CgroupRemover& remover, kj::Own<JobCgroup> cgroup)
+  CgroupHandoff(Disposer& remover, kj::Own<JobCgroup> cgroup)
       : remover(remover), cgroup(kj::mv(cgroup)) {}
   ~CgroupHandoff() noexcept(false) {
-    if (cgroup.get() != nullptr) remover.remove(kj::mv(cgroup));
+    if (cgroup.get() != nullptr) remover.dispose(kj::mv(cgroup));
   }
   KJ_DISALLOW_COPY(CgroupHandoff);
 };
@@ -35,9 +35,14 @@ struct CgroupHandoff {
 // once by a promise forked at construction, whether or not anyone waits for it.
 class CgroupProcess final : public Process {
  public:
-  CgroupProcess(kj::UnixEventPort& eventPort, kj::Timer& timer, CgroupRemover& remover,
-                Spawned spawned, kj::Own<JobCgroup> cgroup, Placement placement)
-      : timer(timer),
+  // `accounting`: OOM kills and usage come from the cgroup's counters; without it (a tracking
+  // cgroup), usage is the main process's own and OOM kills are not reported.
+  CgroupProcess(kj::UnixEventPort& eventPort, kj::Timer& timer, Disposer& remover,
+                Spawned spawned, kj::Own<JobCgroup> cgroup,
+                Placement placement, bool accounting)
+      : accounting(accounting),
+        timer(timer),
+        mountNamespace(kj::mv(spawned.mountNamespace)),
         remover(remover),
         mainPid(spawned.pid),
         pidfd(kj::mv(spawned.pidfd)),
@@ -91,8 +96,10 @@ class CgroupProcess final : public Process {
   const Placement& placement() const override { return where; }
 
  private:
+  bool accounting;
   kj::Timer& timer;
-  CgroupRemover& remover;
+  kj::AutoCloseFd mountNamespace;
+  Disposer& remover;
   pid_t mainPid;
   kj::AutoCloseFd pidfd;
   kj::Own<JobCgroup> cgroup;
@@ -106,6 +113,9 @@ class CgroupProcess final : public Process {
   void reapMain() {
     status = reapExited(pidfd.get(), mainPid);
     reaped = true;
+    // Whatever else of the job is left is killed next; the mount namespace outlives it by the
+    // moment the launcher thread takes to close it.
+    remover.dispose(kj::mv(mountNamespace));
   }
 
   // KillMode=control-group: whatever the main process left running dies with it; then the
@@ -113,6 +123,10 @@ class CgroupProcess final : public Process {
   kj::Promise<void> finishCgroup() {
     if (!cgroup->isEmpty()) cgroup->killAll();
     return waitUntilEmpty(0).then([this]() {
+      if (!accounting) {
+        remover.dispose(kj::mv(cgroup));
+        return;
+      }
       // The kernel counts OOM kills per cgroup but does not say whom it killed. The main
       // process dying of SIGKILL while the count is above zero is the best available sign
       // that it was the victim; a SIGKILL from elsewhere in the same job after an OOM kill of
@@ -122,7 +136,7 @@ class CgroupProcess final : public Process {
       status.oomKilledMain = status.oomKilled && status.signaled && status.termSignal == SIGKILL;
       status.usage = cgroup->usage();
       // The exit is reported now; the empty cgroup goes on the remover's thread.
-      remover.remove(kj::mv(cgroup));
+      remover.dispose(kj::mv(cgroup));
     });
   }
 
@@ -141,35 +155,9 @@ class CgroupProcess final : public Process {
 
 }  // namespace
 
-CgroupRemover::CgroupRemover() : thread(startQuietThread([this]() { run(); })) {}
-
-CgroupRemover::~CgroupRemover() noexcept(false) {
-  state.lockExclusive()->stopping = true;
-  thread = nullptr;  // joins once the queue is empty
-}
-
-void CgroupRemover::remove(kj::Own<JobCgroup> cgroup) {
-  state.lockExclusive()->queue.add(kj::mv(cgroup));
-}
-
-void CgroupRemover::run() {
-  for (;;) {
-    kj::Vector<kj::Own<JobCgroup>> batch;
-    {
-      auto lock = state.lockExclusive();
-      lock.wait([](const State& state) { return state.stopping || !state.queue.empty(); });
-      if (lock->queue.empty()) return;  // stopping
-      batch = kj::mv(lock->queue);
-      lock->queue = kj::Vector<kj::Own<JobCgroup>>();
-    }
-    // Each destructor removes its cgroup and logs what it could not.
-    batch.clear();
-  }
-}
-
 CgroupExecutor::CgroupExecutor(kj::UnixEventPort& eventPort, kj::Timer& timer,
-                               kj::Own<CgroupDriver> driver)
-    : eventPort(eventPort), timer(timer), driver(kj::mv(driver)) {}
+                               kj::Own<CgroupDriver> driver, kj::Duration launchTimeout)
+    : eventPort(eventPort), timer(timer), driver(kj::mv(driver)), launchTimeout(launchTimeout) {}
 
 kj::StringPtr CgroupExecutor::name() const {
   return "cgroup";
@@ -190,18 +178,33 @@ kj::Promise<LaunchResult> CgroupExecutor::launch(LaunchRequest&& request) {
   KJ_IF_MAYBE (device, ioDevice) {
     placement.ioDevice = device->describe();
   }
+  return launchIn(kj::mv(request), kj::mv(cgroup), kj::mv(placement), true);
+}
 
-  auto spawning = spawn(launcher, timer, SpawnOptions{request, cgroup->spawnProcsFds()});
+kj::Promise<LaunchResult> CgroupExecutor::launchTracked(LaunchRequest&& request) {
+  KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
+  KJ_REQUIRE(!request.limits.any(), "a tracked launch applies no limits");
+  auto cgroup = driver->createTracking(request.jobId);
+  return launchIn(kj::mv(request), kj::mv(cgroup), Placement(), false);
+}
+
+kj::Promise<LaunchResult> CgroupExecutor::launchIn(LaunchRequest&& request,
+                                                   kj::Own<JobCgroup> cgroup, Placement placement,
+                                                   bool accounting) {
+  SpawnOptions options{request, cgroup->spawnProcsFds()};
+  options.launchTimeout = launchTimeout;
+  auto spawning = spawn(launcher, timer, options);
   // A launch that fails or is cancelled leaves the cgroup to the remover's thread: a cancelled
   // child may take a moment to die (spawn() kills it and reaps it once its launcher thread is
   // done), and rmdir answers EBUSY until then.
-  auto handoff = kj::heap<CgroupHandoff>(remover, kj::mv(cgroup));
-  return spawning.then([this, handoff = kj::mv(handoff), placement = kj::mv(placement)](
-                           SpawnResult&& result) mutable -> LaunchResult {
+  auto handoff = kj::heap<CgroupHandoff>(disposer, kj::mv(cgroup));
+  return spawning.then([this, handoff = kj::mv(handoff), placement = kj::mv(placement),
+                        accounting](SpawnResult&& result) mutable -> LaunchResult {
     KJ_SWITCH_ONEOF(result) {
       KJ_CASE_ONEOF(spawned, Spawned) {
-        kj::Own<Process> process = kj::heap<CgroupProcess>(
-            eventPort, timer, remover, kj::mv(spawned), kj::mv(handoff->cgroup), kj::mv(placement));
+        kj::Own<Process> process =
+            kj::heap<CgroupProcess>(eventPort, timer, disposer, kj::mv(spawned),
+                                    kj::mv(handoff->cgroup), kj::mv(placement), accounting);
         return kj::mv(process);
       }
       KJ_CASE_ONEOF(failure, LaunchFailure) {

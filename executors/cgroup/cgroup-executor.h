@@ -6,39 +6,15 @@
 // reported, and a thread of the executor's removes the cgroup.
 
 #include <kj/async-unix.h>
-#include <kj/mutex.h>
-#include <kj/thread.h>
 #include <kj/timer.h>
 #include <kj/vector.h>
 
 #include "executors/cgroup/cgroup-driver.h"
 #include "executors/executor.h"
 #include "executors/spawn.h"
+#include "executors/threads.h"
 
 namespace runner::executors::cgroup {
-
-// Removes the cgroups of ended jobs on a thread of its own: an rmdir per hierarchy (some 30 us
-// each on v1) that a job's end need not wait for. What is queued when it is destroyed is
-// removed first.
-class CgroupRemover {
- public:
-  CgroupRemover();
-  ~CgroupRemover() noexcept(false);
-  KJ_DISALLOW_COPY(CgroupRemover);
-
-  // Destroys `cgroup` on the thread (its destructor removes it, retrying while it is busy).
-  void remove(kj::Own<JobCgroup> cgroup);
-
- private:
-  struct State {
-    kj::Vector<kj::Own<JobCgroup>> queue;
-    bool stopping = false;
-  };
-  kj::MutexGuarded<State> state;
-  kj::Own<kj::Thread> thread;
-
-  void run();
-};
 
 class CgroupExecutor final : public Executor {
  public:
@@ -46,7 +22,9 @@ class CgroupExecutor final : public Executor {
   // has ended (for its cgroup to empty and become removable). Both must outlive the executor
   // and every Process it returns. `driver` is the host's (newHostCgroupDriver()) or one built
   // for a given hierarchy.
-  CgroupExecutor(kj::UnixEventPort& eventPort, kj::Timer& timer, kj::Own<CgroupDriver> driver);
+  // `launchTimeout` is spawn()'s (tests shorten it).
+  CgroupExecutor(kj::UnixEventPort& eventPort, kj::Timer& timer, kj::Own<CgroupDriver> driver,
+                 kj::Duration launchTimeout = LAUNCH_TIMEOUT);
 
   kj::StringPtr name() const override;
 
@@ -56,12 +34,23 @@ class CgroupExecutor final : public Executor {
   // The cgroup is removed again when the launch fails or is cancelled.
   kj::Promise<LaunchResult> launch(LaunchRequest&& request) override;
 
+  // For the local executor: the job in a tracking cgroup (CgroupDriver::createTracking()), with
+  // no limits and no accounting, so that stopping it or its end reaches every process it made,
+  // whatever session or process group they moved to. The Process reports no placement, and the
+  // main process's own usage.
+  kj::Promise<LaunchResult> launchTracked(LaunchRequest&& request);
+
  private:
   kj::UnixEventPort& eventPort;
   kj::Timer& timer;
   kj::Own<CgroupDriver> driver;
-  CgroupRemover remover;
+  kj::Duration launchTimeout;
+  // Removes ended jobs' cgroups and closes their mount namespaces.
+  Disposer disposer;
   Launcher launcher;
+
+  kj::Promise<LaunchResult> launchIn(LaunchRequest&& request, kj::Own<JobCgroup> cgroup,
+                                     Placement placement, bool accounting);
 };
 
 }  // namespace runner::executors::cgroup

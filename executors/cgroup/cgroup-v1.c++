@@ -56,7 +56,15 @@ class JobCgroupV1 final : public JobCgroup {
   }
 
   uint8_t version() const override { return 1; }
-  kj::StringPtr path() const override { return dirOf("memory").path(); }
+  // A tracking cgroup has only the freezer hierarchy.
+  kj::StringPtr path() const override {
+    for (auto& cgroup : cgroups) {
+      for (auto& c : cgroup.controllers) {
+        if (c == "memory") return cgroup.dir.path();
+      }
+    }
+    return dirOf("freezer").path();
+  }
   kj::Array<kj::StringPtr> allPaths() const override {
     return KJ_MAP(cgroup, cgroups) {
       return cgroup.dir.path();
@@ -139,6 +147,50 @@ class JobCgroupV1 final : public JobCgroup {
 CgroupV1Driver::CgroupV1Driver(kj::Array<CgroupV1Hierarchy> hierarchies)
     : hierarchies(kj::mv(hierarchies)) {}
 
+namespace {
+
+struct Need {
+  kj::StringPtr controller;
+  // What needs it, for errors: "memory limit", "job kill (freezer)"...
+  kj::StringPtr limit;
+};
+
+// The job's cgroup, created in each distinct hierarchy `needs` name (co-mounted controllers
+// share one), with no limit applied yet.
+kj::Own<JobCgroupV1> createCgroups(const CgroupV1Driver& driver, kj::StringPtr jobId,
+                                   kj::ArrayPtr<const Need> needs) {
+  KJ_REQUIRE(jobId.size() > 0 && jobId.findFirst('/') == nullptr && jobId != "." && jobId != "..",
+             "a job id must be a valid cgroup name", jobId);
+  kj::Vector<const CgroupV1Hierarchy*> chosen;
+  for (auto& need : needs) {
+    KJ_IF_MAYBE (hierarchy, driver.find(need.controller)) {
+      bool seen = false;
+      for (auto h : chosen) seen = seen || h == hierarchy;
+      if (!seen) chosen.add(hierarchy);
+    } else {
+      failLimit(need.limit, kj::str("no cgroup v1 hierarchy with the ", need.controller,
+                                    " controller is mounted"));
+    }
+  }
+  auto job = kj::heap<JobCgroupV1>();
+  for (auto hierarchy : chosen) {
+    makeDirs(hierarchy->mountPoint, hierarchy->parent);
+    kj::String path = joinPath({hierarchy->mountPoint, hierarchy->parent, jobId});
+    KJ_SYSCALL(mkdir(path.cStr(), 0755), "creating the job's cgroup", path);
+    job->add(hierarchy->controllers, kj::mv(path));
+  }
+  return job;
+}
+
+}  // namespace
+
+kj::Own<JobCgroup> CgroupV1Driver::createTracking(kj::StringPtr jobId) {
+  Need needs[] = {{"freezer", "job tracking (freezer)"}};
+  auto job = createCgroups(*this, jobId, needs);
+  job->openProcsFiles();
+  return kj::mv(job);
+}
+
 kj::Maybe<const CgroupV1Hierarchy&> CgroupV1Driver::find(kj::StringPtr controller) const {
   for (auto& hierarchy : hierarchies) {
     for (auto& c : hierarchy.controllers) {
@@ -150,13 +202,6 @@ kj::Maybe<const CgroupV1Hierarchy&> CgroupV1Driver::find(kj::StringPtr controlle
 
 kj::Own<JobCgroup> CgroupV1Driver::create(kj::StringPtr jobId, const Limits& limits,
                                           kj::Maybe<const IoDevice&> ioDevice) {
-  KJ_REQUIRE(jobId.size() > 0 && jobId.findFirst('/') == nullptr && jobId != "." && jobId != "..",
-             "a job id must be a valid cgroup name", jobId);
-
-  struct Need {
-    kj::StringPtr controller;
-    kj::StringPtr limit;
-  };
   kj::Vector<Need> needs;
   needs.add(Need{"memory", limits.memoryBytes ? "memory limit" : "memory accounting"});
   needs.add(Need{"cpuacct", "cpu accounting"});
@@ -174,27 +219,8 @@ kj::Own<JobCgroup> CgroupV1Driver::create(kj::StringPtr jobId, const Limits& lim
     needs.add(Need{"blkio", ioLimitName(limits)});
   }
 
-  // The distinct hierarchies to create the job's cgroup in (co-mounted controllers share one).
-  kj::Vector<const CgroupV1Hierarchy*> chosen;
-  for (auto& need : needs) {
-    KJ_IF_MAYBE (hierarchy, find(need.controller)) {
-      bool seen = false;
-      for (auto h : chosen) seen = seen || h == hierarchy;
-      if (!seen) chosen.add(hierarchy);
-    } else {
-      failLimit(need.limit, kj::str("no cgroup v1 hierarchy with the ", need.controller,
-                                    " controller is mounted"));
-    }
-  }
-
-  auto job = kj::heap<JobCgroupV1>();
+  auto job = createCgroups(*this, jobId, needs);
   // From here on a failure destroys `job`, which removes the directories created so far.
-  for (auto hierarchy : chosen) {
-    makeDirs(hierarchy->mountPoint, hierarchy->parent);
-    kj::String path = joinPath({hierarchy->mountPoint, hierarchy->parent, jobId});
-    KJ_SYSCALL(mkdir(path.cStr(), 0755), "creating the job's cgroup", path);
-    job->add(hierarchy->controllers, kj::mv(path));
-  }
 
   if (limits.cpuMillicores) {
     const CgroupDir& cpu = job->dirOf("cpu");

@@ -30,6 +30,7 @@ class CgroupV1Driver final : public CgroupDriver {
   uint8_t version() const override { return 1; }
   kj::Own<JobCgroup> create(kj::StringPtr jobId, const Limits& limits,
                             kj::Maybe<const IoDevice&> ioDevice) override;
+  kj::Own<JobCgroup> createTracking(kj::StringPtr jobId) override;
 
   // CPU bandwidth period written to cpu.cfs_period_us, in microseconds.
   static constexpr uint32_t CPU_PERIOD_MICROS = 100000;
@@ -37,11 +38,11 @@ class CgroupV1Driver final : public CgroupDriver {
   // How long killAll() waits for the freezer to report FROZEN before killing anyway.
   static constexpr uint32_t FREEZE_TIMEOUT_MILLIS = 1000;
 
- private:
-  kj::Array<CgroupV1Hierarchy> hierarchies;
-
   // The hierarchy `controller` is bound to, if mounted.
   kj::Maybe<const CgroupV1Hierarchy&> find(kj::StringPtr controller) const;
+
+ private:
+  kj::Array<CgroupV1Hierarchy> hierarchies;
 };
 
 }  // namespace runner::executors::cgroup

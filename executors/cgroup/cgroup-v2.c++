@@ -151,10 +151,33 @@ void CgroupV2Driver::enableControllers(kj::ArrayPtr<const Need> needs) {
   }
 }
 
-kj::Own<JobCgroup> CgroupV2Driver::create(kj::StringPtr jobId, const Limits& limits,
-                                          kj::Maybe<const IoDevice&> ioDevice) {
+namespace {
+
+void requireCgroupName(kj::StringPtr jobId) {
   KJ_REQUIRE(jobId.size() > 0 && jobId.findFirst('/') == nullptr && jobId != "." && jobId != "..",
              "a job id must be a valid cgroup name", jobId);
+}
+
+// Creates the (empty) cgroup of job `jobId` below `parent`.
+kj::Own<JobCgroupV2> makeJobCgroup(kj::StringPtr root, kj::StringPtr parent,
+                                   kj::StringPtr jobId) {
+  requireCgroupName(jobId);
+  kj::String path = joinPath({root, parent, jobId});
+  KJ_SYSCALL(mkdir(path.cStr(), 0755), "creating the job's cgroup", path);
+  return kj::heap<JobCgroupV2>(CgroupDir(kj::heapString(path)));
+}
+
+}  // namespace
+
+kj::Own<JobCgroup> CgroupV2Driver::createTracking(kj::StringPtr jobId) {
+  auto job = makeJobCgroup(root, parent, jobId);
+  job->openProcsFile();
+  return kj::mv(job);
+}
+
+kj::Own<JobCgroup> CgroupV2Driver::create(kj::StringPtr jobId, const Limits& limits,
+                                          kj::Maybe<const IoDevice&> ioDevice) {
+  requireCgroupName(jobId);
 
   kj::Vector<Need> needs;
   // Always: memory.events and memory.peak are how OOM kills and peak memory are observed.
@@ -174,9 +197,7 @@ kj::Own<JobCgroup> CgroupV2Driver::create(kj::StringPtr jobId, const Limits& lim
   }
   enableControllers(needs);
 
-  kj::String path = joinPath({root, parent, jobId});
-  KJ_SYSCALL(mkdir(path.cStr(), 0755), "creating the job's cgroup", path);
-  auto job = kj::heap<JobCgroupV2>(CgroupDir(kj::heapString(path)));
+  auto job = makeJobCgroup(root, parent, jobId);
   // From here on a failure destroys `job`, which removes the directory again.
   const CgroupDir& dir = job->directory();
   if (limits.cpuMillicores) {

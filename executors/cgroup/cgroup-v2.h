@@ -23,6 +23,7 @@ class CgroupV2Driver final : public CgroupDriver {
   uint8_t version() const override { return 2; }
   kj::Own<JobCgroup> create(kj::StringPtr jobId, const Limits& limits,
                             kj::Maybe<const IoDevice&> ioDevice) override;
+  kj::Own<JobCgroup> createTracking(kj::StringPtr jobId) override;
 
   // CPU bandwidth period written to cpu.max, in microseconds.
   static constexpr uint32_t CPU_PERIOD_MICROS = 100000;

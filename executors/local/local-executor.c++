@@ -27,9 +27,11 @@ kj::String describeLimits(const Limits& limits) {
 // is waiting.
 class LocalProcess final : public Process {
  public:
-  LocalProcess(kj::UnixEventPort& eventPort, Spawned spawned)
-      : mainPid(spawned.pid),
+  LocalProcess(kj::UnixEventPort& eventPort, Disposer& disposer, Spawned spawned)
+      : disposer(disposer),
+        mainPid(spawned.pid),
         pidfd(kj::mv(spawned.pidfd)),
+        mountNamespace(kj::mv(spawned.mountNamespace)),
         observer(eventPort, pidfd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ),
         exited(observer.whenBecomesReadable().then([this]() { return reap(); }).fork()) {}
 
@@ -57,8 +59,10 @@ class LocalProcess final : public Process {
   const Placement& placement() const override { return noPlacement; }
 
  private:
+  Disposer& disposer;
   pid_t mainPid;
   kj::AutoCloseFd pidfd;
+  kj::AutoCloseFd mountNamespace;
   kj::UnixEventPort::FdObserver observer;
   kj::ForkedPromise<ExitStatus> exited;
   bool reaped = false;
@@ -80,6 +84,7 @@ class LocalProcess final : public Process {
 
     auto status = reapExited(pidfd.get(), mainPid);
     reaped = true;
+    disposer.dispose(kj::mv(mountNamespace));
     return status;
   }
 };
@@ -87,8 +92,13 @@ class LocalProcess final : public Process {
 }  // namespace
 
 LocalExecutor::LocalExecutor(kj::UnixEventPort& eventPort, kj::Timer& timer,
-                             kj::Duration launchTimeout)
-    : eventPort(eventPort), timer(timer), launchTimeout(launchTimeout) {}
+                             kj::Duration launchTimeout,
+                             kj::Maybe<kj::Own<cgroup::CgroupDriver>> tracking)
+    : eventPort(eventPort), timer(timer), launchTimeout(launchTimeout) {
+  KJ_IF_MAYBE (driver, tracking) {
+    tracker = kj::heap<cgroup::CgroupExecutor>(eventPort, timer, kj::mv(*driver), launchTimeout);
+  }
+}
 
 kj::StringPtr LocalExecutor::name() const {
   return "local";
@@ -102,12 +112,16 @@ kj::Promise<LaunchResult> LocalExecutor::launch(LaunchRequest&& request) {
         describeLimits(request.limits)));
   }
 
+  KJ_IF_MAYBE (t, tracker) {
+    return (*t)->launchTracked(kj::mv(request));
+  }
+
   SpawnOptions options{request};
   options.launchTimeout = launchTimeout;
   return spawn(launcher, timer, options).then([this](SpawnResult&& result) -> LaunchResult {
     KJ_SWITCH_ONEOF(result) {
       KJ_CASE_ONEOF(spawned, Spawned) {
-        kj::Own<Process> process = kj::heap<LocalProcess>(eventPort, kj::mv(spawned));
+        kj::Own<Process> process = kj::heap<LocalProcess>(eventPort, disposer, kj::mv(spawned));
         return kj::mv(process);
       }
       KJ_CASE_ONEOF(failure, LaunchFailure) {

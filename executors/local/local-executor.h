@@ -1,26 +1,35 @@
 #pragma once
-// The `local` executor: a job is a process group of the run-as user, started by spawn() and
+// The `local` executor: a job is the processes its main process makes, started by spawn() and
 // watched through its pidfd on the KJ event loop. It applies no resource limits (that is the
 // cgroup executor's job) but does apply namespace isolation.
 
 #include <kj/async-unix.h>
 #include <kj/timer.h>
 
+#include "executors/cgroup/cgroup-executor.h"
 #include "executors/executor.h"
 #include "executors/spawn.h"
 
 namespace runner::executors {
 
-// A job is its main process's process group. Everything still in that group when the main
-// process ends is SIGKILLed before the main process is reaped; a process that leaves the group
-// (setsid, setpgid) escapes that, which only the cgroup executor prevents.
+// With a tracking cgroup driver (a root runnerd on a host with cgroups), each job is tracked in
+// a cgroup of its own without limits: a stop signals every process of the job, and when the
+// main process ends everything left is killed, including processes that left its session or
+// process group (setsid, setpgid, a double fork). Without one, a job is its main process's
+// process group: what is still in that group when the main process ends is SIGKILLed before the
+// main process is reaped, and a process that leaves the group escapes.
 class LocalExecutor final : public Executor {
  public:
   // `eventPort` and `timer` must outlive the executor and every Process it returns; launches
   // and pidfds are watched on the first, launch deadlines kept by the second. `launchTimeout`
-  // is spawn()'s (tests shorten it).
+  // is spawn()'s (tests shorten it). `tracking`: the driver of the jobs' tracking cgroups
+  // (CgroupDriver::createTracking()), or nullptr for process groups.
   LocalExecutor(kj::UnixEventPort& eventPort, kj::Timer& timer,
-                kj::Duration launchTimeout = LAUNCH_TIMEOUT);
+                kj::Duration launchTimeout = LAUNCH_TIMEOUT,
+                kj::Maybe<kj::Own<cgroup::CgroupDriver>> tracking = nullptr);
+
+  // Whether jobs are tracked in cgroups (rather than process groups).
+  bool tracksCgroups() const { return tracker != nullptr; }
 
   kj::StringPtr name() const override;
 
@@ -32,6 +41,8 @@ class LocalExecutor final : public Executor {
   kj::Timer& timer;
   kj::Duration launchTimeout;
   Launcher launcher;
+  Disposer disposer;
+  kj::Maybe<kj::Own<cgroup::CgroupExecutor>> tracker;
 };
 
 }  // namespace runner::executors

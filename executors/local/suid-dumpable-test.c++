@@ -37,7 +37,7 @@ TEST(SuidDumpable, AtOneTheJobIsRefusedWithOneLineAndAtZeroItStarts) {
     GTEST_SKIP() << "cannot unshare the mount namespace: " << strerror(errno);
   ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0) << strerror(errno);
 
-  char dirTemplate[] = "/tmp/suid-dumpable-test.XXXXXX";
+  char dirTemplate[] = "/var/tmp/suid-dumpable-test.XXXXXX";
   ASSERT_NE(mkdtemp(dirTemplate), nullptr);
   std::string dir = dirTemplate;
   std::string setting = dir + "/suid_dumpable";
