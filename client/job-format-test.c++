@@ -48,6 +48,8 @@ class JobFormat : public testing::Test {
     info.setOutputBytes(12);
     info.getCgroup().setVersion(2);
     info.getCgroup().setPath("runner/job-1");
+    info.setUid(2000000007);
+    info.setGid(2000000007);
     return info;
   }
 };
@@ -58,6 +60,7 @@ TEST_F(JobFormat, StatusShowsEveryFactOnItsOwnLine) {
        {"ID:           0b7e4f3a-1c2d-4e5f-8a9b-0c1d2e3f4a5b\n", "Owner:        alice\n",
         "State:        exited\n", "Exit code:    3\n", "Command:      sh -c 'echo '\\''hi'\\'''\n",
         "Created:      2023-11-14 22:13:20\n", "Ended:        2023-11-14 22:13:21 (ran 1.250s)\n",
+        "User:         uid 2000000007, gid 2000000007\n",
         "Executor:     cgroup\n", "Limits:       cpu 0.5 cores, memory 64 MiB, pids 10\n",
         "Isolation:    pid namespaces\n", "Cgroup:       v2 runner/job-1\n",
         "CPU time:     user 0.012s, system 0.000s\n", "Peak memory:  3 MiB\n",

@@ -179,6 +179,8 @@ kj::String formatStatus(api::JobInfo::Reader info) {
   } else {
     addLine(lines, "Ended", formatTime(info.getEndedAt()));
   }
+  addLine(lines, "User", info.getUid() == 0 ? kj::str("-")
+                                            : kj::str("uid ", info.getUid(), ", gid ", info.getGid()));
   addLine(lines, "Executor", info.getExecutor().size() > 0 ? info.getExecutor() : "-");
   addLine(lines, "Limits", formatLimits(info.getLimits()));
   addLine(lines, "Isolation", formatIsolation(info.getIsolation()));

@@ -8,9 +8,7 @@
 
 namespace runner {
 
-namespace {
-
-executors::Credentials fromPasswd(const struct passwd& pw) {
+executors::Credentials credentialsOf(const struct passwd& pw) {
   executors::Credentials creds;
   creds.uid = pw.pw_uid;
   creds.gid = pw.pw_gid;
@@ -31,8 +29,6 @@ executors::Credentials fromPasswd(const struct passwd& pw) {
   return creds;
 }
 
-}  // namespace
-
 executors::Credentials resolveRunAs(kj::StringPtr userName) {
   struct passwd pw;
   struct passwd* found = nullptr;
@@ -45,7 +41,7 @@ executors::Credentials resolveRunAs(kj::StringPtr userName) {
   if (pw.pw_uid == 0 || pw.pw_gid == 0) {
     KJ_FAIL_REQUIRE(kj::str("refusing to run jobs as '", userName, "': it is root"));
   }
-  auto creds = fromPasswd(pw);
+  auto creds = credentialsOf(pw);
   for (gid_t group : creds.supplementaryGroups) {
     if (group == 0) {
       KJ_FAIL_REQUIRE(
@@ -61,7 +57,7 @@ executors::Credentials currentUser() {
   char buffer[16384];
   getpwuid_r(geteuid(), &pw, buffer, sizeof(buffer), &found);
   KJ_REQUIRE(found != nullptr, "this process's user has no passwd entry", geteuid());
-  auto creds = fromPasswd(pw);
+  auto creds = credentialsOf(pw);
   // Not root here, so the groups cannot be changed: the job keeps this process's own.
   creds.gid = getegid();
   return creds;

@@ -47,6 +47,8 @@ JobRecord JobRecord::clone() const {
   copy.placement.ioDevice = kj::str(placement.ioDevice);
   copy.pid = pid;
   copy.pidStartTime = pidStartTime;
+  copy.uid = uid;
+  copy.gid = gid;
   return copy;
 }
 

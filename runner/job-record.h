@@ -60,6 +60,11 @@ struct JobRecord {
   pid_t pid = 0;
   uint64_t pidStartTime = 0;
 
+  // The identity the job ran as (0 for a job that failed before one was chosen, or stored by a
+  // runnerd that did not record it).
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+
   JobRecord clone() const;
 };
 

@@ -177,7 +177,7 @@ JobTable::JobTable(JobTableConfig config, executors::ExecutorSet& executors, Sto
       log(log),
       errorHandler(log, "internal error"),
       tasks(errorHandler) {
-  KJ_REQUIRE(cfg.runAs.uid != 0 && cfg.runAs.gid != 0, "refusing to run jobs as root");
+  KJ_REQUIRE(cfg.identities.get() != nullptr, "no owner identities configured");
   KJ_REQUIRE(executors.find(cfg.defaultExecutor) != nullptr, "unknown executor",
              cfg.defaultExecutor);
 }
@@ -213,12 +213,13 @@ void JobTable::load() {
   }
 }
 
-kj::Array<kj::String> JobTable::buildEnvironment(kj::ArrayPtr<const kj::String> extra) {
+kj::Array<kj::String> JobTable::buildEnvironment(kj::ArrayPtr<const kj::String> extra,
+                                                 const executors::Credentials& user) {
   kj::Vector<kj::String> env;
   env.add(kj::str("PATH=", DEFAULT_PATH));
-  env.add(kj::str("HOME=", cfg.runAs.homeDir));
-  env.add(kj::str("USER=", cfg.runAs.userName));
-  env.add(kj::str("LOGNAME=", cfg.runAs.userName));
+  env.add(kj::str("HOME=", user.homeDir));
+  env.add(kj::str("USER=", user.userName));
+  env.add(kj::str("LOGNAME=", user.userName));
   env.add(kj::str("LANG=C.UTF-8"));
   for (auto& entry : extra) {
     requireNoNul(entry, "environment");
@@ -238,13 +239,17 @@ kj::Array<kj::String> JobTable::buildEnvironment(kj::ArrayPtr<const kj::String> 
   return env.releaseAsArray();
 }
 
-kj::String JobTable::defaultWorkingDir() {
+namespace {
+
+kj::String defaultWorkingDir(const executors::Credentials& user) {
   struct stat st;
-  if (stat(cfg.runAs.homeDir.cStr(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    return kj::str(cfg.runAs.homeDir);
+  if (stat(user.homeDir.cStr(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return kj::str(user.homeDir);
   }
   return kj::str("/");
 }
+
+}  // namespace
 
 kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   if (request.command.size() == 0) KJ_FAIL_REQUIRE("empty command");
@@ -266,17 +271,23 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
                             "' (known: ", kj::strArray(executors.names(), ", "), ")"));
   }
 
+  // Before anything is made for the job: an owner that cannot be mapped leaves nothing behind.
+  auto user = cfg.identities->forOwner(owner);
+  auto env = buildEnvironment(request.env, user);
+
   JobRecord record;
   record.id = newJobId();
   record.owner = kj::str(owner);
   record.command = kj::mv(request.command);
   record.args = kj::mv(request.args);
   record.workingDir =
-      request.workingDir.size() > 0 ? kj::mv(request.workingDir) : defaultWorkingDir();
+      request.workingDir.size() > 0 ? kj::mv(request.workingDir) : defaultWorkingDir(user);
   record.executor = kj::mv(executorName);
   record.limits = request.limits;
   record.isolation = request.isolation;
   record.createdAt = nowMillis();
+  record.uid = user.uid;
+  record.gid = user.gid;
 
   auto path = kj::str(cfg.logDir, '/', record.id, ".log");
   kj::AutoCloseFd outputFd = outputFiles.create(record.id);
@@ -289,14 +300,10 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   argv.add(kj::str(record.command));
   for (auto& arg : record.args) argv.add(kj::str(arg));
   launch.argv = argv.releaseAsArray();
-  launch.env = buildEnvironment(request.env);
+  launch.env = kj::mv(env);
   launch.workingDir = kj::str(record.workingDir);
   launch.outputFd = outputFd;
-  launch.credentials.uid = cfg.runAs.uid;
-  launch.credentials.gid = cfg.runAs.gid;
-  launch.credentials.supplementaryGroups = kj::heapArray(cfg.runAs.supplementaryGroups.asPtr());
-  launch.credentials.userName = kj::str(cfg.runAs.userName);
-  launch.credentials.homeDir = kj::str(cfg.runAs.homeDir);
+  launch.credentials = kj::mv(user);
   launch.limits = record.limits;
   launch.isolation = record.isolation;
 
@@ -335,7 +342,8 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
 
         KJ_IF_MAYBE (proc, process) {
           job.watch = kj::mv(watch);
-          log("job started id=", job.rec.id, " owner=", owner, " pid=", job.rec.pid,
+          log("job started id=", job.rec.id, " owner=", owner, " uid=", job.rec.uid,
+              " pid=", job.rec.pid,
               " executor=", job.rec.executor, " command=", job.rec.command);
           tasks.add(
               (*proc)->onExit().then([&job](executors::ExitStatus status) { job.finish(status); }));

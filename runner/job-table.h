@@ -14,6 +14,7 @@
 
 #include "executors/executor.h"
 #include "runner/event-log.h"
+#include "runner/identities.h"
 #include "runner/job-record.h"
 #include "runner/output-files.h"
 #include "runner/output-watcher.h"
@@ -28,7 +29,7 @@ struct StartRequest {
   kj::Array<kj::String> args;
   // Extra environment as "NAME=value"; overrides the defaults of the same name.
   kj::Array<kj::String> env;
-  // Empty: the run-as user's home directory when it exists, else "/".
+  // Empty: the home directory of the user the job runs as when it exists, else "/".
   kj::String workingDir;
   executors::Limits limits;
   executors::Isolation isolation;
@@ -40,8 +41,8 @@ struct JobTableConfig {
   // Output files live here as <id>.log, beside a few empty .spare-* files made ahead of need
   // (see OutputFiles).
   kj::String logDir;
-  // Who jobs run as. Never root.
-  executors::Credentials runAs;
+  // Who each owner's jobs run as. Never root.
+  kj::Own<OwnerIdentities> identities;
   kj::String defaultExecutor;
   // Grace period of a stop that does not name one.
   kj::Duration defaultGrace = 10 * kj::SECONDS;
@@ -134,8 +135,8 @@ class JobTable {
   kj::TaskSet tasks;
 
   Job& add(JobRecord record);
-  kj::Array<kj::String> buildEnvironment(kj::ArrayPtr<const kj::String> extra);
-  kj::String defaultWorkingDir();
+  kj::Array<kj::String> buildEnvironment(kj::ArrayPtr<const kj::String> extra,
+                                         const executors::Credentials& user);
 };
 
 // A new random (version 4) UUID.

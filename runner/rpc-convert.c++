@@ -103,6 +103,8 @@ void fillJobInfo(api::JobInfo::Builder info, const Job& job) {
   cgroup.setVersion(rec.placement.cgroupVersion);
   cgroup.setPath(rec.placement.cgroupPath);
   cgroup.setIoDevice(rec.placement.ioDevice);
+  info.setUid(rec.uid);
+  info.setGid(rec.gid);
 }
 
 StartRequest toStartRequest(api::JobSpec::Reader spec) {

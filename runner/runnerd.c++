@@ -1,11 +1,13 @@
 // runnerd: serves runner's API over mutual TLS and runs the jobs it is asked to run.
 
 #include <errno.h>
+#include <fcntl.h>
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 #include <kj/main.h>
 #include <kj/vector.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -15,6 +17,7 @@
 #include "executors/local/local-executor.h"
 #include "runner/credentials.h"
 #include "runner/event-log.h"
+#include "runner/identities.h"
 #include "runner/job-table.h"
 #include "runner/output-watcher.h"
 #include "runner/server.h"
@@ -65,8 +68,9 @@ class Runnerd {
     return kj::MainBuilder(context, VERSION,
                            "Serves runner's job API over mutual TLS 1.3. Clients authenticate "
                            "with certificates issued by the --tls-ca authority; the common name "
-                           "of a client certificate is its user name. Jobs run as the --run-as "
-                           "user, never as root.")
+                           "of a client certificate is its user name. Jobs never run as root: "
+                           "each owner's jobs run as a uid of its own (--users), or all as one "
+                           "--run-as user.")
         .addOptionWithArg({"listen"}, KJ_BIND_METHOD(*this, setListen), "<host:port>",
                           "Address to listen on (default 127.0.0.1:7443; port 0 picks a free "
                           "port, which is logged).")
@@ -80,9 +84,23 @@ class Runnerd {
                           "Where job output files are kept (default /var/log/runner).")
         .addOptionWithArg({"state-dir"}, KJ_BIND_METHOD(*this, setStateDir), "<dir>",
                           "Where the job database is kept (default /var/lib/runner).")
+        .addOptionWithArg({"users"}, KJ_BIND_METHOD(*this, setUsers), "<mode>",
+                          "Who each owner's jobs run as (a root runnerd): dynamic (the default) "
+                          "gives every owner a uid and gid of its own from --uid-range, kept in "
+                          "the state database, and a private home <state-dir>/homes/<uid>; "
+                          "accounts runs an owner as the local account of the same name "
+                          "(uid >= --min-uid).")
+        .addOptionWithArg({"uid-range"}, KJ_BIND_METHOD(*this, setUidRange), "<first-last>",
+                          "The uids (and gids) of --users dynamic (default "
+                          "2000000000-2000999999). runnerd refuses to start if the range "
+                          "overlaps an account in /etc/passwd, a group in /etc/group, a range in "
+                          "/etc/subuid or /etc/subgid, or systemd's dynamic users (61184-65519).")
+        .addOptionWithArg({"min-uid"}, KJ_BIND_METHOD(*this, setMinUid), "<uid>",
+                          "The lowest uid --users accounts runs jobs as (default 1000).")
         .addOptionWithArg({"run-as"}, KJ_BIND_METHOD(*this, setRunAs), "<user>",
-                          "Unprivileged user jobs run as (default runner-jobs; ignored when "
-                          "runnerd itself does not run as root: jobs then run as runnerd's user).")
+                          "Run every owner's jobs as this one unprivileged user instead: no "
+                          "isolation between owners, for single-tenant use. Excludes --users. "
+                          "A runnerd that does not run as root runs jobs as its own user.")
         .addOptionWithArg({"executor"}, KJ_BIND_METHOD(*this, setExecutor), "<name>",
                           "Default executor: local or cgroup (default local).")
         .addOptionWithArg({"admin"}, KJ_BIND_METHOD(*this, addAdmin), "<user>",
@@ -107,7 +125,10 @@ class Runnerd {
   kj::String certPath, keyPath, caPath;
   kj::String logDir = kj::str("/var/log/runner");
   kj::String stateDir = kj::str("/var/lib/runner");
-  kj::String runAs = kj::str("runner-jobs");
+  kj::Maybe<kj::String> runAs;
+  kj::Maybe<kj::String> users;
+  UidRange uidRange = DEFAULT_UID_RANGE;
+  uint32_t minUid = 1000;
   kj::String executor = kj::str("local");
   kj::Vector<kj::String> admins;
   kj::Maybe<kj::String> cgroupParent;
@@ -138,7 +159,31 @@ class Runnerd {
     return true;
   }
   kj::MainBuilder::Validity setRunAs(kj::StringPtr v) {
+    if (v.size() == 0) return "--run-as needs a user name";
     runAs = kj::str(v);
+    return true;
+  }
+  kj::MainBuilder::Validity setUsers(kj::StringPtr v) {
+    if (v != "dynamic" && v != "accounts") return "--users takes dynamic or accounts";
+    users = kj::str(v);
+    return true;
+  }
+  kj::MainBuilder::Validity setUidRange(kj::StringPtr v) {
+    KJ_IF_MAYBE (range, parseUidRange(v)) {
+      uidRange = *range;
+      return true;
+    }
+    return "--uid-range takes FIRST-LAST, two uids with 0 < FIRST <= LAST, not including 65535 "
+           "or 4294967295";
+  }
+  kj::MainBuilder::Validity setMinUid(kj::StringPtr v) {
+    char* end;
+    errno = 0;
+    unsigned long n = strtoul(v.cStr(), &end, 10);
+    if (v.size() == 0 || *end != '\0' || errno != 0 || n == 0 || n >= 0xffffffffu) {
+      return "--min-uid takes a uid above 0";
+    }
+    minUid = n;
     return true;
   }
   kj::MainBuilder::Validity setExecutor(kj::StringPtr v) {
@@ -169,10 +214,93 @@ class Runnerd {
     if (certPath.size() == 0 || keyPath.size() == 0 || caPath.size() == 0) {
       return "--tls-cert, --tls-key and --tls-ca are required";
     }
+    if (runAs != nullptr && users != nullptr) {
+      return "--run-as (every job as one user) and --users exclude each other";
+    }
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { serve(); })) {
       context.exitError(kj::str("runnerd: ", e->getDescription()));
     }
     return true;
+  }
+
+  // The job database, readable by root alone: the state directory may have to be traversable by
+  // the jobs (their homes are below it).
+  kj::Own<Store> openStore() {
+    auto path = kj::str(stateDir, "/runner.db");
+    int fd = open(path.cStr(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+      fchmod(fd, 0600);
+      close(fd);
+    }
+    return Store::open(path);
+  }
+
+  kj::Own<OwnerIdentities> makeIdentities(Store& store, EventLog& log) {
+    if (geteuid() != 0) {
+      if (users != nullptr) {
+        KJ_FAIL_REQUIRE("--users needs a runnerd started as root (an unprivileged runnerd runs "
+                        "every job as its own user)");
+      }
+      return newSharedIdentity(currentUser());
+    }
+    KJ_IF_MAYBE (name, runAs) {
+      return newSharedIdentity(resolveRunAs(*name));
+    }
+    if (users.orDefault(kj::str("dynamic")) == "accounts") {
+      return newAccountIdentities(minUid);
+    }
+    KJ_IF_MAYBE (conflict, findUidRangeConflict(uidRange, readHostIdFiles())) {
+      KJ_FAIL_REQUIRE(kj::str(*conflict, "; choose another with --uid-range"));
+    }
+    // The homes are below the state directory: jobs must be able to pass through every directory
+    // above it, through it (not list it), and through homes/ to their own home alone.
+    struct stat st;
+    for (size_t i = 1; i < stateDir.size(); i++) {
+      if (stateDir[i] != '/') continue;
+      auto ancestor = kj::str(stateDir.slice(0, i));
+      KJ_SYSCALL(stat(ancestor.cStr(), &st), ancestor);
+      if ((st.st_mode & 0001) == 0) {
+        char mode[8];
+        snprintf(mode, sizeof(mode), "%04o", st.st_mode & 07777);
+        KJ_FAIL_REQUIRE(kj::str("jobs could not reach their homes in ", stateDir, "/homes: ",
+                                ancestor, " is not searchable by other users (mode ", mode,
+                                "); make it so or choose another --state-dir"));
+      }
+    }
+    KJ_SYSCALL(stat(stateDir.cStr(), &st), stateDir);
+    if ((st.st_mode & 0001) == 0) {
+      KJ_SYSCALL(chmod(stateDir.cStr(), (st.st_mode & 07777) | 0001), stateDir);
+    }
+    auto homes = kj::str(stateDir, "/homes");
+    if (mkdir(homes.cStr(), 0711) < 0 && errno != EEXIST) {
+      KJ_FAIL_REQUIRE(kj::str("cannot create ", homes, ": ", strerror(errno)));
+    }
+    KJ_SYSCALL(lstat(homes.cStr(), &st), homes);
+    if (!S_ISDIR(st.st_mode) || st.st_uid != 0) {
+      KJ_FAIL_REQUIRE(kj::str(homes, " must be a directory owned by root"));
+    }
+    KJ_SYSCALL(chmod(homes.cStr(), 0711), homes);
+    return newDynamicIdentities(store, uidRange, kj::mv(homes), log);
+  }
+
+  // The cgroups that track the local executor's jobs (so that a stop reaches the processes that
+  // left the job's process group), when this host and this process allow it.
+  kj::Maybe<kj::Own<executors::cgroup::CgroupDriver>> trackingDriver(kj::StringPtr parent,
+                                                                      EventLog& log) {
+    kj::Maybe<kj::Own<executors::cgroup::CgroupDriver>> result;
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                   auto driver = executors::cgroup::newHostCgroupDriver(parent);
+                   // A first cgroup made and removed at once: the driver can do it here.
+                   driver->createTracking(kj::str("probe-", getpid()));
+                   log("the local executor tracks each job in a cgroup (v", driver->version(),
+                       ") under ", parent);
+                   result = kj::mv(driver);
+                 })) {
+      log("the local executor tracks jobs by process group only (a process that leaves it "
+          "escapes a stop): ",
+          e->getDescription());
+    }
+    return result;
   }
 
   void serve() {
@@ -181,18 +309,21 @@ class Runnerd {
     auto io = kj::setupAsyncIo();
     EventLog log(STDERR_FILENO);
 
-    auto credentials = geteuid() == 0 ? resolveRunAs(runAs) : currentUser();
     prepareDirectory("--log-dir", logDir);
     prepareDirectory("--state-dir", stateDir);
     tls::ServerTls tls({certPath, keyPath, caPath}, io.provider->getTimer());
+    auto store = openStore();
+    auto identities = makeIdentities(*store, log);
 
     executors::ExecutorSet executorSet;
-    executorSet.add(kj::heap<executors::LocalExecutor>(io.unixEventPort, io.provider->getTimer()));
+    auto parent = cgroupParent.map([](kj::String& p) -> kj::StringPtr { return p; })
+                      .orDefault(executors::cgroup::DEFAULT_CGROUP_PARENT);
+    executorSet.add(kj::heap<executors::LocalExecutor>(io.unixEventPort, io.provider->getTimer(),
+                                                       executors::LAUNCH_TIMEOUT,
+                                                       trackingDriver(parent, log)));
     // The cgroup executor needs a cgroup hierarchy this process may write to. Without one,
     // runnerd still serves the local executor, unless cgroup was asked for.
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
-                   auto parent = cgroupParent.map([](kj::String& p) -> kj::StringPtr { return p; })
-                                     .orDefault(executors::cgroup::DEFAULT_CGROUP_PARENT);
                    auto driver = executors::cgroup::newHostCgroupDriver(parent);
                    log("the cgroup executor uses cgroup v", driver->version(),
                        ", job cgroups under ", parent);
@@ -209,11 +340,10 @@ class Runnerd {
                               "' (known: ", kj::strArray(executorSet.names(), ", "), ")"));
     }
 
-    auto store = Store::open(kj::str(stateDir, "/runner.db"));
     OutputWatcher watcher(io.unixEventPort);
     JobTableConfig config;
     config.logDir = kj::str(logDir);
-    config.runAs = kj::mv(credentials);
+    config.identities = kj::mv(identities);
     config.defaultExecutor = kj::str(executor);
     config.defaultGrace = graceSeconds * kj::SECONDS;
     JobTable table(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher, log);
@@ -239,7 +369,7 @@ class Runnerd {
     Server server(table, tls, io.provider->getTimer(), log, admins.releaseAsArray());
     auto host = listen.slice(0, listen.findLast(':').orDefault(listen.size()));
     log("runnerd listening on ", host, ":", listener->getPort(),
-        " run-as=", table.config().runAs.userName, " executor=", executor);
+        " executor=", executor, "; jobs run as ", table.config().identities->describe());
 
     kj::UnixEventPort::captureSignal(SIGTERM);
     kj::UnixEventPort::captureSignal(SIGINT);

@@ -75,6 +75,14 @@ void Statement::reset() {
   sqlite3_clear_bindings(stmt);
 }
 
+void Statement::bindNull(int index) {
+  check(sqlite3_bind_null(stmt, index));
+}
+
+bool Statement::isNull(int column) {
+  return sqlite3_column_type(stmt, column) == SQLITE_NULL;
+}
+
 int64_t Statement::getInt(int column) {
   return sqlite3_column_int64(stmt, column);
 }

@@ -46,6 +46,7 @@ class Statement {
   void bind(int index, int64_t value);
   void bind(int index, kj::StringPtr value);
   void bindBlob(int index, kj::ArrayPtr<const char> value);
+  void bindNull(int index);
 
   // Steps once: true when a row is ready, false when the statement is done.
   bool step();
@@ -56,6 +57,7 @@ class Statement {
   // Makes the statement ready to be bound and run again, and ends its read of the database.
   void reset();
 
+  bool isNull(int column);
   int64_t getInt(int column);
   kj::String getText(int column);
   kj::ArrayPtr<const char> getBlob(int column);

@@ -71,6 +71,8 @@ enum Column : int {
   IO_DEVICE,
   PID,
   PID_START_TIME,
+  UID,
+  GID,
   COLUMN_COUNT
 };
 
@@ -106,6 +108,8 @@ const kj::StringPtr COLUMN_NAMES[] = {
     "io_device",
     "pid",
     "pid_start_time",
+    "uid",
+    "gid",
 };
 static_assert(kj::size(COLUMN_NAMES) == COLUMN_COUNT, "one name per column");
 
@@ -158,6 +162,18 @@ const kj::StringPtr MIGRATIONS[] = {
         detail TEXT NOT NULL,
         PRIMARY KEY (job_id, ordinal)
       ) WITHOUT ROWID;
+    )"_kj,
+    // Version 2: the identity each job ran as, and the uid of each owner in dynamic mode. A
+    // row whose owner is NULL is a retired uid (a home directory of an unknown owner was found
+    // for it): it is never assigned.
+    R"(
+      ALTER TABLE jobs ADD COLUMN uid INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN gid INTEGER NOT NULL DEFAULT 0;
+      CREATE TABLE owner_uids (
+        uid INTEGER PRIMARY KEY NOT NULL,
+        owner TEXT UNIQUE,
+        assigned_at INTEGER NOT NULL
+      );
     )"_kj,
 };
 static_assert(kj::size(MIGRATIONS) == Store::SCHEMA_VERSION, "one migration per version");
@@ -293,6 +309,8 @@ void bindRecord(sqlite::Statement& statement, const JobRecord& record,
   statement.bind(IO_DEVICE + 1, r.placement.ioDevice);
   statement.bind(PID + 1, r.pid);
   statement.bind(PID_START_TIME + 1, asSigned(r.pidStartTime));
+  statement.bind(UID + 1, int64_t(r.uid));
+  statement.bind(GID + 1, int64_t(r.gid));
 }
 
 JobState readState(kj::StringPtr name) {
@@ -336,6 +354,8 @@ JobRecord readRecord(sqlite::Statement& row) {
   r.placement.ioDevice = row.getText(IO_DEVICE);
   r.pid = row.getInt(PID);
   r.pidStartTime = asUnsigned(row.getInt(PID_START_TIME));
+  r.uid = row.getInt(UID);
+  r.gid = row.getInt(GID);
   return r;
 }
 
@@ -423,6 +443,14 @@ Store::Store(kj::Own<sqlite::Database> database) : db(kj::mv(database)) {
   selectOne = prepare(kj::str("SELECT ", columns, " FROM jobs WHERE id = ?1"));
   selectEvents =
       prepare("SELECT at, state, detail FROM job_events WHERE job_id = ?1 ORDER BY ordinal");
+  selectOwnerUid = prepare("SELECT uid FROM owner_uids WHERE owner = ?1");
+  // The lowest uid of [?1, ?2] that has no row: ?1 itself, or one above a taken uid.
+  selectFreeUid = prepare(
+      "SELECT u FROM (SELECT ?1 AS u WHERE NOT EXISTS (SELECT 1 FROM owner_uids WHERE uid = ?1) "
+      "UNION ALL SELECT uid + 1 AS u FROM owner_uids WHERE uid >= ?1 AND uid < ?2 AND NOT EXISTS "
+      "(SELECT 1 FROM owner_uids AS next WHERE next.uid = owner_uids.uid + 1)) ORDER BY u LIMIT 1");
+  insertOwnerUid = prepare("INSERT INTO owner_uids (uid, owner, assigned_at) VALUES (?1, ?2, ?3)");
+  selectOwnerUids = prepare("SELECT uid, owner FROM owner_uids ORDER BY uid");
 }
 
 Store::~Store() noexcept(false) {}
@@ -495,6 +523,67 @@ kj::Vector<EventRow> Store::events(kj::StringPtr id) {
     event.state = readState(selectEvents->getText(1));
     event.detail = selectEvents->getText(2);
     result.add(kj::mv(event));
+  }
+  return result;
+}
+
+kj::Maybe<uint32_t> Store::ownerUid(kj::StringPtr owner) {
+  KJ_DEFER(selectOwnerUid->reset());
+  selectOwnerUid->bind(1, owner);
+  if (!selectOwnerUid->step()) return nullptr;
+  return uint32_t(selectOwnerUid->getInt(0));
+}
+
+kj::Maybe<uint32_t> Store::assignOwnerUid(kj::StringPtr owner, uint32_t first, uint32_t last,
+                                          kj::FunctionParam<bool(uint32_t)> usable) {
+  KJ_REQUIRE(first <= last, "empty uid range", first, last);
+  requireNoNul("owner", owner);
+  // A lost assignment could hand an owner's files to another owner: this commit waits for the
+  // disk (synchronous = FULL), which costs once per owner.
+  db->execute("PRAGMA synchronous = FULL");
+  KJ_DEFER(db->execute("PRAGMA synchronous = NORMAL"));
+  Transaction transaction(*this);
+  KJ_IF_MAYBE (existing, ownerUid(owner)) {
+    return *existing;
+  }
+  auto now = (kj::systemPreciseCalendarClock().now() - kj::UNIX_EPOCH) / kj::MILLISECONDS;
+  for (;;) {
+    uint32_t candidate;
+    {
+      KJ_DEFER(selectFreeUid->reset());
+      selectFreeUid->bind(1, int64_t(first));
+      selectFreeUid->bind(2, int64_t(last));
+      if (!selectFreeUid->step()) return nullptr;
+      int64_t found = selectFreeUid->getInt(0);
+      if (found > int64_t(last)) return nullptr;
+      candidate = found;
+    }
+    bool take = usable(candidate);
+    insertOwnerUid->bind(1, int64_t(candidate));
+    if (take) {
+      insertOwnerUid->bind(2, owner);
+    } else {
+      insertOwnerUid->bindNull(2);
+    }
+    insertOwnerUid->bind(3, now);
+    insertOwnerUid->run();
+    if (take) {
+      transaction.commit();
+      return candidate;
+    }
+  }
+}
+
+kj::Vector<OwnerUid> Store::ownerUids() {
+  KJ_DEFER(selectOwnerUids->reset());
+  kj::Vector<OwnerUid> result;
+  while (selectOwnerUids->step()) {
+    OwnerUid row;
+    row.uid = selectOwnerUids->getInt(0);
+    if (!selectOwnerUids->isNull(1)) {
+      row.owner = selectOwnerUids->getText(1);
+    }
+    result.add(kj::mv(row));
   }
   return result;
 }

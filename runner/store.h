@@ -7,6 +7,7 @@
 // each write is one small transaction whose commit does not fsync (WAL with
 // synchronous=NORMAL), which is what lets a job start cost little.
 
+#include <kj/function.h>
 #include <kj/memory.h>
 #include <kj/string.h>
 #include <kj/vector.h>
@@ -30,10 +31,17 @@ struct EventRow {
   kj::String detail;
 };
 
+// One row of the owner → uid assignments of dynamic mode.
+struct OwnerUid {
+  uint32_t uid = 0;
+  // Null for a retired uid, which is never assigned.
+  kj::Maybe<kj::String> owner;
+};
+
 class Store {
  public:
   // The schema version this code writes, kept in `PRAGMA user_version`.
-  static constexpr int SCHEMA_VERSION = 1;
+  static constexpr int SCHEMA_VERSION = 2;
 
   // The error given to a job that was running when runnerd went away and is gone now.
   static constexpr kj::StringPtr LOST_ERROR =
@@ -76,6 +84,20 @@ class Store {
   // decide about.
   kj::Vector<JobRecord> recover(int64_t nowMs);
 
+  // The uid assigned to `owner` (dynamic identities), if any.
+  kj::Maybe<uint32_t> ownerUid(kj::StringPtr owner);
+
+  // The uid of `owner`: the one assigned before, or else the lowest uid of [first, last] that was
+  // never assigned nor retired, assigned now and durably (the commit waits for the disk).
+  // A candidate for which `usable` says false is retired instead and the next one tried.
+  // nullptr when the range has no uid left. Assignments are never removed, so a uid is never
+  // given to a second owner.
+  kj::Maybe<uint32_t> assignOwnerUid(kj::StringPtr owner, uint32_t first, uint32_t last,
+                                     kj::FunctionParam<bool(uint32_t)> usable);
+
+  // Every assignment, retired uids included, by uid.
+  kj::Vector<OwnerUid> ownerUids();
+
  private:
   kj::Own<sqlite::Database> db;
   kj::Own<sqlite::Statement> begin;
@@ -87,6 +109,10 @@ class Store {
   kj::Own<sqlite::Statement> selectAll;
   kj::Own<sqlite::Statement> selectOne;
   kj::Own<sqlite::Statement> selectEvents;
+  kj::Own<sqlite::Statement> selectOwnerUid;
+  kj::Own<sqlite::Statement> selectFreeUid;
+  kj::Own<sqlite::Statement> insertOwnerUid;
+  kj::Own<sqlite::Statement> selectOwnerUids;
 
   class Transaction;
 

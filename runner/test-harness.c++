@@ -23,7 +23,7 @@ kj::Maybe<kj::String> cannotRunJobs() {
 
 TempDir::TempDir() {
   // Not TEST_TMPDIR: Bazel puts it under root's private cache, where jobs cannot read.
-  auto tmpl = kj::str("/tmp/runner-test.XXXXXX");
+  auto tmpl = kj::str("/var/tmp/runner-test.XXXXXX");
   KJ_ASSERT(mkdtemp(tmpl.begin()) != nullptr, strerror(errno), tmpl);
   // Jobs run as runner-jobs and may need to read what tests put here.
   KJ_SYSCALL(chmod(tmpl.cStr(), 0755));
@@ -47,7 +47,7 @@ Harness::Harness(TempDir& dir)
   executorSet.add(kj::heap<executors::LocalExecutor>(io.unixEventPort, io.provider->getTimer()));
   JobTableConfig config;
   config.logDir = kj::mv(logDir);
-  config.runAs = resolveRunAs("runner-jobs");
+  config.identities = newSharedIdentity(resolveRunAs("runner-jobs"));
   config.defaultExecutor = kj::str("local");
   config.defaultGrace = 1 * kj::SECONDS;
   table = kj::heap<JobTable>(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher,

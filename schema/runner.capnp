@@ -84,10 +84,10 @@ struct JobSpec {
 
   env @2 :List(EnvVar);
   # Extra environment. The job never inherits the server's environment; it gets PATH, HOME,
-  # USER, LANG and then these (which may override them).
+  # USER, LOGNAME, LANG and then these (which may override them).
 
   workingDir @3 :Text;
-  # Empty: the run-as user's home directory (or / when it has none).
+  # Empty: the home directory of the identity the job runs as (or / when it has none).
 
   limits @4 :Limits;
   isolation @5 :Isolation;
@@ -180,6 +180,10 @@ struct JobInfo {
 
   cgroup @19 :CgroupInfo;
   # Filled by the cgroup executor.
+
+  uid @20 :UInt32;
+  gid @21 :UInt32;
+  # The Unix identity the job runs (ran) as; 0 for a job that failed before one was chosen.
 }
 
 struct Usage {

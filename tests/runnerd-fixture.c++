@@ -51,9 +51,23 @@ kj::Maybe<kj::String> cannotRunServer() {
   return nullptr;
 }
 
+namespace {
+
+// Fixtures of tests running at once (in other processes) get disjoint uid ranges, so that no job
+// of one can reach a job of another through a shared uid.
+uint32_t pickFirstUid() {
+  static uint32_t made = 0;
+  uint32_t slot = (uint32_t(getpid()) * 8 + made++) % 140000;
+  return 2001000000u + slot * RunnerdFixture::UIDS;
+}
+
+}  // namespace
+
 RunnerdFixture::RunnerdFixture(kj::ArrayPtr<const kj::StringPtr> extraFlags)
-    : io(kj::setupAsyncIo()), extraFlags(KJ_MAP(flag, extraFlags) { return kj::str(flag); }) {
-  auto tmpl = kj::str("/tmp/runnerd-test.XXXXXX");
+    : io(kj::setupAsyncIo()),
+      extraFlags(KJ_MAP(flag, extraFlags) { return kj::str(flag); }),
+      firstUid(pickFirstUid()) {
+  auto tmpl = kj::str("/var/tmp/runnerd-test.XXXXXX");
   KJ_ASSERT(mkdtemp(tmpl.begin()) != nullptr, strerror(errno));
   KJ_SYSCALL(chmod(tmpl.cStr(), 0755));
   root = kj::mv(tmpl);
@@ -114,6 +128,7 @@ void RunnerdFixture::start() {
   argv.add(kj::str("--state-dir=", root, "/state"));
   argv.add(kj::str("--admin=admin"));
   argv.add(kj::str("--grace=2"));
+  argv.add(kj::str("--uid-range=", firstUid, "-", firstUid + UIDS - 1));
   for (auto& flag : extraFlags) argv.add(kj::str(flag));
   kj::Vector<char*> raw;
   for (auto& arg : argv) raw.add(arg.begin());

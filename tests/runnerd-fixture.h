@@ -29,6 +29,10 @@ class RunnerdFixture {
   void stop();
 
   kj::StringPtr dir() const { return root; }
+
+  // runnerd's --uid-range is [firstUid, firstUid + UIDS): its own, unless extraFlags name one.
+  static constexpr uint32_t UIDS = 1000;
+  uint32_t uidRangeFirst() const { return firstUid; }
   kj::StringPtr address() const { return addr; }
   pid_t pid() const { return serverPid; }
 
@@ -72,6 +76,7 @@ class RunnerdFixture {
  private:
   kj::String root;
   kj::Array<kj::String> extraFlags;
+  uint32_t firstUid;
   kj::String addr;
   pid_t serverPid = 0;
   // How many times runnerd said it was listening, over all starts.

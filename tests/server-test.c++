@@ -587,7 +587,7 @@ TEST(Server, StoppingALaunchingJobCannotFreezeTheServer) {
   auto runnerdPid = kj::str(f.pid());
 
   // A copy of /bin/true that the held starts run, in a directory the job user may enter.
-  auto heldDir = kj::str("/tmp/runner-held.XXXXXX");
+  auto heldDir = kj::str("/var/tmp/runner-held.XXXXXX");
   ASSERT_NE(mkdtemp(heldDir.begin()), nullptr) << strerror(errno);
   auto held = kj::str(heldDir, "/held-true");
   KJ_DEFER({

@@ -1,0 +1,325 @@
+#include "runner/identities.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <kj/debug.h>
+#include <kj/filesystem.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runner/credentials.h"
+#include "runner/store.h"
+
+namespace runner {
+
+namespace {
+
+// The id that means "no change" to setresuid(), and the 16-bit one of old interfaces.
+constexpr uint32_t NO_ID = 0xffffffffu;
+constexpr uint32_t NO_ID_16 = 0xffffu;
+
+kj::Maybe<uint32_t> parseId(kj::ArrayPtr<const char> text) {
+  if (text.size() == 0 || text.size() > 10) return nullptr;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return nullptr;
+    value = value * 10 + (c - '0');
+  }
+  if (value > NO_ID) return nullptr;
+  return uint32_t(value);
+}
+
+kj::Vector<kj::ArrayPtr<const char>> split(kj::ArrayPtr<const char> text, char separator) {
+  kj::Vector<kj::ArrayPtr<const char>> parts;
+  const char* start = text.begin();
+  for (const char* p = text.begin(); p != text.end(); ++p) {
+    if (*p == separator) {
+      parts.add(kj::arrayPtr(start, p));
+      start = p + 1;
+    }
+  }
+  parts.add(kj::arrayPtr(start, text.end()));
+  return parts;
+}
+
+kj::String readFileOrEmpty(kj::StringPtr path) {
+  auto fs = kj::newDiskFilesystem();
+  KJ_IF_MAYBE (file, fs->getRoot().tryOpenFile(kj::Path::parse(path.slice(1)))) {
+    return (*file)->readAllText();
+  }
+  return kj::str();
+}
+
+// The first line of a colon-separated id file (passwd, group) whose field `idField` lies in
+// `range`, as "NAME (ID)".
+kj::Maybe<kj::String> findIdInTable(UidRange range, kj::StringPtr text, size_t idField) {
+  for (auto line : split(text, '\n')) {
+    if (line.size() == 0 || line[0] == '#') continue;
+    auto fields = split(line, ':');
+    if (fields.size() <= idField) continue;
+    KJ_IF_MAYBE (id, parseId(fields[idField])) {
+      if (range.contains(*id)) return kj::str(fields[0], " (", *id, ")");
+    }
+  }
+  return nullptr;
+}
+
+// The first "NAME:START:COUNT" line of a subordinate id file whose range meets `range`.
+kj::Maybe<kj::String> findSubordinateOverlap(UidRange range, kj::StringPtr text) {
+  for (auto line : split(text, '\n')) {
+    if (line.size() == 0 || line[0] == '#') continue;
+    auto fields = split(line, ':');
+    if (fields.size() < 3) continue;
+    auto start = parseId(fields[1]);
+    auto count = parseId(fields[2]);
+    KJ_IF_MAYBE (s, start) {
+      KJ_IF_MAYBE (c, count) {
+        if (*c == 0) continue;
+        uint64_t end = uint64_t(*s) + *c - 1;
+        if (*s <= range.last && end >= range.first) {
+          return kj::str(fields[0], " (", *s, "-", end, ")");
+        }
+      }
+    }
+  }
+  return nullptr;
+}
+
+kj::String describeRange(UidRange range) {
+  return kj::str(range.first, "-", range.last);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+class SharedIdentity final : public OwnerIdentities {
+ public:
+  explicit SharedIdentity(executors::Credentials credentials) : credentials(kj::mv(credentials)) {}
+
+  executors::Credentials forOwner(kj::StringPtr owner) override {
+    return cloneCredentials(credentials);
+  }
+
+  kj::String describe() const override {
+    return kj::str("shared user ", credentials.userName, " (", credentials.uid, ")");
+  }
+
+ private:
+  executors::Credentials credentials;
+};
+
+class AccountIdentities final : public OwnerIdentities {
+ public:
+  explicit AccountIdentities(uint32_t minUid) : minUid(minUid) {}
+
+  executors::Credentials forOwner(kj::StringPtr owner) override {
+    if (!isPortableUserName(owner)) {
+      KJ_FAIL_REQUIRE(kj::str("the owner name is not a valid local user name, so it has no "
+                              "account to run as (runnerd --users accounts)"));
+    }
+    struct passwd pw;
+    struct passwd* found = nullptr;
+    char buffer[16384];
+    int error = getpwnam_r(owner.cStr(), &pw, buffer, sizeof(buffer), &found);
+    if (found == nullptr) {
+      if (error != 0 && error != ENOENT && error != ESRCH) {
+        KJ_FAIL_REQUIRE(kj::str("cannot look up the account '", owner, "': ", strerror(error)));
+      }
+      KJ_FAIL_REQUIRE(kj::str("there is no local account '", owner,
+                              "' to run the job as (runnerd --users accounts)"));
+    }
+    if (pw.pw_uid == 0 || pw.pw_gid == 0) {
+      KJ_FAIL_REQUIRE(kj::str("refusing to run a job as '", owner, "': it is root"));
+    }
+    if (pw.pw_uid < minUid || pw.pw_uid == NO_ID_16 - 1) {
+      KJ_FAIL_REQUIRE(kj::str("refusing to run a job as '", owner, "': its uid ", pw.pw_uid,
+                              pw.pw_uid < minUid ? kj::str(" is below --min-uid ", minUid)
+                                                 : kj::str(" is nobody's")));
+    }
+    auto credentials = credentialsOf(pw);
+    for (gid_t group : credentials.supplementaryGroups) {
+      if (group == 0) {
+        KJ_FAIL_REQUIRE(
+            kj::str("refusing to run a job as '", owner, "': it is a member of group root"));
+      }
+    }
+    return credentials;
+  }
+
+  kj::String describe() const override { return kj::str("local accounts (uid >= ", minUid, ")"); }
+
+ private:
+  uint32_t minUid;
+};
+
+class DynamicIdentities final : public OwnerIdentities {
+ public:
+  DynamicIdentities(Store& store, UidRange range, kj::String homesDir, EventLog& log)
+      : store(store), range(range), homesDir(kj::mv(homesDir)), log(log) {
+    int fd;
+    KJ_SYSCALL(fd = open(this->homesDir.cStr(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW),
+               this->homesDir);
+    homes = kj::AutoCloseFd(fd);
+  }
+
+  executors::Credentials forOwner(kj::StringPtr owner) override {
+    KJ_IF_MAYBE (uid, ready.find(owner)) {
+      return credentialsFor(owner, *uid);
+    }
+    if (memchr(owner.begin(), '\0', owner.size()) != nullptr) {
+      KJ_FAIL_REQUIRE("the owner name contains a NUL byte");
+    }
+    auto assigned = store.assignOwnerUid(owner, range.first, range.last, [&](uint32_t candidate) {
+      struct stat st;
+      auto name = kj::str(candidate);
+      if (fstatat(homes.get(), name.cStr(), &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+        return true;
+      }
+      log("uid ", candidate, " retired: ", homesDir, "/", candidate,
+          " exists but no owner is assigned to it");
+      return false;
+    });
+    uint32_t uid;
+    KJ_IF_MAYBE (u, assigned) {
+      uid = *u;
+    } else {
+      log("cannot give owner ", owner, " a uid: every uid of ", describeRange(range),
+          " is taken");
+      kj::throwFatalException(
+          KJ_EXCEPTION(OVERLOADED, kj::str("no uid is left for a new owner in runnerd's uid range ",
+                                           describeRange(range), " (--uid-range)")));
+    }
+    makeHome(uid);
+    ready.insert(kj::str(owner), uid);
+    return credentialsFor(owner, uid);
+  }
+
+  kj::String describe() const override {
+    return kj::str("dynamic uids ", describeRange(range), ", homes in ", homesDir);
+  }
+
+ private:
+  Store& store;
+  UidRange range;
+  kj::String homesDir;
+  EventLog& log;
+  kj::AutoCloseFd homes;
+  // Owners whose uid and home are known to be in place.
+  kj::HashMap<kj::String, uint32_t> ready;
+
+  executors::Credentials credentialsFor(kj::StringPtr owner, uint32_t uid) {
+    executors::Credentials credentials;
+    credentials.uid = uid;
+    credentials.gid = uid;
+    credentials.userName = isPortableUserName(owner) ? kj::str(owner) : kj::str("runner-", uid);
+    credentials.homeDir = kj::str(homesDir, '/', uid);
+    return credentials;
+  }
+
+  // Creates <homes>/<uid> (0700, owned by uid:uid) or checks the one that is there. `homes` is
+  // root's and not writable by anyone else, so nothing can race these calls with a symlink.
+  void makeHome(uint32_t uid) {
+    auto name = kj::str(uid);
+    auto path = kj::str(homesDir, '/', uid);
+    if (mkdirat(homes.get(), name.cStr(), 0700) == 0) {
+      if (fchownat(homes.get(), name.cStr(), uid, uid, AT_SYMLINK_NOFOLLOW) < 0) {
+        int error = errno;
+        unlinkat(homes.get(), name.cStr(), AT_REMOVEDIR);
+        KJ_FAIL_REQUIRE(kj::str("cannot give the home ", path, " to uid ", uid, ": ",
+                                strerror(error)));
+      }
+      return;
+    }
+    if (errno != EEXIST) {
+      KJ_FAIL_REQUIRE(kj::str("cannot create the home ", path, ": ", strerror(errno)));
+    }
+    struct stat st;
+    KJ_SYSCALL(fstatat(homes.get(), name.cStr(), &st, AT_SYMLINK_NOFOLLOW), path);
+    if (!S_ISDIR(st.st_mode) || st.st_uid != uid || st.st_gid != uid) {
+      KJ_FAIL_REQUIRE(kj::str("the home ", path, " is not a directory owned by uid ", uid,
+                              " and gid ", uid, "; refusing to use it"));
+    }
+  }
+};
+
+}  // namespace
+
+kj::Maybe<UidRange> parseUidRange(kj::StringPtr text) {
+  auto parts = split(text, '-');
+  if (parts.size() != 2) return nullptr;
+  auto first = parseId(parts[0]);
+  auto last = parseId(parts[1]);
+  KJ_IF_MAYBE (f, first) {
+    KJ_IF_MAYBE (l, last) {
+      UidRange range{*f, *l};
+      if (*f == 0 || *f > *l || range.contains(NO_ID) || range.contains(NO_ID_16)) return nullptr;
+      return range;
+    }
+  }
+  return nullptr;
+}
+
+HostIdFiles readHostIdFiles() {
+  return HostIdFiles{readFileOrEmpty("/etc/passwd"), readFileOrEmpty("/etc/group"),
+                     readFileOrEmpty("/etc/subuid"), readFileOrEmpty("/etc/subgid")};
+}
+
+kj::Maybe<kj::String> findUidRangeConflict(UidRange range, const HostIdFiles& files) {
+  auto where = kj::str("the uid range ", describeRange(range));
+  KJ_IF_MAYBE (account, findIdInTable(range, files.passwd, 2)) {
+    return kj::str(where, " overlaps the account ", *account, " in /etc/passwd");
+  }
+  KJ_IF_MAYBE (group, findIdInTable(range, files.group, 2)) {
+    return kj::str(where, " overlaps the group ", *group, " in /etc/group");
+  }
+  KJ_IF_MAYBE (sub, findSubordinateOverlap(range, files.subuid)) {
+    return kj::str(where, " overlaps the subordinate uids of ", *sub, " in /etc/subuid");
+  }
+  KJ_IF_MAYBE (sub, findSubordinateOverlap(range, files.subgid)) {
+    return kj::str(where, " overlaps the subordinate gids of ", *sub, " in /etc/subgid");
+  }
+  if (range.first <= SYSTEMD_DYNAMIC_USERS.last && range.last >= SYSTEMD_DYNAMIC_USERS.first) {
+    return kj::str(where, " overlaps systemd's dynamic users (",
+                   describeRange(SYSTEMD_DYNAMIC_USERS), ")");
+  }
+  return nullptr;
+}
+
+bool isPortableUserName(kj::StringPtr name) {
+  if (name.size() == 0 || name.size() > 32) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    bool other = (c >= '0' && c <= '9') || c == '-' || c == '.';
+    bool lastDollar = c == '$' && i == name.size() - 1 && i > 0;
+    if (i == 0 ? !letter : !(letter || other || lastDollar)) return false;
+  }
+  return true;
+}
+
+kj::Own<OwnerIdentities> newSharedIdentity(executors::Credentials credentials) {
+  return kj::heap<SharedIdentity>(kj::mv(credentials));
+}
+
+kj::Own<OwnerIdentities> newAccountIdentities(uint32_t minUid) {
+  return kj::heap<AccountIdentities>(minUid);
+}
+
+kj::Own<OwnerIdentities> newDynamicIdentities(Store& store, UidRange range, kj::String homesDir,
+                                              EventLog& log) {
+  return kj::heap<DynamicIdentities>(store, range, kj::mv(homesDir), log);
+}
+
+executors::Credentials cloneCredentials(const executors::Credentials& credentials) {
+  executors::Credentials copy;
+  copy.uid = credentials.uid;
+  copy.gid = credentials.gid;
+  copy.supplementaryGroups = kj::heapArray(credentials.supplementaryGroups.asPtr());
+  copy.userName = kj::str(credentials.userName);
+  copy.homeDir = kj::str(credentials.homeDir);
+  return copy;
+}
+
+}  // namespace runner
