@@ -29,15 +29,16 @@ namespace {
 
 constexpr kj::StringPtr VERSION = "runnerd 0.1"_kj;
 
-// Creates `path` (and its parents) when missing and checks that this process can write there.
-void prepareDirectory(kj::StringPtr flag, kj::StringPtr path) {
+// Creates `path` (and its parents, with `mode`) when missing and checks that this process can
+// write there.
+void prepareDirectory(kj::StringPtr flag, kj::StringPtr path, mode_t mode) {
   if (!path.startsWith("/")) {
     KJ_FAIL_REQUIRE(kj::str(flag, " must be an absolute path: ", path));
   }
   for (size_t i = 1; i <= path.size(); i++) {
     if (i == path.size() || path[i] == '/') {
       auto prefix = kj::str(path.slice(0, i));
-      if (mkdir(prefix.cStr(), 0750) < 0 && errno != EEXIST) {
+      if (mkdir(prefix.cStr(), mode) < 0 && errno != EEXIST) {
         KJ_FAIL_REQUIRE(kj::str("cannot create ", flag, " ", prefix, ": ", strerror(errno)));
       }
     }
@@ -309,8 +310,9 @@ class Runnerd {
     auto io = kj::setupAsyncIo();
     EventLog log(STDERR_FILENO);
 
-    prepareDirectory("--log-dir", logDir);
-    prepareDirectory("--state-dir", stateDir);
+    prepareDirectory("--log-dir", logDir, 0750);
+    // Jobs pass through the state directory to their homes (dynamic identities).
+    prepareDirectory("--state-dir", stateDir, 0711);
     tls::ServerTls tls({certPath, keyPath, caPath}, io.provider->getTimer());
     auto store = openStore();
     auto identities = makeIdentities(*store, log);

@@ -312,6 +312,16 @@ TEST_P(OwnerIsolation, AnotherOwnersJobCannotSeeItsTmpOrShm) {
   stop(victim);
 }
 
+TEST_P(OwnerIsolation, AnIsolatedJobHasAPrivateTmpToo) {
+  auto run = runctl(*server,
+                    {"run", "--executor", executor(), "--isolate", "--", "sh", "-c",
+                     "echo $$; echo x > /tmp/isolated-file && ls -A /tmp /dev/shm"},
+                    as("alice"));
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "1\n/dev/shm:\n\n/tmp:\nisolated-file\n");
+  EXPECT_FALSE(exists("/tmp/isolated-file"));
+}
+
 TEST_P(OwnerIsolation, MemoryLeftInShmIsFreedWhenTheJobEnds) {
   uint64_t before = hostShmemBytes();
   auto fill = alice("head -c 256M /dev/zero > /dev/shm/fill && echo filled");
