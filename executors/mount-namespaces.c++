@@ -7,21 +7,27 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include "executors/spawn-child.h"
 #include "executors/threads.h"
 
 namespace runner::executors {
 
-kj::AutoCloseFd makePrivateTmpNamespace() {
-  KJ_SYSCALL(unshare(CLONE_NEWNS), "a mount namespace for a job");
-  KJ_SYSCALL(mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr), "slave propagation");
-  // Sticky and world-writable, like the host's. Their pages are charged to whoever writes them
-  // (a job's memory cgroup), and they are gone when the namespace is.
-  KJ_SYSCALL(mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"), "a private /tmp");
-  KJ_SYSCALL(mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"),
-             "a private /dev/shm");
+namespace {
+
+kj::AutoCloseFd openOwnNamespace(kj::StringPtr kind) {
+  auto path = kj::str("/proc/thread-self/ns/", kind);
   int fd;
-  KJ_SYSCALL(fd = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC));
+  KJ_SYSCALL(fd = open(path.cStr(), O_RDONLY | O_CLOEXEC), path);
   return kj::AutoCloseFd(fd);
+}
+
+}  // namespace
+
+JobNamespaces makeJobNamespaces() {
+  KJ_SYSCALL(unshare(CLONE_NEWNS | CLONE_NEWIPC), "mount and IPC namespaces for a job");
+  KJ_SYSCALL(mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr), "slave propagation");
+  KJ_SYSCALL(mountPrivateTmpfs() ? 0 : -1, "private tmpfs mounts");
+  return JobNamespaces{openOwnNamespace("mnt"), openOwnNamespace("ipc")};
 }
 
 MountNamespacePool::MountNamespacePool(uint target)
@@ -32,12 +38,12 @@ MountNamespacePool::~MountNamespacePool() noexcept(false) {
   thread = nullptr;  // joins
 }
 
-kj::AutoCloseFd MountNamespacePool::take() {
+JobNamespaces MountNamespacePool::take() {
   auto lock = state.lockExclusive();
-  if (lock->ready.empty()) return kj::AutoCloseFd();
-  auto fd = kj::mv(lock->ready.back());
+  if (lock->ready.empty()) return JobNamespaces();
+  auto namespaces = kj::mv(lock->ready.back());
   lock->ready.removeLast();
-  return fd;
+  return namespaces;
 }
 
 void MountNamespacePool::run() {
@@ -45,9 +51,8 @@ void MountNamespacePool::run() {
                  // setns() into a mount namespace needs a filesystem context of this thread's
                  // own, and each new namespace is copied from runnerd's, not from the last one.
                  KJ_SYSCALL(unshare(CLONE_FS));
-                 int fd;
-                 KJ_SYSCALL(fd = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC));
-                 kj::AutoCloseFd home(fd);
+                 auto homeMount = openOwnNamespace("mnt");
+                 auto homeIpc = openOwnNamespace("ipc");
                  for (;;) {
                    {
                      auto lock = state.lockExclusive();
@@ -56,8 +61,9 @@ void MountNamespacePool::run() {
                      });
                      if (lock->stopping) return;
                    }
-                   auto made = makePrivateTmpNamespace();
-                   KJ_SYSCALL(setns(home.get(), CLONE_NEWNS), "back to runnerd's namespace");
+                   auto made = makeJobNamespaces();
+                   KJ_SYSCALL(setns(homeMount.get(), CLONE_NEWNS), "back to runnerd's mounts");
+                   KJ_SYSCALL(setns(homeIpc.get(), CLONE_NEWIPC), "back to runnerd's IPC");
                    state.lockExclusive()->ready.add(kj::mv(made));
                  }
                })) {

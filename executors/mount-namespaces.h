@@ -1,12 +1,14 @@
 #pragma once
-// MountNamespacePool: fresh mount namespaces for jobs, made ahead of need.
+// MountNamespacePool: fresh mount and IPC namespaces for jobs, made ahead of need.
 //
-// Every job of a root runnerd gets a mount namespace of its own whose /tmp and /dev/shm are
-// fresh tmpfs mounts (slave propagation from the host, so host mounts still reach it). Making
-// one in the job's own process, between clone and exec, costs the start tens of microseconds in
-// runnerd, and its teardown, when the last process of the job exits, more again before the end
-// can be observed. So a thread makes them ahead of need; a job enters one with setns(), runnerd
-// holds it open for the job's life, and a Disposer closes it (which unmounts) after the end.
+// Every job of a root runnerd gets a mount namespace of its own whose world-writable
+// directories (/tmp, /var/tmp, /dev/shm, /run/lock) are fresh tmpfs mounts (slave propagation
+// from the host, so host mounts still reach it), and an IPC namespace of its own (SysV IPC and
+// POSIX message queues that nobody else sees and that go with the job). Making them in the
+// job's own process, between clone and exec, costs the start tens of microseconds in runnerd,
+// and their teardown, when the last process of the job exits, more again before the end can be
+// observed. So a thread makes them ahead of need; a job enters them with setns(), runnerd holds
+// them open for the job's life, and a Disposer closes them (which unmounts) after the end.
 
 #include <kj/io.h>
 #include <kj/mutex.h>
@@ -17,6 +19,12 @@
 
 namespace runner::executors {
 
+// A job's own namespaces, held open (-1 when the job shares runnerd's).
+struct JobNamespaces {
+  kj::AutoCloseFd mount;
+  kj::AutoCloseFd ipc;
+};
+
 class MountNamespacePool {
  public:
   // Keeps up to `target` namespaces ready. The thread starts at once.
@@ -24,13 +32,13 @@ class MountNamespacePool {
   ~MountNamespacePool() noexcept(false);
   KJ_DISALLOW_COPY(MountNamespacePool);
 
-  // A ready namespace (an open /proc/.../ns/mnt), or an fd of -1 when none is ready or this host
-  // cannot make them (the caller then makes one in the child). Never waits.
-  kj::AutoCloseFd take();
+  // Ready namespaces, or fds of -1 when none are ready or this host cannot make them (the caller
+  // then makes them in the child). Never waits.
+  JobNamespaces take();
 
  private:
   struct State {
-    kj::Vector<kj::AutoCloseFd> ready;
+    kj::Vector<JobNamespaces> ready;
     bool stopping = false;
   };
   uint target;
@@ -40,9 +48,10 @@ class MountNamespacePool {
   void run();
 };
 
-// What the thread does for each namespace, in a thread that has its own filesystem context and
-// is in the namespace to copy: unshare, slave propagation, tmpfs on /tmp and /dev/shm. Returns
-// the new namespace, leaving the calling thread in it; throws with the failed step.
-kj::AutoCloseFd makePrivateTmpNamespace();
+// What the thread does for each job, in a thread that has its own filesystem context and is in
+// the namespaces to copy: unshare mount and IPC namespaces, slave propagation, the private tmpfs
+// mounts. Returns the new namespaces, leaving the calling thread in them; throws with the
+// failed step.
+JobNamespaces makeJobNamespaces();
 
 }  // namespace runner::executors

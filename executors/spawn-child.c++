@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/keyctl.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -118,6 +119,16 @@ void execCommand(const ChildPlan& plan) {
 
 }  // namespace
 
+bool mountPrivateTmpfs() {
+  for (const char* path : PRIVATE_TMPFS_MOUNTS) {
+    // Their pages are charged to whoever writes them (a job's memory cgroup).
+    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0 && errno != ENOENT) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void runChild(const ChildPlan& plan) {
   auto fail = [&plan](Step step) { reportFailure(plan, step, errno); };
 
@@ -127,6 +138,9 @@ void runChild(const ChildPlan& plan) {
   // Before the descriptors are closed. The child has a copy of the parent's filesystem context
   // (no CLONE_FS), which setns() needs.
   if (plan.mountNamespaceFd >= 0 && setns(plan.mountNamespaceFd, CLONE_NEWNS) < 0) {
+    return fail(Step::ENTER_NAMESPACE);
+  }
+  if (plan.ipcNamespaceFd >= 0 && setns(plan.ipcNamespaceFd, CLONE_NEWIPC) < 0) {
     return fail(Step::ENTER_NAMESPACE);
   }
   if (setsid() < 0) return fail(Step::SESSION);
@@ -140,21 +154,19 @@ void runChild(const ChildPlan& plan) {
       return fail(Step::MOUNT_PRIVATE);
     }
   }
-  if (plan.privateTmp) {
-    // Sticky and world-writable, like the host's; the job's processes share them, and nobody
-    // else sees them. Their pages are charged to whoever writes them (the job's memory cgroup).
-    if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) {
-      return fail(Step::MOUNT_TMP);
-    }
-    if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) {
-      return fail(Step::MOUNT_SHM);
-    }
-  }
+  if (plan.privateTmp && !mountPrivateTmpfs()) return fail(Step::MOUNT_TMPFS);
   if (plan.mountProc &&
       mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0) {
     return fail(Step::MOUNT_PROC);
   }
   if (plan.bringUpLoopback && !bringUpLoopback()) return fail(Step::LOOPBACK);
+
+  // As root, so that the keyring is charged to root's key quota rather than the job user's
+  // (which a quick run of jobs could exhaust before the kernel collects their keyrings); the job
+  // possesses it all the same, and nobody else does.
+  if (plan.ownKeyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, nullptr) < 0) {
+    return fail(Step::KEYRING);
+  }
 
   if (plan.switchUser) {
     // Raw system calls: glibc's wrappers would try to change the credentials of every thread

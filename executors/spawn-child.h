@@ -20,10 +20,10 @@ enum class Step : int {
   LIMITS,
   ENTER_NAMESPACE,
   MOUNT_PRIVATE,
-  MOUNT_TMP,
-  MOUNT_SHM,
+  MOUNT_TMPFS,
   MOUNT_PROC,
   LOOPBACK,
+  KEYRING,
   SETGROUPS,
   SETGID,
   SETUID,
@@ -67,11 +67,15 @@ struct ChildPlan {
 
   // In a mount namespace of the child's own: with makeMountsPrivate, no mount event crosses
   // between it and the host's; otherwise the host's reach it (slave propagation), and with
-  // privateTmp, /tmp and /dev/shm are fresh tmpfs mounts, gone with the job's last process.
+  // privateTmp, the host's world-writable directories (PRIVATE_TMPFS_MOUNTS) are fresh tmpfs
+  // mounts, gone with the job's last process.
   bool makeMountsPrivate;
   bool privateTmp;
-  // A prepared mount namespace to enter (privateTmp done ahead of need), or -1.
+  // Prepared mount and IPC namespaces to enter (privateTmp done ahead of need), or -1.
   int mountNamespaceFd;
+  int ipcNamespaceFd;
+  // A session keyring of the job's own, rather than the one runnerd was started in.
+  bool ownKeyring;
   bool mountProc;
   bool bringUpLoopback;
 
@@ -81,6 +85,15 @@ struct ChildPlan {
   gid_t gid;
   kj::ArrayPtr<const gid_t> supplementaryGroups;
 };
+
+// The directories every user may write on a usual host, which a job gets as fresh tmpfs mounts
+// of its own (sticky, world-writable) so that no job sees, plants or leaves anything there for
+// another. Those that do not exist on the host are left out.
+constexpr const char* PRIVATE_TMPFS_MOUNTS[] = {"/tmp", "/var/tmp", "/dev/shm", "/run/lock"};
+
+// Mounts a fresh tmpfs on each of PRIVATE_TMPFS_MOUNTS that exists, in the calling process's
+// mount namespace. Async-signal-safe. Returns false with errno set when one fails.
+bool mountPrivateTmpfs();
 
 // Runs the child's steps and execs. Returns only after reporting a failure in `plan.report`;
 // the caller then exits.

@@ -123,10 +123,10 @@ kj::String describeStep(Step step, const StepNames& names) {
       return kj::str("make mounts private");
     case Step::ENTER_NAMESPACE:
       return kj::str("enter the job's mount namespace");
-    case Step::MOUNT_TMP:
-      return kj::str("mount a private /tmp");
-    case Step::MOUNT_SHM:
-      return kj::str("mount a private /dev/shm");
+    case Step::MOUNT_TMPFS:
+      return kj::str("mount a private /tmp, /var/tmp, /dev/shm or /run/lock");
+    case Step::KEYRING:
+      return kj::str("join a session keyring of its own");
     case Step::MOUNT_PROC:
       return kj::str("mount /proc");
     case Step::LOOPBACK:
@@ -158,6 +158,12 @@ constexpr size_t CHILD_STACK_BYTES = 64 * 1024;
 constexpr kj::Duration KILL_AGAIN_INTERVAL = 1 * kj::SECONDS;
 
 // The child's entry point under clone(): its own stack, the parent's memory.
+// /proc/PID/ns/KIND of a child that is not reaped, or -1 when it has exited already.
+int openNamespace(pid_t pid, kj::StringPtr kind) {
+  auto path = kj::str("/proc/", pid, "/ns/", kind);
+  return open(path.cStr(), O_RDONLY | O_CLOEXEC);
+}
+
 int childMain(void* plan) {
   runChild(*static_cast<const ChildPlan*>(plan));
   _exit(127);
@@ -190,8 +196,8 @@ bool switchedUserIsTraceable() {
 // launcher thread that creates the child and waits for it, and the child.
 class Launch {
  public:
-  Launch(const SpawnOptions& options, bool switchUser, kj::AutoCloseFd preparedNamespace)
-      : preparedNamespace(kj::mv(preparedNamespace)),
+  Launch(const SpawnOptions& options, bool switchUser, JobNamespaces prepared)
+      : prepared(kj::mv(prepared)),
         argvStrings(copyStrings(options.request.argv)),
         envStrings(copyStrings(options.request.env)),
         argv(cStringArray(argvStrings)),
@@ -225,8 +231,11 @@ class Launch {
         // A PID namespace needs its own mount namespace for its own /proc.
         .makeMountsPrivate = isolation.mount || isolation.pid,
         // Only root can mount; an unprivileged runnerd's jobs share the host's.
-        .privateTmp = switchUser && this->preparedNamespace.get() < 0,
-        .mountNamespaceFd = this->preparedNamespace.get(),
+        .privateTmp = switchUser && this->prepared.mount.get() < 0,
+        .mountNamespaceFd = this->prepared.mount.get(),
+        .ipcNamespaceFd = this->prepared.ipc.get(),
+        // Only root can hand out keyrings that do not count against the job user's quota.
+        .ownKeyring = switchUser,
         .mountProc = isolation.pid,
         .bringUpLoopback = isolation.net,
         .switchUser = switchUser,
@@ -236,11 +245,13 @@ class Launch {
     };
     if (isolation.pid) namespaceFlags |= CLONE_NEWPID;
     if (plan.makeMountsPrivate || plan.privateTmp) namespaceFlags |= CLONE_NEWNS;
+    if (switchUser && plan.ipcNamespaceFd < 0) namespaceFlags |= CLONE_NEWIPC;
     if (isolation.net) namespaceFlags |= CLONE_NEWNET;
   }
 
   ~Launch() noexcept(false) {
     if (mountNsFd >= 0 && finished) close(mountNsFd);
+    if (ipcNsFd >= 0 && finished) close(ipcNsFd);
     if (!finished) {
       // Only when the Launcher itself goes with this launch pending (see abandon()): make sure
       // the wait ends, then wait for the launcher thread to let go of it.
@@ -304,9 +315,9 @@ class Launch {
   }
 
  private:
-  // Entered by the child instead of making a namespace of its own; handed to the caller with
-  // the process.
-  kj::AutoCloseFd preparedNamespace;
+  // Entered by the child instead of making namespaces of its own; handed to the caller with the
+  // process.
+  JobNamespaces prepared;
   // What the child reads. The request's strings may be gone before the child is created.
   kj::Array<kj::String> argvStrings;
   kj::Array<kj::String> envStrings;
@@ -329,7 +340,10 @@ class Launch {
   int pidfd = -1;
   pid_t pid = 0;
   int cloneError = 0;
-  int mountNsFd = -1;  // the launcher thread's until it is done, then the event loop's
+  // Namespaces the child made, opened once it has exec'd: the launcher thread's until it is done,
+  // then the event loop's.
+  int mountNsFd = -1;
+  int ipcNsFd = -1;
   // Set by the event loop, read by the launcher thread and the child.
   bool cancelled = false;
 
@@ -355,12 +369,11 @@ class Launch {
       __atomic_store_n(&pidfd, -1, __ATOMIC_SEQ_CST);
     } else {
       pid = result;
-      if ((namespaceFlags & CLONE_NEWNS) &&
-          __atomic_load_n(&report.errorNumber, __ATOMIC_SEQ_CST) == 0) {
+      if (__atomic_load_n(&report.errorNumber, __ATOMIC_SEQ_CST) == 0) {
         // The child has exec'd and is not reaped, so the pid is still its own. If it has already
         // exited, there is nothing left to hold.
-        auto path = kj::str("/proc/", pid, "/ns/mnt");
-        mountNsFd = open(path.cStr(), O_RDONLY | O_CLOEXEC);
+        if (namespaceFlags & CLONE_NEWNS) mountNsFd = openNamespace(pid, "mnt");
+        if (namespaceFlags & CLONE_NEWIPC) ipcNsFd = openNamespace(pid, "ipc");
       }
     }
   }
@@ -403,10 +416,9 @@ class Launch {
     // Killed at the deadline (or it noticed and gave up itself); the destructor reaps it.
     if (timedOut || report.errorNumber != 0) return timeoutFailure();
     handedOver = true;
-    if (preparedNamespace.get() >= 0) {
-      return Spawned{pid, kj::mv(pidfdOwner), kj::mv(preparedNamespace)};
-    }
-    return Spawned{pid, kj::mv(pidfdOwner), kj::AutoCloseFd(std::exchange(mountNsFd, -1))};
+    if (prepared.mount.get() < 0) prepared.mount = kj::AutoCloseFd(std::exchange(mountNsFd, -1));
+    if (prepared.ipc.get() < 0) prepared.ipc = kj::AutoCloseFd(std::exchange(ipcNsFd, -1));
+    return Spawned{pid, kj::mv(pidfdOwner), kj::mv(prepared)};
   }
 };
 
@@ -465,12 +477,12 @@ void Launcher::keepUntilDone(kj::Promise<void> cleanup) {
   abandoned.add(kj::mv(cleanup));
 }
 
-kj::AutoCloseFd Launcher::takeMountNamespace() {
+JobNamespaces Launcher::takeNamespaces() {
   KJ_IF_MAYBE (pool, namespaces) {
     return (*pool)->take();
   }
   namespaces = kj::heap<MountNamespacePool>();
-  return kj::AutoCloseFd();
+  return JobNamespaces();
 }
 
 void Launcher::taskFailed(kj::Exception&& exception) {
@@ -523,11 +535,11 @@ kj::Promise<SpawnResult> spawn(Launcher& launcher, kj::Timer& timer, const Spawn
         "runnerd's memory; set it to 0 (the default) or 2");
   }
 
-  // A prepared namespace fits a job that needs nothing more of its mounts; an isolated job
+  // Prepared namespaces fit a job that needs nothing more of its mounts; an isolated job
   // (private propagation, its own /proc) makes its own.
-  kj::AutoCloseFd prepared;
+  JobNamespaces prepared;
   if (switchUser && !request.isolation.mount && !request.isolation.pid) {
-    prepared = launcher.takeMountNamespace();
+    prepared = launcher.takeNamespaces();
   }
   auto launch = kj::heap<Launch>(options, switchUser, kj::mv(prepared));
   auto result = launch->start(launcher, timer, options.launchTimeout);

@@ -57,10 +57,11 @@ struct Spawned {
   // (waitid(P_PIDFD)). The process is an ordinary SIGCHLD child: nothing else in runnerd may
   // reap children it does not own (no waitpid(-1)).
   kj::AutoCloseFd pidfd;
-  // The job's own mount namespace (its private /tmp and /dev/shm), held open so that tearing it
-  // down, which costs tens of microseconds, does not delay the job's end: give it to
-  // a Disposer once the job has ended. -1 when the job shares runnerd's.
-  kj::AutoCloseFd mountNamespace;
+  // The job's own mount namespace (its private /tmp, /var/tmp, /dev/shm and /run/lock) and IPC
+  // namespace, held open so that tearing them down, which costs tens of microseconds, does not
+  // delay the job's end: give them to a Disposer once the job has ended. -1 when the job shares
+  // runnerd's.
+  JobNamespaces namespaces;
 };
 
 using SpawnResult = kj::OneOf<Spawned, LaunchFailure>;
@@ -83,9 +84,9 @@ class Launcher : private kj::TaskSet::ErrorHandler {
   // For spawn(): keeps the cleanup of a cancelled launch going until it is done.
   void keepUntilDone(kj::Promise<void> cleanup);
 
-  // For spawn(): a mount namespace with a private /tmp and /dev/shm made ahead of need, or an fd
-  // of -1 when none is ready. The first call starts the thread that makes them.
-  kj::AutoCloseFd takeMountNamespace();
+  // For spawn(): a job's namespaces made ahead of need, or fds of -1 when none are ready. The
+  // first call starts the thread that makes them.
+  JobNamespaces takeNamespaces();
 
 
  private:

@@ -17,6 +17,8 @@ namespace runner {
 namespace {
 
 constexpr UidRange RANGE = {2100000000u, 2100000002u};
+// Wide enough for every owner a test makes.
+constexpr UidRange WIDE = {2100000000u, 2100000009u};
 
 HostIdFiles files(kj::StringPtr passwd, kj::StringPtr group = "", kj::StringPtr subuid = "",
                   kj::StringPtr subgid = "") {
@@ -67,6 +69,27 @@ TEST(UidRange, AnOverlapIsNamed) {
   EXPECT_EQ(conflict({65000, 70000}, files("")),
             "the uid range 65000-70000 overlaps systemd's dynamic users (61184-65519)");
   EXPECT_EQ(conflict({65520, 70000}, files("")), "");
+}
+
+TEST(UidRangeRegistry, ALiveRunnerdsRangeIsNotClaimedTwice) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  char pattern[] = "/var/tmp/uid-range-registry.XXXXXX";
+  ASSERT_NE(mkdtemp(pattern), nullptr);
+  auto registry = kj::str(pattern, "/ranges");
+  {
+    auto first = claimUidRange({3000000000u, 3000000099u}, "/srv/one", registry);
+    auto overlap = kj::runCatchingExceptions(
+        [&]() { claimUidRange({3000000050u, 3000000199u}, "/srv/two", registry); });
+    EXPECT_EQ(KJ_ASSERT_NONNULL(overlap).getDescription(),
+              "the uid range 3000000050-3000000199 overlaps 3000000000-3000000099, which the "
+              "runnerd with state directory /srv/one is using; give each runnerd of a host a "
+              "--uid-range of its own");
+    // A disjoint range is fine.
+    auto beside = claimUidRange({3000000100u, 3000000199u}, "/srv/two", registry);
+  }
+  // Both gone: their claims are stale, and the range can be claimed again.
+  auto again = claimUidRange({3000000050u, 3000000150u}, "/srv/three", registry);
+  EXPECT_EQ(system(kj::str("rm -rf ", pattern).cStr()), 0);
 }
 
 TEST(UserNames, PortableNamesOnly) {
@@ -153,8 +176,15 @@ TEST_F(Dynamic, TheMappingSurvivesARestart) {
 }
 
 TEST_F(Dynamic, ANameThatIsNoUserNameGetsAGeneratedOne) {
+  open(WIDE);
   auto odd = identities().forOwner("Alice Smith, ops");
   EXPECT_EQ(odd.userName, kj::str("runner-", odd.uid));
+  // Nor does an owner take the name of a local account, or of a made-up one.
+  auto root = identities().forOwner("root");
+  EXPECT_EQ(root.userName, kj::str("runner-", root.uid));
+  auto madeUp = identities().forOwner(kj::str("runner-", odd.uid));
+  EXPECT_EQ(madeUp.userName, kj::str("runner-", madeUp.uid));
+  EXPECT_NE(madeUp.uid, odd.uid);
 }
 
 TEST_F(Dynamic, ARangeThatRunsOutFailsWithOneLineAndCreatesNothing) {

@@ -7,6 +7,7 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -165,8 +166,8 @@ class DynamicIdentities final : public OwnerIdentities {
   }
 
   executors::Credentials forOwner(kj::StringPtr owner) override {
-    KJ_IF_MAYBE (uid, ready.find(owner)) {
-      return credentialsFor(owner, *uid);
+    KJ_IF_MAYBE (known, ready.find(owner)) {
+      return credentialsFor(known->uid, known->userName);
     }
     if (memchr(owner.begin(), '\0', owner.size()) != nullptr) {
       KJ_FAIL_REQUIRE("the owner name contains a NUL byte");
@@ -192,8 +193,10 @@ class DynamicIdentities final : public OwnerIdentities {
                                            describeRange(range), " (--uid-range)")));
     }
     makeHome(uid);
-    ready.insert(kj::str(owner), uid);
-    return credentialsFor(owner, uid);
+    auto userName = userNameFor(owner, uid);
+    auto credentials = credentialsFor(uid, userName);
+    ready.insert(kj::str(owner), Known{uid, kj::mv(userName)});
+    return credentials;
   }
 
   kj::String describe() const override {
@@ -207,15 +210,36 @@ class DynamicIdentities final : public OwnerIdentities {
   EventLog& log;
   kj::AutoCloseFd homes;
   // Owners whose uid and home are known to be in place.
-  kj::HashMap<kj::String, uint32_t> ready;
+  struct Known {
+    uint32_t uid;
+    kj::String userName;
+  };
+  kj::HashMap<kj::String, Known> ready;
 
-  executors::Credentials credentialsFor(kj::StringPtr owner, uint32_t uid) {
+  executors::Credentials credentialsFor(uint32_t uid, kj::StringPtr userName) {
     executors::Credentials credentials;
     credentials.uid = uid;
     credentials.gid = uid;
-    credentials.userName = isPortableUserName(owner) ? kj::str(owner) : kj::str("runner-", uid);
+    credentials.userName = kj::str(userName);
     credentials.homeDir = kj::str(homesDir, '/', uid);
     return credentials;
+  }
+
+  // USER and LOGNAME: the owner's name, unless it is no portable user name, the name of a local
+  // account (a job of owner "root" is not root), or one of the names made up here.
+  static kj::String userNameFor(kj::StringPtr owner, uint32_t uid) {
+    bool madeUp = owner.startsWith("runner-");
+    for (size_t i = strlen("runner-"); madeUp && i < owner.size(); ++i) {
+      madeUp = owner[i] >= '0' && owner[i] <= '9';
+    }
+    struct passwd pw;
+    struct passwd* found = nullptr;
+    char buffer[16384];
+    bool account = isPortableUserName(owner) &&
+                   getpwnam_r(owner.cStr(), &pw, buffer, sizeof(buffer), &found) == 0 &&
+                   found != nullptr;
+    if (!isPortableUserName(owner) || madeUp || account) return kj::str("runner-", uid);
+    return kj::str(owner);
   }
 
   // Creates <homes>/<uid> (0700, owned by uid:uid) or checks the one that is there. `homes` is
@@ -285,6 +309,54 @@ kj::Maybe<kj::String> findUidRangeConflict(UidRange range, const HostIdFiles& fi
                    describeRange(SYSTEMD_DYNAMIC_USERS), ")");
   }
   return nullptr;
+}
+
+kj::AutoCloseFd claimUidRange(UidRange range, kj::StringPtr stateDir, kj::StringPtr registry) {
+  for (size_t i = 1; i <= registry.size(); i++) {
+    if (i == registry.size() || registry[i] == '/') {
+      auto prefix = kj::str(registry.slice(0, i));
+      if (mkdir(prefix.cStr(), 0755) < 0 && errno != EEXIST) {
+        KJ_FAIL_REQUIRE(kj::str("cannot create ", prefix, ": ", strerror(errno)));
+      }
+    }
+  }
+  int fd;
+  KJ_SYSCALL(fd = open(registry.cStr(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), registry);
+  kj::AutoCloseFd dir(fd);
+  // One runnerd at a time looks and claims.
+  KJ_SYSCALL(fd = openat(dir.get(), ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600), registry);
+  kj::AutoCloseFd guard(fd);
+  KJ_SYSCALL(flock(guard.get(), LOCK_EX), registry);
+
+  auto fs = kj::newDiskFilesystem();
+  auto names = fs->getRoot().openSubdir(kj::Path::parse(registry.slice(1)))->listNames();
+  for (auto& name : names) {
+    KJ_IF_MAYBE (other, parseUidRange(name)) {
+      if (other->last < range.first || other->first > range.last) continue;
+      KJ_SYSCALL(fd = openat(dir.get(), name.cStr(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW),
+                 registry, name);
+      kj::AutoCloseFd claim(fd);
+      if (flock(claim.get(), LOCK_EX | LOCK_NB) < 0) {
+        char owner[4096] = {};
+        ssize_t n = pread(claim.get(), owner, sizeof(owner) - 1, 0);
+        if (n < 0) n = 0;
+        KJ_FAIL_REQUIRE(kj::str("the uid range ", describeRange(range), " overlaps ", name,
+                                ", which the runnerd with state directory ",
+                                kj::heapString(owner, n), " is using; give each runnerd of a "
+                                "host a --uid-range of its own"));
+      }
+      unlinkat(dir.get(), name.cStr(), 0);
+    }
+  }
+
+  auto name = describeRange(range);
+  KJ_SYSCALL(fd = openat(dir.get(), name.cStr(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644),
+             registry, name);
+  kj::AutoCloseFd claim(fd);
+  KJ_SYSCALL(flock(claim.get(), LOCK_EX | LOCK_NB), registry, name);
+  KJ_SYSCALL(ftruncate(claim.get(), 0));
+  kj::FdOutputStream(claim.get()).write(stateDir.begin(), stateDir.size());
+  return claim;
 }
 
 bool isPortableUserName(kj::StringPtr name) {

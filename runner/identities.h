@@ -12,6 +12,7 @@
 //  - shared: every job as one user (--run-as, or runnerd's own user when it is not root). This
 //    gives no isolation between owners and is meant for single-tenant use.
 
+#include <kj/io.h>
 #include <kj/map.h>
 #include <kj/memory.h>
 #include <kj/string.h>
@@ -58,6 +59,17 @@ HostIdFiles readHostIdFiles();
 // subordinate range of `files.subuid` or `files.subgid`, or in systemd's dynamic-user range;
 // otherwise one line naming the first overlap found.
 kj::Maybe<kj::String> findUidRangeConflict(UidRange range, const HostIdFiles& files);
+
+// Where the runnerds of a host register the uid ranges they use.
+constexpr kj::StringPtr UID_RANGE_REGISTRY = "/run/runner/uid-ranges"_kj;
+
+// Claims `range` for this process among the runnerds of this host, so that two of them (a
+// quickstart beside a production one, say) never give one uid to two owners: a file named after
+// the range in `registry`, holding `stateDir`, locked for as long as the returned descriptor is
+// open. Claims whose lock nobody holds (their runnerd is gone) are removed. Throws one line
+// naming the other runnerd's state directory when a live runnerd holds an overlapping range.
+kj::AutoCloseFd claimUidRange(UidRange range, kj::StringPtr stateDir,
+                              kj::StringPtr registry = UID_RANGE_REGISTRY);
 
 // A name as useradd accepts it: [a-z_][a-z0-9_-]*[$]? (capitals and dots allowed too), at most
 // 32 characters.

@@ -53,7 +53,21 @@ kj::AutoCloseFd OutputFiles::create(kj::StringPtr id) {
   KJ_IF_MAYBE (ready, spare) {
     if (renameat2(dirFd, ready->cStr(), dirFd, name.cStr(), RENAME_NOREPLACE) == 0) {
       int fd = openat(dirFd, name.cStr(), (OUTPUT_FLAGS & ~(O_CREAT | O_EXCL)) | O_NOFOLLOW);
-      if (fd >= 0) return kj::AutoCloseFd(fd);
+      if (fd >= 0) {
+        // Only a file this process made and nobody else can reach: one that was swapped for
+        // another (a link, someone else's) could hand the job's output to its owner.
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+            st.st_uid == geteuid() && st.st_size == 0 && (st.st_mode & 022) == 0) {
+          return kj::AutoCloseFd(fd);
+        }
+        close(fd);
+        unlinkat(dirFd, name.cStr(), 0);
+        KJ_LOG(WARNING, "a spare output file was not what runnerd made; made a new one", dir);
+        fd = openat(dirFd, name.cStr(), OUTPUT_FLAGS, OUTPUT_MODE);
+        if (fd < 0) failCreate(name, errno);
+        return kj::AutoCloseFd(fd);
+      }
       int error = errno;
       if (error != ENOENT) {
         // Out of descriptors, say: the job's file must not stay behind under its name.

@@ -52,6 +52,19 @@ void prepareDirectory(kj::StringPtr flag, kj::StringPtr path, mode_t mode) {
   }
 }
 
+// A directory whose entries decide what jobs get (their homes, their output files) must be
+// runnerd's alone: another user who could write there could swap them for their own.
+void requireOwnDirectory(kj::StringPtr flag, kj::StringPtr path) {
+  struct stat st;
+  KJ_SYSCALL(stat(path.cStr(), &st), path);
+  if (st.st_uid != geteuid() || (st.st_mode & 022) != 0) {
+    char mode[8];
+    snprintf(mode, sizeof(mode), "%04o", st.st_mode & 07777);
+    KJ_FAIL_REQUIRE(kj::str(flag, " ", path, " must be owned by runnerd's user and writable by it "
+                            "alone (it is owned by uid ", st.st_uid, ", mode ", mode, ")"));
+  }
+}
+
 // Each follower and each running job holds descriptors; the soft limit of 1024 is far too low.
 void raiseDescriptorLimit() {
   struct rlimit limit;
@@ -130,6 +143,8 @@ class Runnerd {
   kj::Maybe<kj::String> users;
   UidRange uidRange = DEFAULT_UID_RANGE;
   uint32_t minUid = 1000;
+  // Held for runnerd's life: no other runnerd of this host uses an overlapping uid range.
+  kj::AutoCloseFd uidRangeClaim;
   kj::String executor = kj::str("local");
   kj::Vector<kj::String> admins;
   kj::Maybe<kj::String> cgroupParent;
@@ -253,6 +268,7 @@ class Runnerd {
     KJ_IF_MAYBE (conflict, findUidRangeConflict(uidRange, readHostIdFiles())) {
       KJ_FAIL_REQUIRE(kj::str(*conflict, "; choose another with --uid-range"));
     }
+    uidRangeClaim = claimUidRange(uidRange, stateDir);
     // The homes are below the state directory: jobs must be able to pass through every directory
     // above it, through it (not list it), and through homes/ to their own home alone.
     struct stat st;
@@ -313,6 +329,10 @@ class Runnerd {
     prepareDirectory("--log-dir", logDir, 0750);
     // Jobs pass through the state directory to their homes (dynamic identities).
     prepareDirectory("--state-dir", stateDir, 0711);
+    if (geteuid() == 0) {
+      requireOwnDirectory("--log-dir", logDir);
+      requireOwnDirectory("--state-dir", stateDir);
+    }
     tls::ServerTls tls({certPath, keyPath, caPath}, io.provider->getTimer());
     auto store = openStore();
     auto identities = makeIdentities(*store, log);

@@ -22,8 +22,10 @@ kj::Maybe<kj::String> cannotRunJobs() {
 }
 
 TempDir::TempDir() {
-  // Not TEST_TMPDIR: Bazel puts it under root's private cache, where jobs cannot read.
-  auto tmpl = kj::str("/var/tmp/runner-test.XXXXXX");
+  // Not TEST_TMPDIR: Bazel puts it under root's private cache, where jobs cannot read; nor /tmp
+  // or /var/tmp: jobs have private ones.
+  mkdir("/var/lib/runner-tests", 0755);
+  auto tmpl = kj::str("/var/lib/runner-tests/runner-test.XXXXXX");
   KJ_ASSERT(mkdtemp(tmpl.begin()) != nullptr, strerror(errno), tmpl);
   // Jobs run as runner-jobs and may need to read what tests put here.
   KJ_SYSCALL(chmod(tmpl.cStr(), 0755));

@@ -17,7 +17,8 @@ namespace runner::testing {
 // runner-jobs user exists).
 kj::Maybe<kj::String> cannotRunJobs();
 
-// A fresh directory under /var/tmp (jobs get a /tmp of their own), readable by jobs, removed with everything in it on destruction.
+// A fresh directory under /var/lib/runner-tests (jobs get a /tmp and /var/tmp of their own),
+// readable by jobs, removed with everything in it on destruction.
 class TempDir {
  public:
   TempDir();

@@ -196,6 +196,28 @@ TEST(IdentityModes, OverlappingRangesAreRefusedAtStartUp) {
             std::string::npos)
       << both.err;
 
+  // The range of the fixture's runnerd, which is running: another runnerd may not use it.
+  auto first = std::to_string(server.uidRangeFirst());
+  auto taken = runRunnerd(server, {"--uid-range=" + first + "-" + first});
+  EXPECT_TRUE(WIFEXITED(taken.status) && WEXITSTATUS(taken.status) != 0) << taken.err;
+  EXPECT_TRUE(isOneLine(taken.err)) << taken.err;
+  EXPECT_NE(taken.err.find(", which the runnerd with state directory " +
+                           std::string(server.dir().cStr()) + "/state is using"),
+            std::string::npos)
+      << taken.err;
+
+  // A state directory that others may write: they could swap the homes.
+  auto open = std::string(server.dir().cStr()) + "/open-state";
+  ASSERT_EQ(mkdir(open.c_str(), 0777), 0);
+  ASSERT_EQ(chmod(open.c_str(), 0777), 0);
+  auto writable = runRunnerd(server, {"--state-dir=" + open});
+  EXPECT_TRUE(WIFEXITED(writable.status) && WEXITSTATUS(writable.status) != 0) << writable.err;
+  EXPECT_NE(writable.err.find("--state-dir " + open +
+                              " must be owned by runnerd's user and writable by it alone (it is "
+                              "owned by uid 0, mode 0777)"),
+            std::string::npos)
+      << writable.err;
+
   auto garbage = runRunnerd(server, {"--uid-range=10-5"});
   EXPECT_TRUE(WIFEXITED(garbage.status) && WEXITSTATUS(garbage.status) != 0) << garbage.err;
   EXPECT_NE(garbage.err.find("--uid-range takes FIRST-LAST"), std::string::npos) << garbage.err;

@@ -9,6 +9,9 @@
 #include <kj/debug.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <linux/keyctl.h>
+#include <sys/shm.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -117,6 +120,9 @@ class OwnerIsolation : public ::testing::TestWithParam<const char*> {
  protected:
   static void SetUpTestSuite() {
     if (!cannotRunHere().empty()) return;
+    // runnerd starts in a session keyring of its own, as a service does under systemd, which
+    // its jobs would share unless each got one of its own.
+    KJ_SYSCALL(syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, "owner-isolation-test"));
     server = kj::heap<RunnerdFixture>();
     attack = installAttackHelper(*server);
   }
@@ -133,8 +139,8 @@ class OwnerIsolation : public ::testing::TestWithParam<const char*> {
   Victim startVictim() {
     auto started = runctl(
         *server, {"start", "--executor", executor(), "--env", "SECRET=hunter2", "--", "sh", "-c",
-                  "echo bob-tmp > /tmp/bob-file; echo bob-shm > /dev/shm/bob-shm; echo $$; "
-                  "exec sleep 1000"},
+                  "echo bob-tmp > /tmp/bob-file; echo bob-shm > /dev/shm/bob-shm; "
+                  "echo bob-var > /var/tmp/bob-var; echo $$; exec sleep 1000"},
         as("bob"));
     KJ_ASSERT(started.status == 0, started.err);
     Victim victim;
@@ -290,15 +296,16 @@ TEST_P(OwnerIsolation, AnotherOwnersJobCannotWriteOrReadItsHome) {
 
 TEST_P(OwnerIsolation, AnotherOwnersJobCannotSeeItsTmpOrShm) {
   auto victim = startVictim();
-  auto list = alice("ls -A /tmp /dev/shm");
+  auto list = alice("ls -A /tmp /var/tmp /dev/shm /run/lock");
   EXPECT_EQ(list.status, 0) << list.err;
-  EXPECT_EQ(list.out.find("bob-"), std::string::npos) << list.out;
+  EXPECT_EQ(list.out, "/dev/shm:\n\n/run/lock:\n\n/tmp:\n\n/var/tmp:\n");
   auto read = alice("cat /tmp/bob-file /dev/shm/bob-shm");
   EXPECT_NE(read.status, 0);
   EXPECT_EQ(read.out,
             "cat: /tmp/bob-file: No such file or directory\n"
             "cat: /dev/shm/bob-shm: No such file or directory\n");
   // Nor does the host.
+  EXPECT_FALSE(exists("/var/tmp/bob-var"));
   EXPECT_FALSE(exists("/tmp/bob-file"));
   EXPECT_FALSE(exists("/dev/shm/bob-shm"));
   // bob's own job does see them: they are private, not missing.
@@ -310,6 +317,37 @@ TEST_P(OwnerIsolation, AnotherOwnersJobCannotSeeItsTmpOrShm) {
   EXPECT_EQ(own.out, "bob-tmp\n") << own.err;
   expectUntouched(victim);
   stop(victim);
+}
+
+TEST_P(OwnerIsolation, AnotherOwnersJobCannotReachItsKeysOrSharedMemory) {
+  auto secrets = runctl(*server,
+                        {"start", "--executor", executor(), "--", "sh", "-c",
+                         kj::StringPtr((attack + " key-put bob-key s3cr3t && " + attack +
+                                        " shm-put 0x5eed bob-shm-secret && echo ready; exec sleep 1000")
+                                           .c_str())},
+                        as("bob"));
+  ASSERT_EQ(secrets.status, 0) << secrets.err;
+  auto id = secrets.out.substr(0, secrets.out.size() - 1);
+  std::string out;
+  for (int i = 0; i < 500 && out.find("ready") == std::string::npos; ++i) {
+    out = runctl(*server, {"logs", id.c_str()}, as("bob")).out;
+    usleep(10000);
+  }
+  ASSERT_EQ(out, "succeeded\nsucceeded\nready\n");
+
+  auto key = alice(attack + " key-get bob-key");
+  EXPECT_EQ(key.status, 1) << key.out;
+  EXPECT_EQ(key.out.find("s3cr3t"), std::string::npos) << key.out;
+  auto shm = alice(attack + " shm-get 0x5eed");
+  EXPECT_EQ(shm.status, 1) << shm.out;
+  EXPECT_EQ(shm.out, "denied: shmget: No such file or directory\n");
+  // Squatting the key does not reach bob's segment either.
+  auto squat = alice(attack + " shm-put 0x5eed alice-was-here");
+  EXPECT_EQ(squat.status, 0) << squat.out;
+  // And the host has neither.
+  EXPECT_LT(shmget(0x5eed, 0, 0), 0);
+  auto stopped = runctl(*server, {"stop", "--grace", "0s", id.c_str()}, as("bob"));
+  EXPECT_EQ(stopped.status, 0) << stopped.err;
 }
 
 TEST_P(OwnerIsolation, AnIsolatedJobHasAPrivateTmpToo) {

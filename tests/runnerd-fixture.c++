@@ -67,7 +67,9 @@ RunnerdFixture::RunnerdFixture(kj::ArrayPtr<const kj::StringPtr> extraFlags)
     : io(kj::setupAsyncIo()),
       extraFlags(KJ_MAP(flag, extraFlags) { return kj::str(flag); }),
       firstUid(pickFirstUid()) {
-  auto tmpl = kj::str("/var/tmp/runnerd-test.XXXXXX");
+  // Not /tmp or /var/tmp: every job has private ones, and jobs read what tests put here.
+  mkdir("/var/lib/runner-tests", 0755);
+  auto tmpl = kj::str("/var/lib/runner-tests/runnerd-test.XXXXXX");
   KJ_ASSERT(mkdtemp(tmpl.begin()) != nullptr, strerror(errno));
   KJ_SYSCALL(chmod(tmpl.cStr(), 0755));
   root = kj::mv(tmpl);

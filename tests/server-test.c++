@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -587,7 +588,8 @@ TEST(Server, StoppingALaunchingJobCannotFreezeTheServer) {
   auto runnerdPid = kj::str(f.pid());
 
   // A copy of /bin/true that the held starts run, in a directory the job user may enter.
-  auto heldDir = kj::str("/var/tmp/runner-held.XXXXXX");
+  mkdir("/var/lib/runner-tests", 0755);
+  auto heldDir = kj::str("/var/lib/runner-tests/runner-held.XXXXXX");
   ASSERT_NE(mkdtemp(heldDir.begin()), nullptr) << strerror(errno);
   auto held = kj::str(heldDir, "/held-true");
   KJ_DEFER({

@@ -81,7 +81,8 @@ class CgroupExecutorTest : public testing::Test {
     uid = user->pw_uid;
     gid = user->pw_gid;
 
-    char pattern[] = "/var/tmp/cgroup-executor-test.XXXXXX";
+    mkdir("/var/lib/runner-tests", 0755);
+    char pattern[] = "/var/lib/runner-tests/cgroup-executor-test.XXXXXX";
     ASSERT_NE(mkdtemp(pattern), nullptr);
     workDir = pattern;
     ASSERT_EQ(chmod(workDir.c_str(), 0777), 0);

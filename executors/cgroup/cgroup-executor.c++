@@ -42,7 +42,7 @@ class CgroupProcess final : public Process {
                 Placement placement, bool accounting)
       : accounting(accounting),
         timer(timer),
-        mountNamespace(kj::mv(spawned.mountNamespace)),
+        namespaces(kj::mv(spawned.namespaces)),
         remover(remover),
         mainPid(spawned.pid),
         pidfd(kj::mv(spawned.pidfd)),
@@ -98,7 +98,7 @@ class CgroupProcess final : public Process {
  private:
   bool accounting;
   kj::Timer& timer;
-  kj::AutoCloseFd mountNamespace;
+  JobNamespaces namespaces;
   Disposer& remover;
   pid_t mainPid;
   kj::AutoCloseFd pidfd;
@@ -113,9 +113,10 @@ class CgroupProcess final : public Process {
   void reapMain() {
     status = reapExited(pidfd.get(), mainPid);
     reaped = true;
-    // Whatever else of the job is left is killed next; the mount namespace outlives it by the
-    // moment the launcher thread takes to close it.
-    remover.dispose(kj::mv(mountNamespace));
+    // Whatever else of the job is left is killed next; the namespaces outlive it by the moment
+    // the disposer's thread takes to close them.
+    remover.dispose(kj::mv(namespaces.mount));
+    remover.dispose(kj::mv(namespaces.ipc));
   }
 
   // KillMode=control-group: whatever the main process left running dies with it; then the

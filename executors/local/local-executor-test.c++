@@ -31,7 +31,8 @@ namespace {
 class OutputFile {
  public:
   OutputFile() {
-    char path[] = "/var/tmp/local-executor-test-XXXXXX";
+    mkdir("/var/lib/runner-tests", 0755);
+    char path[] = "/var/lib/runner-tests/local-executor-test-XXXXXX";
     int fd;
     KJ_SYSCALL(fd = mkostemp(path, O_CLOEXEC));
     file = kj::AutoCloseFd(fd);
@@ -61,7 +62,8 @@ class OutputFile {
 class TempDir {
  public:
   TempDir() {
-    char pattern[] = "/var/tmp/local-executor-test-XXXXXX";
+    mkdir("/var/lib/runner-tests", 0755);
+    char pattern[] = "/var/lib/runner-tests/local-executor-test-XXXXXX";
     KJ_ASSERT(mkdtemp(pattern) != nullptr, strerror(errno));
     path = pattern;
     KJ_SYSCALL(chmod(path.c_str(), 0755));
@@ -138,8 +140,9 @@ std::vector<pid_t> childrenOnceLaunched() {
   return {};
 }
 
-// Open descriptors of this process, but for mount namespaces: the executor keeps a few ready for
-// the next jobs (a thread of its makes them ahead of need), and their number varies.
+// Open descriptors of this process, but for namespaces: the executor keeps a few mount and IPC
+// namespaces ready for the next jobs (a thread of its makes them ahead of need), and their number
+// varies.
 size_t openDescriptors() {
   size_t count = 0;
   DIR* dir = opendir("/proc/self/fd");
@@ -147,7 +150,8 @@ size_t openDescriptors() {
   while (auto entry = readdir(dir)) {
     char target[64] = {};
     auto link = std::string("/proc/self/fd/") + entry->d_name;
-    if (readlink(link.c_str(), target, sizeof(target) - 1) > 0 && strncmp(target, "mnt:", 4) == 0) {
+    if (readlink(link.c_str(), target, sizeof(target) - 1) > 0 &&
+        (strncmp(target, "mnt:", 4) == 0 || strncmp(target, "ipc:", 4) == 0)) {
       continue;
     }
     ++count;

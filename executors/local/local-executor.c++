@@ -31,7 +31,7 @@ class LocalProcess final : public Process {
       : disposer(disposer),
         mainPid(spawned.pid),
         pidfd(kj::mv(spawned.pidfd)),
-        mountNamespace(kj::mv(spawned.mountNamespace)),
+        namespaces(kj::mv(spawned.namespaces)),
         observer(eventPort, pidfd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ),
         exited(observer.whenBecomesReadable().then([this]() { return reap(); }).fork()) {}
 
@@ -62,7 +62,7 @@ class LocalProcess final : public Process {
   Disposer& disposer;
   pid_t mainPid;
   kj::AutoCloseFd pidfd;
-  kj::AutoCloseFd mountNamespace;
+  JobNamespaces namespaces;
   kj::UnixEventPort::FdObserver observer;
   kj::ForkedPromise<ExitStatus> exited;
   bool reaped = false;
@@ -84,7 +84,8 @@ class LocalProcess final : public Process {
 
     auto status = reapExited(pidfd.get(), mainPid);
     reaped = true;
-    disposer.dispose(kj::mv(mountNamespace));
+    disposer.dispose(kj::mv(namespaces.mount));
+    disposer.dispose(kj::mv(namespaces.ipc));
     return status;
   }
 };

@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
@@ -37,7 +38,8 @@ TEST(SuidDumpable, AtOneTheJobIsRefusedWithOneLineAndAtZeroItStarts) {
     GTEST_SKIP() << "cannot unshare the mount namespace: " << strerror(errno);
   ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0) << strerror(errno);
 
-  char dirTemplate[] = "/var/tmp/suid-dumpable-test.XXXXXX";
+  mkdir("/var/lib/runner-tests", 0755);
+  char dirTemplate[] = "/var/lib/runner-tests/suid-dumpable-test.XXXXXX";
   ASSERT_NE(mkdtemp(dirTemplate), nullptr);
   std::string dir = dirTemplate;
   std::string setting = dir + "/suid_dumpable";
