@@ -23,6 +23,13 @@ kj::AutoCloseFd openOwnNamespace(kj::StringPtr kind) {
 
 }  // namespace
 
+kj::Maybe<kj::StringPtr> underPrivateTmpfs(kj::StringPtr path) {
+  for (kj::StringPtr dir : PRIVATE_TMPFS_MOUNTS) {
+    if (path.startsWith(dir) && (path.size() == dir.size() || path[dir.size()] == '/')) return dir;
+  }
+  return nullptr;
+}
+
 JobNamespaces makeJobNamespaces() {
   KJ_SYSCALL(unshare(CLONE_NEWNS | CLONE_NEWIPC), "mount and IPC namespaces for a job");
   KJ_SYSCALL(mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr), "slave propagation");

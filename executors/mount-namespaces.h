@@ -19,6 +19,15 @@
 
 namespace runner::executors {
 
+// The directories every user may write on a usual host, which a job gets as fresh tmpfs mounts
+// of its own (sticky, world-writable) so that no job sees, plants or leaves anything there for
+// another. Those that do not exist on the host are left out. What the host has below them is out
+// of a job's sight.
+constexpr const char* PRIVATE_TMPFS_MOUNTS[] = {"/tmp", "/var/tmp", "/dev/shm", "/run/lock"};
+
+// The one of PRIVATE_TMPFS_MOUNTS that `path` (absolute, without symlinks) is in or below.
+kj::Maybe<kj::StringPtr> underPrivateTmpfs(kj::StringPtr path);
+
 // A job's own namespaces, held open (-1 when the job shares runnerd's).
 struct JobNamespaces {
   kj::AutoCloseFd mount;

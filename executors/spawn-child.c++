@@ -120,9 +120,28 @@ void execCommand(const ChildPlan& plan) {
 }  // namespace
 
 bool mountPrivateTmpfs() {
-  for (const char* path : PRIVATE_TMPFS_MOUNTS) {
-    // Their pages are charged to whoever writes them (a job's memory cgroup).
-    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0 && errno != ENOENT) {
+  // One tmpfs (a superblock costs more to make and tear down than a bind mount) mounted on the
+  // first directory, holding one subdirectory per directory, each bound onto its directory; the
+  // first one's binding covers the tmpfs's root, so no job sees the others' subdirectories there.
+  // The pages are charged to whoever writes them (a job's memory cgroup).
+  constexpr size_t COUNT = sizeof(PRIVATE_TMPFS_MOUNTS) / sizeof(PRIVATE_TMPFS_MOUNTS[0]);
+  const char* root = PRIVATE_TMPFS_MOUNTS[0];
+  if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755") < 0) return false;
+  // "/tmp/.N": short enough for a fixed buffer.
+  char sub[32];
+  for (size_t i = COUNT; i-- > 0;) {
+    size_t length = strlen(root);
+    if (length + 4 > sizeof(sub)) {
+      errno = ENAMETOOLONG;
+      return false;
+    }
+    memcpy(sub, root, length);
+    sub[length] = '/';
+    sub[length + 1] = char('0' + i);
+    sub[length + 2] = '\0';
+    // mkdir() applies the umask; the mode is set once more.
+    if (mkdir(sub, 01777) < 0 || chmod(sub, 01777) < 0) return false;
+    if (mount(sub, PRIVATE_TMPFS_MOUNTS[i], nullptr, MS_BIND, nullptr) < 0 && errno != ENOENT) {
       return false;
     }
   }

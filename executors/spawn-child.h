@@ -7,6 +7,8 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include "executors/mount-namespaces.h"
+
 namespace runner::executors {
 
 // The child's steps, in the order it takes them. A failed step travels back to the parent as
@@ -86,13 +88,8 @@ struct ChildPlan {
   kj::ArrayPtr<const gid_t> supplementaryGroups;
 };
 
-// The directories every user may write on a usual host, which a job gets as fresh tmpfs mounts
-// of its own (sticky, world-writable) so that no job sees, plants or leaves anything there for
-// another. Those that do not exist on the host are left out.
-constexpr const char* PRIVATE_TMPFS_MOUNTS[] = {"/tmp", "/var/tmp", "/dev/shm", "/run/lock"};
-
 // Mounts a fresh tmpfs on each of PRIVATE_TMPFS_MOUNTS that exists, in the calling process's
-// mount namespace. Async-signal-safe. Returns false with errno set when one fails.
+// mount namespace (see mount-namespaces.h). Async-signal-safe. Returns false with errno set when one fails.
 bool mountPrivateTmpfs();
 
 // Runs the child's steps and execs. Returns only after reporting a failure in `plan.report`;

@@ -15,6 +15,7 @@
 
 #include "executors/cgroup/cgroup-executor.h"
 #include "executors/local/local-executor.h"
+#include "executors/mount-namespaces.h"
 #include "runner/credentials.h"
 #include "runner/event-log.h"
 #include "runner/identities.h"
@@ -269,8 +270,16 @@ class Runnerd {
       KJ_FAIL_REQUIRE(kj::str(*conflict, "; choose another with --uid-range"));
     }
     uidRangeClaim = claimUidRange(uidRange, stateDir);
-    // The homes are below the state directory: jobs must be able to pass through every directory
-    // above it, through it (not list it), and through homes/ to their own home alone.
+    // The homes are below the state directory: jobs must see it (it cannot be in a directory of
+    // which each job has a private one) and pass through every directory above it, through it
+    // (not list it), and through homes/ to their own home alone.
+    char* real = realpath(stateDir.cStr(), nullptr);
+    KJ_ASSERT(real != nullptr, "realpath", stateDir, strerror(errno));
+    KJ_DEFER(free(real));
+    KJ_IF_MAYBE (hidden, executors::underPrivateTmpfs(real)) {
+      KJ_FAIL_REQUIRE(kj::str("jobs could not reach their homes in ", stateDir, "/homes: every job "
+                              "has a private ", *hidden, "; choose a --state-dir elsewhere"));
+    }
     struct stat st;
     for (size_t i = 1; i < stateDir.size(); i++) {
       if (stateDir[i] != '/') continue;

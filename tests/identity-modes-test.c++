@@ -218,6 +218,17 @@ TEST(IdentityModes, OverlappingRangesAreRefusedAtStartUp) {
             std::string::npos)
       << writable.err;
 
+  // A state directory in /tmp, of which every job has a private one: no job would find its home.
+  char hidden[] = "/tmp/identity-modes-test.XXXXXX";
+  ASSERT_NE(mkdtemp(hidden), nullptr);
+  auto inTmp = runRunnerd(server, {std::string("--state-dir=") + hidden});
+  EXPECT_TRUE(WIFEXITED(inTmp.status) && WEXITSTATUS(inTmp.status) != 0) << inTmp.err;
+  EXPECT_NE(inTmp.err.find(std::string("jobs could not reach their homes in ") + hidden +
+                           "/homes: every job has a private /tmp; choose a --state-dir elsewhere"),
+            std::string::npos)
+      << inTmp.err;
+  EXPECT_EQ(system((std::string("rm -rf ") + hidden).c_str()), 0);
+
   auto garbage = runRunnerd(server, {"--uid-range=10-5"});
   EXPECT_TRUE(WIFEXITED(garbage.status) && WEXITSTATUS(garbage.status) != 0) << garbage.err;
   EXPECT_NE(garbage.err.find("--uid-range takes FIRST-LAST"), std::string::npos) << garbage.err;
