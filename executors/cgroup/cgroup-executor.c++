@@ -36,11 +36,13 @@ struct CgroupHandoff {
 class CgroupProcess final : public Process {
  public:
   // `accounting`: OOM kills and usage come from the cgroup's counters; without it (a tracking
-  // cgroup), usage is the main process's own and OOM kills are not reported.
+  // cgroup), usage is the main process's own, OOM kills are not reported, and the emptied cgroup
+  // goes back to `spareTracking` for another job.
   CgroupProcess(kj::UnixEventPort& eventPort, kj::Timer& timer, Disposer& remover,
-                Spawned spawned, kj::Own<JobCgroup> cgroup,
-                Placement placement, bool accounting)
+                kj::Vector<kj::Own<JobCgroup>>& spareTracking, Spawned spawned,
+                kj::Own<JobCgroup> cgroup, Placement placement, bool accounting)
       : accounting(accounting),
+        spareTracking(spareTracking),
         timer(timer),
         namespaces(kj::mv(spawned.namespaces)),
         remover(remover),
@@ -97,6 +99,7 @@ class CgroupProcess final : public Process {
 
  private:
   bool accounting;
+  kj::Vector<kj::Own<JobCgroup>>& spareTracking;
   kj::Timer& timer;
   JobNamespaces namespaces;
   Disposer& remover;
@@ -125,7 +128,13 @@ class CgroupProcess final : public Process {
     if (!cgroup->isEmpty()) cgroup->killAll();
     return waitUntilEmpty(0).then([this]() {
       if (!accounting) {
-        remover.dispose(kj::mv(cgroup));
+        // A tracking cgroup holds nothing of the job once empty: the next job may have it,
+        // which spares a mkdir and an rmdir.
+        if (spareTracking.size() < CgroupExecutor::SPARE_TRACKING_CGROUPS && cgroup->isEmpty()) {
+          spareTracking.add(kj::mv(cgroup));
+        } else {
+          remover.dispose(kj::mv(cgroup));
+        }
         return;
       }
       // The kernel counts OOM kills per cgroup but does not say whom it killed. The main
@@ -185,7 +194,13 @@ kj::Promise<LaunchResult> CgroupExecutor::launch(LaunchRequest&& request) {
 kj::Promise<LaunchResult> CgroupExecutor::launchTracked(LaunchRequest&& request) {
   KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
   KJ_REQUIRE(!request.limits.any(), "a tracked launch applies no limits");
-  auto cgroup = driver->createTracking(request.jobId);
+  kj::Own<JobCgroup> cgroup;
+  if (spareTracking.empty()) {
+    cgroup = driver->createTracking(request.jobId);
+  } else {
+    cgroup = kj::mv(spareTracking.back());
+    spareTracking.removeLast();
+  }
   return launchIn(kj::mv(request), kj::mv(cgroup), Placement(), false);
 }
 
@@ -204,7 +219,7 @@ kj::Promise<LaunchResult> CgroupExecutor::launchIn(LaunchRequest&& request,
     KJ_SWITCH_ONEOF(result) {
       KJ_CASE_ONEOF(spawned, Spawned) {
         kj::Own<Process> process =
-            kj::heap<CgroupProcess>(eventPort, timer, disposer, kj::mv(spawned),
+            kj::heap<CgroupProcess>(eventPort, timer, disposer, spareTracking, kj::mv(spawned),
                                     kj::mv(handoff->cgroup), kj::mv(placement), accounting);
         return kj::mv(process);
       }

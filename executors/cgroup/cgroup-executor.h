@@ -40,13 +40,18 @@ class CgroupExecutor final : public Executor {
   // main process's own usage.
   kj::Promise<LaunchResult> launchTracked(LaunchRequest&& request);
 
+  // Emptied tracking cgroups kept for the next jobs (named after the job that first had them).
+  static constexpr size_t SPARE_TRACKING_CGROUPS = 32;
+
  private:
   kj::UnixEventPort& eventPort;
   kj::Timer& timer;
   kj::Own<CgroupDriver> driver;
   kj::Duration launchTimeout;
-  // Removes ended jobs' cgroups and closes their mount namespaces.
+  // Removes ended jobs' cgroups and closes their namespaces.
   Disposer disposer;
+  // Removed (inline) with the executor.
+  kj::Vector<kj::Own<JobCgroup>> spareTracking;
   Launcher launcher;
 
   kj::Promise<LaunchResult> launchIn(LaunchRequest&& request, kj::Own<JobCgroup> cgroup,
