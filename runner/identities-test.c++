@@ -87,8 +87,14 @@ TEST(UidRangeRegistry, ALiveRunnerdsRangeIsNotClaimedTwice) {
     // A disjoint range is fine.
     auto beside = claimUidRange({3000000100u, 3000000199u}, "/srv/two", registry);
   }
-  // Both gone: their claims are stale, and the range can be claimed again.
+  // Both gone: their claims are stale, and the range can be claimed again; stale claims are
+  // swept away.
   auto again = claimUidRange({3000000050u, 3000000150u}, "/srv/three", registry);
+  auto fs = kj::newDiskFilesystem();
+  auto names = fs->getRoot().openSubdir(kj::Path::parse(registry.slice(1)))->listNames();
+  ASSERT_EQ(names.size(), 2u);
+  EXPECT_EQ(names[0], ".lock");
+  EXPECT_EQ(names[1], "3000000050-3000000150");
   EXPECT_EQ(system(kj::str("rm -rf ", pattern).cStr()), 0);
 }
 

@@ -332,11 +332,13 @@ kj::AutoCloseFd claimUidRange(UidRange range, kj::StringPtr stateDir, kj::String
   auto names = fs->getRoot().openSubdir(kj::Path::parse(registry.slice(1)))->listNames();
   for (auto& name : names) {
     KJ_IF_MAYBE (other, parseUidRange(name)) {
-      if (other->last < range.first || other->first > range.last) continue;
+      bool overlaps = other->last >= range.first && other->first <= range.last;
       KJ_SYSCALL(fd = openat(dir.get(), name.cStr(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW),
                  registry, name);
       kj::AutoCloseFd claim(fd);
-      if (flock(claim.get(), LOCK_EX | LOCK_NB) < 0) {
+      bool live = flock(claim.get(), LOCK_EX | LOCK_NB) < 0;
+      if (live && !overlaps) continue;
+      if (live) {
         char owner[4096] = {};
         ssize_t n = pread(claim.get(), owner, sizeof(owner) - 1, 0);
         if (n < 0) n = 0;
@@ -345,6 +347,7 @@ kj::AutoCloseFd claimUidRange(UidRange range, kj::StringPtr stateDir, kj::String
                                 kj::heapString(owner, n), " is using; give each runnerd of a "
                                 "host a --uid-range of its own"));
       }
+      // Its runnerd is gone.
       unlinkat(dir.get(), name.cStr(), 0);
     }
   }
