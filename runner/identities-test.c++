@@ -78,6 +78,9 @@ TEST(UidRangeRegistry, ALiveRunnerdsRangeIsNotClaimedTwice) {
   auto registry = kj::str(pattern, "/ranges");
   {
     auto first = claimUidRange({3000000000u, 3000000099u}, "/srv/one", registry);
+    struct stat info;
+    ASSERT_EQ(fstat(first.get(), &info), 0);
+    EXPECT_EQ(info.st_mode & 07777, 0600u) << "nobody else may lock it";
     auto overlap = kj::runCatchingExceptions(
         [&]() { claimUidRange({3000000050u, 3000000199u}, "/srv/two", registry); });
     EXPECT_EQ(KJ_ASSERT_NONNULL(overlap).getDescription(),

@@ -353,9 +353,11 @@ kj::AutoCloseFd claimUidRange(UidRange range, kj::StringPtr stateDir, kj::String
   }
 
   auto name = describeRange(range);
-  KJ_SYSCALL(fd = openat(dir.get(), name.cStr(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644),
+  // Root's alone: whoever could open a claim could lock it and make it look alive.
+  KJ_SYSCALL(fd = openat(dir.get(), name.cStr(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600),
              registry, name);
   kj::AutoCloseFd claim(fd);
+  KJ_SYSCALL(fchmod(claim.get(), 0600), registry, name);
   KJ_SYSCALL(flock(claim.get(), LOCK_EX | LOCK_NB), registry, name);
   KJ_SYSCALL(ftruncate(claim.get(), 0));
   kj::FdOutputStream(claim.get()).write(stateDir.begin(), stateDir.size());

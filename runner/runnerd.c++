@@ -53,16 +53,34 @@ void prepareDirectory(kj::StringPtr flag, kj::StringPtr path, mode_t mode) {
   }
 }
 
+kj::String octalMode(mode_t mode) {
+  char text[8];
+  snprintf(text, sizeof(text), "%04o", mode & 07777);
+  return kj::str(text);
+}
+
 // A directory whose entries decide what jobs get (their homes, their output files) must be
-// runnerd's alone: another user who could write there could swap them for their own.
+// runnerd's alone: another user who could write there, or in a directory above it, could swap
+// them for their own. Above it, a directory may be root's and world-writable if it is sticky
+// (like /tmp: nobody else can rename what root put there).
 void requireOwnDirectory(kj::StringPtr flag, kj::StringPtr path) {
   struct stat st;
   KJ_SYSCALL(stat(path.cStr(), &st), path);
   if (st.st_uid != geteuid() || (st.st_mode & 022) != 0) {
-    char mode[8];
-    snprintf(mode, sizeof(mode), "%04o", st.st_mode & 07777);
     KJ_FAIL_REQUIRE(kj::str(flag, " ", path, " must be owned by runnerd's user and writable by it "
-                            "alone (it is owned by uid ", st.st_uid, ", mode ", mode, ")"));
+                            "alone (it is owned by uid ", st.st_uid, ", mode ",
+                            octalMode(st.st_mode), ")"));
+  }
+  for (size_t i = path.size(); i-- > 1;) {
+    if (path[i] != '/') continue;
+    auto ancestor = kj::str(path.slice(0, i));
+    KJ_SYSCALL(stat(ancestor.cStr(), &st), ancestor);
+    bool othersWrite = (st.st_mode & 002) || ((st.st_mode & 020) && st.st_gid != 0);
+    if ((st.st_uid != 0 && st.st_uid != geteuid()) || (othersWrite && !(st.st_mode & S_ISVTX))) {
+      KJ_FAIL_REQUIRE(kj::str(flag, " ", path, " is below ", ancestor,
+                              ", which another user can change (owned by uid ", st.st_uid,
+                              ", group ", st.st_gid, ", mode ", octalMode(st.st_mode), ")"));
+    }
   }
 }
 
@@ -286,11 +304,10 @@ class Runnerd {
       auto ancestor = kj::str(stateDir.slice(0, i));
       KJ_SYSCALL(stat(ancestor.cStr(), &st), ancestor);
       if ((st.st_mode & 0001) == 0) {
-        char mode[8];
-        snprintf(mode, sizeof(mode), "%04o", st.st_mode & 07777);
         KJ_FAIL_REQUIRE(kj::str("jobs could not reach their homes in ", stateDir, "/homes: ",
-                                ancestor, " is not searchable by other users (mode ", mode,
-                                "); make it so or choose another --state-dir"));
+                                ancestor, " is not searchable by other users (mode ",
+                                octalMode(st.st_mode), "); make it so or choose another "
+                                "--state-dir"));
       }
     }
     KJ_SYSCALL(stat(stateDir.cStr(), &st), stateDir);

@@ -218,6 +218,17 @@ TEST(IdentityModes, OverlappingRangesAreRefusedAtStartUp) {
             std::string::npos)
       << writable.err;
 
+  // Below a directory that others may change: they could swap the state directory itself.
+  auto shared = std::string(server.dir().cStr()) + "/shared";
+  ASSERT_EQ(mkdir(shared.c_str(), 0777), 0);
+  ASSERT_EQ(chmod(shared.c_str(), 0777), 0);
+  auto below = runRunnerd(server, {"--state-dir=" + shared + "/state"});
+  EXPECT_TRUE(WIFEXITED(below.status) && WEXITSTATUS(below.status) != 0) << below.err;
+  EXPECT_NE(below.err.find("--state-dir " + shared + "/state is below " + shared +
+                           ", which another user can change (owned by uid 0, group 0, mode 0777)"),
+            std::string::npos)
+      << below.err;
+
   // A state directory in /tmp, of which every job has a private one: no job would find its home.
   char hidden[] = "/tmp/identity-modes-test.XXXXXX";
   ASSERT_NE(mkdtemp(hidden), nullptr);
