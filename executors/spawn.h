@@ -4,10 +4,11 @@
 // Like posix_spawn(), the child shares runnerd's memory until it execs (CLONE_VM) and the thread
 // that created it waits until then (CLONE_VFORK): no page tables are copied and no copy-on-write
 // faults are left behind, so a start costs the same however large the server has grown. The
-// child runs a small plain-C side on its own stack: reset signals, join cgroups, own session,
-// stdio, close every other descriptor, namespaces, drop to the run-as user, chdir, exec. A failed
-// step is written into memory the parent reads once the child is gone: an errno and the name
-// of the step.
+// child runs a small plain-C side on its own stack: reset signals, join cgroups, enter the job's
+// own mount and IPC namespaces (prepared ahead of need, see mount-namespaces.h), own session,
+// stdio, close every other descriptor, other namespaces, a session keyring of its own, drop to
+// the job's user, chdir, exec. A failed step is written into memory the parent reads once the
+// child is gone: an errno and the name of the step.
 //
 // That wait never happens on the event loop. Between dropping to the run-as user and exec, the
 // child can be stopped (SIGSTOP) by any other job of that user; a server that waited for it
