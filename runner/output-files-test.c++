@@ -144,6 +144,44 @@ TEST(OutputFilesTest, ASpareRemovedBehindItsBackFallsBackToDirectCreation) {
   }
 }
 
+TEST(OutputFilesTest, ASpareSwappedForAnotherFileIsNotHandedToAJob) {
+  // Someone who could write the directory replaces every spare: with a file of another user's,
+  // with a link to a file they keep, and with a file that is not empty.
+  TempDir dir;
+  OutputFiles files(dir.path(), 3);
+  ASSERT_TRUE(waitReady(files, 3));
+  auto keptPath = pathOf(dir, "kept-by-someone-else");
+  int kept = open(keptPath.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  ASSERT_GE(kept, 0);
+  KJ_DEFER(close(kept));
+  auto spares = namesIn(dir.path());
+  spares.erase(std::remove(spares.begin(), spares.end(), "kept-by-someone-else"), spares.end());
+  ASSERT_EQ(spares.size(), 3u);
+  auto spare0 = pathOf(dir, spares[0].c_str());
+  ASSERT_EQ(chown(spare0.c_str(), 12345, 12345), 0);
+  auto spare1 = pathOf(dir, spares[1].c_str());
+  ASSERT_EQ(unlink(spare1.c_str()), 0);
+  ASSERT_EQ(link(keptPath.c_str(), spare1.c_str()), 0);
+  auto spare2 = pathOf(dir, spares[2].c_str());
+  ASSERT_EQ(system(("printf planted > '" + spare2 + "'").c_str()), 0);
+
+  for (int i = 0; i < 3; ++i) {
+    auto id = kj::str("job-", i);
+    auto fd = files.create(id);
+    ASSERT_GE(fd.get(), 0);
+    // The job gets a new file of runnerd's own, which nobody else holds.
+    struct stat st;
+    ASSERT_EQ(fstat(fd.get(), &st), 0);
+    EXPECT_EQ(st.st_uid, geteuid());
+    EXPECT_EQ(st.st_nlink, 1u);
+    EXPECT_EQ(st.st_size, 0);
+    EXPECT_EQ(write(fd.get(), "job output", 10), 10);
+  }
+  struct stat keptInfo;
+  ASSERT_EQ(fstat(kept, &keptInfo), 0);
+  EXPECT_EQ(keptInfo.st_size, 0) << "the job's output went into the linked file";
+}
+
 TEST(OutputFilesTest, WithoutSparesEveryFileIsMadeDirectly) {
   TempDir dir;
   OutputFiles files(dir.path(), 0);
