@@ -127,18 +127,19 @@ bool mountPrivateTmpfs() {
   constexpr size_t COUNT = sizeof(PRIVATE_TMPFS_MOUNTS) / sizeof(PRIVATE_TMPFS_MOUNTS[0]);
   const char* root = PRIVATE_TMPFS_MOUNTS[0];
   if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755") < 0) return false;
-  // "/tmp/.N": short enough for a fixed buffer.
+  // "/tmp/N": short enough for a fixed buffer.
   char sub[32];
+  size_t length = strlen(root);
+  static_assert(COUNT <= 10, "one digit per subdirectory");
+  if (length + 3 > sizeof(sub)) {
+    errno = ENAMETOOLONG;
+    return false;
+  }
+  memcpy(sub, root, length);
+  sub[length] = '/';
+  sub[length + 2] = '\0';
   for (size_t i = COUNT; i-- > 0;) {
-    size_t length = strlen(root);
-    if (length + 4 > sizeof(sub)) {
-      errno = ENAMETOOLONG;
-      return false;
-    }
-    memcpy(sub, root, length);
-    sub[length] = '/';
     sub[length + 1] = char('0' + i);
-    sub[length + 2] = '\0';
     // mkdir() applies the umask; the mode is set once more.
     if (mkdir(sub, 01777) < 0 || chmod(sub, 01777) < 0) return false;
     if (mount(sub, PRIVATE_TMPFS_MOUNTS[i], nullptr, MS_BIND, nullptr) < 0 && errno != ENOENT) {

@@ -240,9 +240,18 @@ TEST(IdentityModes, OverlappingRangesAreRefusedAtStartUp) {
       << inTmp.err;
   EXPECT_EQ(system((std::string("rm -rf ") + hidden).c_str()), 0);
 
-  auto garbage = runRunnerd(server, {"--uid-range=10-5"});
-  EXPECT_TRUE(WIFEXITED(garbage.status) && WEXITSTATUS(garbage.status) != 0) << garbage.err;
-  EXPECT_NE(garbage.err.find("--uid-range takes FIRST-LAST"), std::string::npos) << garbage.err;
+  struct BadFlag {
+    std::string flag;
+    std::string error;
+  };
+  for (auto& bad : {BadFlag{"--uid-range=10-5", "--uid-range takes FIRST-LAST"},
+                    BadFlag{"--users=nobody", "--users takes dynamic or accounts"},
+                    BadFlag{"--min-uid=0", "--min-uid takes a uid above 0"},
+                    BadFlag{"--run-as=", "--run-as needs a user name"}}) {
+    auto refused = runRunnerd(server, {bad.flag});
+    EXPECT_TRUE(WIFEXITED(refused.status) && WEXITSTATUS(refused.status) != 0) << refused.err;
+    EXPECT_NE(refused.err.find(bad.error), std::string::npos) << bad.flag << ": " << refused.err;
+  }
 }
 
 TEST(IdentityModes, AccountsModeRunsAnOwnerAsItsAccountAndRefusesTheRest) {

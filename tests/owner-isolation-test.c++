@@ -385,11 +385,15 @@ TEST(OwnerIsolationLimits, ShmCountsAgainstTheMemoryLimit) {
   }
   RunnerdFixture server;
   auto run = runctl(server, {"run", "--executor", "cgroup", "--memory", "32M", "--", "sh", "-c",
-                             "head -c 128M /dev/zero > /dev/shm/fill; echo wrote $?"});
-  // Killed by the OOM killer, or the write failed: either way the job could not hold 128M.
-  bool oomKilled = run.err.find("OOM") != std::string::npos || run.status == 128 + SIGKILL;
-  bool refused = run.out.find("wrote 0") == std::string::npos;
-  EXPECT_TRUE(oomKilled || refused) << run.status << " " << run.out << run.err;
+                             "echo started; head -c 128M /dev/zero > /dev/shm/fill; echo wrote $?"});
+  ASSERT_EQ(run.out.rfind("started\n", 0), 0u) << run.status << " " << run.out << run.err;
+  // The OOM killer ended the job, or the write failed: either way the job could not hold 128M
+  // in its /dev/shm under a 32M limit.
+  bool oomKilled =
+      run.status == 128 + SIGKILL && run.err.find("OOM killer") != std::string::npos;
+  bool writeFailed = run.out.find("wrote ") != std::string::npos &&
+                     run.out.find("wrote 0\n") == std::string::npos;
+  EXPECT_TRUE(oomKilled || writeFailed) << run.status << " " << run.out << run.err;
 }
 
 // The local executor stops the whole job, whatever session or process group its processes are
