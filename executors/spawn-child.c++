@@ -155,14 +155,6 @@ void runChild(const ChildPlan& plan) {
   if (!resetSignals()) return fail(Step::SIGNALS);
   // Join v1 cgroups first, while still root, so that every later step is accounted there.
   if (!joinCgroups(plan)) return fail(Step::CGROUP);
-  // Before the descriptors are closed. The child has a copy of the parent's filesystem context
-  // (no CLONE_FS), which setns() needs.
-  if (plan.mountNamespaceFd >= 0 && setns(plan.mountNamespaceFd, CLONE_NEWNS) < 0) {
-    return fail(Step::ENTER_NAMESPACE);
-  }
-  if (plan.ipcNamespaceFd >= 0 && setns(plan.ipcNamespaceFd, CLONE_NEWIPC) < 0) {
-    return fail(Step::ENTER_NAMESPACE);
-  }
   if (setsid() < 0) return fail(Step::SESSION);
   if (!redirectStdio(plan)) return fail(Step::STDIO);
   if (!closeOtherDescriptors()) return fail(Step::CLOSE_FDS);

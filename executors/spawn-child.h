@@ -20,7 +20,6 @@ enum class Step : int {
   STDIO,
   CLOSE_FDS,
   LIMITS,
-  ENTER_NAMESPACE,
   MOUNT_PRIVATE,
   MOUNT_TMPFS,
   MOUNT_PROC,
@@ -73,9 +72,6 @@ struct ChildPlan {
   // mounts, gone with the job's last process.
   bool makeMountsPrivate;
   bool privateTmp;
-  // Prepared mount and IPC namespaces to enter (privateTmp done ahead of need), or -1.
-  int mountNamespaceFd;
-  int ipcNamespaceFd;
   // A session keyring of the job's own, rather than the one runnerd was started in.
   bool ownKeyring;
   bool mountProc;

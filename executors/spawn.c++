@@ -20,7 +20,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <utility>
 
 #include "executors/spawn-child.h"
 #include "executors/threads.h"
@@ -121,8 +120,6 @@ kj::String describeStep(Step step, const StepNames& names) {
       return kj::str("reset resource limits");
     case Step::MOUNT_PRIVATE:
       return kj::str("make mounts private");
-    case Step::ENTER_NAMESPACE:
-      return kj::str("enter the job's mount namespace");
     case Step::MOUNT_TMPFS:
       return kj::str("mount a private /tmp, /var/tmp, /dev/shm or /run/lock");
     case Step::KEYRING:
@@ -158,12 +155,6 @@ constexpr size_t CHILD_STACK_BYTES = 64 * 1024;
 constexpr kj::Duration KILL_AGAIN_INTERVAL = 1 * kj::SECONDS;
 
 // The child's entry point under clone(): its own stack, the parent's memory.
-// /proc/PID/ns/KIND of a child that is not reaped, or -1 when it has exited already.
-int openNamespace(pid_t pid, kj::StringPtr kind) {
-  auto path = kj::str("/proc/", pid, "/ns/", kind);
-  return open(path.cStr(), O_RDONLY | O_CLOEXEC);
-}
-
 int childMain(void* plan) {
   runChild(*static_cast<const ChildPlan*>(plan));
   _exit(127);
@@ -196,9 +187,8 @@ bool switchedUserIsTraceable() {
 // launcher thread that creates the child and waits for it, and the child.
 class Launch {
  public:
-  Launch(const SpawnOptions& options, bool switchUser, JobNamespaces prepared)
-      : prepared(kj::mv(prepared)),
-        argvStrings(copyStrings(options.request.argv)),
+  Launch(const SpawnOptions& options, bool switchUser)
+      : argvStrings(copyStrings(options.request.argv)),
         envStrings(copyStrings(options.request.env)),
         argv(cStringArray(argvStrings)),
         envp(cStringArray(envStrings)),
@@ -231,9 +221,7 @@ class Launch {
         // A PID namespace needs its own mount namespace for its own /proc.
         .makeMountsPrivate = isolation.mount || isolation.pid,
         // Only root can mount; an unprivileged runnerd's jobs share the host's.
-        .privateTmp = switchUser && this->prepared.mount.get() < 0,
-        .mountNamespaceFd = this->prepared.mount.get(),
-        .ipcNamespaceFd = this->prepared.ipc.get(),
+        .privateTmp = switchUser,
         // Only root can hand out keyrings that do not count against the job user's quota.
         .ownKeyring = switchUser,
         .mountProc = isolation.pid,
@@ -245,13 +233,11 @@ class Launch {
     };
     if (isolation.pid) namespaceFlags |= CLONE_NEWPID;
     if (plan.makeMountsPrivate || plan.privateTmp) namespaceFlags |= CLONE_NEWNS;
-    if (switchUser && plan.ipcNamespaceFd < 0) namespaceFlags |= CLONE_NEWIPC;
+    if (switchUser) namespaceFlags |= CLONE_NEWIPC;
     if (isolation.net) namespaceFlags |= CLONE_NEWNET;
   }
 
   ~Launch() noexcept(false) {
-    if (mountNsFd >= 0 && finished) close(mountNsFd);
-    if (ipcNsFd >= 0 && finished) close(ipcNsFd);
     if (!finished) {
       // Only when the Launcher itself goes with this launch pending (see abandon()): make sure
       // the wait ends, then wait for the launcher thread to let go of it.
@@ -315,9 +301,6 @@ class Launch {
   }
 
  private:
-  // Entered by the child instead of making namespaces of its own; handed to the caller with the
-  // process.
-  JobNamespaces prepared;
   // What the child reads. The request's strings may be gone before the child is created.
   kj::Array<kj::String> argvStrings;
   kj::Array<kj::String> envStrings;
@@ -340,10 +323,6 @@ class Launch {
   int pidfd = -1;
   pid_t pid = 0;
   int cloneError = 0;
-  // Namespaces the child made, opened once it has exec'd: the launcher thread's until it is done,
-  // then the event loop's.
-  int mountNsFd = -1;
-  int ipcNsFd = -1;
   // Set by the event loop, read by the launcher thread and the child.
   bool cancelled = false;
 
@@ -369,12 +348,6 @@ class Launch {
       __atomic_store_n(&pidfd, -1, __ATOMIC_SEQ_CST);
     } else {
       pid = result;
-      if (__atomic_load_n(&report.errorNumber, __ATOMIC_SEQ_CST) == 0) {
-        // The child has exec'd and is not reaped, so the pid is still its own. If it has already
-        // exited, there is nothing left to hold.
-        if (namespaceFlags & CLONE_NEWNS) mountNsFd = openNamespace(pid, "mnt");
-        if (namespaceFlags & CLONE_NEWIPC) ipcNsFd = openNamespace(pid, "ipc");
-      }
     }
   }
 
@@ -416,9 +389,7 @@ class Launch {
     // Killed at the deadline (or it noticed and gave up itself); the destructor reaps it.
     if (timedOut || report.errorNumber != 0) return timeoutFailure();
     handedOver = true;
-    if (prepared.mount.get() < 0) prepared.mount = kj::AutoCloseFd(std::exchange(mountNsFd, -1));
-    if (prepared.ipc.get() < 0) prepared.ipc = kj::AutoCloseFd(std::exchange(ipcNsFd, -1));
-    return Spawned{pid, kj::mv(pidfdOwner), kj::mv(prepared)};
+    return Spawned{pid, kj::mv(pidfdOwner)};
   }
 };
 
@@ -477,14 +448,6 @@ void Launcher::keepUntilDone(kj::Promise<void> cleanup) {
   abandoned.add(kj::mv(cleanup));
 }
 
-JobNamespaces Launcher::takeNamespaces() {
-  KJ_IF_MAYBE (pool, namespaces) {
-    return (*pool)->take();
-  }
-  namespaces = kj::heap<MountNamespacePool>();
-  return JobNamespaces();
-}
-
 void Launcher::taskFailed(kj::Exception&& exception) {
   KJ_LOG(ERROR, "cleaning up a cancelled launch failed", exception);
 }
@@ -535,13 +498,7 @@ kj::Promise<SpawnResult> spawn(Launcher& launcher, kj::Timer& timer, const Spawn
         "runnerd's memory; set it to 0 (the default) or 2");
   }
 
-  // Prepared namespaces fit a job that needs nothing more of its mounts; an isolated job
-  // (private propagation, its own /proc) makes its own.
-  JobNamespaces prepared;
-  if (switchUser && !request.isolation.mount && !request.isolation.pid) {
-    prepared = launcher.takeNamespaces();
-  }
-  auto launch = kj::heap<Launch>(options, switchUser, kj::mv(prepared));
+  auto launch = kj::heap<Launch>(options, switchUser);
   auto result = launch->start(launcher, timer, options.launchTimeout);
   // Cancelled before the launcher thread is done: the Launcher keeps the launch until then,
   // so that the event loop never waits for a child.

@@ -4,9 +4,9 @@
 // Like posix_spawn(), the child shares runnerd's memory until it execs (CLONE_VM) and the thread
 // that created it waits until then (CLONE_VFORK): no page tables are copied and no copy-on-write
 // faults are left behind, so a start costs the same however large the server has grown. The
-// child runs a small plain-C side on its own stack: reset signals, join cgroups, enter the job's
-// own mount and IPC namespaces (prepared ahead of need, see mount-namespaces.h), own session,
-// stdio, close every other descriptor, other namespaces, a session keyring of its own, drop to
+// child runs a small plain-C side on its own stack: reset signals, join cgroups, own session,
+// stdio, close every other descriptor, its private /tmp and the like in its own mount and IPC
+// namespaces (see mount-namespaces.h), other namespaces, a session keyring of its own, drop to
 // the job's user, chdir, exec. A failed step is written into memory the parent reads once the
 // child is gone: an errno and the name of the step.
 //
@@ -27,7 +27,6 @@
 #include <kj/vector.h>
 
 #include "executors/executor.h"
-#include "executors/mount-namespaces.h"
 
 namespace runner::executors {
 
@@ -58,11 +57,6 @@ struct Spawned {
   // (waitid(P_PIDFD)). The process is an ordinary SIGCHLD child: nothing else in runnerd may
   // reap children it does not own (no waitpid(-1)).
   kj::AutoCloseFd pidfd;
-  // The job's own mount namespace (its private /tmp, /var/tmp, /dev/shm and /run/lock) and IPC
-  // namespace, held open so that tearing them down, which costs tens of microseconds, does not
-  // delay the job's end: give them to a Disposer once the job has ended. -1 when the job shares
-  // runnerd's.
-  JobNamespaces namespaces;
 };
 
 using SpawnResult = kj::OneOf<Spawned, LaunchFailure>;
@@ -85,16 +79,10 @@ class Launcher : private kj::TaskSet::ErrorHandler {
   // For spawn(): keeps the cleanup of a cancelled launch going until it is done.
   void keepUntilDone(kj::Promise<void> cleanup);
 
-  // For spawn(): a job's namespaces made ahead of need, or fds of -1 when none are ready. The
-  // first call starts the thread that makes them.
-  JobNamespaces takeNamespaces();
-
-
  private:
   class Worker;
   uint threadCount;
   kj::Vector<kj::Own<Worker>> workers;
-  kj::Maybe<kj::Own<MountNamespacePool>> namespaces;
   // Destroyed before the workers it waits for.
   kj::TaskSet abandoned;
 

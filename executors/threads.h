@@ -16,9 +16,8 @@ namespace runner::executors {
 kj::Own<kj::Thread> startQuietThread(kj::Function<void()> func);
 
 // Destroys, on a thread of its own and in order, what takes the kernel a while to let go of: an
-// ended job's cgroup (an rmdir per hierarchy, retried while busy) or its mount namespace (the
-// last close unmounts its /tmp and /dev/shm and waits for an RCU grace period). A job's end is
-// reported without waiting for either. What is queued when the Disposer is destroyed is
+// ended job's cgroup (an rmdir per hierarchy, retried while busy). A job's end is reported
+// without waiting for it. What is queued when the Disposer is destroyed is
 // destroyed first.
 class Disposer {
  public:
@@ -29,9 +28,6 @@ class Disposer {
   template <typename T>
   void dispose(kj::Own<T> object) {
     queue([object = kj::mv(object)]() mutable { object = nullptr; });
-  }
-  void dispose(kj::AutoCloseFd fd) {
-    if (fd.get() >= 0) queue([fd = kj::mv(fd)]() mutable { fd = nullptr; });
   }
 
  private:

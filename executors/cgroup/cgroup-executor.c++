@@ -44,7 +44,6 @@ class CgroupProcess final : public Process {
       : accounting(accounting),
         spareTracking(spareTracking),
         timer(timer),
-        namespaces(kj::mv(spawned.namespaces)),
         remover(remover),
         mainPid(spawned.pid),
         pidfd(kj::mv(spawned.pidfd)),
@@ -101,7 +100,6 @@ class CgroupProcess final : public Process {
   bool accounting;
   kj::Vector<kj::Own<JobCgroup>>& spareTracking;
   kj::Timer& timer;
-  JobNamespaces namespaces;
   Disposer& remover;
   pid_t mainPid;
   kj::AutoCloseFd pidfd;
@@ -116,10 +114,6 @@ class CgroupProcess final : public Process {
   void reapMain() {
     status = reapExited(pidfd.get(), mainPid);
     reaped = true;
-    // Whatever else of the job is left is killed next; the namespaces outlive it by the moment
-    // the disposer's thread takes to close them.
-    remover.dispose(kj::mv(namespaces.mount));
-    remover.dispose(kj::mv(namespaces.ipc));
   }
 
   // KillMode=control-group: whatever the main process left running dies with it; then the

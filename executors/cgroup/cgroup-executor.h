@@ -48,7 +48,7 @@ class CgroupExecutor final : public Executor {
   kj::Timer& timer;
   kj::Own<CgroupDriver> driver;
   kj::Duration launchTimeout;
-  // Removes ended jobs' cgroups and closes their namespaces.
+  // Removes ended jobs' cgroups.
   Disposer disposer;
   // Removed (inline) with the executor.
   kj::Vector<kj::Own<JobCgroup>> spareTracking;

@@ -27,11 +27,9 @@ kj::String describeLimits(const Limits& limits) {
 // is waiting.
 class LocalProcess final : public Process {
  public:
-  LocalProcess(kj::UnixEventPort& eventPort, Disposer& disposer, Spawned spawned)
-      : disposer(disposer),
-        mainPid(spawned.pid),
+  LocalProcess(kj::UnixEventPort& eventPort, Spawned spawned)
+      : mainPid(spawned.pid),
         pidfd(kj::mv(spawned.pidfd)),
-        namespaces(kj::mv(spawned.namespaces)),
         observer(eventPort, pidfd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ),
         exited(observer.whenBecomesReadable().then([this]() { return reap(); }).fork()) {}
 
@@ -59,10 +57,8 @@ class LocalProcess final : public Process {
   const Placement& placement() const override { return noPlacement; }
 
  private:
-  Disposer& disposer;
   pid_t mainPid;
   kj::AutoCloseFd pidfd;
-  JobNamespaces namespaces;
   kj::UnixEventPort::FdObserver observer;
   kj::ForkedPromise<ExitStatus> exited;
   bool reaped = false;
@@ -84,8 +80,6 @@ class LocalProcess final : public Process {
 
     auto status = reapExited(pidfd.get(), mainPid);
     reaped = true;
-    disposer.dispose(kj::mv(namespaces.mount));
-    disposer.dispose(kj::mv(namespaces.ipc));
     return status;
   }
 };
@@ -122,7 +116,7 @@ kj::Promise<LaunchResult> LocalExecutor::launch(LaunchRequest&& request) {
   return spawn(launcher, timer, options).then([this](SpawnResult&& result) -> LaunchResult {
     KJ_SWITCH_ONEOF(result) {
       KJ_CASE_ONEOF(spawned, Spawned) {
-        kj::Own<Process> process = kj::heap<LocalProcess>(eventPort, disposer, kj::mv(spawned));
+        kj::Own<Process> process = kj::heap<LocalProcess>(eventPort, kj::mv(spawned));
         return kj::mv(process);
       }
       KJ_CASE_ONEOF(failure, LaunchFailure) {

@@ -41,7 +41,6 @@ class LocalExecutor final : public Executor {
   kj::Timer& timer;
   kj::Duration launchTimeout;
   Launcher launcher;
-  Disposer disposer;
   kj::Maybe<kj::Own<cgroup::CgroupExecutor>> tracker;
 };
 
