@@ -74,16 +74,7 @@ uint64_t Job::outputBytes() const {
 
 kj::Promise<void> Job::whenEnded() {
   if (hasEnded()) return kj::READY_NOW;
-  // Drop the fulfillers of waits that were cancelled (a client went away), so that a job that
-  // runs long while clients come and go does not accumulate them.
-  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> live(endWaiters.size() + 1);
-  for (auto& waiter : endWaiters) {
-    if (waiter->isWaiting()) live.add(kj::mv(waiter));
-  }
-  endWaiters = kj::mv(live);
-  auto paf = kj::newPromiseAndFulfiller<void>();
-  endWaiters.add(kj::mv(paf.fulfiller));
-  return kj::mv(paf.promise);
+  return ended.next();
 }
 
 kj::Promise<void> Job::outputChanged() {
@@ -159,8 +150,7 @@ void Job::markEnded() {
     (*w)->wakeAll();
   }
   watch = nullptr;
-  auto waiters = kj::mv(endWaiters);
-  for (auto& waiter : waiters) waiter->fulfill();
+  ended.fire();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 #include "runner/job-record.h"
 #include "runner/output-files.h"
 #include "runner/output-watcher.h"
+#include "runner/wakeup.h"
 
 namespace runner {
 
@@ -82,7 +83,7 @@ class Job {
   kj::String path;
   kj::Maybe<kj::Own<executors::Process>> process;
   kj::Maybe<kj::Own<OutputWatcher::Watch>> watch;
-  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> endWaiters;
+  Wakeup ended;
   bool stopRequested = false;
   kj::Maybe<kj::TimePoint> killDeadline;
   kj::Maybe<kj::Promise<void>> killTimer;

@@ -79,22 +79,11 @@ OutputWatcher::Watch::~Watch() noexcept(false) {
 }
 
 kj::Promise<void> OutputWatcher::Watch::nextChange() {
-  // Drop the fulfillers of waiters that were cancelled since the last change, so a job that
-  // stays silent while clients come and go does not accumulate them.
-  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> live(waiters.size() + 1);
-  for (auto& waiter : waiters) {
-    if (waiter->isWaiting()) live.add(kj::mv(waiter));
-  }
-  waiters = kj::mv(live);
-
-  auto paf = kj::newPromiseAndFulfiller<void>();
-  waiters.add(kj::mv(paf.fulfiller));
-  return kj::mv(paf.promise);
+  return changed.next();
 }
 
 void OutputWatcher::Watch::wakeAll() {
-  auto woken = kj::mv(waiters);
-  for (auto& waiter : woken) waiter->fulfill();
+  changed.fire();
 }
 
 }  // namespace runner

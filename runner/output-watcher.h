@@ -11,6 +11,8 @@
 #include <kj/map.h>
 #include <kj/vector.h>
 
+#include "runner/wakeup.h"
+
 namespace runner {
 
 class OutputWatcher {
@@ -38,7 +40,7 @@ class OutputWatcher {
    private:
     OutputWatcher& watcher;
     int wd;
-    kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> waiters;
+    Wakeup changed;
   };
 
   // Watches `path` (an existing file) for writes until the returned Watch is destroyed.

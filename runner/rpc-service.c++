@@ -26,10 +26,13 @@ class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler
   }
 
   kj::ArrayPtr<kj::byte> nextBuffer(size_t size) override {
-    auto request = client.typelessRequest(
-        capnp::typeId<api::OutputSink>(), WRITE_METHOD,
-        capnp::MessageSize{size / sizeof(capnp::word) + 8, 0});
-    kj::ArrayPtr<kj::byte> buffer = request.initAs<api::OutputSink::WriteParams>().initData(size);
+    KJ_IF_MAYBE (request, next) {
+      // Left over from a write that was copied into a smaller message.
+      auto data = request->getAs<api::OutputSink::WriteParams>().getData();
+      if (data.size() == size) return data;
+    }
+    auto request = newWriteRequest(size);
+    kj::ArrayPtr<kj::byte> buffer = request.getAs<api::OutputSink::WriteParams>().getData();
     next = kj::mv(request);
     return buffer;
   }
@@ -38,24 +41,40 @@ class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler
     KJ_IF_MAYBE(e, failure) {
       return kj::cp(*e);
     }
-    auto request = kj::mv(KJ_ASSERT_NONNULL(next, "write() without nextBuffer()"));
-    next = nullptr;
-    auto params = request.getAs<api::OutputSink::WriteParams>();
-    KJ_ASSERT(size <= params.getData().size(), size);
-    if (size < params.getData().size()) {
-      // The data field is the last object of the message: shrinking it gives the space back, so
-      // only `size` bytes go on the wire.
-      auto data = params.disownData();
-      data.truncate(size);
-      params.adoptData(kj::mv(data));
+    auto& filled = KJ_ASSERT_NONNULL(next, "write() without nextBuffer()");
+    auto data = filled.getAs<api::OutputSink::WriteParams>().getData();
+    KJ_ASSERT(size <= data.size(), size);
+    capnp::Request<capnp::AnyPointer, capnp::AnyPointer> request = nullptr;
+    // What the message holds until the client acknowledges it: its data's allocation, and the
+    // RPC system's bookkeeping of the call.
+    size_t held;
+    if (size * 4 < data.size()) {
+      // A small write (a job that prints a line now and then): the message would keep the whole
+      // chunk's memory until the client acknowledges it, so the bytes go in a message of their
+      // own size and the chunk stays for the next read.
+      request = newWriteRequest(size);
+      memcpy(request.getAs<api::OutputSink::WriteParams>().getData().begin(), data.begin(), size);
+      held = size + WRITE_OVERHEAD;
+    } else {
+      held = data.size() + WRITE_OVERHEAD;
+      request = kj::mv(filled);
+      next = nullptr;
+      if (size < data.size()) {
+        // The data field is the last object of the message: shrinking it gives the space back
+        // to the message, so only `size` bytes go on the wire.
+        auto params = request.getAs<api::OutputSink::WriteParams>();
+        auto orphan = params.disownData();
+        orphan.truncate(size);
+        params.adoptData(kj::mv(orphan));
+      }
     }
-    inFlight += size;
-    caller.output.add(size);
+    inFlight += held;
+    caller.output.add(held);
     acks.add(request.send().then(
-        [this, size](capnp::Response<capnp::AnyPointer>&&) { acknowledged(size); },
-        [this, size](kj::Exception&& e) {
+        [this, held](capnp::Response<capnp::AnyPointer>&&) { acknowledged(held); },
+        [this, held](kj::Exception&& e) {
           if (failure == nullptr) failure = kj::mv(e);
-          acknowledged(size);
+          acknowledged(held);
         }));
     return whenRoom();
   }
@@ -75,6 +94,16 @@ class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler
  private:
   // OutputSink.write's ordinal in schema/runner.capnp.
   static constexpr uint16_t WRITE_METHOD = 0;
+  // Memory a write call holds beyond its data until it returns: the message's header and
+  // pointers, the question, the promises waiting for the return (measured well below this).
+  static constexpr size_t WRITE_OVERHEAD = 1024;
+
+  capnp::Request<capnp::AnyPointer, capnp::AnyPointer> newWriteRequest(size_t size) {
+    auto request = client.typelessRequest(capnp::typeId<api::OutputSink>(), WRITE_METHOD,
+                                          capnp::MessageSize{size / sizeof(capnp::word) + 8, 0});
+    request.initAs<api::OutputSink::WriteParams>().initData(size);
+    return request;
+  }
 
   api::OutputSink::Client client;
   Caller& caller;
@@ -128,9 +157,13 @@ class SubscriptionImpl final : public api::Subscription::Server {
                    sink.release();
                  })) {
     ++this->caller->activeWatches;
+    ++this->caller->usage->watches;
   }
 
-  ~SubscriptionImpl() noexcept(false) { --caller->activeWatches; }
+  ~SubscriptionImpl() noexcept(false) {
+    --caller->activeWatches;
+    --caller->usage->watches;
+  }
 
  private:
   kj::Own<Caller> caller;
@@ -144,17 +177,21 @@ class JobImpl final : public api::Job::Server {
       : log(log),
         job(job),
         caller(kj::mv(caller)),
-        mayControl(this->caller->admin || this->caller->user == job.record().owner) {}
+        mayControl(this->caller->admin || this->caller->user == job.record().owner) {
+    ++this->caller->jobCapabilities;
+  }
+  ~JobImpl() noexcept(false) { --caller->jobCapabilities; }
 
   kj::Promise<void> info(InfoContext context) override {
+    ++caller->activity;
     fillJobInfo(context.getResults().initInfo(), job);
     return kj::READY_NOW;
   }
 
   kj::Promise<void> wait(WaitContext context) override {
     context.allowCancellation();
-    return job.whenEnded().then(
-        [this, context]() mutable { fillJobInfo(context.getResults().initInfo(), job); });
+    return caller->track(job.whenEnded().then(
+        [this, context]() mutable { fillJobInfo(context.getResults().initInfo(), job); }));
   }
 
   kj::Promise<void> stop(StopContext context) override {
@@ -164,16 +201,22 @@ class JobImpl final : public api::Job::Server {
     kj::Maybe<kj::Duration> grace;
     if (graceMillis > 0) grace = graceMillis * kj::MILLISECONDS;
     log("stop requested id=", job.id(), " by=", caller->user, " peer=", caller->peer);
-    return job.stop(grace).then(
-        [this, context]() mutable { fillJobInfo(context.getResults().initInfo(), job); });
+    return caller->track(job.stop(grace).then(
+        [this, context]() mutable { fillJobInfo(context.getResults().initInfo(), job); }));
   }
 
   kj::Promise<void> watchOutput(WatchOutputContext context) override {
     requireControl("read the output of");
+    ++caller->activity;
     if (caller->activeWatches >= MAX_WATCHES_PER_CONNECTION) {
       kj::throwFatalException(
           KJ_EXCEPTION(OVERLOADED, kj::str("too many output watches on this connection (limit ",
                                            MAX_WATCHES_PER_CONNECTION, ")")));
+    }
+    if (caller->usage->watches >= MAX_WATCHES_PER_USER) {
+      kj::throwFatalException(
+          KJ_EXCEPTION(OVERLOADED, kj::str("too many output watches for user ", caller->user,
+                                           " (limit ", MAX_WATCHES_PER_USER, ")")));
     }
     auto params = context.getParams();
     context.getResults().setHandle(kj::heap<SubscriptionImpl>(
@@ -204,16 +247,20 @@ class JobManagerImpl final : public api::JobManager::Server {
       : table(table), log(log), caller(kj::mv(caller)) {}
 
   kj::Promise<void> start(StartContext context) override {
+    requireRoomForJobCapability();
     // The launch runs on the event loop: other calls are served while this one waits for exec.
-    return table.start(caller->user, toStartRequest(context.getParams().getSpec()))
-        .then([this, context](Job* job) mutable {
-          auto results = context.getResults();
-          results.setJob(newJob(*job));
-          fillJobInfo(results.initInfo(), *job);
-        });
+    return caller->track(
+        table.start(caller->user, toStartRequest(context.getParams().getSpec()))
+            .then([this, context](Job* job) mutable {
+              auto results = context.getResults();
+              results.setJob(newJob(*job));
+              fillJobInfo(results.initInfo(), *job);
+            }));
   }
 
   kj::Promise<void> get(GetContext context) override {
+    ++caller->activity;
+    requireRoomForJobCapability();
     auto id = context.getParams().getId();
     KJ_IF_MAYBE(job, table.find(id)) {
       context.getResults().setJob(newJob(*job));
@@ -223,6 +270,7 @@ class JobManagerImpl final : public api::JobManager::Server {
   }
 
   kj::Promise<void> list(ListContext context) override {
+    ++caller->activity;
     auto filter = context.getParams().getFilter();
     auto states = filter.getStates();
     kj::Vector<Job*> selected;
@@ -245,6 +293,7 @@ class JobManagerImpl final : public api::JobManager::Server {
   }
 
   kj::Promise<void> whoami(WhoamiContext context) override {
+    ++caller->activity;
     auto results = context.getResults();
     results.setUser(caller->user);
     results.setAdmin(caller->admin);
@@ -256,6 +305,13 @@ class JobManagerImpl final : public api::JobManager::Server {
   EventLog& log;
   kj::Own<Caller> caller;
 
+  void requireRoomForJobCapability() {
+    if (caller->jobCapabilities < MAX_JOB_CAPABILITIES_PER_CONNECTION) return;
+    kj::throwFatalException(KJ_EXCEPTION(
+        OVERLOADED, kj::str("this connection holds too many job capabilities (limit ",
+                            MAX_JOB_CAPABILITIES_PER_CONNECTION, "); release some")));
+  }
+
   api::Job::Client newJob(Job& job) {
     return kj::heap<JobImpl>(log, job, kj::addRef(*caller));
   }
@@ -265,14 +321,11 @@ class JobManagerImpl final : public api::JobManager::Server {
 
 void OutputBudget::release(size_t bytes) {
   inFlight -= bytes;
-  auto woken = kj::mv(waiters);
-  for (auto& waiter : woken) waiter->fulfill();
+  released.fire();
 }
 
 kj::Promise<void> OutputBudget::nextRelease() {
-  auto paf = kj::newPromiseAndFulfiller<void>();
-  waiters.add(kj::mv(paf.fulfiller));
-  return kj::mv(paf.promise);
+  return released.next();
 }
 
 api::JobManager::Client newJobManager(JobTable& table, EventLog& log, kj::Own<Caller> caller) {

@@ -12,6 +12,7 @@
 
 #include "runner/event-log.h"
 #include "runner/job-table.h"
+#include "runner/wakeup.h"
 #include "schema/runner.capnp.h"
 
 namespace runner {
@@ -40,29 +41,61 @@ class OutputBudget {
 
  private:
   size_t inFlight = 0;
-  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> waiters;
+  Wakeup released;
+};
+
+// What one user holds over all of its connections. Shared by the Callers of that user.
+struct UserUsage final : public kj::Refcounted {
+  uint connections = 0;
+  uint watches = 0;
 };
 
 // Who is on the other end of one connection. Shared by the capabilities of that connection.
 class Caller final : public kj::Refcounted {
  public:
-  Caller(kj::String user, bool admin, kj::String peer)
-      : user(kj::mv(user)), admin(admin), peer(kj::mv(peer)) {}
+  Caller(kj::String user, bool admin, kj::String peer, kj::Own<UserUsage> usage)
+      : user(kj::mv(user)), admin(admin), peer(kj::mv(peer)), usage(kj::mv(usage)) {}
 
   const kj::String user;
   const bool admin;
   // The peer's network address, for the log.
   const kj::String peer;
+  kj::Own<UserUsage> usage;
 
   // Output watches this connection holds open; bounded so that one client cannot pin
   // unbounded descriptors and buffers.
   uint activeWatches = 0;
+  // Job capabilities this connection holds (each get() and start() makes one, and the RPC system
+  // keeps it, and the answer it came in, until the client releases them).
+  uint jobCapabilities = 0;
+  // Calls being served, and a count that moves whenever one begins or ends: a connection whose
+  // count has not moved for a while, with no call and no watch, is idle.
+  uint callsInProgress = 0;
+  uint64_t activity = 0;
 
   OutputBudget output;
+
+  bool isIdleSince(uint64_t lastActivity) const {
+    return callsInProgress == 0 && activeWatches == 0 && activity == lastActivity;
+  }
+
+  // Counts `call` as in progress until it resolves or is cancelled.
+  template <typename T>
+  kj::Promise<T> track(kj::Promise<T> call) {
+    ++callsInProgress;
+    ++activity;
+    return call.attach(kj::defer([self = kj::addRef(*this)]() mutable {
+      --self->callsInProgress;
+      ++self->activity;
+    }));
+  }
 };
 
-// Open output watches allowed per connection.
+// Open output watches allowed per connection and per user.
 constexpr uint MAX_WATCHES_PER_CONNECTION = 256;
+constexpr uint MAX_WATCHES_PER_USER = 1024;
+// Job capabilities a connection may hold at once.
+constexpr uint MAX_JOB_CAPABILITIES_PER_CONNECTION = 1024;
 
 // The bootstrap capability of one connection.
 api::JobManager::Client newJobManager(JobTable& table, EventLog& log, kj::Own<Caller> caller);

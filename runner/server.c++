@@ -3,20 +3,27 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/debug.h>
 
-#include "runner/rpc-service.h"
+#include "runner/backpressure-stream.h"
 
 namespace runner {
 
 class Server::Connection {
  public:
-  Connection(Server& server, kj::Own<kj::AsyncIoStream> stream, api::JobManager::Client bootstrap)
+  Connection(Server& server, kj::Own<kj::AsyncIoStream> stream, kj::Own<Caller> caller,
+             api::JobManager::Client bootstrap)
       : server(server),
-        stream(kj::mv(stream)),
+        caller(kj::mv(caller)),
+        stream(kj::heap<BackpressureStream>(kj::mv(stream))),
         network(*this->stream, capnp::rpc::twoparty::Side::SERVER, receiveOptions()),
         rpcSystem(capnp::makeRpcServer(network, kj::mv(bootstrap))) {
+    rpcSystem.setFlowLimit(CONNECTION_FLOW_LIMIT_WORDS);
     ++server.connections;
+    ++this->caller->usage->connections;
   }
-  ~Connection() noexcept(false) { --server.connections; }
+  ~Connection() noexcept(false) {
+    --server.connections;
+    if (--caller->usage->connections == 0) server.users.erase(caller->user);
+  }
   KJ_DISALLOW_COPY(Connection);
 
   kj::Promise<void> onDisconnect() { return network.onDisconnect(); }
@@ -29,18 +36,20 @@ class Server::Connection {
 
  private:
   Server& server;
+  kj::Own<Caller> caller;
   kj::Own<kj::AsyncIoStream> stream;
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpcSystem;
 };
 
 Server::Server(JobTable& table, tls::ServerTls& tls, kj::Timer& timer, EventLog& log,
-               kj::Array<kj::String> admins)
+               kj::Array<kj::String> admins, kj::Duration idleTimeout)
     : table(table),
       tls(tls),
       timer(timer),
       log(log),
       admins(kj::mv(admins)),
+      idleTimeout(idleTimeout),
       errorHandler(log, "connection error"),
       tasks(errorHandler) {}
 
@@ -150,11 +159,36 @@ kj::Promise<void> Server::serve(kj::AuthenticatedStream secured, kj::String peer
     return kj::READY_NOW;
   }
   bool admin = isAdmin(user);
-  auto caller = kj::refcounted<Caller>(kj::str(user), admin, kj::mv(peer));
-  auto connection = kj::heap<Connection>(*this, kj::mv(secured.stream),
-                                         newJobManager(table, log, kj::mv(caller)));
+  auto& usage = users.findOrCreate(user, [&]() {
+    return kj::HashMap<kj::String, kj::Own<UserUsage>>::Entry{kj::str(user),
+                                                               kj::refcounted<UserUsage>()};
+  });
+  if (usage->connections >= MAX_CONNECTIONS_PER_USER) {
+    // Refused before any RPC: the client sees its connection closed.
+    log("refused connection user=", user, " peer=", peer, ": too many connections for this user (limit ",
+        MAX_CONNECTIONS_PER_USER, ")");
+    if (usage->connections == 0) users.erase(user);
+    return kj::READY_NOW;
+  }
+  auto caller = kj::refcounted<Caller>(kj::str(user), admin, kj::mv(peer), kj::addRef(*usage));
+  auto& callerRef = *caller;
+  auto bootstrap = newJobManager(table, log, kj::addRef(*caller));
+  auto connection =
+      kj::heap<Connection>(*this, kj::mv(secured.stream), kj::mv(caller), kj::mv(bootstrap));
   auto disconnected = connection->onDisconnect();
-  return disconnected.attach(kj::mv(connection));
+  return disconnected.exclusiveJoin(whenIdle(callerRef, callerRef.activity))
+      .attach(kj::mv(connection));
+}
+
+kj::Promise<void> Server::whenIdle(Caller& caller, uint64_t lastActivity) {
+  return timer.afterDelay(idleTimeout).then([this, &caller, lastActivity]() -> kj::Promise<void> {
+    if (caller.isIdleSince(lastActivity)) {
+      log("closed idle connection user=", caller.user, " peer=", caller.peer, ": no call for ",
+          idleTimeout);
+      return kj::READY_NOW;
+    }
+    return whenIdle(caller, caller.activity);
+  });
 }
 
 }  // namespace runner

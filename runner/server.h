@@ -8,6 +8,7 @@
 
 #include "runner/event-log.h"
 #include "runner/job-table.h"
+#include "runner/rpc-service.h"
 #include "tls/tls-config.h"
 
 namespace runner {
@@ -21,13 +22,23 @@ namespace runner {
 constexpr size_t MAX_PENDING_HANDSHAKES = 1024;
 constexpr size_t MAX_PENDING_HANDSHAKES_PER_ADDRESS = 64;
 
-// Authenticated connections open at once.
+// Authenticated connections open at once, and per user: one user cannot take them all.
 constexpr size_t MAX_CONNECTIONS = 1024;
+constexpr size_t MAX_CONNECTIONS_PER_USER = 32;
 
-// Largest RPC message the server reads, in 8-byte words (32 MiB). A spec is bounded far below
-// it (MAX_SPEC_BYTES); capnp also refuses to send a message larger than this, which bounds the
-// answer to `list`.
-constexpr uint64_t MAX_REQUEST_WORDS = 4 * 1024 * 1024;
+// Largest RPC message the server reads, in 8-byte words (2 MiB): a spec (at most MAX_SPEC_BYTES)
+// and its framing. A message is received whole before it is read, so this is also what one
+// connection's partly received message may hold.
+constexpr uint64_t MAX_REQUEST_WORDS = 256 * 1024;
+
+// What the calls of one connection that have not returned yet may hold, in words of their
+// messages (256 KiB, some 4,000 of the smallest calls): past it, the server reads nothing more
+// from the connection until some return. One call larger than this is still served.
+constexpr size_t CONNECTION_FLOW_LIMIT_WORDS = 32 * 1024;
+
+// A connection with no call being served and no output watch, and that made no call for this
+// long, is closed.
+constexpr kj::Duration IDLE_CONNECTION_TIMEOUT = 5 * kj::MINUTES;
 
 // How long runnerd waits before accepting again after accept() failed.
 constexpr kj::Duration ACCEPT_RETRY_DELAY = 100 * kj::MILLISECONDS;
@@ -36,8 +47,9 @@ class Server {
  public:
   // `admins` are the user names that may stop and read every job.
   // `timer` paces retries after a failed accept().
+  // `idleTimeout`: see IDLE_CONNECTION_TIMEOUT (tests shorten it).
   Server(JobTable& table, tls::ServerTls& tls, kj::Timer& timer, EventLog& log,
-         kj::Array<kj::String> admins);
+         kj::Array<kj::String> admins, kj::Duration idleTimeout = IDLE_CONNECTION_TIMEOUT);
   ~Server() noexcept(false);
   KJ_DISALLOW_COPY(Server);
 
@@ -51,7 +63,10 @@ class Server {
   kj::Timer& timer;
   EventLog& log;
   kj::Array<kj::String> admins;
+  kj::Duration idleTimeout;
   size_t connections = 0;
+  // Users with at least one connection.
+  kj::HashMap<kj::String, kj::Own<UserUsage>> users;
 
   // A TLS handshake under way, oldest first in `pending`. Destroying one cancels the handshake
   // and closes its connection.
@@ -71,6 +86,8 @@ class Server {
 
   void handshake(kj::AuthenticatedStream stream);
   kj::Promise<void> serve(kj::AuthenticatedStream secured, kj::String peer);
+  // Resolves once the connection of `caller` has been idle for idleTimeout.
+  kj::Promise<void> whenIdle(Caller& caller, uint64_t lastActivity);
   // Forgets the handshakes that have finished (from outside their own continuations).
   void sweepHandshakes();
   // Cancels the oldest pending handshake from `host`, to make room.

@@ -529,20 +529,24 @@ TEST(Server, OversizedRequestIsRefusedAndTheServerKeepsServing) {
   SKIP_UNLESS_SERVER_CAN_RUN();
   RunnerdFixture f;
   size_t before = f.serverRssKib();
-  {
+  auto startWithArgument = [&](size_t bytes) {
     auto mallory = f.connect("alice");
     auto request = mallory->manager.startRequest();
     auto spec = request.initSpec();
     spec.setCommand("/bin/true");
-    // 16 MiB in one argument: far more than exec could take.
-    auto huge = kj::heapArray<char>(16 * 1024 * 1024);
+    auto huge = kj::heapArray<char>(bytes + 1);
     memset(huge.begin(), 'x', huge.size());
     huge.back() = '\0';
-    spec.initArgs(1).set(0, capnp::Text::Reader(huge.begin(), huge.size() - 1));
-    auto error = errorOf(f, request.send());
-    ASSERT_NE(error, nullptr) << "a 16 MiB request was accepted";
-    EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(error), "too large")) << KJ_ASSERT_NONNULL(error).cStr();
-  }
+    spec.initArgs(1).set(0, capnp::Text::Reader(huge.begin(), bytes));
+    return errorOf(f, request.send());
+  };
+  // Past the spec's bound but within a message's: refused with a clear error.
+  auto error = startWithArgument(1536 * 1024);
+  ASSERT_NE(error, nullptr) << "a 1.5 MiB spec was accepted";
+  EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(error), "too large")) << KJ_ASSERT_NONNULL(error).cStr();
+  // 16 MiB in one argument, past the largest message runnerd reads: the connection is dropped
+  // without the server holding the message.
+  EXPECT_NE(startWithArgument(16 * 1024 * 1024), nullptr) << "a 16 MiB request was accepted";
   auto alice = f.connect("alice");
   EXPECT_EQ(alice->manager.whoamiRequest().send().wait(f.io.waitScope).getUser(), "alice");
   EXPECT_LT(f.serverRssKib(), before + 8192);
