@@ -49,6 +49,8 @@ JobRecord JobRecord::clone() const {
   copy.pidStartTime = pidStartTime;
   copy.uid = uid;
   copy.gid = gid;
+  copy.maxOutputBytes = maxOutputBytes;
+  copy.outputBytes = outputBytes;
   return copy;
 }
 

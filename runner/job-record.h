@@ -65,6 +65,12 @@ struct JobRecord {
   uint32_t uid = 0;
   uint32_t gid = 0;
 
+  // The most output the job may write (0: recorded before limits existed), and once it has
+  // ended, what it wrote (UNKNOWN_OUTPUT_BYTES: ended before that was recorded).
+  uint64_t maxOutputBytes = 0;
+  uint64_t outputBytes = UNKNOWN_OUTPUT_BYTES;
+  static constexpr uint64_t UNKNOWN_OUTPUT_BYTES = ~uint64_t(0);
+
   JobRecord clone() const;
 };
 

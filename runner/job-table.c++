@@ -68,8 +68,32 @@ Job::Job(JobTable& table, JobRecord record, kj::String path)
 
 uint64_t Job::outputBytes() const {
   struct stat st;
+  if (output.get() >= 0) {
+    // Running: the size now, from the open file (no path lookup).
+    KJ_SYSCALL(fstat(output.get(), &st), rec.id);
+    return st.st_size;
+  }
+  if (rec.outputBytes != JobRecord::UNKNOWN_OUTPUT_BYTES) return rec.outputBytes;
+  // Ended before runnerd recorded output sizes.
   if (stat(path.cStr(), &st) < 0) return 0;
   return st.st_size;
+}
+
+kj::Promise<void> Job::enforceOutputLimit() {
+  // Waits first, then reads: a write after the read resolves the wait.
+  auto changed = outputChanged();
+  if (hasEnded()) return kj::READY_NOW;
+  uint64_t size = outputBytes();
+  if (size < rec.maxOutputBytes) {
+    return changed.then([this]() { return enforceOutputLimit(); });
+  }
+  rec.error = kj::str("runnerd stopped the job: its output reached the limit of ",
+                      rec.maxOutputBytes, " bytes");
+  table.log("job reached its output limit id=", rec.id, " owner=", rec.owner,
+            " limit=", rec.maxOutputBytes, " bytes=", size);
+  // At once: a job that writes fast would write far past the limit during a grace period.
+  stop(0 * kj::SECONDS).detach([](kj::Exception&&) {});
+  return kj::READY_NOW;
 }
 
 kj::Promise<void> Job::whenEnded() {
@@ -130,6 +154,7 @@ void Job::finish(const executors::ExitStatus& status) {
   }
   rec.pid = 0;
   rec.pidStartTime = 0;
+  rec.outputBytes = outputBytes();
   KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { table.store.update(rec); })) {
     // The job has ended all the same; a restarted server will report it lost.
     table.log("cannot record the end of job ", rec.id, ": ", e->getDescription());
@@ -146,6 +171,9 @@ void Job::markEnded() {
   // The process has been reaped; its descriptors (pidfd, cgroup) go now, not with the table.
   process = nullptr;
   killTimer = nullptr;
+  outputLimit = nullptr;
+  output = nullptr;
+  runningSlot = nullptr;
   KJ_IF_MAYBE (w, watch) {
     (*w)->wakeAll();
   }
@@ -173,6 +201,40 @@ JobTable::JobTable(JobTableConfig config, executors::ExecutorSet& executors, Sto
 }
 
 JobTable::~JobTable() noexcept(false) {}
+
+namespace {
+
+// One running (or starting) job in its owner's count.
+class RunningSlot {
+ public:
+  RunningSlot(kj::HashMap<kj::String, uint32_t>& running, kj::StringPtr owner)
+      : running(running), owner(kj::str(owner)) {}
+  ~RunningSlot() noexcept(false) {
+    KJ_IF_MAYBE (count, running.find(owner)) {
+      if (--*count == 0) running.erase(owner);
+    }
+  }
+  KJ_DISALLOW_COPY(RunningSlot);
+
+ private:
+  kj::HashMap<kj::String, uint32_t>& running;
+  kj::String owner;
+};
+
+}  // namespace
+
+kj::Own<void> JobTable::takeRunningSlot(kj::StringPtr owner) {
+  auto& count = running.findOrCreate(owner, [&]() {
+    return kj::HashMap<kj::String, uint32_t>::Entry{kj::str(owner), 0};
+  });
+  if (count >= cfg.maxRunningPerUser) {
+    kj::throwFatalException(KJ_EXCEPTION(
+        OVERLOADED, kj::str("too many running jobs for ", owner, " (limit ",
+                            cfg.maxRunningPerUser, "); wait for some to end or stop them")));
+  }
+  ++count;
+  return kj::heap<RunningSlot>(running, owner);
+}
 
 Job& JobTable::add(JobRecord record) {
   auto path = kj::str(cfg.logDir, '/', record.id, ".log");
@@ -261,6 +323,16 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
                             "' (known: ", kj::strArray(executors.names(), ", "), ")"));
   }
 
+  uint64_t maxOutput = cfg.maxOutputBytes;
+  if (request.maxOutputBytes > 0) {
+    if (request.maxOutputBytes > cfg.maxOutputBytes) {
+      KJ_FAIL_REQUIRE(kj::str("the job's output limit (", request.maxOutputBytes,
+                              " bytes) is above the server's (", cfg.maxOutputBytes, " bytes)"));
+    }
+    maxOutput = request.maxOutputBytes;
+  }
+  auto slot = takeRunningSlot(owner);
+
   // Before anything is made for the job: an owner that cannot be mapped leaves nothing behind.
   auto user = cfg.identities->forOwner(owner);
   auto env = buildEnvironment(request.env, user);
@@ -278,6 +350,7 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   record.createdAt = nowMillis();
   record.uid = user.uid;
   record.gid = user.gid;
+  record.maxOutputBytes = maxOutput;
 
   auto path = kj::str(cfg.logDir, '/', record.id, ".log");
   kj::AutoCloseFd outputFd = outputFiles.create(record.id);
@@ -300,8 +373,9 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   // The job has its own copy of the output descriptor once launch() has returned.
   auto launching = executor->launch(kj::mv(launch));
   return launching.then(
-      [this, owner = kj::str(owner), record = kj::mv(record),
-       output = kj::mv(output)](executors::LaunchResult&& result) mutable -> Job* {
+      [this, owner = kj::str(owner), record = kj::mv(record), output = kj::mv(output),
+       outputFd = kj::mv(outputFd),
+       slot = kj::mv(slot)](executors::LaunchResult&& result) mutable -> Job* {
         output->keep();
         record.startedAt = nowMillis();
 
@@ -319,6 +393,7 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
             record.state = JobState::FAILED;
             record.endedAt = record.startedAt;
             record.error = kj::mv(failure.message);
+            record.outputBytes = 0;
           }
         }
 
@@ -338,6 +413,12 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
           tasks.add(
               (*proc)->onExit().then([&job](executors::ExitStatus status) { job.finish(status); }));
           job.process = kj::mv(*proc);
+          job.output = kj::mv(outputFd);
+          job.runningSlot = kj::mv(slot);
+          job.outputLimit = job.enforceOutputLimit().eagerlyEvaluate([&job](kj::Exception&& e) {
+            job.table.log("cannot watch the output size of job ", job.rec.id, ": ",
+                          e.getDescription());
+          });
         } else {
           log("job failed id=", job.rec.id, " owner=", owner, ": ", job.rec.error);
         }

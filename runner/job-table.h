@@ -36,6 +36,8 @@ struct StartRequest {
   executors::Isolation isolation;
   // Empty: the table's default executor.
   kj::String executor;
+  // 0: the table's maxOutputBytes; more than that is refused.
+  uint64_t maxOutputBytes = 0;
 };
 
 struct JobTableConfig {
@@ -47,6 +49,10 @@ struct JobTableConfig {
   kj::String defaultExecutor;
   // Grace period of a stop that does not name one.
   kj::Duration defaultGrace = 10 * kj::SECONDS;
+  // Jobs one owner may have running (or starting) at once.
+  uint32_t maxRunningPerUser = 256;
+  // The most output a job may write; a spec may ask for less.
+  uint64_t maxOutputBytes = uint64_t(64) << 30;
 };
 
 class Job {
@@ -81,6 +87,11 @@ class Job {
   class JobTable& table;
   JobRecord rec;
   kj::String path;
+  // While it runs: the output file (its size is checked against the limit at each change) and
+  // its place in its owner's count of running jobs.
+  kj::AutoCloseFd output;
+  kj::Own<void> runningSlot;
+  kj::Maybe<kj::Promise<void>> outputLimit;
   kj::Maybe<kj::Own<executors::Process>> process;
   kj::Maybe<kj::Own<OutputWatcher::Watch>> watch;
   Wakeup ended;
@@ -90,6 +101,8 @@ class Job {
 
   void finish(const executors::ExitStatus& status);
   void markEnded();
+  // Kills the job once its output reaches rec.maxOutputBytes.
+  kj::Promise<void> enforceOutputLimit();
 };
 
 class JobTable {
@@ -132,10 +145,15 @@ class JobTable {
   EventLog& log;
   kj::HashMap<kj::StringPtr, kj::Own<Job>> jobs;
   kj::Vector<Job*> order;
+  // Jobs running or starting, per owner (owners with none are not in it).
+  kj::HashMap<kj::String, uint32_t> running;
   LoggedTaskErrors errorHandler;
   kj::TaskSet tasks;
 
   Job& add(JobRecord record);
+  // Counts one more running job of `owner` until the result is dropped; throws OVERLOADED at
+  // the limit.
+  kj::Own<void> takeRunningSlot(kj::StringPtr owner);
   kj::Array<kj::String> buildEnvironment(kj::ArrayPtr<const kj::String> extra,
                                          const executors::Credentials& user);
 };

@@ -104,6 +104,7 @@ void fillJobInfo(api::JobInfo::Builder info, const Job& job) {
   cgroup.setPath(rec.placement.cgroupPath);
   cgroup.setIoDevice(rec.placement.ioDevice);
   info.setUid(rec.uid);
+  info.setMaxOutputBytes(rec.maxOutputBytes);
   info.setGid(rec.gid);
 }
 
@@ -140,6 +141,7 @@ StartRequest toStartRequest(api::JobSpec::Reader spec) {
     KJ_FAIL_REQUIRE(kj::str("the job's command line and environment are too large (", specBytes,
                             " bytes; at most ", MAX_SPEC_BYTES, ")"));
   }
+  request.maxOutputBytes = spec.getMaxOutputBytes();
   auto limits = spec.getLimits();
   request.limits.cpuMillicores = limits.getCpuMillicores();
   request.limits.memoryBytes = limits.getMemoryBytes();

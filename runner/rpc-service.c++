@@ -208,15 +208,15 @@ class JobImpl final : public api::Job::Server {
   kj::Promise<void> watchOutput(WatchOutputContext context) override {
     requireControl("read the output of");
     ++caller->activity;
-    if (caller->activeWatches >= MAX_WATCHES_PER_CONNECTION) {
+    if (caller->activeWatches >= caller->limits.watchesPerConnection) {
       kj::throwFatalException(
           KJ_EXCEPTION(OVERLOADED, kj::str("too many output watches on this connection (limit ",
-                                           MAX_WATCHES_PER_CONNECTION, ")")));
+                                           caller->limits.watchesPerConnection, ")")));
     }
-    if (caller->usage->watches >= MAX_WATCHES_PER_USER) {
+    if (caller->usage->watches >= caller->limits.watchesPerUser) {
       kj::throwFatalException(
           KJ_EXCEPTION(OVERLOADED, kj::str("too many output watches for user ", caller->user,
-                                           " (limit ", MAX_WATCHES_PER_USER, ")")));
+                                           " (limit ", caller->limits.watchesPerUser, ")")));
     }
     auto params = context.getParams();
     context.getResults().setHandle(kj::heap<SubscriptionImpl>(
@@ -306,10 +306,10 @@ class JobManagerImpl final : public api::JobManager::Server {
   kj::Own<Caller> caller;
 
   void requireRoomForJobCapability() {
-    if (caller->jobCapabilities < MAX_JOB_CAPABILITIES_PER_CONNECTION) return;
+    if (caller->jobCapabilities < caller->limits.jobCapabilitiesPerConnection) return;
     kj::throwFatalException(KJ_EXCEPTION(
         OVERLOADED, kj::str("this connection holds too many job capabilities (limit ",
-                            MAX_JOB_CAPABILITIES_PER_CONNECTION, "); release some")));
+                            caller->limits.jobCapabilitiesPerConnection, "); release some")));
   }
 
   api::Job::Client newJob(Job& job) {

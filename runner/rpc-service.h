@@ -44,6 +44,16 @@ class OutputBudget {
   Wakeup released;
 };
 
+// What a connection and a user may hold (README's Limits; runnerd's flags set them).
+struct ConnectionLimits {
+  // Open output watches per connection and per user.
+  uint watchesPerConnection = 256;
+  uint watchesPerUser = 1024;
+  // Job capabilities a connection may hold at once (each get() and start() makes one, and the
+  // RPC system keeps it, and the answer it came in, until the client releases them).
+  uint jobCapabilitiesPerConnection = 1024;
+};
+
 // What one user holds over all of its connections. Shared by the Callers of that user.
 struct UserUsage final : public kj::Refcounted {
   uint connections = 0;
@@ -53,20 +63,24 @@ struct UserUsage final : public kj::Refcounted {
 // Who is on the other end of one connection. Shared by the capabilities of that connection.
 class Caller final : public kj::Refcounted {
  public:
-  Caller(kj::String user, bool admin, kj::String peer, kj::Own<UserUsage> usage)
-      : user(kj::mv(user)), admin(admin), peer(kj::mv(peer)), usage(kj::mv(usage)) {}
+  Caller(kj::String user, bool admin, kj::String peer, kj::Own<UserUsage> usage,
+         const ConnectionLimits& limits)
+      : user(kj::mv(user)),
+        admin(admin),
+        peer(kj::mv(peer)),
+        usage(kj::mv(usage)),
+        limits(limits) {}
 
   const kj::String user;
   const bool admin;
   // The peer's network address, for the log.
   const kj::String peer;
   kj::Own<UserUsage> usage;
+  const ConnectionLimits& limits;
 
   // Output watches this connection holds open; bounded so that one client cannot pin
   // unbounded descriptors and buffers.
   uint activeWatches = 0;
-  // Job capabilities this connection holds (each get() and start() makes one, and the RPC system
-  // keeps it, and the answer it came in, until the client releases them).
   uint jobCapabilities = 0;
   // Calls being served, and a count that moves whenever one begins or ends: a connection whose
   // count has not moved for a while, with no call and no watch, is idle.
@@ -91,11 +105,6 @@ class Caller final : public kj::Refcounted {
   }
 };
 
-// Open output watches allowed per connection and per user.
-constexpr uint MAX_WATCHES_PER_CONNECTION = 256;
-constexpr uint MAX_WATCHES_PER_USER = 1024;
-// Job capabilities a connection may hold at once.
-constexpr uint MAX_JOB_CAPABILITIES_PER_CONNECTION = 1024;
 
 // The bootstrap capability of one connection.
 api::JobManager::Client newJobManager(JobTable& table, EventLog& log, kj::Own<Caller> caller);

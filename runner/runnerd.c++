@@ -19,6 +19,7 @@
 #include "runner/credentials.h"
 #include "runner/event-log.h"
 #include "runner/identities.h"
+#include "client/quantities.h"
 #include "runner/job-table.h"
 #include "runner/output-watcher.h"
 #include "runner/server.h"
@@ -148,6 +149,23 @@ class Runnerd {
                           "runnerd's own cgroup.")
         .addOptionWithArg({"grace"}, KJ_BIND_METHOD(*this, setGrace), "<seconds>",
                           "Default grace period of a stop before SIGKILL (default 10).")
+        .addOptionWithArg({"max-connections"}, KJ_BIND_METHOD(*this, setMaxConnections), "<n>",
+                          "Authenticated connections open at once (default 1024).")
+        .addOptionWithArg({"max-connections-per-user"},
+                          KJ_BIND_METHOD(*this, setMaxConnectionsPerUser), "<n>",
+                          "Connections one user may hold open (default 32).")
+        .addOptionWithArg({"max-watches-per-user"}, KJ_BIND_METHOD(*this, setMaxWatchesPerUser),
+                          "<n>",
+                          "Output watches (logs -f, run) one user may hold open over all its "
+                          "connections (default 1024; 256 per connection).")
+        .addOptionWithArg({"idle-timeout"}, KJ_BIND_METHOD(*this, setIdleTimeout), "<seconds>",
+                          "Close a connection that has no call in progress and no output watch "
+                          "and made no call for this long (default 300).")
+        .addOptionWithArg({"max-running-per-user"}, KJ_BIND_METHOD(*this, setMaxRunningPerUser),
+                          "<n>", "Jobs one owner may have running at once (default 256).")
+        .addOptionWithArg({"max-output"}, KJ_BIND_METHOD(*this, setMaxOutput), "<bytes>",
+                          "Output one job may write (default 64G; K, M, G and T are powers of "
+                          "1024). A job that reaches it is stopped; a spec may ask for less.")
         .callAfterParsing(KJ_BIND_METHOD(*this, run))
         .build();
   }
@@ -168,6 +186,64 @@ class Runnerd {
   kj::Vector<kj::String> admins;
   kj::Maybe<kj::String> cgroupParent;
   uint graceSeconds = 10;
+  ServerLimits serverLimits;
+  uint32_t maxRunningPerUser = 256;
+  uint64_t maxOutputBytes = uint64_t(64) << 30;
+
+  // A whole number in [1, max], or nullptr.
+  static kj::Maybe<uint64_t> parseCount(kj::StringPtr v, uint64_t max) {
+    char* end;
+    errno = 0;
+    unsigned long long n = strtoull(v.cStr(), &end, 10);
+    if (v.size() == 0 || v[0] == '-' || *end != '\0' || errno != 0 || n == 0 || n > max) {
+      return nullptr;
+    }
+    return uint64_t(n);
+  }
+  kj::MainBuilder::Validity setMaxConnections(kj::StringPtr v) {
+    KJ_IF_MAYBE (n, parseCount(v, 1000000)) {
+      serverLimits.connections = *n;
+      return true;
+    }
+    return "--max-connections takes a number from 1 to 1000000";
+  }
+  kj::MainBuilder::Validity setMaxConnectionsPerUser(kj::StringPtr v) {
+    KJ_IF_MAYBE (n, parseCount(v, 1000000)) {
+      serverLimits.connectionsPerUser = *n;
+      return true;
+    }
+    return "--max-connections-per-user takes a number from 1 to 1000000";
+  }
+  kj::MainBuilder::Validity setMaxWatchesPerUser(kj::StringPtr v) {
+    KJ_IF_MAYBE (n, parseCount(v, 1000000)) {
+      serverLimits.perConnection.watchesPerUser = *n;
+      return true;
+    }
+    return "--max-watches-per-user takes a number from 1 to 1000000";
+  }
+  kj::MainBuilder::Validity setIdleTimeout(kj::StringPtr v) {
+    KJ_IF_MAYBE (n, parseCount(v, 7 * 86400)) {
+      serverLimits.idleTimeout = *n * kj::SECONDS;
+      return true;
+    }
+    return "--idle-timeout takes a whole number of seconds from 1 to 604800";
+  }
+  kj::MainBuilder::Validity setMaxRunningPerUser(kj::StringPtr v) {
+    KJ_IF_MAYBE (n, parseCount(v, 1000000)) {
+      maxRunningPerUser = *n;
+      return true;
+    }
+    return "--max-running-per-user takes a number from 1 to 1000000";
+  }
+  kj::MainBuilder::Validity setMaxOutput(kj::StringPtr v) {
+    KJ_IF_MAYBE (n, client::parseSize(v)) {
+      if (*n > 0) {
+        maxOutputBytes = *n;
+        return true;
+      }
+    }
+    return "--max-output takes a size in bytes above 0, with an optional K, M, G or T suffix";
+  }
 
   kj::MainBuilder::Validity setListen(kj::StringPtr v) {
     listen = kj::str(v);
@@ -394,6 +470,8 @@ class Runnerd {
     config.identities = kj::mv(identities);
     config.defaultExecutor = kj::str(executor);
     config.defaultGrace = graceSeconds * kj::SECONDS;
+    config.maxRunningPerUser = maxRunningPerUser;
+    config.maxOutputBytes = maxOutputBytes;
     JobTable table(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher, log);
     table.load();
 
@@ -414,7 +492,8 @@ class Runnerd {
       }
       KJ_FAIL_REQUIRE(kj::str("cannot listen on ", listen, ": ", reason));
     }
-    Server server(table, tls, io.provider->getTimer(), log, admins.releaseAsArray());
+    Server server(table, tls, io.provider->getTimer(), log, admins.releaseAsArray(),
+                  kj::mv(serverLimits));
     auto host = listen.slice(0, listen.findLast(':').orDefault(listen.size()));
     log("runnerd listening on ", host, ":", listener->getPort(),
         " executor=", executor, "; jobs run as ", table.config().identities->describe());

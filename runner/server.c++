@@ -43,17 +43,22 @@ class Server::Connection {
 };
 
 Server::Server(JobTable& table, tls::ServerTls& tls, kj::Timer& timer, EventLog& log,
-               kj::Array<kj::String> admins, kj::Duration idleTimeout)
+               kj::Array<kj::String> admins, ServerLimits limits)
     : table(table),
       tls(tls),
       timer(timer),
       log(log),
       admins(kj::mv(admins)),
-      idleTimeout(idleTimeout),
+      limits(kj::mv(limits)),
       errorHandler(log, "connection error"),
       tasks(errorHandler) {}
 
-Server::~Server() noexcept(false) {}
+Server::~Server() noexcept(false) {
+  // Unlinked first: a list must be empty when it goes.
+  kj::Vector<uint64_t> ids;
+  for (auto& entry : pending) ids.add(entry.key);
+  for (auto id : ids) removeHandshake(id);
+}
 
 bool Server::isAdmin(kj::StringPtr user) const {
   for (auto& admin : admins) {
@@ -86,76 +91,125 @@ void Server::handshake(kj::AuthenticatedStream stream) {
                kj::dynamicDowncastIfAvailable<kj::NetworkPeerIdentity>(*stream.peerIdentity)) {
     peer = network->getAddress().toString();
   }
-  if (connections >= MAX_CONNECTIONS) {
-    log("refused connection peer=", peer, ": too many connections (limit ", MAX_CONNECTIONS, ")");
+  if (connections >= limits.connections) {
+    logRefusal("refused connection peer=", peer, ": too many connections (limit ",
+               limits.connections, ")");
     return;
   }
   auto host = kj::str(peer.slice(0, peer.findLast(':').orDefault(peer.size())));
-  sweepHandshakes();
-  auto pendingFrom = [this](kj::StringPtr from) {
-    size_t count = 0;
-    for (auto& entry : pending) count += entry->host == from;
-    return count;
-  };
-  if (pendingFrom(host) >= MAX_PENDING_HANDSHAKES_PER_ADDRESS) {
-    evictOldestFrom(host, kj::str(MAX_PENDING_HANDSHAKES_PER_ADDRESS, " from its address"));
-  } else if (pending.size() >= MAX_PENDING_HANDSHAKES) {
-    kj::StringPtr busiest = pending[0]->host;
-    for (auto& entry : pending) {
-      if (pendingFrom(entry->host) > pendingFrom(busiest)) busiest = entry->host;
+  KJ_IF_MAYBE (own, pendingHosts.find(host)) {
+    if ((*own)->handshakes.size() >= MAX_PENDING_HANDSHAKES_PER_ADDRESS) {
+      evictOldestFrom(**own, kj::str(MAX_PENDING_HANDSHAKES_PER_ADDRESS, " from its address"));
     }
-    evictOldestFrom(kj::str(busiest), kj::str(MAX_PENDING_HANDSHAKES, " in all"));
+  }
+  if (pending.size() >= MAX_PENDING_HANDSHAKES) {
+    while (fullestBucket > 0 && buckets[fullestBucket].empty()) --fullestBucket;
+    KJ_ASSERT(fullestBucket > 0, "pending handshakes without an address");
+    evictOldestFrom(buckets[fullestBucket].front(), kj::str(MAX_PENDING_HANDSHAKES, " in all"));
   }
 
   auto entry = kj::heap<PendingHandshake>();
   auto& handshake = *entry;
+  handshake.id = nextHandshakeId++;
   handshake.peer = kj::mv(peer);
-  handshake.host = kj::mv(host);
   handshake.task =
       tls.wrapServer(kj::mv(stream))
           .then(
               [this, &handshake](kj::AuthenticatedStream secured) {
-                handshake.done = true;
                 tasks.add(serve(kj::mv(secured), kj::mv(handshake.peer)));
               },
               [this, &handshake](kj::Exception&& e) {
-                handshake.done = true;
-                log("refused TLS handshake peer=", handshake.peer, ": ", e.getDescription());
+                logRefusal("refused TLS handshake peer=", handshake.peer, ": ",
+                           e.getDescription());
               })
-          .then([this]() { tasks.add(kj::evalLater([this]() { sweepHandshakes(); })); })
+          .then([this, id = handshake.id]() {
+            // Not from within its own continuation: the promise is the handshake's.
+            tasks.add(kj::evalLater([this, id]() { removeHandshake(id); }));
+          })
           .eagerlyEvaluate(nullptr);
-  pending.add(kj::mv(entry));
+  addHandshake(kj::mv(entry), host);
 }
 
-void Server::evictOldestFrom(kj::StringPtr host, kj::StringPtr why) {
-  kj::Vector<kj::Own<PendingHandshake>> rest(pending.size());
-  bool evicted = false;
-  for (auto& entry : pending) {
-    if (!evicted && entry->host == host) {
-      log("dropped TLS handshake peer=", entry->peer, ": the oldest of ", why,
-          " handshakes in progress");
-      evicted = true;
-    } else {
-      rest.add(kj::mv(entry));
-    }
+void Server::addHandshake(kj::Own<PendingHandshake> handshake, kj::StringPtr host) {
+  if (buckets == nullptr) {
+    buckets = kj::heapArray<kj::List<PendingHost, &PendingHost::bucketLink>>(
+        MAX_PENDING_HANDSHAKES_PER_ADDRESS + 1);
   }
-  // The evicted handshake is cancelled (and its connection closed) as `pending` is replaced.
-  pending = kj::mv(rest);
+  PendingHost* entry;
+  KJ_IF_MAYBE (own, pendingHosts.find(host)) {
+    entry = *own;
+  } else {
+    auto made = kj::heap<PendingHost>();
+    made->host = kj::str(host);
+    entry = made;
+    kj::StringPtr key = made->host;
+    pendingHosts.insert(key, kj::mv(made));
+  }
+  size_t count = entry->handshakes.size();
+  handshake->host = entry;
+  entry->handshakes.add(*handshake);
+  moveToBucket(*entry, count, count + 1);
+  auto id = handshake->id;
+  pending.insert(id, kj::mv(handshake));
 }
 
-void Server::sweepHandshakes() {
-  kj::Vector<kj::Own<PendingHandshake>> live(pending.size());
-  for (auto& entry : pending) {
-    if (!entry->done) live.add(kj::mv(entry));
+void Server::removeHandshake(uint64_t id) {
+  KJ_IF_MAYBE (found, pending.find(id)) {
+    auto& handshake = **found;
+    auto& host = *handshake.host;
+    size_t count = host.handshakes.size();
+    host.handshakes.remove(handshake);
+    moveToBucket(host, count, count - 1);
+    if (host.handshakes.empty()) pendingHosts.erase(host.host);
+    // Cancels the handshake if it is still under way, closing its connection.
+    pending.erase(id);
   }
-  pending = kj::mv(live);
+}
+
+void Server::moveToBucket(PendingHost& host, size_t from, size_t to) {
+  if (from > 0) buckets[from].remove(host);
+  if (to > 0) buckets[to].add(host);
+  if (to > fullestBucket) fullestBucket = to;
+}
+
+void Server::evictOldestFrom(PendingHost& host, kj::StringPtr why) {
+  auto& oldest = host.handshakes.front();
+  logRefusal("dropped TLS handshake peer=", oldest.peer, ": the oldest of ", why,
+             " handshakes in progress");
+  removeHandshake(oldest.id);
+}
+
+bool Server::refusalAllowed() {
+  auto now = timer.now();
+  bool inWindow = false;
+  KJ_IF_MAYBE (end, refusalWindowEnd) {
+    inWindow = now < *end;
+  }
+  if (!inWindow) {
+    refusalWindowEnd = now + REFUSAL_LOG_WINDOW;
+    refusalsLogged = 0;
+  }
+  if (refusalsLogged < REFUSALS_LOGGED_PER_WINDOW) {
+    ++refusalsLogged;
+    return true;
+  }
+  if (refusalsNotLogged++ == 0) {
+    // The first one not logged: a line at the end of the window says how many there were.
+    tasks.add(timer.atTime(KJ_ASSERT_NONNULL(refusalWindowEnd)).then([this]() {
+      log(refusalsNotLogged, " more refused or dropped connections in the last ",
+          REFUSAL_LOG_WINDOW, " were not logged one by one (at most ", REFUSALS_LOGGED_PER_WINDOW,
+          " per ", REFUSAL_LOG_WINDOW, ")");
+      refusalsNotLogged = 0;
+    }));
+  }
+  return false;
 }
 
 kj::Promise<void> Server::serve(kj::AuthenticatedStream secured, kj::String peer) {
   kj::String user;
   KJ_IF_MAYBE (e, kj::runCatchingExceptions(
                       [&]() { user = tls::ServerTls::peerCommonName(*secured.peerIdentity); })) {
-    log("refused connection peer=", peer, ": ", e->getDescription());
+    logRefusal("refused connection peer=", peer, ": ", e->getDescription());
     return kj::READY_NOW;
   }
   bool admin = isAdmin(user);
@@ -163,14 +217,15 @@ kj::Promise<void> Server::serve(kj::AuthenticatedStream secured, kj::String peer
     return kj::HashMap<kj::String, kj::Own<UserUsage>>::Entry{kj::str(user),
                                                                kj::refcounted<UserUsage>()};
   });
-  if (usage->connections >= MAX_CONNECTIONS_PER_USER) {
+  if (usage->connections >= limits.connectionsPerUser) {
     // Refused before any RPC: the client sees its connection closed.
-    log("refused connection user=", user, " peer=", peer, ": too many connections for this user (limit ",
-        MAX_CONNECTIONS_PER_USER, ")");
+    logRefusal("refused connection user=", user, " peer=", peer,
+               ": too many connections for this user (limit ", limits.connectionsPerUser, ")");
     if (usage->connections == 0) users.erase(user);
     return kj::READY_NOW;
   }
-  auto caller = kj::refcounted<Caller>(kj::str(user), admin, kj::mv(peer), kj::addRef(*usage));
+  auto caller = kj::refcounted<Caller>(kj::str(user), admin, kj::mv(peer), kj::addRef(*usage),
+                                           limits.perConnection);
   auto& callerRef = *caller;
   auto bootstrap = newJobManager(table, log, kj::addRef(*caller));
   auto connection =
@@ -181,10 +236,10 @@ kj::Promise<void> Server::serve(kj::AuthenticatedStream secured, kj::String peer
 }
 
 kj::Promise<void> Server::whenIdle(Caller& caller, uint64_t lastActivity) {
-  return timer.afterDelay(idleTimeout).then([this, &caller, lastActivity]() -> kj::Promise<void> {
+  return timer.afterDelay(limits.idleTimeout).then([this, &caller, lastActivity]() -> kj::Promise<void> {
     if (caller.isIdleSince(lastActivity)) {
       log("closed idle connection user=", caller.user, " peer=", caller.peer, ": no call for ",
-          idleTimeout);
+          limits.idleTimeout);
       return kj::READY_NOW;
     }
     return whenIdle(caller, caller.activity);

@@ -4,6 +4,8 @@
 // system whose bootstrap JobManager is bound to the client certificate's common name.
 
 #include <kj/async-io.h>
+#include <kj/list.h>
+#include <kj/map.h>
 #include <kj/vector.h>
 
 #include "runner/event-log.h"
@@ -22,9 +24,6 @@ namespace runner {
 constexpr size_t MAX_PENDING_HANDSHAKES = 1024;
 constexpr size_t MAX_PENDING_HANDSHAKES_PER_ADDRESS = 64;
 
-// Authenticated connections open at once, and per user: one user cannot take them all.
-constexpr size_t MAX_CONNECTIONS = 1024;
-constexpr size_t MAX_CONNECTIONS_PER_USER = 32;
 
 // Largest RPC message the server reads, in 8-byte words (2 MiB): a spec (at most MAX_SPEC_BYTES)
 // and its framing. A message is received whole before it is read, so this is also what one
@@ -36,9 +35,20 @@ constexpr uint64_t MAX_REQUEST_WORDS = 256 * 1024;
 // from the connection until some return. One call larger than this is still served.
 constexpr size_t CONNECTION_FLOW_LIMIT_WORDS = 32 * 1024;
 
-// A connection with no call being served and no output watch, and that made no call for this
-// long, is closed.
-constexpr kj::Duration IDLE_CONNECTION_TIMEOUT = 5 * kj::MINUTES;
+struct ServerLimits {
+  // Authenticated connections open at once, and per user: one user cannot take them all.
+  size_t connections = 1024;
+  size_t connectionsPerUser = 32;
+  // A connection with no call being served and no output watch, and that made no call for this
+  // long, is closed.
+  kj::Duration idleTimeout = 5 * kj::MINUTES;
+  ConnectionLimits perConnection;
+};
+
+// Refusals (of handshakes, connections) logged one by one per REFUSAL_LOG_WINDOW; past that they
+// are counted, and one line per window says how many were not logged.
+constexpr size_t REFUSALS_LOGGED_PER_WINDOW = 20;
+constexpr kj::Duration REFUSAL_LOG_WINDOW = 10 * kj::SECONDS;
 
 // How long runnerd waits before accepting again after accept() failed.
 constexpr kj::Duration ACCEPT_RETRY_DELAY = 100 * kj::MILLISECONDS;
@@ -47,9 +57,8 @@ class Server {
  public:
   // `admins` are the user names that may stop and read every job.
   // `timer` paces retries after a failed accept().
-  // `idleTimeout`: see IDLE_CONNECTION_TIMEOUT (tests shorten it).
   Server(JobTable& table, tls::ServerTls& tls, kj::Timer& timer, EventLog& log,
-         kj::Array<kj::String> admins, kj::Duration idleTimeout = IDLE_CONNECTION_TIMEOUT);
+         kj::Array<kj::String> admins, ServerLimits limits = ServerLimits());
   ~Server() noexcept(false);
   KJ_DISALLOW_COPY(Server);
 
@@ -63,21 +72,40 @@ class Server {
   kj::Timer& timer;
   EventLog& log;
   kj::Array<kj::String> admins;
-  kj::Duration idleTimeout;
+  ServerLimits limits;
   size_t connections = 0;
   // Users with at least one connection.
   kj::HashMap<kj::String, kj::Own<UserUsage>> users;
 
-  // A TLS handshake under way, oldest first in `pending`. Destroying one cancels the handshake
-  // and closes its connection.
+  // The TLS handshakes under way, by address. Admitting, finishing and evicting one costs O(1)
+  // whatever the number of addresses: each address keeps its own oldest-first list, and the
+  // addresses are kept in buckets by how many handshakes they hold (at most
+  // MAX_PENDING_HANDSHAKES_PER_ADDRESS), the fullest found from the top.
+  struct PendingHost;
   struct PendingHandshake {
+    uint64_t id;
     kj::String peer;
-    // The peer's address without its port.
-    kj::String host;
+    PendingHost* host;
+    kj::ListLink<PendingHandshake> link;
+    // Destroying it cancels the handshake and closes its connection.
     kj::Promise<void> task = nullptr;
-    bool done = false;
   };
-  kj::Vector<kj::Own<PendingHandshake>> pending;
+  struct PendingHost {
+    kj::String host;
+    kj::List<PendingHandshake, &PendingHandshake::link> handshakes;
+    kj::ListLink<PendingHost> bucketLink;
+  };
+  kj::HashMap<uint64_t, kj::Own<PendingHandshake>> pending;
+  kj::HashMap<kj::StringPtr, kj::Own<PendingHost>> pendingHosts;
+  // buckets[n]: the addresses holding n handshakes (n >= 1).
+  kj::Array<kj::List<PendingHost, &PendingHost::bucketLink>> buckets;
+  size_t fullestBucket = 0;
+  uint64_t nextHandshakeId = 0;
+
+  // Refusals logged in the current window, and those that were not.
+  size_t refusalsLogged = 0;
+  size_t refusalsNotLogged = 0;
+  kj::Maybe<kj::TimePoint> refusalWindowEnd;
 
   LoggedTaskErrors errorHandler;
   kj::TaskSet tasks;
@@ -86,12 +114,20 @@ class Server {
 
   void handshake(kj::AuthenticatedStream stream);
   kj::Promise<void> serve(kj::AuthenticatedStream secured, kj::String peer);
-  // Resolves once the connection of `caller` has been idle for idleTimeout.
+  // Resolves once the connection of `caller` has been idle for limits.idleTimeout.
   kj::Promise<void> whenIdle(Caller& caller, uint64_t lastActivity);
-  // Forgets the handshakes that have finished (from outside their own continuations).
-  void sweepHandshakes();
-  // Cancels the oldest pending handshake from `host`, to make room.
-  void evictOldestFrom(kj::StringPtr host, kj::StringPtr why);
+  void addHandshake(kj::Own<PendingHandshake> handshake, kj::StringPtr host);
+  // Forgets a handshake (cancelling it if it is still under way).
+  void removeHandshake(uint64_t id);
+  // Cancels the oldest pending handshake of `host`, to make room.
+  void evictOldestFrom(PendingHost& host, kj::StringPtr why);
+  void moveToBucket(PendingHost& host, size_t from, size_t to);
+  // Logs a refusal, or counts it when this window has logged enough.
+  template <typename... Params>
+  void logRefusal(Params&&... params) {
+    if (refusalAllowed()) log(kj::fwd<Params>(params)...);
+  }
+  bool refusalAllowed();
   bool isAdmin(kj::StringPtr user) const;
 };
 

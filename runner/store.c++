@@ -73,6 +73,8 @@ enum Column : int {
   PID_START_TIME,
   UID,
   GID,
+  MAX_OUTPUT_BYTES,
+  OUTPUT_BYTES,
   COLUMN_COUNT
 };
 
@@ -110,6 +112,8 @@ const kj::StringPtr COLUMN_NAMES[] = {
     "pid_start_time",
     "uid",
     "gid",
+    "max_output_bytes",
+    "output_bytes",
 };
 static_assert(kj::size(COLUMN_NAMES) == COLUMN_COUNT, "one name per column");
 
@@ -174,6 +178,12 @@ const kj::StringPtr MIGRATIONS[] = {
         owner TEXT UNIQUE,
         assigned_at INTEGER NOT NULL
       );
+    )"_kj,
+    // Version 3: each job's output limit, and the size of its output once it has ended (-1:
+    // unknown, for jobs that ended before; the file says).
+    R"(
+      ALTER TABLE jobs ADD COLUMN max_output_bytes INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN output_bytes INTEGER NOT NULL DEFAULT -1;
     )"_kj,
 };
 static_assert(kj::size(MIGRATIONS) == Store::SCHEMA_VERSION, "one migration per version");
@@ -311,6 +321,8 @@ void bindRecord(sqlite::Statement& statement, const JobRecord& record,
   statement.bind(PID_START_TIME + 1, asSigned(r.pidStartTime));
   statement.bind(UID + 1, int64_t(r.uid));
   statement.bind(GID + 1, int64_t(r.gid));
+  statement.bind(MAX_OUTPUT_BYTES + 1, int64_t(r.maxOutputBytes));
+  statement.bind(OUTPUT_BYTES + 1, int64_t(r.outputBytes));
 }
 
 JobState readState(kj::StringPtr name) {
@@ -356,6 +368,8 @@ JobRecord readRecord(sqlite::Statement& row) {
   r.pidStartTime = asUnsigned(row.getInt(PID_START_TIME));
   r.uid = row.getInt(UID);
   r.gid = row.getInt(GID);
+  r.maxOutputBytes = uint64_t(row.getInt(MAX_OUTPUT_BYTES));
+  r.outputBytes = uint64_t(row.getInt(OUTPUT_BYTES));
   return r;
 }
 

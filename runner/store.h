@@ -41,7 +41,7 @@ struct OwnerUid {
 class Store {
  public:
   // The schema version this code writes, kept in `PRAGMA user_version`.
-  static constexpr int SCHEMA_VERSION = 2;
+  static constexpr int SCHEMA_VERSION = 3;
 
   // The error given to a job that was running when runnerd went away and is gone now.
   static constexpr kj::StringPtr LOST_ERROR =

@@ -94,6 +94,11 @@ struct JobSpec {
 
   executor @6 :Text;
   # Empty: the server's default executor.
+
+  maxOutputBytes @7 :UInt64;
+  # The most output the job may write; 0: the server's limit (runnerd --max-output), which a
+  # larger value cannot exceed. A job that reaches it is killed and ends `stopped`, with
+  # `error` saying so.
 }
 
 struct EnvVar {
@@ -160,7 +165,8 @@ struct JobInfo {
   # ...and that process was the job's main process.
 
   error @9 :Text;
-  # Why the job failed to start (`failed`) or why it was lost, in one line.
+  # Why the job failed to start (`failed`), why it was lost, or why runnerd stopped it (a
+  # `stopped` job that reached its output limit), in one line.
 
   createdAt @10 :Int64;
   startedAt @11 :Int64;
@@ -184,6 +190,9 @@ struct JobInfo {
   uid @20 :UInt32;
   gid @21 :UInt32;
   # The Unix identity the job runs (ran) as; 0 for a job that failed before one was chosen.
+
+  maxOutputBytes @22 :UInt64;
+  # The output limit that applies to the job; 0 for a job recorded before limits existed.
 }
 
 struct Usage {
