@@ -90,12 +90,20 @@ int startRate(const Options& options) {
   Samples listing;
   uint64_t listed = 0;
   for (uint64_t i = 0; i < listRuns; i++) {
-    auto request = connection.manager.listRequest();
-    request.initFilter().setAllUsers(true);
+    // Every page, as runctl list --all reads them.
     double listBegin = now();
-    auto response = request.send().wait(io.waitScope);
+    listed = 0;
+    kj::String after;
+    do {
+      auto request = connection.manager.listRequest();
+      auto filter = request.initFilter();
+      filter.setAllUsers(true);
+      filter.setAfter(after);
+      auto response = request.send().wait(io.waitScope);
+      listed += response.getJobs().size();
+      after = kj::str(response.getNext());
+    } while (after.size() > 0);
     listing.add(now() - listBegin);
-    listed = response.getJobs().size();
   }
 
   JsonObject out;

@@ -171,11 +171,29 @@ int stopJob(CommandIo& cmd, kj::StringPtr id, uint32_t graceMillis) {
 }
 
 int listJobs(CommandIo& cmd, bool allUsers, bool json) {
-  auto request = cmd.connection.jobManager().listRequest();
-  request.initFilter().setAllUsers(allUsers);
-  auto response = request.send().wait(cmd.io.waitScope);
-  auto jobs = response.getJobs();
-  writeStdout(json ? jobListJson(jobs) : formatJobTable(jobs));
+  // The server answers a page at a time; the pages are gathered into one list.
+  kj::Vector<capnp::Response<api::JobManager::ListResults>> pages;
+  size_t count = 0;
+  kj::String after;
+  for (;;) {
+    auto request = cmd.connection.jobManager().listRequest();
+    auto filter = request.initFilter();
+    filter.setAllUsers(allUsers);
+    filter.setAfter(after);
+    auto page = request.send().wait(cmd.io.waitScope);
+    count += page.getJobs().size();
+    after = kj::str(page.getNext());
+    pages.add(kj::mv(page));
+    if (after.size() == 0) break;
+  }
+  capnp::MallocMessageBuilder message;
+  auto jobs = message.initRoot<api::JobManager::ListResults>().initJobs(count);
+  size_t i = 0;
+  for (auto& page : pages) {
+    for (auto info : page.getJobs()) jobs.setWithCaveats(i++, info);
+  }
+  auto all = jobs.asReader();
+  writeStdout(json ? jobListJson(all) : formatJobTable(all));
   return EXIT_OK;
 }
 

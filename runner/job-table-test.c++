@@ -307,5 +307,141 @@ TEST(JobTable, OrphanStillRunningAfterARestartIsKilledAndLost) {
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
+// Stored jobs, as a restarted server finds them: `count` ended jobs, every third bob's, the
+// others alice's; every fifth failed.
+kj::Vector<kj::String> storeEndedJobs(Store& store, size_t count) {
+  kj::Vector<kj::String> ids;
+  for (size_t i = 0; i < count; i++) {
+    JobRecord rec;
+    rec.id = newJobId();
+    rec.owner = kj::str(i % 3 == 0 ? "bob" : "alice");
+    rec.command = kj::str("/bin/true");
+    rec.args = kj::heapArray<kj::String>(0);
+    rec.workingDir = kj::str("/");
+    rec.executor = kj::str("local");
+    rec.state = i % 5 == 0 ? JobState::FAILED : JobState::EXITED;
+    rec.createdAt = rec.startedAt = rec.endedAt = 1;
+    rec.outputBytes = 0;
+    store.insert(rec);
+    ids.add(kj::mv(rec.id));
+  }
+  return ids;
+}
+
+// Every page of `query` from the first, checking each page's bounds.
+kj::Vector<kj::String> listAll(JobTable& table, ListQuery query) {
+  kj::Vector<kj::String> ids;
+  kj::String after;
+  for (int pages = 0;; pages++) {
+    KJ_ASSERT(pages < 1000, "paging does not end");
+    query.after = after;
+    auto page = table.list(query);
+    EXPECT_LE(page.jobs.size(), LIST_PAGE_JOBS);
+    for (auto job : page.jobs) ids.add(kj::str(job->id()));
+    KJ_IF_MAYBE (next, page.next) {
+      after = kj::mv(*next);
+    } else {
+      return ids;
+    }
+  }
+}
+
+TEST(JobTable, ListPagesThroughEveryStoredJobInOrder) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  kj::Vector<kj::String> stored;
+  {
+    Harness h(dir);
+    stored = storeEndedJobs(*h.store, 2500);
+  }
+  Harness h(dir);
+  auto all = listAll(*h.table, ListQuery{});
+  ASSERT_EQ(all.size(), stored.size());
+  for (auto i : kj::indices(stored)) EXPECT_EQ(all[i], stored[i]);
+
+  ListQuery mine;
+  mine.owner = "bob"_kj;
+  auto bobs = listAll(*h.table, mine);
+  EXPECT_EQ(bobs.size(), 834u);
+  EXPECT_EQ(bobs[0], stored[0]);
+  EXPECT_EQ(bobs[833], stored[2499]);
+
+  ListQuery failed;
+  failed.states = 1u << uint(JobState::FAILED);
+  auto failures = listAll(*h.table, failed);
+  EXPECT_EQ(failures.size(), 500u);
+  EXPECT_EQ(failures[1], stored[5]);
+
+  // The newest 1,200 of alice's, over two pages.
+  ListQuery newest;
+  newest.owner = "alice"_kj;
+  newest.limit = 1200;
+  auto last = listAll(*h.table, newest);
+  kj::Vector<kj::StringPtr> alices;
+  for (auto i : kj::indices(stored)) {
+    if (i % 3 != 0) alices.add(stored[i]);
+  }
+  ASSERT_EQ(last.size(), 1200u);
+  for (auto i : kj::indices(last)) EXPECT_EQ(last[i], alices[alices.size() - 1200 + i]);
+}
+
+TEST(JobTable, ListRefusesCursorsItDidNotMake) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  {
+    Harness h(dir);
+    storeEndedJobs(*h.store, 1500);
+  }
+  Harness h(dir);
+  auto first = h.table->list(ListQuery{});
+  auto next = kj::str(KJ_ASSERT_NONNULL(first.next));
+  for (kj::StringPtr bad : {"x"_kj, "1"_kj, "1.0"_kj, "-1.0.all"_kj, "01.0.all"_kj, "9999.0.all"_kj,
+                            "1.0.own"_kj, "1.99999999999.all"_kj, "1.0.all.x"_kj}) {
+    ListQuery query;
+    query.after = bad;
+    EXPECT_ANY_THROW(h.table->list(query)) << bad.cStr();
+  }
+  // A cursor of everyone's jobs is not one of an owner's.
+  ListQuery mine;
+  mine.owner = "alice"_kj;
+  mine.after = next;
+  EXPECT_ANY_THROW(h.table->list(mine));
+}
+
+TEST(JobTable, ListPagesBoundTheAnswerSize) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  {
+    Harness h(dir);
+    // 12 jobs with 1 MiB of arguments each: no page may hold more than 4 MiB of them.
+    for (int i = 0; i < 12; i++) {
+      JobRecord rec;
+      rec.id = newJobId();
+      rec.owner = kj::str("alice");
+      rec.command = kj::str("/bin/echo");
+      rec.args = kj::heapArray<kj::String>(1);
+      rec.args[0] = kj::heapString(1024 * 1024);
+      memset(rec.args[0].begin(), 'x', rec.args[0].size());
+      rec.workingDir = kj::str("/");
+      rec.executor = kj::str("local");
+      rec.state = JobState::EXITED;
+      h.store->insert(rec);
+    }
+  }
+  Harness h(dir);
+  size_t seen = 0;
+  ListQuery query;
+  kj::String after;
+  do {
+    query.after = after;
+    auto page = h.table->list(query);
+    EXPECT_GE(page.jobs.size(), 1u);
+    EXPECT_LE(page.jobs.size(), 4u);
+    seen += page.jobs.size();
+    after = page.next == nullptr ? kj::str() : kj::mv(KJ_ASSERT_NONNULL(page.next));
+  } while (after.size() > 0);
+  EXPECT_EQ(seen, 12u);
+}
+
 }  // namespace
 }  // namespace runner

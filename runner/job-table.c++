@@ -241,8 +241,127 @@ Job& JobTable::add(JobRecord record) {
   auto job = kj::heap<Job>(*this, kj::mv(record), kj::mv(path));
   auto& ref = *job;
   order.add(&ref);
+  byOwner.findOrCreate(ref.rec.owner, [&]() {
+    return kj::HashMap<kj::StringPtr, kj::Vector<Job*>>::Entry{ref.rec.owner, {}};
+  }).add(&ref);
   jobs.insert(ref.rec.id, kj::mv(job));
   return ref;
+}
+
+namespace {
+
+// A page cursor: "<position>.<remaining>.<selection>", where position indexes the selection's
+// sequence of jobs (every job, or one owner's), remaining is how many more jobs `limit` allows
+// (0: no limit) and selection is "all" or "own", so that a cursor is never read against the
+// other sequence.
+struct Cursor {
+  size_t position;
+  uint32_t remaining;
+};
+
+kj::String formatCursor(Cursor cursor, bool all) {
+  return kj::str(cursor.position, '.', cursor.remaining, '.', all ? "all" : "own");
+}
+
+// A decimal number without sign or leading zeros (but "0"), at most `max`.
+kj::Maybe<uint64_t> parseDecimal(kj::ArrayPtr<const char> text, uint64_t max) {
+  if (text.size() == 0 || text.size() > 19 || (text.size() > 1 && text[0] == '0')) return nullptr;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return nullptr;
+    value = value * 10 + uint64_t(c - '0');
+  }
+  if (value > max) return nullptr;
+  return value;
+}
+
+kj::Maybe<Cursor> parseCursor(kj::StringPtr text, bool all) {
+  auto firstDot = text.findFirst('.');
+  auto lastDot = text.findLast('.');
+  if (firstDot == nullptr || lastDot == nullptr) return nullptr;
+  size_t first = KJ_ASSERT_NONNULL(firstDot), last = KJ_ASSERT_NONNULL(lastDot);
+  if (first == last || text.slice(last + 1) != (all ? "all" : "own")) return nullptr;
+  auto position = parseDecimal(text.slice(0, first), kj::maxValue);
+  auto remaining = parseDecimal(kj::arrayPtr(text.begin() + first + 1, text.begin() + last),
+                                0xffffffffu);
+  KJ_IF_MAYBE (p, position) {
+    KJ_IF_MAYBE (r, remaining) {
+      return Cursor{size_t(*p), uint32_t(*r)};
+    }
+  }
+  return nullptr;
+}
+
+// Approximately what one JobInfo costs on the wire.
+size_t estimatedInfoBytes(const JobRecord& rec) {
+  size_t bytes = 512 + rec.id.size() + rec.owner.size() + rec.command.size() + rec.error.size() +
+                 rec.workingDir.size() + rec.executor.size() + rec.placement.cgroupPath.size() +
+                 rec.placement.ioDevice.size();
+  for (auto& arg : rec.args) bytes += arg.size() + 16;
+  return bytes;
+}
+
+}  // namespace
+
+ListPage JobTable::list(const ListQuery& query) const {
+  ListPage page;
+  bool all = query.owner == nullptr;
+  kj::ArrayPtr<Job* const> jobs = order;
+  KJ_IF_MAYBE (owner, query.owner) {
+    KJ_IF_MAYBE (own, byOwner.find(*owner)) {
+      jobs = *own;
+    } else {
+      jobs = nullptr;
+    }
+  }
+  auto selected = [&](const Job& job) {
+    return query.states == 0 || (query.states & (1u << uint(job.rec.state))) != 0;
+  };
+
+  Cursor cursor{0, query.limit};
+  size_t scanned = 0;
+  if (query.after.size() > 0) {
+    KJ_IF_MAYBE (parsed, parseCursor(query.after, all)) {
+      cursor = *parsed;
+    } else {
+      KJ_FAIL_REQUIRE("invalid list cursor: pass the `next` of the previous page, with the same "
+                      "filter");
+    }
+    KJ_REQUIRE(cursor.position <= jobs.size(), "invalid list cursor: pass the `next` of the "
+               "previous page, with the same filter");
+  } else if (query.limit > 0) {
+    // The newest `limit` selected jobs start where a backward scan finds the limit-th of them.
+    size_t position = jobs.size();
+    uint32_t found = 0;
+    while (position > 0 && found < query.limit && scanned < LIST_SCAN_JOBS) {
+      --position;
+      ++scanned;
+      if (selected(*jobs[position])) ++found;
+    }
+    cursor.position = position;
+  }
+
+  size_t bytes = 0;
+  size_t position = cursor.position;
+  while (position < jobs.size() && scanned < LIST_SCAN_JOBS) {
+    if (cursor.remaining == 0 && query.limit > 0) break;
+    auto& job = *jobs[position];
+    if (selected(job)) {
+      size_t size = estimatedInfoBytes(job.rec);
+      if (page.jobs.size() == LIST_PAGE_JOBS ||
+          (page.jobs.size() > 0 && bytes + size > LIST_PAGE_BYTES)) {
+        break;
+      }
+      page.jobs.add(&job);
+      bytes += size;
+      if (query.limit > 0) --cursor.remaining;
+    }
+    ++position;
+    ++scanned;
+  }
+  bool more = position < jobs.size() && !(query.limit > 0 && cursor.remaining == 0);
+  if (more) page.next = formatCursor(Cursor{position, cursor.remaining}, all);
+  return page;
 }
 
 void JobTable::load() {

@@ -105,6 +105,29 @@ class Job {
   kj::Promise<void> enforceOutputLimit();
 };
 
+// What `list` selects (see schema/runner.capnp's ListFilter).
+struct ListQuery {
+  // Only this owner's jobs; nullptr: everyone's.
+  kj::Maybe<kj::StringPtr> owner;
+  // Bit (1 << JobState) set for each state wanted; 0: any.
+  uint32_t states = 0;
+  // The newest this many; 0: all.
+  uint32_t limit = 0;
+  // The `next` of the previous page, or empty.
+  kj::StringPtr after;
+};
+
+struct ListPage {
+  kj::Vector<Job*> jobs;
+  // Where the next page starts; nullptr when this is the last.
+  kj::Maybe<kj::String> next;
+};
+
+// The bounds of one page of `list`: jobs, their estimated size on the wire, and jobs looked at.
+constexpr size_t LIST_PAGE_JOBS = 1000;
+constexpr size_t LIST_PAGE_BYTES = 4 * 1024 * 1024;
+constexpr size_t LIST_SCAN_JOBS = 100000;
+
 class JobTable {
  public:
   JobTable(JobTableConfig config, executors::ExecutorSet& executors, Store& store, kj::Timer& timer,
@@ -131,6 +154,10 @@ class JobTable {
   // All jobs in the order they were created.
   kj::ArrayPtr<Job* const> all() const { return order; }
 
+  // One page of the jobs `query` selects, oldest first. Costs O(page + LIST_SCAN_JOBS) whatever
+  // the number of stored jobs. Throws for a `query.after` this table did not make.
+  ListPage list(const ListQuery& query) const;
+
   const JobTableConfig& config() const { return cfg; }
 
  private:
@@ -145,6 +172,8 @@ class JobTable {
   EventLog& log;
   kj::HashMap<kj::StringPtr, kj::Own<Job>> jobs;
   kj::Vector<Job*> order;
+  // Each owner's jobs in the order they were created.
+  kj::HashMap<kj::StringPtr, kj::Vector<Job*>> byOwner;
   // Jobs running or starting, per owner (owners with none are not in it).
   kj::HashMap<kj::String, uint32_t> running;
   LoggedTaskErrors errorHandler;

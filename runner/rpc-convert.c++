@@ -71,6 +71,25 @@ api::State toApiState(JobState state) {
   KJ_UNREACHABLE;
 }
 
+JobState fromApiState(api::State state) {
+  switch (state) {
+    case api::State::RUNNING:
+      return JobState::RUNNING;
+    case api::State::EXITED:
+      return JobState::EXITED;
+    case api::State::KILLED:
+      return JobState::KILLED;
+    case api::State::STOPPED:
+      return JobState::STOPPED;
+    case api::State::FAILED:
+      return JobState::FAILED;
+    case api::State::LOST:
+      return JobState::LOST;
+  }
+  // A state a newer client knows and this server does not.
+  KJ_FAIL_REQUIRE(kj::str("unknown job state ", uint(state), " in the list filter"));
+}
+
 void fillJobInfo(api::JobInfo::Builder info, const Job& job) {
   auto& rec = job.record();
   info.setId(rec.id);

@@ -20,5 +20,7 @@ void fillJobInfo(api::JobInfo::Builder info, const Job& job);
 StartRequest toStartRequest(api::JobSpec::Reader spec);
 
 api::State toApiState(JobState state);
+// Throws for a state this server does not know.
+JobState fromApiState(api::State state);
 
 }  // namespace runner

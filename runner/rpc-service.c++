@@ -241,6 +241,9 @@ class JobImpl final : public api::Job::Server {
   }
 };
 
+// Entries a list filter's `states` may have (there are 6 states).
+constexpr size_t MAX_LIST_STATES = 16;
+
 class JobManagerImpl final : public api::JobManager::Server {
  public:
   JobManagerImpl(JobTable& table, EventLog& log, kj::Own<Caller> caller)
@@ -272,23 +275,23 @@ class JobManagerImpl final : public api::JobManager::Server {
   kj::Promise<void> list(ListContext context) override {
     ++caller->activity;
     auto filter = context.getParams().getFilter();
+    ListQuery query;
+    if (!filter.getAllUsers()) query.owner = caller->user;
     auto states = filter.getStates();
-    kj::Vector<Job*> selected;
-    for (auto job : table.all()) {
-      if (!filter.getAllUsers() && job->record().owner != caller->user) continue;
-      if (states.size() > 0) {
-        bool match = false;
-        for (auto state : states) match = match || toApiState(job->record().state) == state;
-        if (!match) continue;
-      }
-      selected.add(job);
+    if (states.size() > MAX_LIST_STATES) {
+      KJ_FAIL_REQUIRE(kj::str("too many states in the list filter (", states.size(),
+                              "; at most ", MAX_LIST_STATES, ")"));
     }
-    auto jobs = selected.asPtr();
-    if (filter.getLimit() > 0 && jobs.size() > filter.getLimit()) {
-      jobs = jobs.slice(jobs.size() - filter.getLimit(), jobs.size());
+    for (auto state : states) query.states |= 1u << uint(fromApiState(state));
+    query.limit = filter.getLimit();
+    query.after = filter.getAfter();
+    auto page = table.list(query);
+    auto results = context.getResults();
+    auto out = results.initJobs(page.jobs.size());
+    for (auto i : kj::indices(page.jobs)) fillJobInfo(out[i], *page.jobs[i]);
+    KJ_IF_MAYBE (next, page.next) {
+      results.setNext(*next);
     }
-    auto out = context.getResults().initJobs(jobs.size());
-    for (auto i : kj::indices(jobs)) fillJobInfo(out[i], *jobs[i]);
     return kj::READY_NOW;
   }
 

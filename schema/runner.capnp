@@ -22,8 +22,11 @@ interface JobManager {
   # The job with this id; throws "job not found" for an unknown id. The owner and admins
   # receive a full Job; anyone else a read-only one.
 
-  list @2 (filter :ListFilter) -> (jobs :List(JobInfo));
-  # Jobs in order of creation, oldest first.
+  list @2 (filter :ListFilter) -> (jobs :List(JobInfo), next :Text);
+  # Jobs in order of creation, oldest first, a page at a time: at most 1,000 jobs or 4 MiB of
+  # them per answer, and fewer when the server looked through 100,000 stored jobs for this page
+  # without filling it. An empty `next` means there are no more; otherwise pass it as
+  # `filter.after`, with the rest of the filter unchanged, for the next page.
 
   whoami @3 () -> (user :Text, admin :Bool);
   # The identity this connection is bound to.
@@ -34,10 +37,14 @@ struct ListFilter {
   # false: only the caller's jobs; true: every user's jobs.
 
   states @1 :List(State);
-  # Empty: any state.
+  # Empty: any state. At most 16 entries.
 
   limit @2 :UInt32;
-  # At most this many (the newest ones); 0 means no limit.
+  # At most this many (the newest ones, among the newest 100,000 of the selection); 0 means no
+  # limit.
+
+  after @3 :Text;
+  # Empty: from the first job. Otherwise the `next` of the previous page.
 }
 
 interface Job {
