@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "executors/spawn.h"
+#include "runner/printable.h"
 #include "runner/store.h"
 
 namespace runner {
@@ -396,7 +397,8 @@ kj::Array<kj::String> JobTable::buildEnvironment(kj::ArrayPtr<const kj::String> 
     requireNoNul(entry, "environment");
     auto name = envName(entry);
     if (name.size() == 0 || name.size() == entry.size()) {
-      KJ_FAIL_REQUIRE(kj::str("environment entries must look like NAME=value: ", entry));
+      KJ_FAIL_REQUIRE(
+          kj::str("environment entries must look like NAME=value: ", printable(entry)));
     }
     bool replaced = false;
     for (auto& existing : env) {
@@ -429,7 +431,7 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   requireNoNul(request.workingDir, "working directory");
   if (request.workingDir.size() > 0 && !request.workingDir.startsWith("/")) {
     KJ_FAIL_REQUIRE(
-        kj::str("the working directory must be an absolute path: ", request.workingDir));
+        kj::str("the working directory must be an absolute path: ", printable(request.workingDir)));
   }
 
   auto executorName =
@@ -438,7 +440,7 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   KJ_IF_MAYBE (found, executors.find(executorName)) {
     executor = found;
   } else {
-    KJ_FAIL_REQUIRE(kj::str("unknown executor '", executorName,
+    KJ_FAIL_REQUIRE(kj::str("unknown executor '", printable(executorName),
                             "' (known: ", kj::strArray(executors.names(), ", "), ")"));
   }
 
@@ -495,7 +497,6 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
       [this, owner = kj::str(owner), record = kj::mv(record), output = kj::mv(output),
        outputFd = kj::mv(outputFd),
        slot = kj::mv(slot)](executors::LaunchResult&& result) mutable -> Job* {
-        output->keep();
         record.startedAt = nowMillis();
 
         kj::Maybe<kj::Own<executors::Process>> process;
@@ -521,7 +522,10 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
         // follows.
         kj::Maybe<kj::Own<OutputWatcher::Watch>> watch;
         if (process != nullptr) watch = watcher.watch(output->path);
+        // A job whose record cannot be written is nowhere: its process dies with `process` and
+        // its output file with `output`.
         store.insert(record);
+        output->keep();
         auto& job = add(kj::mv(record));
 
         KJ_IF_MAYBE (proc, process) {

@@ -123,9 +123,11 @@ struct ListPage {
   kj::Maybe<kj::String> next;
 };
 
-// The bounds of one page of `list`: jobs, their estimated size on the wire, and jobs looked at.
+// The bounds of one page of `list`: jobs, their estimated size on the wire (the RPC system sends
+// no message larger than it would read, 2 MiB; one job of the largest spec still fits), and jobs
+// looked at.
 constexpr size_t LIST_PAGE_JOBS = 1000;
-constexpr size_t LIST_PAGE_BYTES = 4 * 1024 * 1024;
+constexpr size_t LIST_PAGE_BYTES = 1024 * 1024;
 constexpr size_t LIST_SCAN_JOBS = 100000;
 
 class JobTable {

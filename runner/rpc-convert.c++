@@ -2,46 +2,11 @@
 
 #include <kj/debug.h>
 
+#include "runner/printable.h"
+
 namespace runner {
 
 namespace {
-
-bool isValidUtf8(kj::ArrayPtr<const char> text) {
-  auto bytes = text.asBytes();
-  for (size_t i = 0; i < bytes.size();) {
-    kj::byte lead = bytes[i];
-    size_t extra;
-    uint32_t minimum;
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    } else if ((lead & 0xe0) == 0xc0) {
-      extra = 1;
-      minimum = 0x80;
-    } else if ((lead & 0xf0) == 0xe0) {
-      extra = 2;
-      minimum = 0x800;
-    } else if ((lead & 0xf8) == 0xf0) {
-      extra = 3;
-      minimum = 0x10000;
-    } else {
-      return false;
-    }
-    if (i + extra >= bytes.size()) return false;
-    uint32_t codePoint = lead & (0x3f >> extra);
-    for (size_t k = 1; k <= extra; k++) {
-      if ((bytes[i + k] & 0xc0) != 0x80) return false;
-      codePoint = (codePoint << 6) | (bytes[i + k] & 0x3f);
-    }
-    // Overlong forms, UTF-16 surrogates and values past U+10FFFF are not UTF-8.
-    if (codePoint < minimum || (codePoint >= 0xd800 && codePoint <= 0xdfff) ||
-        codePoint > 0x10ffff) {
-      return false;
-    }
-    i += extra + 1;
-  }
-  return true;
-}
 
 void fillLimits(api::Limits::Builder out, const executors::Limits& limits) {
   out.setCpuMillicores(limits.cpuMillicores);
@@ -151,7 +116,7 @@ StartRequest toStartRequest(api::JobSpec::Reader spec) {
   request.env = KJ_MAP(var, env) {
     auto name = var.getName();
     if (name.size() == 0 || name.findFirst('=') != nullptr) {
-      KJ_FAIL_REQUIRE(kj::str("invalid environment variable name: '", name, "'"));
+      KJ_FAIL_REQUIRE(kj::str("invalid environment variable name: '", printable(name), "'"));
     }
     return kj::str(text(name, "environment"), '=', text(var.getValue(), "environment"));
   };
@@ -171,7 +136,7 @@ StartRequest toStartRequest(api::JobSpec::Reader spec) {
   request.isolation.pid = isolation.getPid();
   request.isolation.mount = isolation.getMount();
   request.isolation.net = isolation.getNet();
-  request.executor = kj::str(spec.getExecutor());
+  request.executor = text(spec.getExecutor(), "executor");
   return request;
 }
 

@@ -3,6 +3,7 @@
 #include <kj/debug.h>
 
 #include "runner/follower.h"
+#include "runner/printable.h"
 #include "runner/rpc-convert.h"
 
 namespace runner {
@@ -266,10 +267,12 @@ class JobManagerImpl final : public api::JobManager::Server {
     requireRoomForJobCapability();
     auto id = context.getParams().getId();
     KJ_IF_MAYBE(job, table.find(id)) {
-      context.getResults().setJob(newJob(*job));
+      // A small first segment: the RPC system keeps the results until the client finishes the
+      // call, and the default one is 8 KiB.
+      context.getResults(capnp::MessageSize{4, 1}).setJob(newJob(*job));
       return kj::READY_NOW;
     }
-    kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str("job not found: ", id)));
+    kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str("job not found: ", printable(id))));
   }
 
   kj::Promise<void> list(ListContext context) override {

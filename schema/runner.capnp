@@ -23,8 +23,8 @@ interface JobManager {
   # receive a full Job; anyone else a read-only one.
 
   list @2 (filter :ListFilter) -> (jobs :List(JobInfo), next :Text);
-  # Jobs in order of creation, oldest first, a page at a time: at most 1,000 jobs or 4 MiB of
-  # them per answer, and fewer when the server looked through 100,000 stored jobs for this page
+  # Jobs in order of creation, oldest first, a page at a time: at most 1,000 jobs or 1 MiB of
+  # them per answer (but always one), and fewer when the server looked through 100,000 stored jobs for this page
   # without filling it. An empty `next` means there are no more; otherwise pass it as
   # `filter.after`, with the rest of the filter unchanged, for the next page.
 

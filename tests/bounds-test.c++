@@ -1,0 +1,481 @@
+// Attacks on runnerd's resources, each at a bounded scale, through the public API: what one
+// client (signed in or not) sends or fails to read must cost runnerd bounded memory,
+// descriptors and CPU, and another user must go on being served (README's Limits).
+
+#include <capnp/rpc-twoparty.h>
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <kj/debug.h>
+#include <kj/io.h>
+#include <kj/vector.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/e2e-support.h"
+
+namespace runner {
+namespace {
+
+using namespace testing;
+
+double now() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+// How long another user waits for `whoami`, in seconds.
+double whoamiLatency(RunnerdFixture& f, RunnerdFixture::Client& client) {
+  double begin = now();
+  auto response = client.manager.whoamiRequest().send().wait(f.io.waitScope);
+  EXPECT_NE(response.getUser(), "");
+  return now() - begin;
+}
+
+void sleepFor(RunnerdFixture& f, kj::Duration duration) {
+  f.io.provider->getTimer().afterDelay(duration).wait(f.io.waitScope);
+}
+
+size_t countFiles(kj::StringPtr dir) {
+  size_t count = 0;
+  DIR* d = opendir(dir.cStr());
+  if (d == nullptr) return 0;
+  while (auto entry = readdir(d)) count += entry->d_name[0] != '.';
+  closedir(d);
+  return count;
+}
+
+// A stream that never delivers what the server sends: a client that does not read.
+class NeverRead final : public kj::AsyncIoStream {
+ public:
+  explicit NeverRead(kj::Own<kj::AsyncIoStream> inner) : inner(kj::mv(inner)) {}
+  kj::Promise<size_t> tryRead(void*, size_t, size_t) override { return kj::NEVER_DONE; }
+  kj::Promise<void> write(const void* buffer, size_t size) override {
+    return inner->write(buffer, size);
+  }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    return inner->write(pieces);
+  }
+  kj::Promise<void> whenWriteDisconnected() override { return inner->whenWriteDisconnected(); }
+  void shutdownWrite() override { inner->shutdownWrite(); }
+
+ private:
+  kj::Own<kj::AsyncIoStream> inner;
+};
+
+// A connection of `user` whose client never reads a reply.
+struct DeafClient {
+  kj::Own<tls::ClientTls> tls;
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyClient> rpc;
+  api::JobManager::Client manager = nullptr;
+
+  DeafClient(RunnerdFixture& f, kj::StringPtr user)
+      : tls(kj::heap<tls::ClientTls>(tls::TlsFiles{f.certPath(user), f.keyPath(user), f.caPath()},
+                                     tls::ClientTls::CertCheck::SKIP)) {
+    auto secured =
+        tls->connect(f.io.provider->getNetwork(), f.address(), "localhost").wait(f.io.waitScope);
+    stream = kj::heap<NeverRead>(kj::mv(secured));
+    rpc = kj::heap<capnp::TwoPartyClient>(*stream);
+    manager = rpc->bootstrap().castAs<api::JobManager>();
+  }
+};
+
+TEST(Bounds, ManyWatchesOfATricklingJobThatAreNeverAcknowledgedHoldLittle) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto mallory = f.connect("alice");
+  auto bob = f.connect("bob");
+  // A byte every 10 ms: each byte is a write to each watch, none ever acknowledged.
+  auto job = startJob(f, *mallory,
+                      {"/bin/sh", "-c", "while :; do printf x; sleep 0.01; done"});
+  size_t before = f.serverRssKib();
+  kj::Vector<capnp::Response<api::Job::WatchOutputResults>> handles;
+  kj::Vector<Collector*> collectors;
+  for (int i = 0; i < 256; i++) {
+    auto collector = kj::heap<Collector>();
+    collector->stall = true;
+    collectors.add(collector.get());
+    auto watch = job.job.watchOutputRequest();
+    watch.setSink(kj::mv(collector));
+    watch.setFollow(true);
+    handles.add(watch.send().wait(f.io.waitScope));
+  }
+  sleepFor(f, 3 * kj::SECONDS);
+  size_t after = f.serverRssKib();
+  KJ_LOG(WARNING, "RSS before and after 256 stalled watches of a trickle (KiB)", before, after);
+  // Before: each 1-byte write held a 256 KiB message (2.9 GB in 6 s).
+  EXPECT_LT(after, before + 48 * 1024) << "runnerd grew by " << (after - before) << " KiB";
+  EXPECT_LT(whoamiLatency(f, *bob), 0.2);
+  size_t delivered = 0;
+  for (auto c : collectors) delivered += c->bytes.size();
+  EXPECT_GT(delivered, 256u) << "the watches received nothing";
+  job.job.stopRequest().send().wait(f.io.waitScope);
+}
+
+TEST(Bounds, PipelinedWaitsCostLittleEachAndAllResolve) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto mallory = f.connect("alice");
+  auto bob = f.connect("bob");
+  auto job = startJob(f, *mallory, {"/bin/sleep", "30"});
+  // Read-only capabilities are enough: bob's view of alice's job.
+  auto get = mallory->manager.getRequest();
+  get.setId(job.id);
+  auto target = get.send().getJob();
+  constexpr int WAITS = 20000;
+  kj::Vector<kj::Promise<void>> waits;
+  for (int i = 0; i < WAITS; i++) {
+    waits.add(target.waitRequest().send().ignoreResult());
+  }
+  sleepFor(f, 500 * kj::MILLISECONDS);
+  // Before: a waiter list rescanned at every wait, 16 s of CPU for 40,000.
+  EXPECT_LT(whoamiLatency(f, *bob), 0.2);
+  double begin = now();
+  auto stop = bob->manager.getRequest();
+  stop.setId(job.id);
+  // bob may not stop it; alice's other connection may.
+  auto owner = f.connect("alice");
+  auto ownGet = owner->manager.getRequest();
+  ownGet.setId(job.id);
+  ownGet.send().getJob().stopRequest().send().wait(f.io.waitScope);
+  kj::joinPromises(waits.releaseAsArray()).wait(f.io.waitScope);
+  double elapsed = now() - begin;
+  KJ_LOG(WARNING, "20,000 pipelined waits resolved after the stop in (s)", elapsed);
+  EXPECT_LT(elapsed, 10.0);
+}
+
+TEST(Bounds, AHugeStatesFilterIsRefusedAtOnce) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto mallory = f.connect("alice");
+  auto bob = f.connect("bob");
+  auto request = mallory->manager.listRequest();
+  auto states = request.initFilter().initStates(900000);
+  for (uint i = 0; i < states.size(); i++) states.set(i, api::State::RUNNING);
+  double begin = now();
+  auto error = errorOf(f, request.send());
+  ASSERT_NE(error, nullptr);
+  EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(error), "too many states")) << KJ_ASSERT_NONNULL(error).cStr();
+  EXPECT_LT(now() - begin, 2.0);
+  EXPECT_LT(whoamiLatency(f, *bob), 0.2);
+  // A filter with each state twice is fine.
+  auto fine = mallory->manager.listRequest();
+  auto some = fine.initFilter().initStates(12);
+  for (uint i = 0; i < 12; i++) some.set(i, static_cast<api::State>(i % 6));
+  EXPECT_EQ(fine.send().wait(f.io.waitScope).getJobs().size(), 0u);
+}
+
+TEST(Bounds, PipelinedCallsWhoseRepliesAreNeverReadHoldLittle) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto bob = f.connect("bob");
+  size_t before = f.serverRssKib();
+  {
+    DeafClient mallory(f, "alice");
+    kj::Vector<kj::Promise<void>> calls;
+    // 20,000: the client's own queue of unsent calls is a chain of promises as deep as it is
+    // long, and destroying a much longer one overflows the test's stack.
+    for (int i = 0; i < 20000; i++) {
+      calls.add(mallory.manager.whoamiRequest().send().ignoreResult().eagerlyEvaluate(nullptr));
+    }
+    sleepFor(f, 3 * kj::SECONDS);
+    size_t after = f.serverRssKib();
+    KJ_LOG(WARNING, "RSS before and after 20,000 whoami never read (KiB)", before, after);
+    // Before: 50,000 took +184 MiB, never given back.
+    EXPECT_LT(after, before + 32 * 1024) << "runnerd grew by " << (after - before) << " KiB";
+    EXPECT_LT(whoamiLatency(f, *bob), 0.2);
+  }
+  // The connection is gone; bob is still served.
+  sleepFor(f, 200 * kj::MILLISECONDS);
+  EXPECT_LT(whoamiLatency(f, *bob), 0.2);
+}
+
+TEST(Bounds, JobCapabilitiesNeverReleasedAreBoundedPerConnection) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto mallory = f.connect("alice");
+  auto job = startJob(f, *mallory, {"/bin/true"});
+  job.job.waitRequest().send().wait(f.io.waitScope);
+  size_t before = f.serverRssKib();
+  // Every answer kept, so none is finished: the server keeps each one's capability.
+  kj::Vector<kj::Promise<capnp::Response<api::JobManager::GetResults>>> held;
+  for (int i = 0; i < 5000; i++) {
+    auto get = mallory->manager.getRequest();
+    get.setId(job.id);
+    held.add(get.send());
+  }
+  size_t refused = 0, served = 0;
+  kj::Vector<capnp::Response<api::JobManager::GetResults>> kept;
+  for (auto& promise : held) {
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { kept.add(promise.wait(f.io.waitScope)); })) {
+      EXPECT_TRUE(contains(e->getDescription(), "too many job capabilities"))
+          << e->getDescription().cStr();
+      ++refused;
+    } else {
+      ++served;
+    }
+  }
+  size_t after = f.serverRssKib();
+  KJ_LOG(WARNING, "RSS before and after 5,000 unfinished gets (KiB)", before, after, served);
+  EXPECT_EQ(served, 1023u);  // the start's capability is the 1,024th
+  EXPECT_EQ(refused, 5000u - 1023u);
+  // Before: 100,000 of them took 1 GiB.
+  EXPECT_LT(after, before + 16 * 1024) << "runnerd grew by " << (after - before) << " KiB";
+  // Released, they make room again.
+  kept.clear();
+  sleepFor(f, 100 * kj::MILLISECONDS);
+  auto again = mallory->manager.getRequest();
+  again.setId(job.id);
+  EXPECT_EQ(again.send().getJob().infoRequest().send().wait(f.io.waitScope).getInfo().getId(),
+            job.id);
+}
+
+TEST(Bounds, HalfSentHugeMessagesAreNotHeld) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto bob = f.connect("bob");
+  size_t before = f.serverRssKib();
+  kj::Vector<kj::Own<kj::AsyncIoStream>> streams;
+  kj::Vector<kj::Own<tls::ClientTls>> contexts;
+  for (int i = 0; i < 20; i++) {
+    contexts.add(kj::heap<tls::ClientTls>(
+        tls::TlsFiles{f.certPath("alice"), f.keyPath("alice"), f.caPath()},
+        tls::ClientTls::CertCheck::SKIP));
+    auto stream = contexts.back()
+                      ->connect(f.io.provider->getNetwork(), f.address(), "localhost")
+                      .wait(f.io.waitScope);
+    // A Cap'n Proto frame of one segment of 4 Mi words (32 MiB), then 1 MiB of it.
+    uint32_t header[2] = {0, 4 * 1024 * 1024};
+    stream->write(header, sizeof(header)).wait(f.io.waitScope);
+    auto body = kj::heapArray<kj::byte>(1024 * 1024);
+    memset(body.begin(), 0, body.size());
+    kj::runCatchingExceptions([&]() { stream->write(body.begin(), body.size()).wait(f.io.waitScope); });
+    streams.add(kj::mv(stream));
+  }
+  sleepFor(f, 500 * kj::MILLISECONDS);
+  size_t after = f.serverRssKib();
+  KJ_LOG(WARNING, "RSS before and after 20 half-sent 32 MiB messages (KiB)", before, after);
+  // Before: +257-623 MiB.
+  EXPECT_LT(after, before + 32 * 1024) << "runnerd grew by " << (after - before) << " KiB";
+  EXPECT_LT(whoamiLatency(f, *bob), 0.2);
+}
+
+TEST(Bounds, OneUserCannotTakeEveryConnection) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  kj::StringPtr flags[] = {"--max-connections-per-user=8", "--admin=admin"};
+  RunnerdFixture f(flags);
+  kj::Vector<kj::Own<RunnerdFixture::Client>> held;
+  for (int i = 0; i < 8; i++) {
+    held.add(f.connect("alice"));
+    EXPECT_LT(whoamiLatency(f, *held.back()), 1.0);
+  }
+  // The ninth is closed before any call is served.
+  auto ninth = f.connect("alice");
+  EXPECT_NE(errorOf(f, ninth->manager.whoamiRequest().send()), nullptr);
+  f.waitForLog("too many connections for this user (limit 8)");
+  // Everyone else, the admin included, still gets in.
+  EXPECT_LT(whoamiLatency(f, *f.connect("bob")), 0.2);
+  EXPECT_LT(whoamiLatency(f, *f.connect("admin")), 0.2);
+  // One of alice's goes, and alice may connect again.
+  held.removeLast();
+  sleepFor(f, 200 * kj::MILLISECONDS);
+  EXPECT_LT(whoamiLatency(f, *f.connect("alice")), 0.5);
+}
+
+TEST(Bounds, IdleConnectionsAreClosedButWaitingOnesAreNot) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  kj::StringPtr flags[] = {"--idle-timeout=1"};
+  RunnerdFixture f(flags);
+  auto idle = f.connect("alice");
+  auto waiting = f.connect("alice");
+  EXPECT_LT(whoamiLatency(f, *idle), 0.5);
+  auto job = startJob(f, *waiting, {"/bin/sleep", "4"});
+  auto wait = job.job.waitRequest().send();
+  sleepFor(f, 3 * kj::SECONDS);
+  f.waitForLog("closed idle connection user=alice");
+  EXPECT_NE(errorOf(f, idle->manager.whoamiRequest().send()), nullptr);
+  auto ended = wait.wait(f.io.waitScope);
+  EXPECT_EQ(ended.getInfo().getState(), api::State::EXITED);
+}
+
+TEST(Bounds, WatchesAreBoundedPerUserAcrossConnections) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  kj::StringPtr flags[] = {"--max-watches-per-user=300"};
+  RunnerdFixture f(flags);
+  auto first = f.connect("alice");
+  auto second = f.connect("alice");
+  auto job = startJob(f, *first, {"/bin/sleep", "30"});
+  auto descriptors = f.serverDescriptors();
+  kj::Vector<capnp::Response<api::Job::WatchOutputResults>> handles;
+  auto watch = [&](RunnerdFixture::Client& client) {
+    auto get = client.manager.getRequest();
+    get.setId(job.id);
+    auto request = get.send().getJob().watchOutputRequest();
+    request.setSink(kj::heap<Collector>());
+    request.setFollow(true);
+    return request.send();
+  };
+  for (int i = 0; i < 200; i++) handles.add(watch(*first).wait(f.io.waitScope));
+  for (int i = 0; i < 100; i++) handles.add(watch(*second).wait(f.io.waitScope));
+  auto error = errorOf(f, watch(*second));
+  ASSERT_NE(error, nullptr);
+  EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(error), "too many output watches for user alice"));
+  // Each watch holds one descriptor, and no more were taken.
+  EXPECT_LE(f.serverDescriptors(), descriptors + 300 + 8);
+  // Another user's watches are their own.
+  auto bob = f.connect("bob");
+  auto own = startJob(f, *bob, {"/bin/echo", "hi"});
+  EXPECT_EQ(readLogs(f, *bob, own.id), "hi\n");
+  job.job.stopRequest().send().wait(f.io.waitScope);
+}
+
+TEST(Bounds, ListAnswersWhateverTheSizeOfTheStoredJobs) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto alice = f.connect("alice");
+  // Six jobs with 900 KiB of arguments each: more than one answer may hold.
+  for (int i = 0; i < 6; i++) {
+    auto request = alice->manager.startRequest();
+    auto spec = request.initSpec();
+    spec.setCommand("/bin/true");
+    auto big = kj::heapArray<char>(900 * 1024 + 1);
+    memset(big.begin(), 'a' + i, big.size() - 1);
+    big.back() = '\0';
+    spec.initArgs(1).set(0, capnp::Text::Reader(big.begin(), big.size() - 1));
+    request.send().wait(f.io.waitScope);
+  }
+  size_t seen = 0, pages = 0;
+  kj::String after;
+  do {
+    auto request = alice->manager.listRequest();
+    auto filter = request.initFilter();
+    filter.setAllUsers(true);
+    filter.setAfter(after);
+    auto page = request.send().wait(f.io.waitScope);
+    EXPECT_GE(page.getJobs().size(), 1u);
+    seen += page.getJobs().size();
+    after = kj::str(page.getNext());
+    ++pages;
+  } while (after.size() > 0);
+  EXPECT_EQ(seen, 6u);
+  EXPECT_GE(pages, 2u);
+  // A cursor that the server did not make is refused in one line.
+  auto bad = alice->manager.listRequest();
+  bad.initFilter().setAfter("12.0.own");
+  auto error = errorOf(f, bad.send());
+  ASSERT_NE(error, nullptr);
+  EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(error), "invalid list cursor"));
+}
+
+TEST(Bounds, RunningJobsAreBoundedPerUser) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  kj::StringPtr flags[] = {"--max-running-per-user=5"};
+  RunnerdFixture f(flags);
+  auto alice = f.connect("alice");
+  auto bob = f.connect("bob");
+  kj::Vector<Started> running;
+  for (int i = 0; i < 5; i++) running.add(startJob(f, *alice, {"/bin/sleep", "30"}));
+  auto sixth = alice->manager.startRequest();
+  sixth.initSpec().setCommand("/bin/true");
+  auto error = errorOf(f, sixth.send());
+  ASSERT_NE(error, nullptr);
+  EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(error), "too many running jobs for alice (limit 5)"))
+      << KJ_ASSERT_NONNULL(error).cStr();
+  // Another owner is not affected.
+  EXPECT_EQ(startJob(f, *bob, {"/bin/true"}).state, api::State::RUNNING);
+  // Once one ends, alice may start again.
+  running[0].job.stopRequest().send().wait(f.io.waitScope);
+  EXPECT_EQ(startJob(f, *alice, {"/bin/true"}).state, api::State::RUNNING);
+  for (auto& job : running) job.job.stopRequest().send().wait(f.io.waitScope);
+}
+
+TEST(Bounds, AJobThatReachesItsOutputLimitIsStoppedAndSaysWhy) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  kj::StringPtr flags[] = {"--max-output=1M"};
+  RunnerdFixture f(flags);
+  auto alice = f.connect("alice");
+  auto job = startJob(f, *alice, {"/bin/sh", "-c", "while :; do head -c 65536 /dev/zero; done"});
+  auto ended = job.job.waitRequest().send().wait(f.io.waitScope);
+  auto info = ended.getInfo();
+  EXPECT_EQ(info.getState(), api::State::STOPPED);
+  EXPECT_TRUE(contains(info.getError(), "output reached the limit of 1048576 bytes"))
+      << info.getError().cStr();
+  EXPECT_GE(info.getOutputBytes(), 1048576u);
+  EXPECT_LT(info.getOutputBytes(), 64u * 1048576u);
+  EXPECT_EQ(info.getMaxOutputBytes(), 1048576u);
+
+  // A job may ask for less, not for more.
+  auto less = alice->manager.startRequest();
+  auto spec = less.initSpec();
+  spec.setCommand("/usr/bin/yes");
+  spec.setMaxOutputBytes(1000);
+  auto small = less.send().getJob().waitRequest().send().wait(f.io.waitScope);
+  EXPECT_EQ(small.getInfo().getState(), api::State::STOPPED);
+  EXPECT_EQ(small.getInfo().getMaxOutputBytes(), 1000u);
+  auto more = alice->manager.startRequest();
+  more.initSpec().setCommand("/bin/true");
+  more.getSpec().setMaxOutputBytes(2 * 1048576);
+  auto error = errorOf(f, more.send());
+  ASSERT_NE(error, nullptr);
+  EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(error), "above the server's"));
+}
+
+TEST(Bounds, AHandshakeFloodFromManyAddressesCostsLittleAndLogsLittle) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto before = f.serverLog().size();
+  // 1,200 silent connections from 40 addresses: more than the 1,024 pending handshakes allowed,
+  // so every new one evicts.
+  kj::Vector<kj::AutoCloseFd> silent;
+  double begin = now();
+  for (int round = 0; round < 30; round++) {
+    for (int host = 2; host < 42; host++) {
+      silent.add(kj::AutoCloseFd(connectTcp(f.address(), kj::str("127.0.0.", host))));
+    }
+  }
+  // A real client still gets in at once.
+  auto alice = f.connect("alice");
+  EXPECT_LT(whoamiLatency(f, *alice), 0.2);
+  KJ_LOG(WARNING, "1,200 silent connections and a real client took (s)", now() - begin);
+  EXPECT_LT(now() - begin, 10.0);
+  f.waitForLog("were not logged one by one");
+  // Before: 39 MB of refusal log in 30 s.
+  auto logged = f.serverLog().size() - before;
+  EXPECT_LT(logged, 16u * 1024) << "the flood wrote " << logged << " bytes of log";
+}
+
+TEST(Bounds, ErrorRepliesShowBadBytesAsEscapesAndLeaveNothingBehind) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto alice = f.connect("alice");
+  auto logs = kj::str(f.dir(), "/logs");
+  size_t files = countFiles(logs);
+  auto get = alice->manager.getRequest();
+  const char badId[] = "\xff\x1b[2Jjob\n";
+  get.setId(capnp::Text::Reader(badId, sizeof(badId) - 1));
+  auto error = KJ_ASSERT_NONNULL(errorOf(f, get.send()));
+  EXPECT_TRUE(contains(error, "job not found: \\xff\\x1b[2Jjob\\n")) << error.cStr();
+  for (char c : error) EXPECT_GE(uint8_t(c), 0x20) << error.cStr();
+
+  auto start = alice->manager.startRequest();
+  auto spec = start.initSpec();
+  spec.setCommand("/bin/true");
+  const char badExecutor[] = "lo\xc0\xafcal";
+  spec.setExecutor(capnp::Text::Reader(badExecutor, sizeof(badExecutor) - 1));
+  auto executorError = KJ_ASSERT_NONNULL(errorOf(f, start.send()));
+  EXPECT_TRUE(contains(executorError, "executor is not valid UTF-8")) << executorError.cStr();
+
+  auto env = alice->manager.startRequest();
+  auto envSpec = env.initSpec();
+  envSpec.setCommand("/bin/true");
+  auto var = envSpec.initEnv(1)[0];
+  var.setName("A=\x1b]0;owned\x07");
+  var.setValue("x");
+  auto envError = KJ_ASSERT_NONNULL(errorOf(f, env.send()));
+  EXPECT_TRUE(contains(envError, "\\x1b]0;owned\\x07")) << envError.cStr();
+  EXPECT_EQ(countFiles(logs), files) << "a refused start left a file in the log directory";
+}
+
+}  // namespace
+}  // namespace runner
