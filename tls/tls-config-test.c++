@@ -1,8 +1,8 @@
 // ServerTls and ClientTls over real loopback TCP, with certificates made by //certs in a temporary
 // directory. The server side is an accept loop like runnerd's: plain TCP, wrapServer() per
 // connection. Clients are either ClientTls or a raw OpenSSL client (to offer what ClientTls never
-// would, and to read the negotiated protocol and suite), which runs blocking in its own thread
-// while the test thread runs the KJ event loop.
+// would, and to read the negotiated protocol, suite and session tickets), which runs blocking in
+// its own thread while the test thread runs the KJ event loop.
 
 #include <arpa/inet.h>
 #include <ftw.h>
@@ -246,12 +246,38 @@ kj::String pingWithClientTls(kj::AsyncIoContext& io, ClientTls& client, kj::Stri
   return result;
 }
 
+// A reference to an OpenSSL session (what a session ticket lets a client resume).
+class Session {
+ public:
+  Session() = default;
+  Session(Session&& other) : session(other.session) { other.session = nullptr; }
+  Session& operator=(Session&& other) {
+    std::swap(session, other.session);
+    return *this;
+  }
+  ~Session() noexcept(false) {
+    if (session != nullptr) SSL_SESSION_free(session);
+  }
+  KJ_DISALLOW_COPY(Session);
+
+  // Takes over the caller's reference.
+  void reset(SSL_SESSION* newSession) {
+    if (session != nullptr) SSL_SESSION_free(session);
+    session = newSession;
+  }
+  SSL_SESSION* get() const { return session; }
+
+ private:
+  SSL_SESSION* session = nullptr;
+};
+
 // What a raw OpenSSL client offers.
 struct RawClientOptions {
   int maxVersion = 0;          // e.g. TLS1_2_VERSION; 0 for OpenSSL's default (up to 1.3)
   kj::StringPtr ciphersuites;  // TLS 1.3 suites to offer; empty for OpenSSL's default
   bool presentCertificate = true;
   kj::StringPtr certificate = "alice";
+  SSL_SESSION* resume = nullptr;  // a session to offer for resumption
 };
 
 // What a raw OpenSSL client saw.
@@ -261,7 +287,21 @@ struct RawClientResult {
   kj::String cipher;
   kj::String reply;  // "pong", or "error: ..." when the exchange failed
   kj::String error;  // when the handshake failed
+  // Session tickets: how many arrived (each one makes a new resumable session), the last one's
+  // session, and whether the session in use at the end could be resumed.
+  unsigned tickets = 0;
+  Session lastTicket;
+  bool resumable = false;
+  bool resumed = false;  // whether the handshake resumed `RawClientOptions::resume`
 };
+
+// OpenSSL's new-session callback: a TLS 1.3 client calls it for every ticket the server sends.
+int onNewSession(SSL* ssl, SSL_SESSION* session) {
+  auto& result = *static_cast<RawClientResult*>(SSL_get_app_data(ssl));
+  ++result.tickets;
+  result.lastTicket.reset(session);
+  return 1;  // the reference is ours now
+}
 
 kj::String takeSslErrors() {
   char text[256];
@@ -289,6 +329,8 @@ void rawClient(unsigned port, const RawClientOptions& options, RawClientResult& 
     KJ_ASSERT(
         SSL_CTX_use_PrivateKey_file(ctx, pki().key(options.certificate).cStr(), SSL_FILETYPE_PEM));
   }
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx, onNewSession);
 
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   KJ_ASSERT(fd >= 0);
@@ -303,9 +345,13 @@ void rawClient(unsigned port, const RawClientOptions& options, RawClientResult& 
 
   SSL* ssl = SSL_new(ctx);
   KJ_DEFER(SSL_free(ssl));
+  SSL_set_app_data(ssl, &result);
   SSL_set_fd(ssl, fd);
   SSL_set_tlsext_host_name(ssl, "localhost");
   SSL_set1_host(ssl, "localhost");
+  if (options.resume != nullptr) {
+    KJ_ASSERT(SSL_set_session(ssl, options.resume) == 1);
+  }
   if (SSL_connect(ssl) != 1) {
     result.error = takeSslErrors();
     return;
@@ -313,14 +359,17 @@ void rawClient(unsigned port, const RawClientOptions& options, RawClientResult& 
   result.handshake = true;
   result.protocol = kj::str(SSL_get_version(ssl));
   result.cipher = kj::str(SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)));
+  result.resumed = SSL_session_reused(ssl) == 1;
 
   char reply[5] = {};
   if (SSL_write(ssl, "ping", 4) != 4) {
     result.reply = kj::str("error: ", takeSslErrors());
     return;
   }
+  // In TLS 1.3 tickets follow the server's handshake, so they arrive before the reply.
   int n = SSL_read(ssl, reply, 4);
   result.reply = n == 4 ? kj::str(reply) : kj::str("error: ", takeSslErrors());
+  result.resumable = SSL_SESSION_is_resumable(SSL_get0_session(ssl)) == 1;
   SSL_shutdown(ssl);
 }
 
@@ -756,6 +805,71 @@ TEST(TestCertificates, RunnerCertsMakesOnlyOneOfTheBadNames) {
   EXPECT_NE(errorOf([&]() { ca.issueClient("bob\x1b[31m", day); }), "(nothing thrown)");
   EXPECT_NE(errorOf([&]() { ca.issueClient("bob\nadmin", day); }), "(nothing thrown)");
   EXPECT_EQ(errorOf([&]() { ca.issueClient("bob\u009b31m", day); }), "(nothing thrown)");
+}
+
+TEST(ServerTls, SendsNoSessionTickets) {
+  auto io = kj::setupAsyncIo();
+  ServerTls serverTls(Files("server", "ca"), io.provider->getTimer(), TEST_TIMEOUT);
+  TestServer server(io, serverTls);
+
+  auto result = runRawClient(io, server.port(), {});
+  ASSERT_TRUE(result.handshake) << result.error.cStr();
+  EXPECT_EQ(result.reply, "pong");
+  EXPECT_EQ(result.tickets, 0u);
+  EXPECT_FALSE(result.resumable);
+  EXPECT_TRUE(server.nextOutcome().wait(io.waitScope).accepted);
+}
+
+TEST(ServerTls, KjTlsAloneSendsTicketsThatFailEveryResumption) {
+  // What SendsNoSessionTickets guards against, and proof that the raw client notices tickets.
+  auto io = kj::setupAsyncIo();
+  KjOnlyServerTls kjOnly;
+  TestServer server(
+      io, [&kjOnly](kj::AuthenticatedStream plain) { return kjOnly.wrapServer(kj::mv(plain)); });
+
+  auto first = runRawClient(io, server.port(), {});
+  EXPECT_EQ(first.reply, "pong");
+  EXPECT_GT(first.tickets, 0u);
+  EXPECT_TRUE(first.resumable);
+  ASSERT_NE(first.lastTicket.get(), nullptr);
+  EXPECT_TRUE(server.nextOutcome().wait(io.waitScope).accepted);
+
+  RawClientOptions options;
+  options.resume = first.lastTicket.get();
+  auto second = runRawClient(io, server.port(), options);
+  EXPECT_NE(second.reply, "pong");
+  auto outcome = server.nextOutcome().wait(io.waitScope);
+  EXPECT_FALSE(outcome.accepted);
+  EXPECT_TRUE(contains(outcome.error, "session id context uninitialized")) << outcome.error.cStr();
+}
+
+TEST(ServerTls, AClientThatOffersATicketGetsAFullHandshake) {
+  // A ticket from elsewhere (here: from kj-tls alone, with the same certificates) is not resumed,
+  // and the connection goes on as a new one, with the client verified again.
+  auto io = kj::setupAsyncIo();
+  Session ticket;
+  {
+    KjOnlyServerTls kjOnly;
+    TestServer issuer(
+        io, [&kjOnly](kj::AuthenticatedStream plain) { return kjOnly.wrapServer(kj::mv(plain)); });
+    auto first = runRawClient(io, issuer.port(), {});
+    ASSERT_NE(first.lastTicket.get(), nullptr);
+    ticket = kj::mv(first.lastTicket);
+    EXPECT_TRUE(issuer.nextOutcome().wait(io.waitScope).accepted);
+  }
+
+  ServerTls serverTls(Files("server", "ca"), io.provider->getTimer(), TEST_TIMEOUT);
+  TestServer server(io, serverTls);
+  RawClientOptions options;
+  options.resume = ticket.get();
+  auto result = runRawClient(io, server.port(), options);
+  ASSERT_TRUE(result.handshake) << result.error.cStr();
+  EXPECT_FALSE(result.resumed);
+  EXPECT_EQ(result.reply, "pong");
+  EXPECT_EQ(result.tickets, 0u);
+  auto outcome = server.nextOutcome().wait(io.waitScope);
+  EXPECT_TRUE(outcome.accepted) << outcome.error.cStr();
+  EXPECT_EQ(outcome.user, "alice");
 }
 
 }  // namespace

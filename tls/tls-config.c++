@@ -168,8 +168,8 @@ kj::TlsContext::Options tls13Options(const kj::TlsCertificate& ca, const kj::Tls
 }
 
 // kj-tls 0.9.2 keeps a TlsContext's SSL_CTX and a TlsPeerIdentity's certificate to itself (no
-// later release has accessors either), yet runner must set what kj-tls does not: a check of the
-// client's name during the handshake. An explicit instantiation may
+// later release has accessors either), yet runner must set what kj-tls does not: no session
+// tickets, and a check of the client's name during the handshake. An explicit instantiation may
 // name private members (the usual access checks do not apply to its template arguments), and this
 // one hands out a pointer to each member; the compiler still checks each member's name and type.
 struct SslContextMember {
@@ -460,6 +460,14 @@ ServerTls::ServerTls(const TlsFiles& files, kj::Timer& timer, kj::Duration hands
   context = kj::heap<kj::TlsContext>(kj::mv(options));
 
   SSL_CTX* ssl = sslContextOf(*context);
+  // No session tickets and no session cache. kj-tls sets no session id context, and OpenSSL
+  // refuses to resume a session with a verified client certificate without one ("session id
+  // context uninitialized"): every ticket the server sent was useless, and every client that
+  // offered one got a failed handshake. A TLS 1.3 server that sends no tickets (and has no
+  // cache) never resumes; each connection is a full handshake that verifies the client again.
+  KJ_ASSERT(SSL_CTX_set_num_tickets(ssl, 0) == 1);
+  SSL_CTX_set_options(ssl, SSL_OP_NO_TICKET);
+  SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_OFF);
   // Keeps kj-tls's mode (a client certificate is required) and adds the name check.
   refusalLibrary();
   SSL_CTX_set_verify(ssl, SSL_CTX_get_verify_mode(ssl), verifyClientName);

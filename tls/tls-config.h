@@ -32,7 +32,7 @@ constexpr kj::Duration DEFAULT_HANDSHAKE_TIMEOUT = 10 * kj::SECONDS;
 
 // runnerd's side: requires a client certificate signed by the CA that names exactly one user (see
 // client-name.h), and gives up on a handshake that has not completed within the handshake
-// timeout.
+// timeout. Sends no session tickets: every connection is a full handshake.
 class ServerTls {
  public:
   // Reads and checks the files. Throws one line naming the problem when a file cannot be read,
