@@ -171,7 +171,9 @@ kj::TlsContext::Options tls13Options(const kj::TlsCertificate& ca, const kj::Tls
 // later release has accessors either), yet runner must set what kj-tls does not: no session
 // tickets, and a check of the client's name during the handshake. An explicit instantiation may
 // name private members (the usual access checks do not apply to its template arguments), and this
-// one hands out a pointer to each member; the compiler still checks each member's name and type.
+// one hands out a pointer to each member; the compiler still checks each member's name and type,
+// so a kj-tls that changes them fails to build rather than misbehaving.
+// TODO(cleanup): use accessors instead if kj-tls ever offers them.
 struct SslContextMember {
   using Type = void* kj::TlsContext::*;
   friend Type memberPointer(SslContextMember);
@@ -196,19 +198,19 @@ X509* certificateOf(kj::TlsPeerIdentity& identity) {
   return static_cast<X509*>(identity.*memberPointer(PeerCertificateMember()));
 }
 
-// Why the handshake refused a client's name. A verify callback can only pass a reason on through
-// OpenSSL's error queue, whose entries kj-tls turns into the text of the exception it throws; so
-// each reason is registered, once per process, as an error of an OpenSSL "library" of runner's
-// own, and the callback raises that error. handshakeFailureReason() then finds it as the first
-// line (OpenSSL's own "certificate verify failed" comes after it).
+// The reasons the handshake gives for refusing a client's name. A verify callback can only pass a
+// reason on through OpenSSL's error queue, whose entries kj-tls turns into the text of the
+// exception it throws; so each reason is registered, once per process, as an error of an OpenSSL
+// "library" of runner's own, and the callback raises that error. handshakeFailureReason() then
+// finds it as the first line (OpenSSL's own "certificate verify failed" comes after it).
 constexpr int CHECK_FAILED_REASON = 100;
 
 int refusalLibrary() {
   static const int library = []() {
-    int library = ERR_get_next_error_library();
-    KJ_ASSERT(library > 0);
-    auto entry = [library](int reason, kj::StringPtr text) {
-      return ERR_STRING_DATA{ERR_PACK(library, 0, reason), text.cStr()};
+    int number = ERR_get_next_error_library();
+    KJ_ASSERT(number > 0);
+    auto entry = [number](int reason, kj::StringPtr text) {
+      return ERR_STRING_DATA{ERR_PACK(number, 0, reason), text.cStr()};
     };
     auto problem = [&entry](NameProblem problem) {
       return entry(int(problem) + 1, describe(problem));
@@ -225,7 +227,7 @@ int refusalLibrary() {
         {0, nullptr},
     };
     KJ_ASSERT(ERR_load_strings_const(strings) == 1);
-    return library;
+    return number;
   }();
   return library;
 }
