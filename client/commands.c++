@@ -10,6 +10,7 @@
 #include "client/exit-status.h"
 #include "client/job-format.h"
 #include "client/output-sink.h"
+#include "client/terminal-text.h"
 
 namespace runner {
 namespace client {
@@ -83,7 +84,7 @@ void writeStdout(kj::StringPtr text) {
 }
 
 void writeError(kj::StringPtr message) {
-  auto line = kj::str("runctl: ", message, "\n");
+  auto line = kj::str("runctl: ", escapeForTerminal(message), "\n");
   kj::FdOutputStream(STDERR_FILENO).write(line.begin(), line.size());
 }
 
@@ -92,7 +93,7 @@ int startJob(CommandIo& cmd, api::JobSpec::Reader spec, bool json) {
   request.setSpec(spec);
   auto response = request.send().wait(cmd.io.waitScope);
   auto info = response.getInfo();
-  writeStdout(json ? jobInfoJson(info) : kj::str(info.getId(), "\n"));
+  writeStdout(json ? jobInfoJson(info) : kj::str(escapeForTerminal(info.getId()), "\n"));
   if (info.getState() == api::State::FAILED) {
     writeError(kj::str("job ", info.getId(), " could not start: ", info.getError()));
     return EXIT_FAILED;
@@ -166,7 +167,7 @@ int stopJob(CommandIo& cmd, kj::StringPtr id, uint32_t graceMillis) {
   stopRequest.setGraceMillis(graceMillis);
   auto response = stopRequest.send().wait(cmd.io.waitScope);
   auto info = response.getInfo();
-  writeStdout(kj::str(info.getId(), " ", describeOutcome(info), "\n"));
+  writeStdout(kj::str(escapeForTerminal(info.getId()), " ", describeOutcome(info), "\n"));
   return EXIT_OK;
 }
 

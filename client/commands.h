@@ -50,7 +50,8 @@ int listJobs(CommandIo& cmd, bool allUsers, bool json);
 // Writes all of `text` to stdout.
 void writeStdout(kj::StringPtr text);
 
-// Writes "runctl: MESSAGE\n" to stderr.
+// Writes "runctl: MESSAGE\n" to stderr, MESSAGE escaped for the terminal (terminal-text.h): it
+// may quote what the server sent (a job's error, an id).
 void writeError(kj::StringPtr message);
 
 }  // namespace client

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "client/terminal-text.h"
+
 namespace runner {
 namespace client {
 
@@ -57,6 +59,19 @@ bool needsQuoting(kj::StringPtr word) {
 
 kj::String shellQuote(kj::StringPtr word) {
   if (!needsQuoting(word)) return kj::str(word);
+  if (needsEscapes(word)) {
+    // bash's $'...' reads back the terminal escapes, and \' for a quote.
+    auto escaped = escapeForTerminal(word);
+    kj::Vector<char> quoted(escaped.size() + 4);
+    quoted.addAll("$'"_kj);
+    for (char c : escaped) {
+      if (c == '\'') quoted.add('\\');
+      quoted.add(c);
+    }
+    quoted.add('\'');
+    quoted.add('\0');
+    return kj::String(quoted.releaseAsArray());
+  }
   kj::Vector<char> quoted(word.size() + 3);
   quoted.add('\'');
   for (char c : word) {
@@ -101,9 +116,9 @@ kj::String formatIsolation(api::Isolation::Reader isolation) {
 
 kj::String formatCgroup(api::CgroupInfo::Reader cgroup) {
   if (cgroup.getVersion() == 0) return kj::str("none");
-  auto text = kj::str("v", cgroup.getVersion(), " ", cgroup.getPath());
+  auto text = kj::str("v", cgroup.getVersion(), " ", escapeForTerminal(cgroup.getPath()));
   if (cgroup.getIoDevice().size() > 0) {
-    return kj::str(text, ", io limits on ", cgroup.getIoDevice());
+    return kj::str(text, ", io limits on ", escapeForTerminal(cgroup.getIoDevice()));
   }
   return text;
 }
@@ -136,17 +151,17 @@ kj::String describeOutcome(api::JobInfo::Reader info) {
       if (info.getTermSignal() > 0) return kj::str("stopped by ", signalName(info.getTermSignal()));
       return kj::str("stopped (exited with code ", info.getExitCode(), ")");
     case api::State::FAILED:
-      return kj::str("failed: ", info.getError());
+      return kj::str("failed: ", escapeForTerminal(info.getError()));
     case api::State::LOST:
-      return kj::str("lost: ", info.getError());
+      return kj::str("lost: ", escapeForTerminal(info.getError()));
   }
   return kj::str(stateName(info.getState()));
 }
 
 kj::String formatStatus(api::JobInfo::Reader info) {
   kj::Vector<kj::String> lines;
-  addLine(lines, "ID", info.getId());
-  addLine(lines, "Owner", info.getOwner());
+  addLine(lines, "ID", escapeForTerminal(info.getId()));
+  addLine(lines, "Owner", escapeForTerminal(info.getOwner()));
   addLine(lines, "State", stateName(info.getState()));
   switch (info.getState()) {
     case api::State::EXITED:
@@ -166,9 +181,11 @@ kj::String formatStatus(api::JobInfo::Reader info) {
     case api::State::LOST:
       break;
   }
-  if (info.getError().size() > 0) addLine(lines, "Error", info.getError());
+  if (info.getError().size() > 0) addLine(lines, "Error", escapeForTerminal(info.getError()));
   addLine(lines, "Command", formatCommandLine(info.getCommand(), info.getArgs()));
-  if (info.getWorkingDir().size() > 0) addLine(lines, "Working dir", info.getWorkingDir());
+  if (info.getWorkingDir().size() > 0) {
+    addLine(lines, "Working dir", escapeForTerminal(info.getWorkingDir()));
+  }
   addLine(lines, "Created", formatTime(info.getCreatedAt()));
   addLine(lines, "Started", formatTime(info.getStartedAt()));
   if (info.getEndedAt() > 0 && info.getStartedAt() > 0 &&
@@ -181,7 +198,8 @@ kj::String formatStatus(api::JobInfo::Reader info) {
   }
   addLine(lines, "User", info.getUid() == 0 ? kj::str("-")
                                             : kj::str("uid ", info.getUid(), ", gid ", info.getGid()));
-  addLine(lines, "Executor", info.getExecutor().size() > 0 ? info.getExecutor() : "-");
+  addLine(lines, "Executor",
+          info.getExecutor().size() > 0 ? escapeForTerminal(info.getExecutor()) : kj::str("-"));
   addLine(lines, "Limits", formatLimits(info.getLimits()));
   addLine(lines, "Isolation", formatIsolation(info.getIsolation()));
   addLine(lines, "Cgroup", formatCgroup(info.getCgroup()));
@@ -215,21 +233,23 @@ kj::String formatJobTable(capnp::List<api::JobInfo>::Reader jobs) {
   addRow(kj::str("ID"), kj::str("OWNER"), kj::str("STATE"), kj::str("EXIT"), kj::str("CREATED"),
          kj::str("COMMAND"));
   for (auto job : jobs) {
-    addRow(kj::str(job.getId()), kj::str(job.getOwner()), kj::str(stateName(job.getState())),
-           exitColumn(job), formatTime(job.getCreatedAt()),
+    addRow(escapeForTerminal(job.getId()), escapeForTerminal(job.getOwner()),
+           kj::str(stateName(job.getState())), exitColumn(job), formatTime(job.getCreatedAt()),
            formatCommandLine(job.getCommand(), job.getArgs()));
   }
 
+  // Every cell is escaped already, so each character takes one column (but for double-width and
+  // combining characters, which runctl does not measure).
   size_t widths[COLUMNS] = {};
   for (auto& row : rows) {
-    for (size_t i = 0; i < COLUMNS; i++) widths[i] = kj::max(widths[i], row[i].size());
+    for (size_t i = 0; i < COLUMNS; i++) widths[i] = kj::max(widths[i], characterCount(row[i]));
   }
 
   kj::Vector<kj::String> lines(rows.size());
   for (auto& row : rows) {
     kj::Vector<kj::String> cells(COLUMNS);
     for (size_t i = 0; i + 1 < COLUMNS; i++) {
-      cells.add(kj::str(row[i], kj::repeat(' ', widths[i] - row[i].size())));
+      cells.add(kj::str(row[i], kj::repeat(' ', widths[i] - characterCount(row[i]))));
     }
     // The last column is not padded: no trailing blanks.
     cells.add(kj::str(row[COLUMNS - 1]));

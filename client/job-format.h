@@ -1,6 +1,9 @@
 #pragma once
 // How runctl shows jobs: the multi-line `status`, the one-line outcome `stop` prints, the `list`
 // table, and the JSON forms (capnp::JsonCodec: 64-bit integers are JSON strings, enums names).
+//
+// Every text field of a job that the human-readable forms show is escaped for the terminal (see
+// terminal-text.h); the JSON forms are left to JSON's own escaping.
 
 #include <kj/string.h>
 #include <stdint.h>
@@ -17,7 +20,7 @@ kj::String describeOutcome(api::JobInfo::Reader info);
 kj::String formatStatus(api::JobInfo::Reader info);
 
 // `runctl list`: a header and one row per job (ID, OWNER, STATE, EXIT, CREATED, COMMAND),
-// columns padded to their widest cell, newline-terminated.
+// columns padded to their widest cell (in characters, after escaping), newline-terminated.
 kj::String formatJobTable(capnp::List<api::JobInfo>::Reader jobs);
 
 // One JSON object / array on one line, newline-terminated.
@@ -39,7 +42,9 @@ kj::String formatMillis(uint64_t millis);
 // Unix milliseconds as local "YYYY-MM-DD HH:MM:SS"; "-" for 0.
 kj::String formatTime(int64_t unixMillis);
 
-// The command and its arguments as one shell-quoted line: sh -c 'echo hi'.
+// The command and its arguments as one shell-quoted line: sh -c 'echo hi'. A word with anything
+// escapeForTerminal() escapes (but backslashes) is written in bash's $'...' form with those
+// escapes: sh -c $'echo a\necho b'.
 kj::String formatCommandLine(kj::StringPtr command, capnp::List<capnp::Text>::Reader args);
 
 }  // namespace client

@@ -1,8 +1,8 @@
 // ServerTls and ClientTls over real loopback TCP, with certificates made by //certs in a temporary
 // directory. The server side is an accept loop like runnerd's: plain TCP, wrapServer() per
 // connection. Clients are either ClientTls or a raw OpenSSL client (to offer what ClientTls never
-// would, and to read the negotiated protocol and suite), which runs blocking in its own thread
-// while the test thread runs the KJ event loop.
+// would, and to read the negotiated protocol, suite and session tickets), which runs blocking in
+// its own thread while the test thread runs the KJ event loop.
 
 #include <arpa/inet.h>
 #include <ftw.h>
@@ -13,6 +13,7 @@
 #include <kj/io.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
+#include <openssl/objects.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -21,6 +22,7 @@
 
 #include "certs/authority.h"
 #include "certs/credential-files.h"
+#include "tls/test-certificates.h"
 #include "tls/tls-config.h"
 
 namespace runner {
@@ -69,6 +71,26 @@ class Pki {
     write("mallory", otherCa.issueClient("mallory", day));
     int64_t now = time(nullptr);
     write("expired", ca.issueClient("expired", {now - 2 * 86400, now - 86400}));
+    write("jose", ca.issueClient("Jos\xc3\xa9", day));
+
+    // Client certificates that name no user, all signed by the CA. runner-certs makes none of
+    // them but the one with a C1 control character (see RunnerCertsMakesOnlyOneOfTheBadNames).
+    auto cn = [](kj::ArrayPtr<const char> value, int type = V_ASN1_UTF8STRING) {
+      return NameEntry{NID_commonName, type, value};
+    };
+    auto issue = [&](kj::StringPtr base, std::initializer_list<NameEntry> subject) {
+      write(base, issueClientWithSubject(ca, kj::arrayPtr(subject.begin(), subject.size())).pem);
+    };
+    issue("two-cns", {cn(bytes("admin")), cn(bytes("bob"))});
+    issue("multi-valued-cn",
+          {cn(bytes("admin")), {NID_commonName, V_ASN1_UTF8STRING, bytes("bob"), true}});
+    issue("escape-cn", {cn(bytes("bob\x1b[2J\x1b[31mroot"))});
+    issue("nul-cn", {cn(bytes("admin\0bob"))});
+    issue("newline-cn", {cn(bytes("bob\nrefused connection peer=x"))});
+    issue("bit-string-cn", {cn(bytes("\xff\xfe"), V_ASN1_BIT_STRING)});
+    issue("empty-cn", {cn(bytes(""))});
+    issue("no-cn", {{NID_organizationName, V_ASN1_UTF8STRING, bytes("runner")}});
+    write("c1-cn", ca.issueClient("bob\u009b31m", day));
   }
 
   kj::String cert(kj::StringPtr base) const { return dir / kj::str(base, ".pem"); }
@@ -115,6 +137,7 @@ bool contains(kj::StringPtr text, kj::StringPtr part) {
 
 // What the server made of one connection.
 struct Outcome {
+  bool handshake = false;  // the TLS handshake completed
   bool accepted = false;
   kj::String user;   // when accepted
   kj::String error;  // when refused: the exception's description
@@ -122,11 +145,19 @@ struct Outcome {
 };
 
 // runnerd's accept loop in miniature: accepts plain TCP on 127.0.0.1, runs wrapServer() on each
-// connection concurrently, and on success reads "ping" and answers "pong".
+// connection concurrently, then asks ServerTls::peerCommonName() who it is, and then reads "ping"
+// and answers "pong".
 class TestServer final : private kj::TaskSet::ErrorHandler {
  public:
+  using Wrap = kj::Function<kj::Promise<kj::AuthenticatedStream>(kj::AuthenticatedStream)>;
+
   TestServer(kj::AsyncIoContext& io, ServerTls& tls)
-      : tls(tls),
+      : TestServer(
+            io, [&tls](kj::AuthenticatedStream plain) { return tls.wrapServer(kj::mv(plain)); }) {}
+
+  // With another server side of the handshake than ServerTls's.
+  TestServer(kj::AsyncIoContext& io, Wrap wrap)
+      : wrap(kj::mv(wrap)),
         listener(
             io.provider->getNetwork().parseAddress("127.0.0.1", 0).wait(io.waitScope)->listen()),
         tasks(*this) {
@@ -140,7 +171,7 @@ class TestServer final : private kj::TaskSet::ErrorHandler {
   kj::Promise<Outcome> nextOutcome() { return outcomes.pop(); }
 
  private:
-  ServerTls& tls;
+  Wrap wrap;
   kj::Own<kj::ConnectionReceiver> listener;
   kj::ProducerConsumerQueue<Outcome> outcomes;
   kj::TaskSet tasks;
@@ -153,10 +184,21 @@ class TestServer final : private kj::TaskSet::ErrorHandler {
   }
 
   kj::Promise<void> serve(kj::AuthenticatedStream plain) {
-    return tls.wrapServer(kj::mv(plain))
+    return wrap(kj::mv(plain))
         .then(
             [this](kj::AuthenticatedStream stream) -> kj::Promise<void> {
-              auto user = ServerTls::peerCommonName(*stream.peerIdentity);
+              kj::String user;
+              KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
+                             user = ServerTls::peerCommonName(*stream.peerIdentity);
+                           })) {
+                // As runnerd does: the connection is closed before any request.
+                Outcome outcome;
+                outcome.handshake = true;
+                outcome.error = kj::str(exception->getDescription());
+                outcome.errorType = exception->getType();
+                outcomes.push(kj::mv(outcome));
+                return kj::READY_NOW;
+              }
               auto& connection = *stream.stream;
               auto buffer = kj::heapArray<char>(4);
               auto read = connection.read(buffer.begin(), buffer.size());
@@ -166,6 +208,7 @@ class TestServer final : private kj::TaskSet::ErrorHandler {
                     KJ_ASSERT(kj::str(buffer) == "ping", kj::str(buffer));
                     return connection.write("pong", 4).then([this, user = kj::mv(user)]() mutable {
                       Outcome outcome;
+                      outcome.handshake = true;
                       outcome.accepted = true;
                       outcome.user = kj::mv(user);
                       outcomes.push(kj::mv(outcome));
@@ -203,11 +246,38 @@ kj::String pingWithClientTls(kj::AsyncIoContext& io, ClientTls& client, kj::Stri
   return result;
 }
 
+// A reference to an OpenSSL session (what a session ticket lets a client resume).
+class Session {
+ public:
+  Session() = default;
+  Session(Session&& other) : session(other.session) { other.session = nullptr; }
+  Session& operator=(Session&& other) {
+    std::swap(session, other.session);
+    return *this;
+  }
+  ~Session() noexcept(false) {
+    if (session != nullptr) SSL_SESSION_free(session);
+  }
+  KJ_DISALLOW_COPY(Session);
+
+  // Takes over the caller's reference.
+  void reset(SSL_SESSION* newSession) {
+    if (session != nullptr) SSL_SESSION_free(session);
+    session = newSession;
+  }
+  SSL_SESSION* get() const { return session; }
+
+ private:
+  SSL_SESSION* session = nullptr;
+};
+
 // What a raw OpenSSL client offers.
 struct RawClientOptions {
-  int maxVersion = 0;              // e.g. TLS1_2_VERSION; 0 for OpenSSL's default (up to 1.3)
-  kj::StringPtr ciphersuites;      // TLS 1.3 suites to offer; empty for OpenSSL's default
-  bool presentCertificate = true;  // alice's
+  int maxVersion = 0;          // e.g. TLS1_2_VERSION; 0 for OpenSSL's default (up to 1.3)
+  kj::StringPtr ciphersuites;  // TLS 1.3 suites to offer; empty for OpenSSL's default
+  bool presentCertificate = true;
+  kj::StringPtr certificate = "alice";
+  SSL_SESSION* resume = nullptr;  // a session to offer for resumption
 };
 
 // What a raw OpenSSL client saw.
@@ -217,7 +287,21 @@ struct RawClientResult {
   kj::String cipher;
   kj::String reply;  // "pong", or "error: ..." when the exchange failed
   kj::String error;  // when the handshake failed
+  // Session tickets: how many arrived (each one makes a new resumable session), the last one's
+  // session, and whether the session in use at the end could be resumed.
+  unsigned tickets = 0;
+  Session lastTicket;
+  bool resumable = false;
+  bool resumed = false;  // whether the handshake resumed `RawClientOptions::resume`
 };
+
+// OpenSSL's new-session callback: a TLS 1.3 client calls it for every ticket the server sends.
+int onNewSession(SSL* ssl, SSL_SESSION* session) {
+  auto& result = *static_cast<RawClientResult*>(SSL_get_app_data(ssl));
+  ++result.tickets;
+  result.lastTicket.reset(session);
+  return 1;  // the reference is ours now
+}
 
 kj::String takeSslErrors() {
   char text[256];
@@ -240,9 +324,13 @@ void rawClient(unsigned port, const RawClientOptions& options, RawClientResult& 
     KJ_ASSERT(SSL_CTX_set_ciphersuites(ctx, options.ciphersuites.cStr()) == 1);
   }
   if (options.presentCertificate) {
-    KJ_ASSERT(SSL_CTX_use_certificate_file(ctx, pki().cert("alice").cStr(), SSL_FILETYPE_PEM));
-    KJ_ASSERT(SSL_CTX_use_PrivateKey_file(ctx, pki().key("alice").cStr(), SSL_FILETYPE_PEM));
+    KJ_ASSERT(SSL_CTX_use_certificate_file(ctx, pki().cert(options.certificate).cStr(),
+                                           SSL_FILETYPE_PEM));
+    KJ_ASSERT(
+        SSL_CTX_use_PrivateKey_file(ctx, pki().key(options.certificate).cStr(), SSL_FILETYPE_PEM));
   }
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx, onNewSession);
 
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   KJ_ASSERT(fd >= 0);
@@ -257,9 +345,13 @@ void rawClient(unsigned port, const RawClientOptions& options, RawClientResult& 
 
   SSL* ssl = SSL_new(ctx);
   KJ_DEFER(SSL_free(ssl));
+  SSL_set_app_data(ssl, &result);
   SSL_set_fd(ssl, fd);
   SSL_set_tlsext_host_name(ssl, "localhost");
   SSL_set1_host(ssl, "localhost");
+  if (options.resume != nullptr) {
+    KJ_ASSERT(SSL_set_session(ssl, options.resume) == 1);
+  }
   if (SSL_connect(ssl) != 1) {
     result.error = takeSslErrors();
     return;
@@ -267,14 +359,17 @@ void rawClient(unsigned port, const RawClientOptions& options, RawClientResult& 
   result.handshake = true;
   result.protocol = kj::str(SSL_get_version(ssl));
   result.cipher = kj::str(SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)));
+  result.resumed = SSL_session_reused(ssl) == 1;
 
   char reply[5] = {};
   if (SSL_write(ssl, "ping", 4) != 4) {
     result.reply = kj::str("error: ", takeSslErrors());
     return;
   }
+  // In TLS 1.3 tickets follow the server's handshake, so they arrive before the reply.
   int n = SSL_read(ssl, reply, 4);
   result.reply = n == 4 ? kj::str(reply) : kj::str("error: ", takeSslErrors());
+  result.resumable = SSL_SESSION_is_resumable(SSL_get0_session(ssl)) == 1;
   SSL_shutdown(ssl);
 }
 
@@ -290,6 +385,44 @@ RawClientResult runRawClient(kj::AsyncIoContext& io, unsigned port, RawClientOpt
     thread.pipe->readAllText().wait(io.waitScope);
   }
   return result;
+}
+
+// The server side of the handshake as kj-tls alone does it, with the same settings as ServerTls
+// (TLS 1.3 only, a client certificate from the CA required) and nothing of runner's added.
+class KjOnlyServerTls {
+ public:
+  KjOnlyServerTls()
+      : ca(certs::readFile(pki().cert("ca"))),
+        keypair{kj::TlsPrivateKey(certs::readFile(pki().key("server"))),
+                kj::TlsCertificate(certs::readFile(pki().cert("server")))},
+        context(options()) {}
+
+  kj::Promise<kj::AuthenticatedStream> wrapServer(kj::AuthenticatedStream plain) {
+    return context.wrapServer(kj::mv(plain));
+  }
+
+ private:
+  kj::TlsCertificate ca;
+  kj::TlsKeypair keypair;
+  kj::TlsContext context;
+
+  kj::TlsContext::Options options() {
+    kj::TlsContext::Options options;
+    options.useSystemTrustStore = false;
+    options.trustedCertificates = kj::arrayPtr(&ca, 1);
+    options.minVersion = TLS_1_3_ONLY;
+    options.defaultKeypair = keypair;
+    options.verifyClients = true;
+    return options;
+  }
+};
+
+// Whether every byte of `text` is printable ASCII: no raw byte of a bad name got through.
+bool isPrintableAscii(kj::StringPtr text) {
+  for (char c : text) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
 }
 
 constexpr auto TEST_TIMEOUT = 10 * kj::SECONDS;
@@ -543,6 +676,200 @@ TEST(ServerTls, ConstructionErrorsNameTheProblem) {
   EXPECT_EQ(make(Files(pki().cert("server"), pki().key("server"), pki().cert("server"))),
             kj::str("CA certificate ", pki().cert("server"), " is not a CA certificate"));
   EXPECT_EQ(make(Files("server", "ca")), "(nothing thrown)");
+}
+
+TEST(ServerTls, RefusesInTheHandshakeAClientCertThatNamesNoUser) {
+  auto io = kj::setupAsyncIo();
+  ServerTls serverTls(Files("server", "ca"), io.provider->getTimer(), TEST_TIMEOUT);
+  TestServer server(io, serverTls);
+
+  struct Case {
+    kj::StringPtr cert;
+    kj::StringPtr reason;
+  };
+  Case cases[] = {
+      {"two-cns", "client certificate has more than one common name"},
+      {"multi-valued-cn", "client certificate has more than one common name"},
+      {"escape-cn", "client certificate's common name contains a control character"},
+      {"nul-cn", "client certificate's common name contains a control character"},
+      {"newline-cn", "client certificate's common name contains a control character"},
+      {"c1-cn", "client certificate's common name contains a control character"},
+      {"bit-string-cn", "client certificate's common name is not valid UTF-8"},
+      {"empty-cn", "client certificate has an empty common name"},
+      {"no-cn", "client certificate has no common name"},
+  };
+  for (auto& c : cases) {
+    SCOPED_TRACE(c.cert.cStr());
+    // The client's certificate is from the CA; only its name is wrong.
+    ClientTls client(Files(c.cert, "ca"), ClientTls::CertCheck::SKIP);
+    auto reply = pingWithClientTls(io, client, server.address(), "localhost");
+    // The refusal is the server's alert, which a TLS 1.3 client reads after its handshake.
+    EXPECT_TRUE(contains(reply, "alert bad certificate")) << reply.cStr();
+
+    auto outcome = server.nextOutcome().wait(io.waitScope);
+    EXPECT_FALSE(outcome.handshake);
+    EXPECT_FALSE(outcome.accepted);
+    EXPECT_EQ(outcome.errorType, kj::Exception::Type::FAILED);
+    EXPECT_TRUE(outcome.error.startsWith("TLS handshake with 127.0.0.1:")) << outcome.error.cStr();
+    EXPECT_TRUE(outcome.error.endsWith(kj::str(" failed: ", c.reason))) << outcome.error.cStr();
+    EXPECT_TRUE(isPrintableAscii(outcome.error)) << outcome.error.cStr();
+  }
+
+  // A raw OpenSSL client sees the same alert; the server then serves the next client as usual.
+  RawClientOptions options;
+  options.certificate = "two-cns";
+  auto raw = runRawClient(io, server.port(), options);
+  EXPECT_TRUE(contains(raw.reply, "bad certificate")) << raw.reply.cStr();
+  EXPECT_TRUE(contains(server.nextOutcome().wait(io.waitScope).error,
+                       "failed: client certificate has more than one common name"));
+  ClientTls alice(Files("alice", "ca"));
+  EXPECT_EQ(pingWithClientTls(io, alice, server.address(), "localhost"), "pong");
+  EXPECT_EQ(server.nextOutcome().wait(io.waitScope).user, "alice");
+}
+
+TEST(ServerTls, AcceptsANameThatIsNotAscii) {
+  auto io = kj::setupAsyncIo();
+  ServerTls serverTls(Files("server", "ca"), io.provider->getTimer(), TEST_TIMEOUT);
+  TestServer server(io, serverTls);
+  ClientTls client(Files("jose", "ca"));
+
+  EXPECT_EQ(pingWithClientTls(io, client, server.address(), "localhost"), "pong");
+  auto outcome = server.nextOutcome().wait(io.waitScope);
+  EXPECT_TRUE(outcome.accepted) << outcome.error.cStr();
+  EXPECT_EQ(outcome.user, "Jos\xc3\xa9");
+}
+
+TEST(ServerTls, PeerCommonNameRefusesANameThatAnotherHandshakeLetThrough) {
+  // kj-tls alone completes these handshakes; its getCommonName() would say "admin" for the first
+  // and hand over the raw escape sequence for the second.
+  auto io = kj::setupAsyncIo();
+  KjOnlyServerTls kjOnly;
+  TestServer server(
+      io, [&kjOnly](kj::AuthenticatedStream plain) { return kjOnly.wrapServer(kj::mv(plain)); });
+
+  struct Case {
+    kj::StringPtr cert;
+    kj::StringPtr error;
+  };
+  Case cases[] = {
+      {"two-cns", "client certificate has more than one common name: \"admin\", \"bob\""},
+      // DER sorts the members of a multi-valued RDN (the shorter encoding first).
+      {"multi-valued-cn", "client certificate has more than one common name: \"bob\", \"admin\""},
+      {"escape-cn",
+       "client certificate's common name contains a control character: "
+       "\"bob\\x1b[2J\\x1b[31mroot\""},
+      {"nul-cn",
+       "client certificate's common name contains a control character: \"admin\\x00bob\""},
+      {"newline-cn",
+       "client certificate's common name contains a control character: "
+       "\"bob\\x0arefused connection peer=x\""},
+      {"c1-cn",
+       "client certificate's common name contains a control character: \"bob\\xc2\\x9b31m\""},
+      {"bit-string-cn", "client certificate's common name is not valid UTF-8: \"\\xff\\xfe\""},
+      {"empty-cn", "client certificate has an empty common name: \"\""},
+      {"no-cn", "client certificate has no common name"},
+  };
+  for (auto& c : cases) {
+    SCOPED_TRACE(c.cert.cStr());
+    ClientTls client(Files(c.cert, "ca"), ClientTls::CertCheck::SKIP);
+    auto reply = pingWithClientTls(io, client, server.address(), "localhost");
+    EXPECT_NE(reply, "pong");
+    auto outcome = server.nextOutcome().wait(io.waitScope);
+    EXPECT_TRUE(outcome.handshake);
+    EXPECT_FALSE(outcome.accepted);
+    EXPECT_EQ(outcome.error, c.error) << outcome.error.cStr();
+  }
+}
+
+TEST(ClientTls, ConstructionRefusesAClientCertThatNamesNoUser) {
+  EXPECT_EQ(errorOf([]() { ClientTls(Files("two-cns", "ca")); }),
+            kj::str("TLS certificate ", pki().cert("two-cns"),
+                    " names no user: client certificate has more than one common name: "
+                    "\"admin\", \"bob\""));
+  EXPECT_EQ(errorOf([]() { ClientTls(Files("escape-cn", "ca")); }),
+            kj::str("TLS certificate ", pki().cert("escape-cn"),
+                    " names no user: client certificate's common name contains a control "
+                    "character: \"bob\\x1b[2J\\x1b[31mroot\""));
+  EXPECT_EQ(errorOf([]() { ClientTls(Files("jose", "ca")); }), "(nothing thrown)");
+  // Only a client certificate must name a user.
+  EXPECT_EQ(errorOf([]() { ClientTls(Files("no-cn", "ca"), ClientTls::CertCheck::SKIP); }),
+            "(nothing thrown)");
+}
+
+TEST(TestCertificates, RunnerCertsMakesOnlyOneOfTheBadNames) {
+  // Why the tests make their bad certificates themselves: runner-certs' library refuses control
+  // characters below 0x80 (and can put only one CN in a subject). It does make a name with a C1
+  // control character, which the server refuses (RefusesInTheHandshakeAClientCertThatNamesNoUser).
+  auto ca = certs::Authority::create("test CA", certs::Validity::forDays(1));
+  auto day = certs::Validity::forDays(1);
+  EXPECT_NE(errorOf([&]() { ca.issueClient("bob\x1b[31m", day); }), "(nothing thrown)");
+  EXPECT_NE(errorOf([&]() { ca.issueClient("bob\nadmin", day); }), "(nothing thrown)");
+  EXPECT_EQ(errorOf([&]() { ca.issueClient("bob\u009b31m", day); }), "(nothing thrown)");
+}
+
+TEST(ServerTls, SendsNoSessionTickets) {
+  auto io = kj::setupAsyncIo();
+  ServerTls serverTls(Files("server", "ca"), io.provider->getTimer(), TEST_TIMEOUT);
+  TestServer server(io, serverTls);
+
+  auto result = runRawClient(io, server.port(), {});
+  ASSERT_TRUE(result.handshake) << result.error.cStr();
+  EXPECT_EQ(result.reply, "pong");
+  EXPECT_EQ(result.tickets, 0u);
+  EXPECT_FALSE(result.resumable);
+  EXPECT_TRUE(server.nextOutcome().wait(io.waitScope).accepted);
+}
+
+TEST(ServerTls, KjTlsAloneSendsTicketsThatFailEveryResumption) {
+  // What SendsNoSessionTickets guards against, and proof that the raw client notices tickets.
+  auto io = kj::setupAsyncIo();
+  KjOnlyServerTls kjOnly;
+  TestServer server(
+      io, [&kjOnly](kj::AuthenticatedStream plain) { return kjOnly.wrapServer(kj::mv(plain)); });
+
+  auto first = runRawClient(io, server.port(), {});
+  EXPECT_EQ(first.reply, "pong");
+  EXPECT_GT(first.tickets, 0u);
+  EXPECT_TRUE(first.resumable);
+  ASSERT_NE(first.lastTicket.get(), nullptr);
+  EXPECT_TRUE(server.nextOutcome().wait(io.waitScope).accepted);
+
+  RawClientOptions options;
+  options.resume = first.lastTicket.get();
+  auto second = runRawClient(io, server.port(), options);
+  EXPECT_NE(second.reply, "pong");
+  auto outcome = server.nextOutcome().wait(io.waitScope);
+  EXPECT_FALSE(outcome.accepted);
+  EXPECT_TRUE(contains(outcome.error, "session id context uninitialized")) << outcome.error.cStr();
+}
+
+TEST(ServerTls, AClientThatOffersATicketGetsAFullHandshake) {
+  // A ticket from elsewhere (here: from kj-tls alone, with the same certificates) is not resumed,
+  // and the connection goes on as a new one, with the client verified again.
+  auto io = kj::setupAsyncIo();
+  Session ticket;
+  {
+    KjOnlyServerTls kjOnly;
+    TestServer issuer(
+        io, [&kjOnly](kj::AuthenticatedStream plain) { return kjOnly.wrapServer(kj::mv(plain)); });
+    auto first = runRawClient(io, issuer.port(), {});
+    ASSERT_NE(first.lastTicket.get(), nullptr);
+    ticket = kj::mv(first.lastTicket);
+    EXPECT_TRUE(issuer.nextOutcome().wait(io.waitScope).accepted);
+  }
+
+  ServerTls serverTls(Files("server", "ca"), io.provider->getTimer(), TEST_TIMEOUT);
+  TestServer server(io, serverTls);
+  RawClientOptions options;
+  options.resume = ticket.get();
+  auto result = runRawClient(io, server.port(), options);
+  ASSERT_TRUE(result.handshake) << result.error.cStr();
+  EXPECT_FALSE(result.resumed);
+  EXPECT_EQ(result.reply, "pong");
+  EXPECT_EQ(result.tickets, 0u);
+  auto outcome = server.nextOutcome().wait(io.waitScope);
+  EXPECT_TRUE(outcome.accepted) << outcome.error.cStr();
+  EXPECT_EQ(outcome.user, "alice");
 }
 
 }  // namespace

@@ -10,12 +10,15 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 #include <string.h>
 
 #include <utility>
+
+#include "tls/client-name.h"
 
 namespace runner {
 namespace tls {
@@ -139,7 +142,15 @@ CheckedFiles readAndCheck(const TlsFiles& files, Role role, bool requireSignedBy
     KJ_FAIL_REQUIRE(
         kj::str("TLS key ", files.key, " does not belong to the certificate ", files.cert));
   }
-  if (requireSignedByCa) checkSignedByCa(files, certs, ca.first(), role);
+  if (requireSignedByCa) {
+    checkSignedByCa(files, certs, ca.first(), role);
+    if (role == Role::CLIENT) {
+      KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { clientNameOf(certs.first()); })) {
+        KJ_FAIL_REQUIRE(kj::str("TLS certificate ", files.cert,
+                                " names no user: ", exception->getDescription()));
+      }
+    }
+  }
   return result;
 }
 
@@ -154,6 +165,90 @@ kj::TlsContext::Options tls13Options(const kj::TlsCertificate& ca, const kj::Tls
   // finding the problem only after the handshake has completed.
   options.verifyClients = true;
   return options;
+}
+
+// kj-tls 0.9.2 keeps a TlsContext's SSL_CTX and a TlsPeerIdentity's certificate to itself (no
+// later release has accessors either), yet runner must set what kj-tls does not: no session
+// tickets, and a check of the client's name during the handshake. An explicit instantiation may
+// name private members (the usual access checks do not apply to its template arguments), and this
+// one hands out a pointer to each member; the compiler still checks each member's name and type,
+// so a kj-tls that changes them fails to build rather than misbehaving.
+// TODO(cleanup): use accessors instead if kj-tls ever offers them.
+struct SslContextMember {
+  using Type = void* kj::TlsContext::*;
+  friend Type memberPointer(SslContextMember);
+};
+struct PeerCertificateMember {
+  using Type = void* kj::TlsPeerIdentity::*;
+  friend Type memberPointer(PeerCertificateMember);
+};
+template <typename Member, typename Member::Type pointer>
+struct ExposeMember {
+  friend typename Member::Type memberPointer(Member) { return pointer; }
+};
+template struct ExposeMember<SslContextMember, &kj::TlsContext::ctx>;
+template struct ExposeMember<PeerCertificateMember, &kj::TlsPeerIdentity::cert>;
+
+SSL_CTX* sslContextOf(kj::TlsContext& context) {
+  return static_cast<SSL_CTX*>(context.*memberPointer(SslContextMember()));
+}
+
+// Null when the peer presented no certificate.
+X509* certificateOf(kj::TlsPeerIdentity& identity) {
+  return static_cast<X509*>(identity.*memberPointer(PeerCertificateMember()));
+}
+
+// The reasons the handshake gives for refusing a client's name. A verify callback can only pass a
+// reason on through OpenSSL's error queue, whose entries kj-tls turns into the text of the
+// exception it throws; so each reason is registered, once per process, as an error of an OpenSSL
+// "library" of runner's own, and the callback raises that error. handshakeFailureReason() then
+// finds it as the first line (OpenSSL's own "certificate verify failed" comes after it).
+constexpr int CHECK_FAILED_REASON = 100;
+
+int refusalLibrary() {
+  static const int library = []() {
+    int number = ERR_get_next_error_library();
+    KJ_ASSERT(number > 0);
+    auto entry = [number](int reason, kj::StringPtr text) {
+      return ERR_STRING_DATA{ERR_PACK(number, 0, reason), text.cStr()};
+    };
+    auto problem = [&entry](NameProblem problem) {
+      return entry(int(problem) + 1, describe(problem));
+    };
+    // OpenSSL keeps pointers into this table, and the table ends at the first zero code.
+    static ERR_STRING_DATA strings[] = {
+        entry(0, "runner"),
+        problem(NameProblem::NO_COMMON_NAME),
+        problem(NameProblem::SEVERAL_COMMON_NAMES),
+        problem(NameProblem::EMPTY_COMMON_NAME),
+        problem(NameProblem::NOT_UTF8),
+        problem(NameProblem::CONTROL_CHARACTER),
+        entry(CHECK_FAILED_REASON, "client certificate's name could not be checked"),
+        {0, nullptr},
+    };
+    KJ_ASSERT(ERR_load_strings_const(strings) == 1);
+    return number;
+  }();
+  return library;
+}
+
+// SSL_CTX_set_verify's callback on runnerd's side: once OpenSSL has verified the client's chain,
+// refuses a leaf certificate that names no user (see client-name.h), with a "bad certificate"
+// alert to the client. Never throws: OpenSSL's C frames are below it.
+int verifyClientName(int preverified, X509_STORE_CTX* store) {
+  if (preverified != 1 || X509_STORE_CTX_get_error_depth(store) != 0) return preverified;
+  int reason = CHECK_FAILED_REASON;
+  auto exception = kj::runCatchingExceptions([&]() {
+    KJ_IF_MAYBE (problem, checkClientName(X509_STORE_CTX_get_current_cert(store))) {
+      reason = int(*problem) + 1;
+    } else {
+      reason = 0;
+    }
+  });
+  if (exception == nullptr && reason == 0) return 1;
+  X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REJECTED);
+  ERR_raise(refusalLibrary(), reason);
+  return 0;
 }
 
 // The part of an OpenSSL error that a person can act on: kj-tls reports "OpenSSL error;
@@ -365,6 +460,19 @@ ServerTls::ServerTls(const TlsFiles& files, kj::Timer& timer, kj::Duration hands
   options.timer = timer;
   options.acceptTimeout = handshakeTimeout;
   context = kj::heap<kj::TlsContext>(kj::mv(options));
+
+  SSL_CTX* ssl = sslContextOf(*context);
+  // No session tickets and no session cache. kj-tls sets no session id context, and OpenSSL
+  // refuses to resume a session with a verified client certificate without one ("session id
+  // context uninitialized"): every ticket the server sent was useless, and every client that
+  // offered one got a failed handshake. A TLS 1.3 server that sends no tickets (and has no
+  // cache) never resumes; each connection is a full handshake that verifies the client again.
+  KJ_ASSERT(SSL_CTX_set_num_tickets(ssl, 0) == 1);
+  SSL_CTX_set_options(ssl, SSL_OP_NO_TICKET);
+  SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_OFF);
+  // Keeps kj-tls's mode (a client certificate is required) and adds the name check.
+  refusalLibrary();
+  SSL_CTX_set_verify(ssl, SSL_CTX_get_verify_mode(ssl), verifyClientName);
 }
 
 kj::Promise<kj::AuthenticatedStream> ServerTls::wrapServer(kj::AuthenticatedStream stream) {
@@ -384,23 +492,14 @@ kj::Promise<kj::AuthenticatedStream> ServerTls::wrapServer(kj::AuthenticatedStre
 
 kj::String ServerTls::peerCommonName(kj::PeerIdentity& identity) {
   KJ_IF_MAYBE (tlsIdentity, kj::dynamicDowncastIfAvailable<kj::TlsPeerIdentity>(identity)) {
-    if (!tlsIdentity->hasCertificate()) {
+    X509* cert = certificateOf(*tlsIdentity);
+    if (cert == nullptr) {
       KJ_FAIL_REQUIRE(kj::str("peer ", tlsIdentity->getNetworkIdentity().toString(),
                               " presented no client certificate"));
     }
-    kj::Maybe<kj::String> name;
-    KJ_IF_MAYBE (exception,
-                 kj::runCatchingExceptions([&]() { name = tlsIdentity->getCommonName(); })) {
-      KJ_FAIL_REQUIRE(kj::str("client certificate of ",
-                              tlsIdentity->getNetworkIdentity().toString(), " has no common name"));
-    }
-    auto result = KJ_ASSERT_NONNULL(kj::mv(name));
-    if (result.size() == 0) {
-      KJ_FAIL_REQUIRE(kj::str("client certificate of ",
-                              tlsIdentity->getNetworkIdentity().toString(),
-                              " has an empty common name"));
-    }
-    return result;
+    // wrapServer() has refused a certificate that names no user already; this keeps the promise
+    // for an identity from anywhere else.
+    return clientNameOf(cert);
   }
   KJ_FAIL_REQUIRE("connection is not authenticated by TLS", identity.toString());
 }

@@ -30,8 +30,9 @@ constexpr kj::TlsVersion TLS_1_3_ONLY =
 
 constexpr kj::Duration DEFAULT_HANDSHAKE_TIMEOUT = 10 * kj::SECONDS;
 
-// runnerd's side: requires a client certificate signed by the CA, and gives up on a handshake
-// that has not completed within the handshake timeout.
+// runnerd's side: requires a client certificate signed by the CA that names exactly one user (see
+// client-name.h), and gives up on a handshake that has not completed within the handshake
+// timeout. Sends no session tickets: every connection is a full handshake.
 class ServerTls {
  public:
   // Reads and checks the files. Throws one line naming the problem when a file cannot be read,
@@ -45,11 +46,14 @@ class ServerTls {
   // TCP and calls this per connection). Resolves to the TLS stream, whose peerIdentity is a
   // kj::TlsPeerIdentity holding the verified client certificate. On failure rejects with
   // "TLS handshake with PEER failed: REASON", keeping the exception's type: DISCONNECTED when the
-  // peer went away, OVERLOADED when it timed out, FAILED when the peer was refused.
+  // peer went away, OVERLOADED when it timed out, FAILED when the peer was refused. A client
+  // certificate that names no user is refused here, with a "bad certificate" alert to the client
+  // and REASON saying why ("client certificate has more than one common name").
   kj::Promise<kj::AuthenticatedStream> wrapServer(kj::AuthenticatedStream stream);
 
   // The user behind a connection from wrapServer(): the client certificate's subject common name.
-  // Throws when `identity` is not a TLS identity or carries no usable common name.
+  // Throws when `identity` is not a TLS identity, or when its certificate names no user (see
+  // clientNameOf() in client-name.h: the message shows the names escaped, never raw).
   static kj::String peerCommonName(kj::PeerIdentity& identity);
 
   kj::Duration getHandshakeTimeout() const { return handshakeTimeout; }
@@ -69,7 +73,8 @@ class ClientTls {
   enum class CertCheck { SIGNED_BY_CA, SKIP };
 
   // Reads and checks the files like ServerTls (certificate and key parse and match; with
-  // SIGNED_BY_CA, the certificate is a valid client certificate from the CA).
+  // SIGNED_BY_CA, the certificate is a valid client certificate from the CA and names a user as
+  // ServerTls demands, see client-name.h).
   explicit ClientTls(const TlsFiles& files, CertCheck check = CertCheck::SIGNED_BY_CA);
   KJ_DISALLOW_COPY(ClientTls);
 
