@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <kj/debug.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace runner {
@@ -56,7 +57,13 @@ class Follower {
   size_t readChunk() {
     // No file is this large (4 EiB); an offset beyond what pread() takes reads as the end.
     if (offset >= uint64_t(1) << 62) return 0;
-    if (buffer.size() == 0) buffer = sink.nextBuffer(FOLLOWER_CHUNK_BYTES);
+    // A buffer for what is there, up to a chunk: a follower waiting at the end of a quiet job's
+    // output holds none, and one that follows a trickle holds a few bytes, not a chunk.
+    struct stat st;
+    KJ_SYSCALL(fstat(fd, &st), job.id());
+    if (uint64_t(st.st_size) <= offset) return 0;
+    size_t size = kj::min(uint64_t(st.st_size) - offset, uint64_t(FOLLOWER_CHUNK_BYTES));
+    if (buffer.size() != size) buffer = sink.nextBuffer(size);
     ssize_t n;
     KJ_SYSCALL_HANDLE_ERRORS(n = pread(fd, buffer.begin(), buffer.size(), offset)) {
       default:

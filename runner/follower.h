@@ -20,8 +20,8 @@ class OutputSink {
   virtual ~OutputSink() noexcept(false) = default;
 
   // Where the follower reads the next chunk: `size` bytes owned by the sink, valid until the
-  // following write(). The RPC layer hands out the data field of its next request, so a chunk
-  // goes from the page cache into the message without another copy.
+  // following write() or nextBuffer(). The RPC layer hands out the data field of its next
+  // request, so a chunk goes from the page cache into the message without another copy.
   virtual kj::ArrayPtr<kj::byte> nextBuffer(size_t size) = 0;
 
   // The next bytes, in order: the first `size` bytes of the buffer of the last nextBuffer().

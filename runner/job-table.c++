@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "executors/spawn.h"
@@ -156,6 +157,11 @@ void Job::finish(const executors::ExitStatus& status) {
   rec.pid = 0;
   rec.pidStartTime = 0;
   rec.outputBytes = outputBytes();
+  if (rec.error.size() == 0 && table.logFilesystemFull()) {
+    // The job's writes past that point failed (ENOSPC), which only the job saw.
+    rec.error = kj::str("the log file system was full when the job ended: its output may be cut "
+                        "short");
+  }
   KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { table.store.update(rec); })) {
     // The job has ended all the same; a restarted server will report it lost.
     table.log("cannot record the end of job ", rec.id, ": ", e->getDescription());
@@ -223,6 +229,12 @@ class RunningSlot {
 };
 
 }  // namespace
+
+bool JobTable::logFilesystemFull() const {
+  struct statvfs st;
+  if (statvfs(cfg.logDir.cStr(), &st) < 0) return false;
+  return uint64_t(st.f_bavail) * st.f_frsize < LOG_ROOM_BYTES || (st.f_files > 0 && st.f_favail == 0);
+}
 
 kj::Own<void> JobTable::takeRunningSlot(kj::StringPtr owner) {
   auto& count = running.findOrCreate(owner, [&]() {
@@ -453,6 +465,9 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
     maxOutput = request.maxOutputBytes;
   }
   auto slot = takeRunningSlot(owner);
+  if (logFilesystemFull()) {
+    KJ_FAIL_REQUIRE("no room for the job's output: the log directory's file system is full");
+  }
 
   // Before anything is made for the job: an owner that cannot be mapped leaves nothing behind.
   auto user = cfg.identities->forOwner(owner);

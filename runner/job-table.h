@@ -127,6 +127,10 @@ struct ListPage {
 // no message larger than it would read, 2 MiB; one job of the largest spec still fits), and jobs
 // looked at.
 constexpr size_t LIST_PAGE_JOBS = 1000;
+
+// Below this much free space on the log directory's file system, a start is refused and a job
+// that ends is reported as having perhaps lost output.
+constexpr uint64_t LOG_ROOM_BYTES = 64 * 1024;
 constexpr size_t LIST_PAGE_BYTES = 1024 * 1024;
 constexpr size_t LIST_SCAN_JOBS = 100000;
 
@@ -182,6 +186,9 @@ class JobTable {
   kj::TaskSet tasks;
 
   Job& add(JobRecord record);
+  // Whether the log directory's file system has less than LOG_ROOM_BYTES (or no inode) left for
+  // unprivileged writers.
+  bool logFilesystemFull() const;
   // Counts one more running job of `owner` until the result is dropped; throws OVERLOADED at
   // the limit.
   kj::Own<void> takeRunningSlot(kj::StringPtr owner);

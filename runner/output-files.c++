@@ -87,7 +87,12 @@ kj::AutoCloseFd OutputFiles::create(kj::StringPtr id) {
 }
 
 void OutputFiles::failCreate(kj::StringPtr name, int error) {
-  KJ_FAIL_REQUIRE(kj::str("cannot create the output file ", dir, '/', name, ": ", strerror(error)));
+  // The client reads why; the server's paths are for its log.
+  KJ_LOG(ERROR, "cannot create an output file", dir, name, strerror(error));
+  if (error == ENOSPC || error == EDQUOT) {
+    KJ_FAIL_REQUIRE("no room for the job's output: the log directory's file system is full");
+  }
+  KJ_FAIL_REQUIRE(kj::str("cannot create the job's output file: ", strerror(error)));
 }
 
 size_t OutputFiles::ready() const {

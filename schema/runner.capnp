@@ -172,8 +172,9 @@ struct JobInfo {
   # ...and that process was the job's main process.
 
   error @9 :Text;
-  # Why the job failed to start (`failed`), why it was lost, or why runnerd stopped it (a
-  # `stopped` job that reached its output limit), in one line.
+  # Why the job failed to start (`failed`), why it was lost, why runnerd stopped it (a
+  # `stopped` job that reached its output limit), or, for a job that ended, that the log file
+  # system was full then (its output may be cut short); in one line.
 
   createdAt @10 :Int64;
   startedAt @11 :Int64;

@@ -260,10 +260,8 @@ TEST_F(RunctlEndToEnd, AnOutputDirectoryRunnerdCannotWriteFailsTheStartInOneLine
       auto result = runctl({"start", "--", "true"});
       EXPECT_EQ(result.status, 1);
       EXPECT_TRUE(isOneLine(result.err)) << result.err;
-      std::string prefix =
-          std::string("runctl: cannot create the output file ") + logDir.cStr() + "/";
-      EXPECT_EQ(result.err.rfind(prefix, 0), 0u) << result.err;
-      EXPECT_NE(result.err.find(".log: Operation not permitted\n"), std::string::npos)
+      // No server path: the reason only.
+      EXPECT_EQ(result.err, "runctl: cannot create the job's output file: Operation not permitted\n")
           << result.err;
     }
   }
