@@ -208,7 +208,11 @@ kj::String formatStatus(api::JobInfo::Reader info) {
           kj::str("user ", formatMillis(usage.getCpuUserMicros() / 1000), ", system ",
                   formatMillis(usage.getCpuSystemMicros() / 1000)));
   addLine(lines, "Peak memory", formatSize(usage.getPeakMemoryBytes()));
-  addLine(lines, "Output", kj::str(info.getOutputBytes(), " bytes"));
+  addLine(lines, "Output",
+          info.getMaxOutputBytes() == 0
+              ? kj::str(info.getOutputBytes(), " bytes")
+              : kj::str(info.getOutputBytes(), " bytes (limit ", formatSize(info.getMaxOutputBytes()),
+                        ")"));
   addLine(lines, "OOM killed",
           !info.getOomKilled()      ? "no"
           : info.getOomKilledMain() ? "yes, the main process"

@@ -88,6 +88,8 @@ TEST_F(SpecOptionsTest, BuildsTheJobSpecFromLimitsEnvAndCommand) {
          "/srv",
          "--executor",
          "local",
+         "--max-output",
+         "100M",
          "sh",
          "-c",
          "echo $GREETING",
@@ -113,6 +115,7 @@ TEST_F(SpecOptionsTest, BuildsTheJobSpecFromLimitsEnvAndCommand) {
   EXPECT_EQ(spec.getEnv()[1].getValue(), "");
   EXPECT_EQ(spec.getWorkingDir(), "/srv");
   EXPECT_EQ(spec.getExecutor(), "local");
+  EXPECT_EQ(spec.getMaxOutputBytes(), 100ull << 20);
 }
 
 TEST_F(SpecOptionsTest, DefaultsMeanNoLimitsAndNoIsolation) {
@@ -124,6 +127,7 @@ TEST_F(SpecOptionsTest, DefaultsMeanNoLimitsAndNoIsolation) {
   EXPECT_EQ(spec.getLimits().getMemoryBytes(), 0u);
   EXPECT_FALSE(spec.getIsolation().getPid());
   EXPECT_EQ(spec.getExecutor(), "");
+  EXPECT_EQ(spec.getMaxOutputBytes(), 0u);
 }
 
 TEST_F(SpecOptionsTest, BadValuesAreOneLineUsageErrors) {
@@ -139,6 +143,9 @@ TEST_F(SpecOptionsTest, BadValuesAreOneLineUsageErrors) {
   EXPECT_EQ(usageError({"--workdir", "relative", "true"}),
             "runctl run: --workdir=relative: the working directory must be an absolute path");
   EXPECT_EQ(usageError({"--cpu", "1"}), "runctl run: missing argument <command>");
+  EXPECT_EQ(usageError({"--max-output", "0", "true"}),
+            "runctl run: --max-output=0: --max-output takes a size above 0, like --memory (e.g. "
+            "100M)");
 }
 
 }  // namespace

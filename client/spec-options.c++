@@ -13,7 +13,7 @@ using Validity = kj::MainBuilder::Validity;
 // their values. Keep in step with addOptions().
 constexpr kj::StringPtr LONG_OPTIONS_WITH_VALUE[] = {
     "cpu"_kj,  "memory"_kj, "io-read"_kj, "io-write"_kj,
-    "pids"_kj, "env"_kj,    "workdir"_kj, "executor"_kj,
+    "pids"_kj, "env"_kj,    "workdir"_kj, "executor"_kj, "max-output"_kj,
 };
 constexpr kj::StringPtr SHORT_OPTIONS_WITH_VALUE = "ew"_kj;
 
@@ -58,6 +58,10 @@ void SpecOptions::addOptions(kj::MainBuilder& builder) {
                         "Disk write bandwidth limit per second, like --io-read.")
       .addOptionWithArg({"pids"}, KJ_BIND_METHOD(*this, setPids), "<n>",
                         "Maximum number of processes and threads. 0: no limit.")
+      .addOptionWithArg({"max-output"}, KJ_BIND_METHOD(*this, setMaxOutput), "<size>",
+                        "The most output the job may write, like --memory (e.g. 100M); the job "
+                        "is killed when it reaches it. Default: the server's limit, which this "
+                        "cannot exceed.")
       .addOption({"isolate"}, KJ_BIND_METHOD(*this, setIsolate),
                  "Run in new PID, mount and network namespaces: the job is PID 1 with its own "
                  "/proc, and has only a loopback network.")
@@ -103,6 +107,7 @@ kj::Own<capnp::MallocMessageBuilder> SpecOptions::build() const {
   isolation.setMount(isolate);
   isolation.setNet(isolate);
   spec.setExecutor(executor);
+  spec.setMaxOutputBytes(maxOutputBytes);
   return message;
 }
 
@@ -186,6 +191,16 @@ Validity SpecOptions::setPids(kj::StringPtr text) {
     return true;
   }
   return COUNT_SYNTAX;
+}
+
+Validity SpecOptions::setMaxOutput(kj::StringPtr text) {
+  KJ_IF_MAYBE (value, parseSize(text)) {
+    if (*value > 0) {
+      maxOutputBytes = *value;
+      return true;
+    }
+  }
+  return "--max-output takes a size above 0, like --memory (e.g. 100M)";
 }
 
 Validity SpecOptions::setIsolate() {

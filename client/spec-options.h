@@ -41,6 +41,7 @@ class SpecOptions {
   kj::MainBuilder::Validity setIoRead(kj::StringPtr text);
   kj::MainBuilder::Validity setIoWrite(kj::StringPtr text);
   kj::MainBuilder::Validity setPids(kj::StringPtr text);
+  kj::MainBuilder::Validity setMaxOutput(kj::StringPtr text);
   kj::MainBuilder::Validity setIsolate();
   kj::MainBuilder::Validity addEnv(kj::StringPtr assignment);
   kj::MainBuilder::Validity setWorkdir(kj::StringPtr dir);
@@ -54,6 +55,7 @@ class SpecOptions {
   uint64_t ioReadBytesPerSec = 0;
   uint64_t ioWriteBytesPerSec = 0;
   uint32_t pids = 0;
+  uint64_t maxOutputBytes = 0;
   bool isolate = false;
   // "NAME=VALUE" as given; checked to have a name.
   kj::Vector<kj::StringPtr> env;
