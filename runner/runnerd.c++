@@ -86,13 +86,23 @@ void requireOwnDirectory(kj::StringPtr flag, kj::StringPtr path) {
 }
 
 // Each follower and each running job holds descriptors; the soft limit of 1024 is far too low.
-void raiseDescriptorLimit() {
+// Returns the limit now in force.
+uint64_t raiseDescriptorLimit() {
   struct rlimit limit;
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
     limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) getrlimit(RLIMIT_NOFILE, &limit);
   }
+  return limit.rlim_cur;
 }
+
+// Descriptors a running job holds at most: its pidfd, its output file, and its cgroup's directory
+// and cgroup.procs in each v1 hierarchy the cgroup executor uses (five).
+constexpr uint64_t DESCRIPTORS_PER_RUNNING_JOB = 12;
+// Descriptors runnerd keeps for itself and the users other than the one that holds the most:
+// listening, logs, the store, inotify, pending handshakes.
+constexpr uint64_t DESCRIPTOR_RESERVE = 2048;
 
 class Runnerd {
  public:
@@ -424,9 +434,22 @@ class Runnerd {
 
   void serve() {
     tls::tuneAllocatorForStreaming();
-    raiseDescriptorLimit();
+    uint64_t descriptors = raiseDescriptorLimit();
     auto io = kj::setupAsyncIo();
     EventLog log(STDERR_FILENO);
+    // One user must never be able to take every descriptor: what one user may hold at most, with
+    // the reserve, must fit under the limit.
+    uint64_t perUser = serverLimits.connectionsPerUser + serverLimits.perConnection.watchesPerUser +
+                       uint64_t(maxRunningPerUser) * DESCRIPTORS_PER_RUNNING_JOB;
+    if (perUser + DESCRIPTOR_RESERVE > descriptors) {
+      KJ_FAIL_REQUIRE(kj::str(
+          "one user could hold ", perUser, " descriptors (--max-connections-per-user ",
+          serverLimits.connectionsPerUser, ", --max-watches-per-user ",
+          serverLimits.perConnection.watchesPerUser, ", --max-running-per-user ", maxRunningPerUser,
+          " with up to ", DESCRIPTORS_PER_RUNNING_JOB, " each), and with ", DESCRIPTOR_RESERVE,
+          " kept for the others that is more than the descriptor limit of ", descriptors,
+          "; lower those flags or raise the limit (LimitNOFILE=)"));
+    }
 
     prepareDirectory("--log-dir", logDir, 0750);
     // Jobs pass through the state directory to their homes (dynamic identities).
@@ -492,6 +515,11 @@ class Runnerd {
       }
       KJ_FAIL_REQUIRE(kj::str("cannot listen on ", listen, ": ", reason));
     }
+    log("limits: ", serverLimits.connections, " connections, per user ",
+        serverLimits.connectionsPerUser, " connections, ", serverLimits.perConnection.watchesPerUser,
+        " watches, ", maxRunningPerUser, " running jobs (", perUser, " of ", descriptors,
+        " descriptors); idle connections close after ", serverLimits.idleTimeout,
+        "; output per job ", maxOutputBytes, " bytes");
     Server server(table, tls, io.provider->getTimer(), log, admins.releaseAsArray(),
                   kj::mv(serverLimits));
     auto host = listen.slice(0, listen.findLast(':').orDefault(listen.size()));

@@ -247,7 +247,15 @@ TEST(IdentityModes, OverlappingRangesAreRefusedAtStartUp) {
   for (auto& bad : {BadFlag{"--uid-range=10-5", "--uid-range takes FIRST-LAST"},
                     BadFlag{"--users=nobody", "--users takes dynamic or accounts"},
                     BadFlag{"--min-uid=0", "--min-uid takes a uid above 0"},
-                    BadFlag{"--run-as=", "--run-as needs a user name"}}) {
+                    BadFlag{"--run-as=", "--run-as needs a user name"},
+                    BadFlag{"--max-connections=0", "--max-connections takes a number from 1"},
+                    BadFlag{"--max-connections-per-user=x", "--max-connections-per-user takes"},
+                    BadFlag{"--max-watches-per-user=-1", "--max-watches-per-user takes"},
+                    BadFlag{"--idle-timeout=0", "--idle-timeout takes a whole number of seconds"},
+                    BadFlag{"--max-output=0", "--max-output takes a size in bytes above 0"},
+                    BadFlag{"--max-output=lots", "--max-output takes a size in bytes above 0"},
+                    BadFlag{"--max-running-per-user=1000000",
+                            "one user could hold 12001056 descriptors"}}) {
     auto refused = runRunnerd(server, {bad.flag});
     EXPECT_TRUE(WIFEXITED(refused.status) && WEXITSTATUS(refused.status) != 0) << refused.err;
     EXPECT_NE(refused.err.find(bad.error), std::string::npos) << bad.flag << ": " << refused.err;
