@@ -7,6 +7,7 @@
 #include <linux/fs.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -243,8 +244,18 @@ TEST(OutputFilesTest, AnUnwritableDirectoryFailsTheStartNotTheThread) {
   OutputFiles files(dir.path(), 4);
   EXPECT_EQ(thrownBy([&]() { files.create("job-1"); }),
             std::string("cannot create the job's output file: ") + expected);
-  // The thread tried, failed, and waits for the next start instead of retrying in a loop.
+  // The thread tried, failed, and waits for the next start instead of retrying in a loop: it
+  // costs no CPU meanwhile.
+  auto cpuMillis = []() {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000 +
+           (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1000;
+  };
   usleep(50000);
+  auto before = cpuMillis();
+  usleep(300000);
+  EXPECT_LT(cpuMillis() - before, 60) << "the spare-making thread spins on the failure";
   EXPECT_EQ(files.ready(), 0u);
 }
 

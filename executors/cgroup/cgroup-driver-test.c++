@@ -73,15 +73,20 @@ TEST(CgroupMounts, ParsesV1HierarchiesAndTheUnifiedMount) {
   EXPECT_EQ(stdString(v2.mountPoint), "/sys/fs/cgroup/unified");
 }
 
-TEST(CgroupMounts, ThisHostHasAMemoryHierarchyOrAUnifiedOne) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  CgroupMounts mounts = parseCgroupMounts(kj::StringPtr(text.c_str()));
-  bool memory = false;
-  for (auto& h : mounts.v1) {
-    for (auto& c : h.controllers) memory = memory || c == "memory";
-  }
-  EXPECT_TRUE(memory || mounts.v2 != nullptr);
+TEST(CgroupMounts, AUnifiedOnlyHostAndAHostWithoutCgroups) {
+  auto unified =
+      "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+      "35 22 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n"_kj;
+  CgroupMounts v2Only = parseCgroupMounts(unified);
+  EXPECT_EQ(v2Only.v1.size(), 0u);
+  EXPECT_EQ(stdString(KJ_ASSERT_NONNULL(v2Only.v2).mountPoint), "/sys/fs/cgroup");
+
+  auto none =
+      "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+      "23 22 0:5 / /proc rw - proc proc rw\n"_kj;
+  CgroupMounts empty = parseCgroupMounts(none);
+  EXPECT_EQ(empty.v1.size(), 0u);
+  EXPECT_TRUE(empty.v2 == nullptr);
 }
 
 // A tree shaped like /sys/dev/block: "MAJ:MIN" links to device directories, partitions nested
