@@ -21,6 +21,7 @@ kj::Promise<void> BackpressureStream::counted(kj::Promise<void> writing) {
   ++writesInProgress;
   return writing.attach(kj::defer([this]() {
     if (--writesInProgress == 0) writesDone.fire();
+    written();
   }));
 }
 

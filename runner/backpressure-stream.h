@@ -9,6 +9,7 @@
 // it writes, so it never notices.
 
 #include <kj/async-io.h>
+#include <kj/function.h>
 
 #include "runner/wakeup.h"
 
@@ -16,7 +17,9 @@ namespace runner {
 
 class BackpressureStream final : public kj::AsyncIoStream {
  public:
-  explicit BackpressureStream(kj::Own<kj::AsyncIoStream> inner) : inner(kj::mv(inner)) {}
+  // `written` is called after each write has completed (the connection's queue shrank).
+  BackpressureStream(kj::Own<kj::AsyncIoStream> inner, kj::Function<void()> written)
+      : inner(kj::mv(inner)), written(kj::mv(written)) {}
   KJ_DISALLOW_COPY(BackpressureStream);
 
   kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override;
@@ -40,6 +43,7 @@ class BackpressureStream final : public kj::AsyncIoStream {
 
  private:
   kj::Own<kj::AsyncIoStream> inner;
+  kj::Function<void()> written;
   kj::uint writesInProgress = 0;
   Wakeup writesDone;
 

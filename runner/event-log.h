@@ -8,6 +8,9 @@
 
 namespace runner {
 
+// What one log line shows of its text at most; the rest is cut, with "...".
+constexpr size_t MAX_LOG_LINE_BYTES = 2048;
+
 class EventLog {
  public:
   // Writes to `fd`, which the caller keeps open.

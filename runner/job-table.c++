@@ -85,7 +85,11 @@ kj::Promise<void> Job::enforceOutputLimit() {
   // Waits first, then reads: a write after the read resolves the wait.
   auto changed = outputChanged();
   if (hasEnded()) return kj::READY_NOW;
-  uint64_t size = outputBytes();
+  // What the file holds on disk counts too: fallocate(FALLOC_FL_KEEP_SIZE) on the job's stdout
+  // takes blocks without changing the size.
+  struct stat st;
+  KJ_SYSCALL(fstat(output.get(), &st), rec.id);
+  uint64_t size = kj::max(uint64_t(st.st_size), uint64_t(st.st_blocks) * 512);
   if (size < rec.maxOutputBytes) {
     return changed.then([this]() { return enforceOutputLimit(); });
   }

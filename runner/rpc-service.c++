@@ -81,9 +81,11 @@ class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler
   }
 
   kj::Promise<void> end(const Job& job) override {
-    auto request = client.endRequest();
-    fillJobInfo(request.initInfo(), job);
-    return request.send().ignoreResult();
+    return caller.whenRoomToReply().then([this, &job]() {
+      auto request = client.endRequest();
+      fillJobInfo(request.initInfo(), job);
+      return request.send().ignoreResult();
+    });
   }
 
   // Drops the reference to the client's sink: the client learns that no more output comes.
@@ -185,14 +187,21 @@ class JobImpl final : public api::Job::Server {
 
   kj::Promise<void> info(InfoContext context) override {
     ++caller->activity;
-    fillJobInfo(context.getResults().initInfo(), job);
-    return kj::READY_NOW;
+    if (caller->hasRoomToReply()) {
+      fillJobInfo(context.getResults().initInfo(), job);
+      return kj::READY_NOW;
+    }
+    return caller->track(caller->whenRoomToReply().then(
+        [this, context]() mutable { fillJobInfo(context.getResults().initInfo(), job); }));
   }
 
   kj::Promise<void> wait(WaitContext context) override {
     context.allowCancellation();
-    return caller->track(job.whenEnded().then(
-        [this, context]() mutable { fillJobInfo(context.getResults().initInfo(), job); }));
+    return caller->track(job.whenEnded()
+                             .then([this]() { return caller->whenRoomToReply(); })
+                             .then([this, context]() mutable {
+                               fillJobInfo(context.getResults().initInfo(), job);
+                             }));
   }
 
   kj::Promise<void> stop(StopContext context) override {
@@ -202,8 +211,11 @@ class JobImpl final : public api::Job::Server {
     kj::Maybe<kj::Duration> grace;
     if (graceMillis > 0) grace = graceMillis * kj::MILLISECONDS;
     log("stop requested id=", job.id(), " by=", caller->user, " peer=", caller->peer);
-    return caller->track(job.stop(grace).then(
-        [this, context]() mutable { fillJobInfo(context.getResults().initInfo(), job); }));
+    return caller->track(job.stop(grace)
+                             .then([this]() { return caller->whenRoomToReply(); })
+                             .then([this, context]() mutable {
+                               fillJobInfo(context.getResults().initInfo(), job);
+                             }));
   }
 
   kj::Promise<void> watchOutput(WatchOutputContext context) override {
@@ -214,6 +226,7 @@ class JobImpl final : public api::Job::Server {
           KJ_EXCEPTION(OVERLOADED, kj::str("too many output watches on this connection (limit ",
                                            caller->limits.watchesPerConnection, ")")));
     }
+    caller->limits.requireDescriptors();
     if (caller->usage->watches >= caller->limits.watchesPerUser) {
       kj::throwFatalException(
           KJ_EXCEPTION(OVERLOADED, kj::str("too many output watches for user ", caller->user,
@@ -252,9 +265,11 @@ class JobManagerImpl final : public api::JobManager::Server {
 
   kj::Promise<void> start(StartContext context) override {
     requireRoomForJobCapability();
+    caller->limits.requireDescriptors();
     // The launch runs on the event loop: other calls are served while this one waits for exec.
     return caller->track(
         table.start(caller->user, toStartRequest(context.getParams().getSpec()))
+            .then([this](Job* job) { return caller->whenRoomToReply().then([job]() { return job; }); })
             .then([this, context](Job* job) mutable {
               auto results = context.getResults();
               results.setJob(newJob(*job));
@@ -288,6 +303,16 @@ class JobManagerImpl final : public api::JobManager::Server {
     for (auto state : states) query.states |= 1u << uint(fromApiState(state));
     query.limit = filter.getLimit();
     query.after = filter.getAfter();
+    if (caller->hasRoomToReply()) {
+      answerList(context, query);
+      return kj::READY_NOW;
+    }
+    // The filter's text lives in the params, which the context keeps.
+    return caller->track(caller->whenRoomToReply().then(
+        [this, context, query]() mutable { answerList(context, query); }));
+  }
+
+  void answerList(ListContext& context, const ListQuery& query) {
     auto page = table.list(query);
     auto results = context.getResults();
     auto out = results.initJobs(page.jobs.size());
@@ -295,7 +320,6 @@ class JobManagerImpl final : public api::JobManager::Server {
     KJ_IF_MAYBE (next, page.next) {
       results.setNext(*next);
     }
-    return kj::READY_NOW;
   }
 
   kj::Promise<void> whoami(WhoamiContext context) override {
@@ -324,6 +348,14 @@ class JobManagerImpl final : public api::JobManager::Server {
 };
 
 }  // namespace
+
+void ConnectionLimits::requireDescriptors() const {
+  if (descriptors != nullptr && descriptors->nearlyExhausted()) {
+    kj::throwFatalException(KJ_EXCEPTION(
+        OVERLOADED, "runnerd is short of descriptors (too many jobs, watches and connections of "
+                    "all users); try again later"));
+  }
+}
 
 void OutputBudget::release(size_t bytes) {
   inFlight -= bytes;

@@ -7,9 +7,11 @@
 // control it (the owner or an admin) or only read its metadata.
 
 #include <kj/async.h>
+#include <kj/function.h>
 #include <kj/refcount.h>
 #include <kj/vector.h>
 
+#include "runner/descriptor-gauge.h"
 #include "runner/event-log.h"
 #include "runner/job-table.h"
 #include "runner/wakeup.h"
@@ -44,6 +46,11 @@ class OutputBudget {
   Wakeup released;
 };
 
+// Replies (and `end` calls to output sinks) are built only while the connection has less than this
+// queued to send: a client that does not read them cannot make the server build more at once, as
+// when a thousand waits on a job with 1 MiB of arguments all end together.
+constexpr size_t REPLY_WINDOW = 2 * 1024 * 1024;
+
 // What a connection and a user may hold (README's Limits; runnerd's flags set them).
 struct ConnectionLimits {
   // Open output watches per connection and per user.
@@ -52,6 +59,11 @@ struct ConnectionLimits {
   // Job capabilities a connection may hold at once (each get() and start() makes one, and the
   // RPC system keeps it, and the answer it came in, until the client releases them).
   uint jobCapabilitiesPerConnection = 1024;
+  // runnerd's descriptors as a whole; nullptr: not watched.
+  DescriptorGauge* descriptors = nullptr;
+
+  // Throws OVERLOADED when runnerd is close to its descriptor limit.
+  void requireDescriptors() const;
 };
 
 // What one user holds over all of its connections. Shared by the Callers of that user.
@@ -88,6 +100,19 @@ class Caller final : public kj::Refcounted {
   uint64_t activity = 0;
 
   OutputBudget output;
+
+  // What the connection holds queued to send, set by the Server for the connection's life, and a
+  // wakeup after each write to the socket.
+  kj::Function<size_t()> queuedBytes = []() -> size_t { return 0; };
+  Wakeup written;
+
+  // Whether a reply may be built now: the connection has less than REPLY_WINDOW queued to send.
+  bool hasRoomToReply() { return queuedBytes() < REPLY_WINDOW; }
+  // Resolves once hasRoomToReply().
+  kj::Promise<void> whenRoomToReply() {
+    if (hasRoomToReply()) return kj::READY_NOW;
+    return written.next().then([this]() { return whenRoomToReply(); });
+  }
 
   bool isIdleSince(uint64_t lastActivity) const {
     return callsInProgress == 0 && activeWatches == 0 && activity == lastActivity;

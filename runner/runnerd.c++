@@ -103,6 +103,9 @@ constexpr uint64_t DESCRIPTORS_PER_RUNNING_JOB = 12;
 // Descriptors runnerd keeps for itself and the users other than the one that holds the most:
 // listening, logs, the store, inotify, pending handshakes.
 constexpr uint64_t DESCRIPTOR_RESERVE = 2048;
+// Within this many of the limit, new connections, watches and starts are refused (what is under
+// way may still take a few: a pending handshake, a launch).
+constexpr uint64_t DESCRIPTORS_REFUSED_AT = 1024;
 
 class Runnerd {
  public:
@@ -515,6 +518,8 @@ class Runnerd {
       }
       KJ_FAIL_REQUIRE(kj::str("cannot listen on ", listen, ": ", reason));
     }
+    DescriptorGauge gauge(descriptors, DESCRIPTORS_REFUSED_AT);
+    serverLimits.perConnection.descriptors = &gauge;
     log("limits: ", serverLimits.connections, " connections, per user ",
         serverLimits.connectionsPerUser, " connections, ", serverLimits.perConnection.watchesPerUser,
         " watches, ", maxRunningPerUser, " running jobs (", perUser, " of ", descriptors,

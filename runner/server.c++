@@ -4,6 +4,7 @@
 #include <kj/debug.h>
 
 #include "runner/backpressure-stream.h"
+#include "runner/metered-network.h"
 
 namespace runner {
 
@@ -13,14 +14,23 @@ class Server::Connection {
              api::JobManager::Client bootstrap)
       : server(server),
         caller(kj::mv(caller)),
-        stream(kj::heap<BackpressureStream>(kj::mv(stream))),
+        stream(kj::heap<BackpressureStream>(kj::mv(stream),
+                                            [&caller = *this->caller]() { caller.written.fire(); })),
         network(*this->stream, capnp::rpc::twoparty::Side::SERVER, receiveOptions()),
-        rpcSystem(capnp::makeRpcServer(network, kj::mv(bootstrap))) {
+        metered(network, MAX_UNFINISHED_CALLS,
+                [&server, &caller = *this->caller](kj::StringPtr reason) {
+                  server.logRefusal("closed connection user=", caller.user, " peer=", caller.peer,
+                                    ": ", reason);
+                }),
+        rpcSystem(capnp::makeRpcServer(metered, kj::mv(bootstrap))) {
     rpcSystem.setFlowLimit(CONNECTION_FLOW_LIMIT_WORDS);
     ++server.connections;
     ++this->caller->usage->connections;
+    this->caller->queuedBytes = [this]() { return network.getCurrentQueueSize(); };
   }
   ~Connection() noexcept(false) {
+    caller->queuedBytes = []() -> size_t { return 0; };
+    caller->written.fire();
     --server.connections;
     if (--caller->usage->connections == 0) server.users.erase(caller->user);
   }
@@ -39,6 +49,7 @@ class Server::Connection {
   kj::Own<Caller> caller;
   kj::Own<kj::AsyncIoStream> stream;
   capnp::TwoPartyVatNetwork network;
+  MeteredNetwork metered;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpcSystem;
 };
 
@@ -95,6 +106,13 @@ void Server::handshake(kj::AuthenticatedStream stream) {
     logRefusal("refused connection peer=", peer, ": too many connections (limit ",
                limits.connections, ")");
     return;
+  }
+  KJ_IF_MAYBE (gauge, kj::Maybe<DescriptorGauge&>(limits.perConnection.descriptors)) {
+    if (gauge->nearlyExhausted()) {
+      logRefusal("refused connection peer=", peer, ": runnerd is short of descriptors (",
+                 gauge->inUse(), " of ", gauge->limit, " open)");
+      return;
+    }
   }
   auto host = kj::str(peer.slice(0, peer.findLast(':').orDefault(peer.size())));
   KJ_IF_MAYBE (own, pendingHosts.find(host)) {

@@ -35,6 +35,10 @@ constexpr uint64_t MAX_REQUEST_WORDS = 256 * 1024;
 // from the connection until some return. One call larger than this is still served.
 constexpr size_t CONNECTION_FLOW_LIMIT_WORDS = 32 * 1024;
 
+// Calls a connection may leave unfinished (answered, but the client never sent Finish, so the
+// RPC system keeps the answer); past it the connection is closed with an error.
+constexpr size_t MAX_UNFINISHED_CALLS = 8192;
+
 struct ServerLimits {
   // Authenticated connections open at once, and per user: one user cannot take them all.
   size_t connections = 1024;

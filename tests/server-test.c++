@@ -177,7 +177,7 @@ TEST(Server, ClearErrorsForUnknownIdEmptyCommandAndMissingCommand) {
   auto forged = startJob(f, *alice, {"nope\n2026-01-01T00:00:00.000Z job stopping id=x"});
   EXPECT_EQ(forged.state, api::State::FAILED);
   EXPECT_FALSE(contains(f.serverLog(), "\n2026-01-01T00:00:00.000Z job stopping"));
-  EXPECT_TRUE(contains(f.serverLog(), "nope\\x0a2026"));
+  EXPECT_TRUE(contains(f.serverLog(), "nope\\n2026"));
 
   // The server is still serving.
   EXPECT_EQ(alice->manager.whoamiRequest().send().wait(f.io.waitScope).getUser(), "alice");
@@ -191,7 +191,15 @@ TEST(Server, RunningOutOfDescriptorsDoesNotStopTheServer) {
   ASSERT_EQ(system(limit.cStr()), 0);
   kj::Vector<kj::AutoCloseFd> flood;
   for (int i = 0; i < 40; i++) flood.add(kj::AutoCloseFd(connectTcp(f.address())));
-  f.waitForLog("accept failed");
+  // runnerd refuses connections itself near its limit (counted every 100 ms), or accept() fails
+  // in between; either way it goes on.
+  for (int i = 0; i < 500; i++) {
+    auto log = f.serverLog();
+    if (contains(log, "accept failed") || contains(log, "short of descriptors")) break;
+    f.io.provider->getTimer().afterDelay(20 * kj::MILLISECONDS).wait(f.io.waitScope);
+  }
+  EXPECT_TRUE(contains(f.serverLog(), "accept failed") ||
+              contains(f.serverLog(), "short of descriptors"));
   flood.clear();
   // Once descriptors are free again, clients are served.
   for (int i = 0; i < 300; i++) {
