@@ -24,7 +24,6 @@ namespace runner {
 constexpr size_t MAX_PENDING_HANDSHAKES = 1024;
 constexpr size_t MAX_PENDING_HANDSHAKES_PER_ADDRESS = 64;
 
-
 // Largest RPC message the server reads, in 8-byte words (2 MiB): a spec (at most MAX_SPEC_BYTES)
 // and its framing. A message is received whole before it is read, so this is also what one
 // connection's partly received message may hold.
@@ -36,7 +35,8 @@ constexpr uint64_t MAX_REQUEST_WORDS = 256 * 1024;
 constexpr size_t CONNECTION_FLOW_LIMIT_WORDS = 32 * 1024;
 
 // Calls a connection may leave unfinished (answered, but the client never sent Finish, so the
-// RPC system keeps the answer); past it the connection is closed with an error.
+// RPC system keeps the answer); held past it for a second, the connection is closed with an error
+// (see MeteredNetwork).
 constexpr size_t MAX_UNFINISHED_CALLS = 8192;
 
 struct ServerLimits {
@@ -68,6 +68,7 @@ class Server {
 
   // Accepts connections until the promise is dropped. Errors of single connections, and of
   // accept() itself (out of descriptors, say), are logged, never fatal.
+  // Refusals are logged at most REFUSALS_LOGGED_PER_WINDOW per window (logRefusal).
   kj::Promise<void> listen(kj::ConnectionReceiver& receiver);
 
  private:
