@@ -40,7 +40,9 @@ void prepareDirectory(kj::StringPtr flag, kj::StringPtr path, mode_t mode) {
   for (size_t i = 1; i <= path.size(); i++) {
     if (i == path.size() || path[i] == '/') {
       auto prefix = kj::str(path.slice(0, i));
-      if (mkdir(prefix.cStr(), mode) < 0 && errno != EEXIST) {
+      // Directories above it as `mkdir -p` makes them: the state directory's must be searchable
+      // by the jobs, whichever of the two directories is made first.
+      if (mkdir(prefix.cStr(), i == path.size() ? mode : 0755) < 0 && errno != EEXIST) {
         KJ_FAIL_REQUIRE(kj::str("cannot create ", flag, " ", prefix, ": ", strerror(errno)));
       }
     }

@@ -290,4 +290,26 @@ TEST(IdentityModes, AccountsModeRunsAnOwnerAsItsAccountAndRefusesTheRest) {
 }
 
 }  // namespace
+TEST(IdentityModes, StateAndLogDirectoriesUnderANewDirectoryStart) {
+  SKIP_UNLESS_HOST_CAN_RUN();
+  // The log directory is made first; the directory above both must still let jobs reach their
+  // homes in the state directory.
+  mkdir("/var/lib/runner-tests", 0755);
+  char tmpl[] = "/var/lib/runner-tests/nested.XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  ASSERT_EQ(chmod(tmpl, 0755), 0);
+  std::string top = tmpl;
+  auto logs = kj::str("--log-dir=", top, "/new/logs");
+  auto state = kj::str("--state-dir=", top, "/new/state");
+  kj::StringPtr flags[] = {logs, state};
+  {
+    RunnerdFixture server(flags);
+    EXPECT_EQ(uidOfAJob(server, "alice").empty(), false);
+    struct stat st;
+    ASSERT_EQ(stat((top + "/new").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0755u);
+  }
+  EXPECT_EQ(system(("rm -rf " + top).c_str()), 0);
+}
+
 }  // namespace runner
