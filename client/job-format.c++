@@ -207,7 +207,8 @@ kj::String formatStatus(api::JobInfo::Reader info) {
   addLine(lines, "CPU time",
           kj::str("user ", formatMillis(usage.getCpuUserMicros() / 1000), ", system ",
                   formatMillis(usage.getCpuSystemMicros() / 1000)));
-  addLine(lines, "Peak memory", formatSize(usage.getPeakMemoryBytes()));
+  addLine(lines, "Peak memory",
+          usage.getPeakMemoryBytes() == 0 ? kj::str("-") : formatSize(usage.getPeakMemoryBytes()));
   addLine(lines, "Output",
           info.getMaxOutputBytes() == 0
               ? kj::str(info.getOutputBytes(), " bytes")

@@ -38,7 +38,13 @@ ExitStatus reapExited(int pidfd, pid_t pid) {
   }
   status.usage.cpuUserMicros = micros(usage.ru_utime);
   status.usage.cpuSystemMicros = micros(usage.ru_stime);
-  status.usage.peakMemoryBytes = uint64_t(usage.ru_maxrss) * 1024;
+  // A child made with CLONE_VM (spawn(), posix_spawn) shared runnerd's memory until exec, and the
+  // kernel carries that memory's peak into the child's at exec: a peak no larger than runnerd's
+  // own may be runnerd's, and is reported as unknown (0).
+  struct rusage own;
+  KJ_SYSCALL(getrusage(RUSAGE_SELF, &own));
+  status.usage.peakMemoryBytes =
+      usage.ru_maxrss > own.ru_maxrss ? uint64_t(usage.ru_maxrss) * 1024 : 0;
   return status;
 }
 

@@ -217,7 +217,8 @@ TEST(JobTable, UsageIsRecorded) {
   auto& job = h.sh("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done");
   h.waitEnded(job);
   EXPECT_GT(job.record().usage.cpuUserMicros + job.record().usage.cpuSystemMicros, 0u);
-  EXPECT_GT(job.record().usage.peakMemoryBytes, 0u);
+  // Too small to tell from what it inherited of the server's memory at exec: unknown.
+  EXPECT_EQ(job.record().usage.peakMemoryBytes, 0u);
 }
 
 TEST(JobTable, RestartedServerKnowsEveryJobWithItsFinalState) {

@@ -208,6 +208,8 @@ struct Usage {
   cpuSystemMicros @1 :UInt64;
   peakMemoryBytes @2 :UInt64;
   # Peak resident memory: of the main process for `local`, of the whole cgroup for `cgroup`.
+  # 0 when unknown: the kernel carries the server's own peak into a new job's process, so a
+  # `local` job's peak below the server's cannot be told.
 }
 
 struct CgroupInfo {

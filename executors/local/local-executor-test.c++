@@ -510,7 +510,13 @@ TEST_F(LocalExecutorTest, UsageIsRecorded) {
   auto status = run(request({"sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"}));
   EXPECT_EQ(status.exitCode, 0);
   EXPECT_GT(status.usage.cpuUserMicros, 0u);
-  EXPECT_GT(status.usage.peakMemoryBytes, 0u);
+  // A small job's peak cannot be told from what it inherited of this process's at exec.
+  EXPECT_EQ(status.usage.peakMemoryBytes, 0u);
+  // A job larger than this process reports its own.
+  auto big = run(request({"python3", "-c", "b = b'x' * (160 << 20)"}));
+  EXPECT_EQ(big.exitCode, 0);
+  EXPECT_GE(big.usage.peakMemoryBytes, uint64_t(160) << 20);
+  EXPECT_LT(big.usage.peakMemoryBytes, uint64_t(400) << 20);
 }
 
 TEST_F(LocalExecutorTest, PidIsolationMakesTheJobPidOneWithAFreshProc) {
