@@ -443,5 +443,74 @@ TEST(JobTable, ListPagesBoundTheAnswerSize) {
   EXPECT_EQ(seen, 12u);
 }
 
+TEST(JobTable, RetentionForgetsTheOldestEndedJobsOfAnOwner) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  kj::Vector<kj::String> alices;
+  kj::String bobs;
+  kj::String held;
+  {
+    Harness h(dir, std::make_pair(uint32_t(5), uint64_t(1) << 30));
+    kj::StringPtr missing[] = {"/nonexistent"};
+    // 8 of alice's jobs that fail at once, and one of bob's.
+    for (int i = 0; i < 8; i++) {
+      auto& job = h.start(missing, "alice");
+      alices.add(kj::str(job.id()));
+      // The table holds each started job for its caller; the first stays held, as by a client's
+      // capability.
+      if (i > 0) job.release();
+    }
+    held = kj::str(alices[0]);
+    auto& bob = h.start(missing, "bob");
+    bob.release();
+    bobs = kj::str(bob.id());
+    // Retention runs after the starts (not within them).
+    h.io.provider->getTimer().afterDelay(10 * kj::MILLISECONDS).wait(h.io.waitScope);
+    // The held one stays; of the others, the newest 4 are kept (5 ended in all).
+    EXPECT_NE(h.table->find(held), nullptr);
+    for (int i = 1; i < 4; i++) EXPECT_EQ(h.table->find(alices[i]), nullptr) << i;
+    for (int i = 4; i < 8; i++) EXPECT_NE(h.table->find(alices[i]), nullptr) << i;
+    EXPECT_NE(h.table->find(bobs), nullptr);
+    struct stat st;
+    EXPECT_NE(stat(kj::str(dir.path(), "/logs/", alices[1], ".log").cStr(), &st), 0)
+        << "a forgotten job's output stayed";
+    EXPECT_EQ(stat(kj::str(dir.path(), "/logs/", alices[7], ".log").cStr(), &st), 0);
+    // Paging still works across what was forgotten.
+    ListQuery mine;
+    mine.owner = "alice"_kj;
+    EXPECT_EQ(h.table->list(mine).jobs.size(), 5u);
+  }
+  // A restarted table applies it to what it loads: the unheld oldest goes now.
+  Harness h(dir, std::make_pair(uint32_t(4), uint64_t(1) << 30));
+  EXPECT_EQ(h.table->find(held), nullptr);
+  ListQuery mine;
+  mine.owner = "alice"_kj;
+  EXPECT_EQ(h.table->list(mine).jobs.size(), 4u);
+  EXPECT_NE(h.table->find(alices[7]), nullptr);
+  EXPECT_NE(h.table->find(bobs), nullptr);
+}
+
+TEST(JobTable, RetentionCountsTheSizeOfTheRecords) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  // 1 MiB of retained records at most: jobs with 300 KiB of arguments, three at a time.
+  Harness h(dir, std::make_pair(uint32_t(1000), uint64_t(1) << 20));
+  auto big = kj::heapString(300 * 1024);
+  memset(big.begin(), 'x', big.size());
+  kj::Vector<kj::String> ids;
+  for (int i = 0; i < 6; i++) {
+    kj::StringPtr argv[] = {"/nonexistent", big};
+    auto& job = h.start(argv, "alice");
+    job.release();
+    ids.add(kj::str(job.id()));
+  }
+  h.io.provider->getTimer().afterDelay(10 * kj::MILLISECONDS).wait(h.io.waitScope);
+  size_t kept = 0;
+  for (auto& id : ids) kept += h.table->find(id) != nullptr;
+  EXPECT_EQ(kept, 3u);
+  EXPECT_NE(h.table->find(ids[5]), nullptr);
+  EXPECT_EQ(h.table->find(ids[0]), nullptr);
+}
+
 }  // namespace
 }  // namespace runner

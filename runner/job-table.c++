@@ -1,5 +1,6 @@
 #include "runner/job-table.h"
 
+#include <algorithm>
 #include <fcntl.h>
 #include <kj/debug.h>
 #include <kj/encoding.h>
@@ -190,6 +191,7 @@ void Job::markEnded() {
   }
   watch = nullptr;
   ended.fire();
+  table.ended(*this);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,31 +255,106 @@ kj::Own<void> JobTable::takeRunningSlot(kj::StringPtr owner) {
   return kj::heap<RunningSlot>(running, owner);
 }
 
+namespace {
+size_t estimatedInfoBytes(const JobRecord& rec);
+}  // namespace
+
 Job& JobTable::add(JobRecord record) {
   auto path = kj::str(cfg.logDir, '/', record.id, ".log");
   auto job = kj::heap<Job>(*this, kj::mv(record), kj::mv(path));
   auto& ref = *job;
+  ref.seq = nextSeq++;
+  ref.storedBytes = estimatedInfoBytes(ref.rec);
   order.add(&ref);
-  byOwner.findOrCreate(ref.rec.owner, [&]() {
-    return kj::HashMap<kj::StringPtr, kj::Vector<Job*>>::Entry{ref.rec.owner, {}};
-  }).add(&ref);
+  auto& owner = byOwner.findOrCreate(ref.rec.owner, [&]() {
+    return kj::HashMap<kj::String, OwnerJobs>::Entry{kj::str(ref.rec.owner), OwnerJobs()};
+  });
+  owner.jobs.add(&ref);
+  if (ref.hasEnded()) {
+    ++owner.ended;
+    owner.storedBytes += ref.storedBytes;
+  }
   jobs.insert(ref.rec.id, kj::mv(job));
   return ref;
 }
 
+void JobTable::ended(Job& job) {
+  KJ_IF_MAYBE (owner, byOwner.find(job.rec.owner)) {
+    ++owner->ended;
+    owner->storedBytes += job.storedBytes;
+  }
+  // Later, not from within the job's own end: the job itself may be the one to forget.
+  tasks.add(kj::evalLater([this, owner = kj::str(job.rec.owner)]() {
+    forgetPastRetention(owner);
+  }));
+}
+
+void JobTable::forgetPastRetention(kj::StringPtr name) {
+  auto over = [&](const OwnerJobs& owner) {
+    return owner.ended > cfg.maxStoredPerUser || owner.storedBytes > cfg.maxStoredBytesPerUser;
+  };
+  KJ_IF_MAYBE (owner, byOwner.find(name)) {
+    if (!over(*owner)) return;
+    // Oldest first. A running job or one a client holds stays; so the scan is bounded, and what
+    // it could not forget now is forgotten at a later end.
+    kj::Vector<Job*> victims;
+    uint32_t ended = owner->ended;
+    uint64_t bytes = owner->storedBytes;
+    size_t scanned = 0;
+    for (auto job : owner->jobs) {
+      if (!(ended > cfg.maxStoredPerUser || bytes > cfg.maxStoredBytesPerUser)) break;
+      if (++scanned > 4096) break;
+      if (!job->hasEnded() || job->holders > 0) continue;
+      victims.add(job);
+      --ended;
+      bytes -= job->storedBytes;
+    }
+    for (auto job : victims) forget(*job);
+  }
+}
+
+void JobTable::forget(Job& job) {
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { store.forget(job.rec.id); })) {
+    log("cannot forget job ", job.rec.id, ": ", e->getDescription());
+    return;
+  }
+  unlink(job.path.cStr());
+  auto bySeq = [](Job* a, uint64_t seq) { return a->seq < seq; };
+  KJ_IF_MAYBE (owner, byOwner.find(job.rec.owner)) {
+    auto& list = owner->jobs;
+    auto at = std::lower_bound(list.begin(), list.end(), job.seq, bySeq);
+    KJ_ASSERT(at != list.end() && *at == &job);
+    // Shift the rest down one (kj::Vector has no erase).
+    for (auto p = at; p + 1 < list.end(); ++p) *p = *(p + 1);
+    list.removeLast();
+    --owner->ended;
+    owner->storedBytes -= job.storedBytes;
+    if (list.empty()) byOwner.erase(job.rec.owner);
+  }
+  auto at = std::lower_bound(order.begin(), order.end(), job.seq, bySeq);
+  KJ_ASSERT(at != order.end() && *at == &job);
+  for (auto p = at; p + 1 < order.end(); ++p) *p = *(p + 1);
+  order.removeLast();
+  log("job forgotten id=", job.rec.id, " owner=", job.rec.owner,
+      ": past its owner's retention of ended jobs");
+  // The key is the job's own id: erase by a copy, as the job goes with it.
+  auto id = kj::str(job.rec.id);
+  jobs.erase(id);
+}
+
 namespace {
 
-// A page cursor: "<position>.<remaining>.<selection>", where position indexes the selection's
-// sequence of jobs (every job, or one owner's), remaining is how many more jobs `limit` allows
-// (0: no limit) and selection is "all" or "own", so that a cursor is never read against the
-// other sequence.
+// A page cursor: "<seq>.<remaining>.<selection>", where seq is the sequence number of the next
+// job to look at (jobs may be forgotten between pages, so not a position), remaining is how many
+// more jobs `limit` allows (0: no limit) and selection is "all" or "own", so that a cursor is
+// never read against the other sequence.
 struct Cursor {
-  size_t position;
+  uint64_t seq;
   uint32_t remaining;
 };
 
 kj::String formatCursor(Cursor cursor, bool all) {
-  return kj::str(cursor.position, '.', cursor.remaining, '.', all ? "all" : "own");
+  return kj::str(cursor.seq, '.', cursor.remaining, '.', all ? "all" : "own");
 }
 
 // A decimal number without sign or leading zeros (but "0"), at most `max`.
@@ -303,7 +380,7 @@ kj::Maybe<Cursor> parseCursor(kj::StringPtr text, bool all) {
                                 0xffffffffu);
   KJ_IF_MAYBE (p, position) {
     KJ_IF_MAYBE (r, remaining) {
-      return Cursor{size_t(*p), uint32_t(*r)};
+      return Cursor{*p, uint32_t(*r)};
     }
   }
   return nullptr;
@@ -326,7 +403,7 @@ ListPage JobTable::list(const ListQuery& query) const {
   kj::ArrayPtr<Job* const> jobs = order;
   KJ_IF_MAYBE (owner, query.owner) {
     KJ_IF_MAYBE (own, byOwner.find(*owner)) {
-      jobs = *own;
+      jobs = own->jobs;
     } else {
       jobs = nullptr;
     }
@@ -335,17 +412,22 @@ ListPage JobTable::list(const ListQuery& query) const {
     return query.states == 0 || (query.states & (1u << uint(job.rec.state))) != 0;
   };
 
-  Cursor cursor{0, query.limit};
+  uint32_t remaining = query.limit;
+  size_t start = 0;
   size_t scanned = 0;
   if (query.after.size() > 0) {
     KJ_IF_MAYBE (parsed, parseCursor(query.after, all)) {
-      cursor = *parsed;
+      KJ_REQUIRE(parsed->seq <= nextSeq, "invalid list cursor: pass the `next` of the previous "
+                 "page, with the same filter");
+      remaining = parsed->remaining;
+      // The first job at or after the cursor's: jobs forgotten meanwhile are simply gone.
+      start = std::lower_bound(jobs.begin(), jobs.end(), parsed->seq,
+                               [](Job* job, uint64_t seq) { return job->seq < seq; }) -
+              jobs.begin();
     } else {
       KJ_FAIL_REQUIRE("invalid list cursor: pass the `next` of the previous page, with the same "
                       "filter");
     }
-    KJ_REQUIRE(cursor.position <= jobs.size(), "invalid list cursor: pass the `next` of the "
-               "previous page, with the same filter");
   } else if (query.limit > 0) {
     // The newest `limit` selected jobs start where a backward scan finds the limit-th of them.
     size_t position = jobs.size();
@@ -355,13 +437,13 @@ ListPage JobTable::list(const ListQuery& query) const {
       ++scanned;
       if (selected(*jobs[position])) ++found;
     }
-    cursor.position = position;
+    start = position;
   }
 
   size_t bytes = 0;
-  size_t position = cursor.position;
+  size_t position = start;
   while (position < jobs.size() && scanned < LIST_SCAN_JOBS) {
-    if (cursor.remaining == 0 && query.limit > 0) break;
+    if (remaining == 0 && query.limit > 0) break;
     auto& job = *jobs[position];
     if (selected(job)) {
       size_t size = estimatedInfoBytes(job.rec);
@@ -371,13 +453,13 @@ ListPage JobTable::list(const ListQuery& query) const {
       }
       page.jobs.add(&job);
       bytes += size;
-      if (query.limit > 0) --cursor.remaining;
+      if (query.limit > 0) --remaining;
     }
     ++position;
     ++scanned;
   }
-  bool more = position < jobs.size() && !(query.limit > 0 && cursor.remaining == 0);
-  if (more) page.next = formatCursor(Cursor{position, cursor.remaining}, all);
+  bool more = position < jobs.size() && !(query.limit > 0 && remaining == 0);
+  if (more) page.next = formatCursor(Cursor{jobs[position]->seq, remaining}, all);
   return page;
 }
 
@@ -399,6 +481,9 @@ void JobTable::load() {
     }
     add(kj::mv(record));
   }
+  kj::Vector<kj::String> owners;
+  for (auto& entry : byOwner) owners.add(kj::str(entry.key));
+  for (auto& owner : owners) forgetPastRetention(owner);
 }
 
 kj::Array<kj::String> JobTable::buildEnvironment(kj::ArrayPtr<const kj::String> extra,
@@ -563,7 +648,10 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
           });
         } else {
           log("job failed id=", job.rec.id, " owner=", owner, ": ", job.rec.error);
+          tasks.add(kj::evalLater([this, owner = kj::mv(owner)]() { forgetPastRetention(owner); }));
         }
+        // Held for the caller, who releases it once it holds the job in its own way.
+        job.hold();
         return &job;
       });
 }

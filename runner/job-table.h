@@ -49,6 +49,10 @@ struct JobTableConfig {
   kj::String defaultExecutor;
   // Grace period of a stop that does not name one.
   kj::Duration defaultGrace = 10 * kj::SECONDS;
+  // Ended jobs kept per owner, by number and by the size of their records; past either, the
+  // oldest ended ones (not held by a client) are forgotten: record, events and output.
+  uint32_t maxStoredPerUser = 10000;
+  uint64_t maxStoredBytesPerUser = uint64_t(256) << 20;
   // Jobs one owner may have running (or starting) at once.
   uint32_t maxRunningPerUser = 256;
   // The most output a job may write; a spec may ask for less.
@@ -81,12 +85,21 @@ class Job {
   // before re-reading the output, so that no write can slip between the read and the wait.
   kj::Promise<void> outputChanged();
 
+  // While held (by a capability or a watch that refers to it), the job is never forgotten.
+  void hold() { ++holders; }
+  void release() { --holders; }
+
  private:
   friend class JobTable;
 
   class JobTable& table;
   JobRecord rec;
   kj::String path;
+  // Its place in the order of creation: list cursors are sequence numbers.
+  uint64_t seq = 0;
+  uint32_t holders = 0;
+  // What it counts against its owner's stored bytes.
+  size_t storedBytes = 0;
   // While it runs: the output file (its size is checked against the limit at each change) and
   // its place in its owner's count of running jobs.
   kj::AutoCloseFd output;
@@ -152,7 +165,8 @@ class JobTable {
   // not in the store; its output file exists, and is removed if the launch throws or is
   // cancelled. Throws at once for a request that can never run (empty command, unknown
   // executor, a bad environment entry, a limit the executor cannot apply). The job is never
-  // null (KJ promises cannot carry references).
+  // null (KJ promises cannot carry references), and is held (Job::hold()) once for the caller,
+  // who releases it when done with it, so that retention cannot forget it meanwhile.
   kj::Promise<Job*> start(kj::StringPtr owner, StartRequest&& request);
 
   kj::Maybe<Job&> find(kj::StringPtr id);
@@ -178,14 +192,24 @@ class JobTable {
   EventLog& log;
   kj::HashMap<kj::StringPtr, kj::Own<Job>> jobs;
   kj::Vector<Job*> order;
-  // Each owner's jobs in the order they were created.
-  kj::HashMap<kj::StringPtr, kj::Vector<Job*>> byOwner;
+  // Each owner's jobs in the order they were created, and what its ended ones hold.
+  struct OwnerJobs {
+    kj::Vector<Job*> jobs;
+    uint32_t ended = 0;
+    uint64_t storedBytes = 0;
+  };
+  kj::HashMap<kj::String, OwnerJobs> byOwner;
+  uint64_t nextSeq = 0;
   // Jobs running or starting, per owner (owners with none are not in it).
   kj::HashMap<kj::String, uint32_t> running;
   LoggedTaskErrors errorHandler;
   kj::TaskSet tasks;
 
   Job& add(JobRecord record);
+  // Counts an ended job against its owner's retention, and forgets the oldest ended jobs past it.
+  void ended(Job& job);
+  void forgetPastRetention(kj::StringPtr owner);
+  void forget(Job& job);
   // Whether the log directory's file system has less than LOG_ROOM_BYTES (or no inode) left for
   // unprivileged writers.
   bool logFilesystemFull() const;

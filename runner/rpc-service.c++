@@ -146,7 +146,8 @@ class SubscriptionImpl final : public api::Subscription::Server {
  public:
   SubscriptionImpl(EventLog& log, Job& job, api::OutputSink::Client client, uint64_t offset,
                    bool follow, kj::Own<Caller> caller)
-      : caller(kj::mv(caller)),
+      : job(job),
+        caller(kj::mv(caller)),
         sink(kj::mv(client), *this->caller),
         task(followOutput(job, sink, offset, follow)
                  .eagerlyEvaluate([this, &log, &job](kj::Exception&& e) {
@@ -161,14 +162,19 @@ class SubscriptionImpl final : public api::Subscription::Server {
                  })) {
     ++this->caller->activeWatches;
     ++this->caller->usage->watches;
+    job.hold();
   }
 
   ~SubscriptionImpl() noexcept(false) {
+    // The follower goes first: it reads the job.
+    task = nullptr;
+    job.release();
     --caller->activeWatches;
     --caller->usage->watches;
   }
 
  private:
+  Job& job;
   kj::Own<Caller> caller;
   RpcOutputSink sink;
   kj::Promise<void> task;
@@ -182,8 +188,12 @@ class JobImpl final : public api::Job::Server {
         caller(kj::mv(caller)),
         mayControl(this->caller->admin || this->caller->user == job.record().owner) {
     ++this->caller->jobCapabilities;
+    job.hold();
   }
-  ~JobImpl() noexcept(false) { --caller->jobCapabilities; }
+  ~JobImpl() noexcept(false) {
+    --caller->jobCapabilities;
+    job.release();
+  }
 
   kj::Promise<void> info(InfoContext context) override {
     ++caller->activity;
@@ -271,6 +281,7 @@ class JobManagerImpl final : public api::JobManager::Server {
         table.start(caller->user, toStartRequest(context.getParams().getSpec()))
             .then([this](Job* job) { return caller->whenRoomToReply().then([job]() { return job; }); })
             .then([this, context](Job* job) mutable {
+              KJ_DEFER(job->release());  // the table's hold for this call; the capability holds it
               auto results = context.getResults();
               results.setJob(newJob(*job));
               fillJobInfo(results.initInfo(), *job);

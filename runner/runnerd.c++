@@ -178,6 +178,15 @@ class Runnerd {
                           "and made no call for this long (default 300).")
         .addOptionWithArg({"max-running-per-user"}, KJ_BIND_METHOD(*this, setMaxRunningPerUser),
                           "<n>", "Jobs one owner may have running at once (default 256).")
+        .addOptionWithArg({"max-stored-per-user"}, KJ_BIND_METHOD(*this, setMaxStoredPerUser),
+                          "<n>",
+                          "Ended jobs kept per owner (default 10000); past it, or past "
+                          "--max-stored-bytes-per-user, the oldest ended ones are forgotten: "
+                          "record and output.")
+        .addOptionWithArg({"max-stored-bytes-per-user"},
+                          KJ_BIND_METHOD(*this, setMaxStoredBytesPerUser), "<bytes>",
+                          "The size of the records (command, arguments, error) of the ended jobs "
+                          "kept per owner (default 256M).")
         .addOptionWithArg({"max-output"}, KJ_BIND_METHOD(*this, setMaxOutput), "<bytes>",
                           "Output one job may write (default 64G; K, M, G and T are powers of "
                           "1024). A job that reaches it is stopped; a spec may ask for less.")
@@ -204,6 +213,8 @@ class Runnerd {
   ServerLimits serverLimits;
   uint32_t maxRunningPerUser = 256;
   uint64_t maxOutputBytes = uint64_t(64) << 30;
+  uint32_t maxStoredPerUser = 10000;
+  uint64_t maxStoredBytesPerUser = uint64_t(256) << 20;
 
   // A whole number in [1, max], or nullptr.
   static kj::Maybe<uint64_t> parseCount(kj::StringPtr v, uint64_t max) {
@@ -249,6 +260,23 @@ class Runnerd {
       return true;
     }
     return "--max-running-per-user takes a number from 1 to 1000000";
+  }
+  kj::MainBuilder::Validity setMaxStoredPerUser(kj::StringPtr v) {
+    KJ_IF_MAYBE (n, parseCount(v, 100000000)) {
+      maxStoredPerUser = *n;
+      return true;
+    }
+    return "--max-stored-per-user takes a number from 1 to 100000000";
+  }
+  kj::MainBuilder::Validity setMaxStoredBytesPerUser(kj::StringPtr v) {
+    KJ_IF_MAYBE (n, client::parseSize(v)) {
+      if (*n > 0) {
+        maxStoredBytesPerUser = *n;
+        return true;
+      }
+    }
+    return "--max-stored-bytes-per-user takes a size in bytes above 0, with an optional K, M, G "
+           "or T suffix";
   }
   kj::MainBuilder::Validity setMaxOutput(kj::StringPtr v) {
     KJ_IF_MAYBE (n, client::parseSize(v)) {
@@ -500,6 +528,8 @@ class Runnerd {
     config.defaultGrace = graceSeconds * kj::SECONDS;
     config.maxRunningPerUser = maxRunningPerUser;
     config.maxOutputBytes = maxOutputBytes;
+    config.maxStoredPerUser = maxStoredPerUser;
+    config.maxStoredBytesPerUser = maxStoredBytesPerUser;
     JobTable table(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher, log);
     table.load();
 

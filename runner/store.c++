@@ -450,6 +450,8 @@ Store::Store(kj::Own<sqlite::Database> database) : db(kj::mv(database)) {
   insertJob = prepare(insertJobSql());
   updateJob = prepare(updateJobSql());
   selectState = prepare("SELECT state, owner FROM jobs WHERE id = ?1");
+  deleteJob = prepare("DELETE FROM jobs WHERE id = ?1");
+  deleteEvents = prepare("DELETE FROM job_events WHERE job_id = ?1");
   insertEvent = prepare(
       "INSERT INTO job_events (job_id, ordinal, at, state, detail) VALUES "
       "(?1, (SELECT count(*) FROM job_events WHERE job_id = ?1), ?2, ?3, ?4)");
@@ -488,6 +490,15 @@ void Store::insert(const JobRecord& record) {
   bindRecord(*insertJob, record, args);
   insertJob->run();
   addEvent(*insertEvent, record);
+  transaction.commit();
+}
+
+void Store::forget(kj::StringPtr id) {
+  Transaction transaction(*this);
+  deleteJob->bind(1, id);
+  deleteJob->run();
+  deleteEvents->bind(1, id);
+  deleteEvents->run();
   transaction.commit();
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // Store: the SQLite database (WAL) under runnerd's state directory that keeps the current
 // JobRecord of every job and every state change it went through, so that a restarted
-// runnerd still answers for every job it ever ran.
+// runnerd still answers for every job it keeps (retention may forget old ended jobs).
 //
 // A Store is used from one thread (the event loop's). Its calls are synchronous and short:
 // each write is one small transaction whose commit does not fsync (WAL with
@@ -68,6 +68,9 @@ class Store {
   // the same owner (a job's owner never changes).
   void update(const JobRecord& record);
 
+  // Removes the job with this id and its events (a job its owner's retention let go).
+  void forget(kj::StringPtr id);
+
   // Every stored job, in the order they were inserted.
   kj::Vector<JobRecord> loadAll();
 
@@ -105,6 +108,8 @@ class Store {
   kj::Own<sqlite::Statement> insertJob;
   kj::Own<sqlite::Statement> updateJob;
   kj::Own<sqlite::Statement> selectState;
+  kj::Own<sqlite::Statement> deleteJob;
+  kj::Own<sqlite::Statement> deleteEvents;
   kj::Own<sqlite::Statement> insertEvent;
   kj::Own<sqlite::Statement> selectAll;
   kj::Own<sqlite::Statement> selectOne;

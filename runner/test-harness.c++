@@ -39,7 +39,7 @@ TempDir::~TempDir() noexcept(false) {
   parent->remove(kj::Path::parse(dirPath.slice(1)).basename());
 }
 
-Harness::Harness(TempDir& dir)
+Harness::Harness(TempDir& dir, kj::Maybe<std::pair<uint32_t, uint64_t>> retention)
     : io(kj::setupAsyncIo()),
       log(STDERR_FILENO),
       store(Store::open(kj::str(dir.path(), "/runner.db"))),
@@ -52,6 +52,10 @@ Harness::Harness(TempDir& dir)
   config.identities = newSharedIdentity(resolveRunAs("runner-jobs"));
   config.defaultExecutor = kj::str("local");
   config.defaultGrace = 1 * kj::SECONDS;
+  KJ_IF_MAYBE (r, retention) {
+    config.maxStoredPerUser = r->first;
+    config.maxStoredBytesPerUser = r->second;
+  }
   table = kj::heap<JobTable>(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher,
                              log);
   table->load();

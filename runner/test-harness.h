@@ -5,6 +5,8 @@
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 
+#include <utility>
+
 #include "executors/executor.h"
 #include "runner/event-log.h"
 #include "runner/job-table.h"
@@ -33,7 +35,9 @@ class TempDir {
 class Harness {
  public:
   // `dir` holds logs/ and the store; pass the same one to simulate a restarted server.
-  explicit Harness(TempDir& dir);
+  // `retention`, when given, are JobTableConfig's maxStoredPerUser and maxStoredBytesPerUser.
+  explicit Harness(TempDir& dir,
+                   kj::Maybe<std::pair<uint32_t, uint64_t>> retention = nullptr);
   ~Harness() noexcept(false);
 
   kj::AsyncIoContext io;

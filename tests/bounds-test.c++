@@ -680,5 +680,61 @@ TEST(Bounds, NearTheDescriptorLimitRunnerdRefusesPolitelyAndKeepsAccepting) {
   job.job.stopRequest().send().wait(f.io.waitScope);
 }
 
+TEST(Bounds, StoredJobsOfAUserAreBoundedByRetention) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  kj::StringPtr flags[] = {"--max-stored-per-user=50", "--max-stored-bytes-per-user=4M"};
+  RunnerdFixture f(flags);
+  auto alice = f.connect("alice");
+  auto bob = f.connect("bob");
+  auto bobs = startJob(f, *bob, {"/bin/true"});
+  bobs.job.waitRequest().send().wait(f.io.waitScope);
+  size_t before = f.serverRssKib();
+  // 200 starts that fail at once, each with 500 KiB of arguments: 100 MB of records kept before.
+  auto big = kj::heapArray<char>(500 * 1024 + 1);
+  memset(big.begin(), 'x', big.size() - 1);
+  big.back() = '\0';
+  kj::Vector<kj::String> ids;
+  for (int i = 0; i < 200; i++) {
+    auto request = alice->manager.startRequest();
+    auto spec = request.initSpec();
+    spec.setCommand("/nonexistent");
+    spec.initArgs(1).set(0, capnp::Text::Reader(big.begin(), big.size() - 1));
+    auto response = request.send().wait(f.io.waitScope);
+    EXPECT_EQ(response.getInfo().getState(), api::State::FAILED);
+    ids.add(kj::str(response.getInfo().getId()));
+  }
+  sleepFor(f, 200 * kj::MILLISECONDS);
+  size_t after = f.serverRssKib();
+  KJ_LOG(WARNING, "RSS before and after 200 stored jobs of 500 KiB (KiB)", before, after);
+  EXPECT_LT(after, before + 32 * 1024) << "runnerd grew by " << (after - before) << " KiB";
+  // About 4 MiB of them are kept, the newest; the oldest are gone, with their output.
+  size_t kept = 0;
+  kj::String cursor;
+  do {
+    auto list = alice->manager.listRequest();
+    list.initFilter().setAfter(cursor);
+    auto page = list.send().wait(f.io.waitScope);
+    kept += page.getJobs().size();
+    cursor = kj::str(page.getNext());
+  } while (cursor.size() > 0);
+  EXPECT_GE(kept, 5u);
+  EXPECT_LE(kept, 9u);
+  auto old = alice->manager.getRequest();
+  old.setId(ids[0]);
+  auto error = errorOf(f, old.send());
+  ASSERT_NE(error, nullptr);
+  EXPECT_TRUE(contains(KJ_ASSERT_NONNULL(error), "job not found"));
+  auto newest = alice->manager.getRequest();
+  newest.setId(ids[199]);
+  EXPECT_EQ(newest.send().getJob().infoRequest().send().wait(f.io.waitScope).getInfo().getId(),
+            ids[199]);
+  // Another owner's jobs are their own.
+  auto own = bob->manager.getRequest();
+  own.setId(bobs.id);
+  EXPECT_EQ(own.send().getJob().infoRequest().send().wait(f.io.waitScope).getInfo().getId(),
+            bobs.id);
+  f.waitForLog("job forgotten id=");
+}
+
 }  // namespace
 }  // namespace runner
