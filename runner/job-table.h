@@ -4,8 +4,9 @@
 //
 // The table opens each job's output file, hands it to an executor, watches the process
 // through the event loop, and writes every state change to the store before anyone can
-// observe it. Jobs are never removed while the server runs, so a `Job&` stays valid for the
-// table's lifetime.
+// observe it. An ended job may be forgotten by its owner's retention (JobTableConfig's
+// maxStoredPerUser); a `Job&` stays valid while it is held (Job::hold()), and a running job is
+// never forgotten.
 
 #include <kj/async.h>
 #include <kj/map.h>
