@@ -19,8 +19,12 @@ class DescriptorGauge {
   // Counts /proc/self/fd at most once per 100 ms.
   bool nearlyExhausted();
 
-  // Open at the last count.
+  // Open at the last count, plus what was taken since.
   uint64_t inUse() const { return lastCount; }
+
+  // Counts `n` descriptors about to be taken, until the next count: a burst within 100 ms is
+  // seen.
+  void taking(uint64_t n) { lastCount += n; }
 
   uint64_t limit;
   uint64_t reserve;

@@ -289,6 +289,9 @@ void JobTable::ended(Job& job) {
   }));
 }
 
+// Jobs forgotten in one turn of the event loop at most.
+constexpr size_t FORGET_PER_TURN = 64;
+
 void JobTable::forgetPastRetention(kj::StringPtr name) {
   auto over = [&](const OwnerJobs& owner) {
     return owner.ended > cfg.maxStoredPerUser || owner.storedBytes > cfg.maxStoredBytesPerUser;
@@ -300,16 +303,24 @@ void JobTable::forgetPastRetention(kj::StringPtr name) {
     kj::Vector<Job*> victims;
     uint32_t ended = owner->ended;
     uint64_t bytes = owner->storedBytes;
-    size_t scanned = 0;
+    // At most FORGET_PER_TURN at a time, the rest in later turns, so that others are served
+    // meanwhile. Held jobs are skipped, however many (a client's capabilities are bounded).
+    bool more = false;
     for (auto job : owner->jobs) {
       if (!(ended > cfg.maxStoredPerUser || bytes > cfg.maxStoredBytesPerUser)) break;
-      if (++scanned > 4096) break;
       if (!job->hasEnded() || job->holders > 0) continue;
+      if (victims.size() == FORGET_PER_TURN) {
+        more = true;
+        break;
+      }
       victims.add(job);
       --ended;
       bytes -= job->storedBytes;
     }
     for (auto job : victims) forget(*job);
+    if (more) {
+      tasks.add(kj::evalLater([this, owner = kj::str(name)]() { forgetPastRetention(owner); }));
+    }
   }
 }
 

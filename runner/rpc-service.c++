@@ -236,7 +236,7 @@ class JobImpl final : public api::Job::Server {
           KJ_EXCEPTION(OVERLOADED, kj::str("too many output watches on this connection (limit ",
                                            caller->limits.watchesPerConnection, ")")));
     }
-    caller->limits.requireDescriptors();
+    caller->limits.requireDescriptors(1);
     if (caller->usage->watches >= caller->limits.watchesPerUser) {
       kj::throwFatalException(
           KJ_EXCEPTION(OVERLOADED, kj::str("too many output watches for user ", caller->user,
@@ -275,7 +275,7 @@ class JobManagerImpl final : public api::JobManager::Server {
 
   kj::Promise<void> start(StartContext context) override {
     requireRoomForJobCapability();
-    caller->limits.requireDescriptors();
+    caller->limits.requireDescriptors(4);
     // The launch runs on the event loop: other calls are served while this one waits for exec.
     return caller->track(
         table.start(caller->user, toStartRequest(context.getParams().getSpec()))
@@ -360,8 +360,11 @@ class JobManagerImpl final : public api::JobManager::Server {
 
 }  // namespace
 
-void ConnectionLimits::requireDescriptors() const {
-  if (descriptors != nullptr && descriptors->nearlyExhausted()) {
+void ConnectionLimits::requireDescriptors(uint64_t taking) const {
+  if (descriptors == nullptr) return;
+  if (!descriptors->nearlyExhausted()) {
+    descriptors->taking(taking);
+  } else {
     kj::throwFatalException(KJ_EXCEPTION(
         OVERLOADED, "runnerd is short of descriptors (too many jobs, watches and connections of "
                     "all users); try again later"));

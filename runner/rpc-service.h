@@ -62,8 +62,8 @@ struct ConnectionLimits {
   // runnerd's descriptors as a whole; nullptr: not watched.
   DescriptorGauge* descriptors = nullptr;
 
-  // Throws OVERLOADED when runnerd is close to its descriptor limit.
-  void requireDescriptors() const;
+  // Throws OVERLOADED when runnerd is close to its descriptor limit; otherwise counts `taking`.
+  void requireDescriptors(uint64_t taking) const;
 };
 
 // What one user holds over all of its connections. Shared by the Callers of that user.

@@ -113,6 +113,7 @@ void Server::handshake(kj::AuthenticatedStream stream) {
                  gauge->inUse(), " of ", gauge->limit, " open)");
       return;
     }
+    gauge->taking(1);
   }
   auto host = kj::str(peer.slice(0, peer.findLast(':').orDefault(peer.size())));
   KJ_IF_MAYBE (own, pendingHosts.find(host)) {

@@ -9,6 +9,7 @@
 #include <kj/io.h>
 #include <kj/vector.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
