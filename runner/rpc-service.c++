@@ -81,11 +81,16 @@ class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler
   }
 
   kj::Promise<void> end(const Job& job) override {
-    return caller.whenRoomToReply().then([this, &job]() {
-      auto request = client.endRequest();
-      fillJobInfo(request.initInfo(), job);
-      return request.send().ignoreResult();
-    });
+    return caller
+        .reply([this, &job]() {
+          auto request = client.endRequest();
+          auto info = request.initInfo();
+          fillJobInfo(info, job);
+          size_t bytes = info.asReader().totalSize().wordCount * sizeof(capnp::word);
+          ending = request.send().ignoreResult();
+          return bytes;
+        })
+        .then([this]() { return kj::mv(KJ_ASSERT_NONNULL(ending)); });
   }
 
   // Drops the reference to the client's sink: the client learns that no more output comes.
@@ -113,6 +118,7 @@ class RpcOutputSink final : public OutputSink, private kj::TaskSet::ErrorHandler
   // The request whose data field the follower is reading into.
   kj::Maybe<capnp::Request<capnp::AnyPointer, capnp::AnyPointer>> next;
   size_t inFlight = 0;
+  kj::Maybe<kj::Promise<void>> ending;
   size_t window = WATCH_INITIAL_OUTPUT_WINDOW;
   // Acknowledged since the window last grew.
   size_t acknowledgedInWindow = 0;
@@ -197,21 +203,14 @@ class JobImpl final : public api::Job::Server {
 
   kj::Promise<void> info(InfoContext context) override {
     ++caller->activity;
-    if (caller->hasRoomToReply()) {
-      fillJobInfo(context.getResults().initInfo(), job);
-      return kj::READY_NOW;
-    }
-    return caller->track(caller->whenRoomToReply().then(
-        [this, context]() mutable { fillJobInfo(context.getResults().initInfo(), job); }));
+    return caller->track(caller->reply([this, context]() mutable { return answerInfo(context); }));
   }
 
   kj::Promise<void> wait(WaitContext context) override {
     context.allowCancellation();
-    return caller->track(job.whenEnded()
-                             .then([this]() { return caller->whenRoomToReply(); })
-                             .then([this, context]() mutable {
-                               fillJobInfo(context.getResults().initInfo(), job);
-                             }));
+    return caller->track(job.whenEnded().then([this, context]() mutable {
+      return caller->reply([this, context]() mutable { return answerInfo(context); });
+    }));
   }
 
   kj::Promise<void> stop(StopContext context) override {
@@ -221,11 +220,9 @@ class JobImpl final : public api::Job::Server {
     kj::Maybe<kj::Duration> grace;
     if (graceMillis > 0) grace = graceMillis * kj::MILLISECONDS;
     log("stop requested id=", job.id(), " by=", caller->user, " peer=", caller->peer);
-    return caller->track(job.stop(grace)
-                             .then([this]() { return caller->whenRoomToReply(); })
-                             .then([this, context]() mutable {
-                               fillJobInfo(context.getResults().initInfo(), job);
-                             }));
+    return caller->track(job.stop(grace).then([this, context]() mutable {
+      return caller->reply([this, context]() mutable { return answerInfo(context); });
+    }));
   }
 
   kj::Promise<void> watchOutput(WatchOutputContext context) override {
@@ -255,6 +252,14 @@ class JobImpl final : public api::Job::Server {
   kj::Own<Caller> caller;
   bool mayControl;
 
+  // Fills the `info` of any of this capability's results; returns its size in bytes.
+  template <typename Context>
+  size_t answerInfo(Context& context) {
+    auto info = context.getResults().initInfo();
+    fillJobInfo(info, job);
+    return info.asReader().totalSize().wordCount * sizeof(capnp::word);
+  }
+
   void requireControl(kj::StringPtr action) {
     if (mayControl) return;
     log("permission denied: user=", caller->user, " peer=", caller->peer, " tried to ", action,
@@ -279,12 +284,17 @@ class JobManagerImpl final : public api::JobManager::Server {
     // The launch runs on the event loop: other calls are served while this one waits for exec.
     return caller->track(
         table.start(caller->user, toStartRequest(context.getParams().getSpec()))
-            .then([this](Job* job) { return caller->whenRoomToReply().then([job]() { return job; }); })
             .then([this, context](Job* job) mutable {
-              KJ_DEFER(job->release());  // the table's hold for this call; the capability holds it
-              auto results = context.getResults();
-              results.setJob(newJob(*job));
-              fillJobInfo(results.initInfo(), *job);
+              // The table's hold for this call goes with it; the capability holds the job.
+              return caller
+                  ->reply([this, context, job]() mutable {
+                    auto results = context.getResults();
+                    results.setJob(newJob(*job));
+                    auto info = results.initInfo();
+                    fillJobInfo(info, *job);
+                    return info.asReader().totalSize().wordCount * sizeof(capnp::word);
+                  })
+                  .attach(kj::defer([job]() { job->release(); }));
             }));
   }
 
@@ -314,16 +324,12 @@ class JobManagerImpl final : public api::JobManager::Server {
     for (auto state : states) query.states |= 1u << uint(fromApiState(state));
     query.limit = filter.getLimit();
     query.after = filter.getAfter();
-    if (caller->hasRoomToReply()) {
-      answerList(context, query);
-      return kj::READY_NOW;
-    }
     // The filter's text lives in the params, which the context keeps.
-    return caller->track(caller->whenRoomToReply().then(
-        [this, context, query]() mutable { answerList(context, query); }));
+    return caller->track(
+        caller->reply([this, context, query]() mutable { return answerList(context, query); }));
   }
 
-  void answerList(ListContext& context, const ListQuery& query) {
+  size_t answerList(ListContext& context, const ListQuery& query) {
     auto page = table.list(query);
     auto results = context.getResults();
     auto out = results.initJobs(page.jobs.size());
@@ -331,6 +337,7 @@ class JobManagerImpl final : public api::JobManager::Server {
     KJ_IF_MAYBE (next, page.next) {
       results.setNext(*next);
     }
+    return results.asReader().totalSize().wordCount * sizeof(capnp::word);
   }
 
   kj::Promise<void> whoami(WhoamiContext context) override {

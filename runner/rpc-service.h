@@ -105,13 +105,43 @@ class Caller final : public kj::Refcounted {
   // wakeup after each write to the socket.
   kj::Function<size_t()> queuedBytes = []() -> size_t { return 0; };
   Wakeup written;
+  size_t unqueuedReplyBytes = 0;
+  kj::Maybe<kj::Promise<void>> queueCheck;
+  bool queueCheckPending = false;
 
-  // Whether a reply may be built now: the connection has less than REPLY_WINDOW queued to send.
-  bool hasRoomToReply() { return queuedBytes() < REPLY_WINDOW; }
-  // Resolves once hasRoomToReply().
-  kj::Promise<void> whenRoomToReply() {
-    if (hasRoomToReply()) return kj::READY_NOW;
-    return written.next().then([this]() { return whenRoomToReply(); });
+  // Whether a reply may be built now: the connection has less than REPLY_WINDOW queued to send,
+  // counting the replies built since the RPC system last queued what it had.
+  bool hasRoomToReply() { return queuedBytes() + unqueuedReplyBytes < REPLY_WINDOW; }
+
+  // Runs `build` once the connection has room, in the same turn as the check: it fills a reply
+  // (or a call to the client) and returns its size in bytes, which counts at once. So that many
+  // replies woken together (a thousand waits on one job that ends) do not all pass one check.
+  kj::Promise<void> reply(kj::Function<size_t()> build) {
+    if (hasRoomToReply()) {
+      replyBuilt(build());
+      return kj::READY_NOW;
+    }
+    return written.next().then(
+        [this, build = kj::mv(build)]() mutable { return reply(kj::mv(build)); });
+  }
+
+  void replyBuilt(size_t bytes) {
+    unqueuedReplyBytes += bytes;
+    recheckQueue();
+  }
+
+  // After a write to the connection or a reply built: once everything ready has run, the RPC
+  // system has queued the replies and counted the writes off its queue, and the replies waiting
+  // for room look again.
+  void recheckQueue() {
+    if (queueCheckPending) return;
+    queueCheckPending = true;
+    // Replaces the previous check, which has run (never from within it).
+    queueCheck = kj::evalLast([this]() {
+                   queueCheckPending = false;
+                   unqueuedReplyBytes = 0;
+                   written.fire();
+                 }).eagerlyEvaluate(nullptr);
   }
 
   bool isIdleSince(uint64_t lastActivity) const {

@@ -15,7 +15,7 @@ class Server::Connection {
       : server(server),
         caller(kj::mv(caller)),
         stream(kj::heap<BackpressureStream>(kj::mv(stream),
-                                            [&caller = *this->caller]() { caller.written.fire(); })),
+                                            [&caller = *this->caller]() { caller.recheckQueue(); })),
         network(*this->stream, capnp::rpc::twoparty::Side::SERVER, receiveOptions()),
         metered(network, MAX_UNFINISHED_CALLS,
                 [&server, &caller = *this->caller](kj::StringPtr reason) {

@@ -558,6 +558,57 @@ TEST(Bounds, CallsNeverFinishedCloseTheConnectionPastTheirBound) {
   f.waitForLog("calls unfinished on one connection");
 }
 
+// A start with `kib` KiB of arguments, through `manager`: every reply about the job is that big.
+capnp::RemotePromise<api::JobManager::StartResults> startBigJob(api::JobManager::Client& manager,
+                                                               kj::StringPtr seconds, size_t kib) {
+  auto request = manager.startRequest();
+  auto spec = request.initSpec();
+  spec.setCommand("/bin/sleep");
+  constexpr size_t CHUNK = 60 * 1024;
+  auto chunk = kj::heapString(CHUNK);
+  memset(chunk.begin(), 'a', CHUNK);
+  auto args = spec.initArgs(1 + kib * 1024 / CHUNK);
+  args.set(0, seconds);
+  for (uint i = 1; i < args.size(); i++) args.set(i, chunk);
+  return request.send();
+}
+
+TEST(Bounds, RepliesWokenTogetherWaitForTheClientToRead) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto bob = f.connect("bob");
+  size_t before = f.serverRssKib();
+  {
+    // 600 waits on a job whose every reply is 960 KiB, sent at once and never read: when the job
+    // ends, the 600 replies are woken in the same turn.
+    DeafClient mallory(f, "alice");
+    auto started = startBigJob(mallory.manager, "2", 960);
+    auto job = started.getJob();
+    kj::Vector<kj::Promise<void>> waits;
+    for (int i = 0; i < 600; i++) {
+      waits.add(job.waitRequest().send().ignoreResult().eagerlyEvaluate(nullptr));
+    }
+    sleepFor(f, 4 * kj::SECONDS);
+    size_t after = f.serverRssKib();
+    KJ_LOG(WARNING, "RSS before and after 600 waits of 960 KiB replies never read (KiB)", before,
+           after);
+    // Before: every reply built at once (1,000 of them: +950 MiB).
+    EXPECT_LT(after, before + 48 * 1024) << "runnerd grew by " << (after - before) << " KiB";
+    EXPECT_LT(whoamiLatency(f, *bob), 0.2);
+  }
+  // The replies go once the client reads: a client that reads gets them all.
+  auto alice = f.connect("alice");
+  auto started = startBigJob(alice->manager, "1", 960);
+  auto job = started.getJob();
+  kj::Vector<kj::Promise<size_t>> waits;
+  for (int i = 0; i < 100; i++) {
+    waits.add(job.waitRequest().send().then(
+        [](auto&& response) -> size_t { return response.getInfo().getArgs().size(); }));
+  }
+  auto sizes = kj::joinPromises(waits.releaseAsArray()).wait(f.io.waitScope);
+  for (auto size : sizes) EXPECT_EQ(size, 1 + 960 * 1024 / (60 * 1024));
+}
+
 TEST(Bounds, FallocatedOutputCountsAgainstTheOutputLimit) {
   SKIP_UNLESS_SERVER_CAN_RUN();
   kj::StringPtr flags[] = {"--max-output=1M"};
