@@ -70,6 +70,8 @@ struct ConnectionLimits {
 struct UserUsage final : public kj::Refcounted {
   uint connections = 0;
   uint watches = 0;
+  // Bytes of answers the user's clients have not finished (MeteredNetwork).
+  size_t unfinishedBytes = 0;
 };
 
 // Who is on the other end of one connection. Shared by the capabilities of that connection.

@@ -17,7 +17,8 @@ class Server::Connection {
         stream(kj::heap<BackpressureStream>(kj::mv(stream),
                                             [&caller = *this->caller]() { caller.recheckQueue(); })),
         network(*this->stream, capnp::rpc::twoparty::Side::SERVER, receiveOptions()),
-        metered(network, MAX_UNFINISHED_CALLS,
+        metered(network, server.timer, server.limits.unfinished,
+                this->caller->usage->unfinishedBytes,
                 [&server, &caller = *this->caller](kj::StringPtr reason) {
                   server.logRefusal("closed connection user=", caller.user, " peer=", caller.peer,
                                     ": ", reason);
@@ -37,6 +38,8 @@ class Server::Connection {
   KJ_DISALLOW_COPY(Connection);
 
   kj::Promise<void> onDisconnect() { return network.onDisconnect(); }
+  // Resolves when the connection is to be dropped for the answers its client left unfinished.
+  kj::Promise<void> whenClosed() { return metered.whenClosed(); }
 
   static capnp::ReaderOptions receiveOptions() {
     capnp::ReaderOptions options;
@@ -250,7 +253,9 @@ kj::Promise<void> Server::serve(kj::AuthenticatedStream secured, kj::String peer
   auto connection =
       kj::heap<Connection>(*this, kj::mv(secured.stream), kj::mv(caller), kj::mv(bootstrap));
   auto disconnected = connection->onDisconnect();
+  auto closed = connection->whenClosed();
   return disconnected.exclusiveJoin(whenIdle(callerRef, callerRef.activity))
+      .exclusiveJoin(kj::mv(closed))
       .attach(kj::mv(connection));
 }
 

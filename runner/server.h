@@ -10,6 +10,7 @@
 
 #include "runner/event-log.h"
 #include "runner/job-table.h"
+#include "runner/metered-network.h"
 #include "runner/rpc-service.h"
 #include "tls/tls-config.h"
 
@@ -34,11 +35,6 @@ constexpr uint64_t MAX_REQUEST_WORDS = 256 * 1024;
 // from the connection until some return. One call larger than this is still served.
 constexpr size_t CONNECTION_FLOW_LIMIT_WORDS = 32 * 1024;
 
-// Calls a connection may leave unfinished (answered, but the client never sent Finish, so the
-// RPC system keeps the answer); held past it for a second, the connection is closed with an error
-// (see MeteredNetwork).
-constexpr size_t MAX_UNFINISHED_CALLS = 8192;
-
 struct ServerLimits {
   // Authenticated connections open at once, and per user: one user cannot take them all.
   size_t connections = 1024;
@@ -47,6 +43,8 @@ struct ServerLimits {
   // long, is closed.
   kj::Duration idleTimeout = 5 * kj::MINUTES;
   ConnectionLimits perConnection;
+  // Answers a connection, and a user, may leave unfinished (see MeteredNetwork).
+  UnfinishedLimits unfinished;
 };
 
 // Refusals (of handshakes, connections) logged one by one per REFUSAL_LOG_WINDOW; past that they

@@ -528,6 +528,21 @@ TEST(Bounds, AFullLogFileSystemIsAnErrorNotSilence) {
   EXPECT_EQ(startJob(f, *alice, {"/bin/true"}).state, api::State::RUNNING);
 }
 
+// A start with `kib` KiB of arguments, through `manager`: every reply about the job is that big.
+capnp::RemotePromise<api::JobManager::StartResults> startBigJob(api::JobManager::Client& manager,
+                                                               kj::StringPtr seconds, size_t kib) {
+  auto request = manager.startRequest();
+  auto spec = request.initSpec();
+  spec.setCommand("/bin/sleep");
+  constexpr size_t CHUNK = 60 * 1024;
+  auto chunk = kj::heapString(CHUNK);
+  memset(chunk.begin(), 'a', CHUNK);
+  auto args = spec.initArgs(1 + kib * 1024 / CHUNK);
+  args.set(0, seconds);
+  for (uint i = 1; i < args.size(); i++) args.set(i, chunk);
+  return request.send();
+}
+
 TEST(Bounds, CallsNeverFinishedCloseTheConnectionPastTheirBound) {
   SKIP_UNLESS_SERVER_CAN_RUN();
   RunnerdFixture f;
@@ -558,20 +573,88 @@ TEST(Bounds, CallsNeverFinishedCloseTheConnectionPastTheirBound) {
   f.waitForLog("calls unfinished on one connection");
 }
 
-// A start with `kib` KiB of arguments, through `manager`: every reply about the job is that big.
-capnp::RemotePromise<api::JobManager::StartResults> startBigJob(api::JobManager::Client& manager,
-                                                               kj::StringPtr seconds, size_t kib) {
-  auto request = manager.startRequest();
-  auto spec = request.initSpec();
-  spec.setCommand("/bin/sleep");
-  constexpr size_t CHUNK = 60 * 1024;
-  auto chunk = kj::heapString(CHUNK);
-  memset(chunk.begin(), 'a', CHUNK);
-  auto args = spec.initArgs(1 + kib * 1024 / CHUNK);
-  args.set(0, seconds);
-  for (uint i = 1; i < args.size(); i++) args.set(i, chunk);
-  return request.send();
+TEST(Bounds, CallsNeverFinishedThenSilenceStillCloseTheConnection) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto bob = f.connect("bob");
+  auto mallory = f.connect("alice");
+  // A burst past the bound within the grace, then nothing more from the client: the bound is
+  // not waiting for the client's next message to be checked.
+  kj::Vector<capnp::Response<api::JobManager::WhoamiResults>> kept;
+  kj::Vector<kj::Promise<capnp::Response<api::JobManager::WhoamiResults>>> calls;
+  for (int i = 0; i < 9000; i++) calls.add(mallory->manager.whoamiRequest().send());
+  for (auto& call : calls) kept.add(call.wait(f.io.waitScope));
+  f.waitForLog("unfinished on one connection for 1s");
+  // The connection is gone: the next call fails at once.
+  auto error = errorOf(f, mallory->manager.whoamiRequest().send());
+  EXPECT_TRUE(error != nullptr) << "the connection still answers";
+  EXPECT_LT(whoamiLatency(f, *bob), 0.2);
 }
+
+TEST(Bounds, AnswersHoldingBigResultsNeverFinishedCloseTheConnection) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  auto bob = f.connect("bob");
+  size_t before = f.serverRssKib();
+  {
+    // A start's answer holds its results (the job's capability, which a pipelined call may still
+    // use, and its 960 KiB JobInfo) until the client finishes it.
+    auto mallory = f.connect("alice");
+    kj::Vector<capnp::Response<api::JobManager::StartResults>> kept;
+    kj::Maybe<kj::String> error;
+    // Sent together, so that they are answered within the grace of the soft bound.
+    kj::Vector<kj::Promise<void>> starts;
+    for (int i = 0; i < 100; i++) {
+      starts.add(startBigJob(mallory->manager, "0", 960)
+                     .then([&kept](auto&& response) { kept.add(kj::mv(response)); },
+                           [&error](kj::Exception&& e) {
+                             if (error == nullptr) error = kj::str(e.getDescription());
+                           }));
+    }
+    kj::joinPromises(starts.releaseAsArray()).wait(f.io.waitScope);
+    auto& description = KJ_ASSERT_NONNULL(error, "every start was answered");
+    // Closed by the soft bound (16 MiB for a second) or, when the answers come faster, the hard
+    // one (64 MiB at once).
+    EXPECT_TRUE(contains(description, "MiB of answers unfinished on one connection"))
+        << description.cStr();
+    EXPECT_LT(kept.size(), 80u);
+    size_t after = f.serverRssKib();
+    KJ_LOG(WARNING, "RSS before and after starts of 960 KiB never finished (KiB)", before, after,
+           kept.size());
+    EXPECT_LT(after, before + 160 * 1024) << "runnerd grew by " << (after - before) << " KiB";
+  }
+  EXPECT_LT(whoamiLatency(f, *bob), 0.2);
+}
+
+TEST(Bounds, AnswersNeverFinishedAreBoundedPerUserOverConnections) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  // Ten connections of one user, each under its own bounds (15 answers of 960 KiB), together
+  // past the user's.
+  kj::Vector<kj::Own<RunnerdFixture::Client>> connections;
+  kj::Vector<capnp::Response<api::JobManager::StartResults>> kept;
+  kj::Maybe<kj::String> error;
+  for (int c = 0; c < 10 && error == nullptr; c++) {
+    connections.add(f.connect("alice"));
+    for (int i = 0; i < 15 && error == nullptr; i++) {
+      KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                     kept.add(startBigJob(connections.back()->manager, "0", 960).wait(f.io.waitScope));
+                   })) {
+        error = kj::str(e->getDescription());
+      }
+    }
+  }
+  auto& description = KJ_ASSERT_NONNULL(error, "every start was answered");
+  EXPECT_TRUE(contains(description, "128 MiB of answered calls unfinished over its connections"))
+      << description.cStr();
+  EXPECT_GE(kept.size(), 125u);
+  EXPECT_LT(kept.size(), 140u);
+  // Another user is not counted against it.
+  auto bob = f.connect("bob");
+  EXPECT_EQ(startBigJob(bob->manager, "0", 960).wait(f.io.waitScope).getInfo().getState(),
+            api::State::RUNNING);
+}
+
 
 TEST(Bounds, RepliesWokenTogetherWaitForTheClientToRead) {
   SKIP_UNLESS_SERVER_CAN_RUN();
