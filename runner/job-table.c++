@@ -1,6 +1,7 @@
 #include "runner/job-table.h"
 
 #include <algorithm>
+#include <errno.h>
 #include <fcntl.h>
 #include <kj/debug.h>
 #include <kj/encoding.h>
@@ -80,6 +81,21 @@ uint64_t Job::outputBytes() const {
   // Ended before runnerd recorded output sizes.
   if (stat(path.cStr(), &st) < 0) return 0;
   return st.st_size;
+}
+
+void Job::releaseBlocksPastEnd() {
+  struct stat st;
+  if (output.get() < 0 || fstat(output.get(), &st) < 0) return;
+  // A file system allocates a little past the end as it goes; more than this was asked for
+  // (fallocate with FALLOC_FL_KEEP_SIZE on the job's stdout).
+  constexpr uint64_t SLACK = 1 << 20;
+  if (uint64_t(st.st_blocks) * 512 <= uint64_t(st.st_size) + SLACK) return;
+  // Shrinking a file lets go of every block past its new end; a file system may skip a
+  // truncation to the size the file has, so it grows by a byte first.
+  if (ftruncate(output.get(), st.st_size + 1) < 0 || ftruncate(output.get(), st.st_size) < 0) {
+    table.log("cannot release the blocks job ", rec.id, " allocated past its output: ",
+              strerror(errno));
+  }
 }
 
 kj::Promise<void> Job::enforceOutputLimit() {
@@ -162,6 +178,7 @@ void Job::finish(const executors::ExitStatus& status) {
   rec.pid = 0;
   rec.pidStartTime = 0;
   rec.outputBytes = outputBytes();
+  releaseBlocksPastEnd();
   if (rec.error.size() == 0 && table.logFilesystemFull()) {
     // The job's writes past that point failed (ENOSPC), which only the job saw.
     rec.error = kj::str("the log file system was full when the job ended: its output may be cut "

@@ -113,6 +113,9 @@ class Job {
   kj::Maybe<kj::TimePoint> killDeadline;
   kj::Maybe<kj::Promise<void>> killTimer;
 
+  // Gives back the blocks the job allocated past the end of its output file (fallocate with
+  // FALLOC_FL_KEEP_SIZE), which would hold the log file system's room for nothing.
+  void releaseBlocksPastEnd();
   void finish(const executors::ExitStatus& status);
   void markEnded();
   // Kills the job once its output reaches rec.maxOutputBytes.

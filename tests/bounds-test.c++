@@ -711,6 +711,10 @@ TEST(Bounds, FallocatedOutputCountsAgainstTheOutputLimit) {
   auto info = ended.getInfo();
   EXPECT_EQ(info.getState(), api::State::STOPPED) << info.getError().cStr();
   EXPECT_TRUE(contains(info.getError(), "output reached the limit")) << info.getError().cStr();
+  // The blocks it took are given back once it has ended.
+  struct stat st;
+  ASSERT_EQ(stat(kj::str(f.dir(), "/logs/", job.id, ".log").cStr(), &st), 0);
+  EXPECT_LT(uint64_t(st.st_blocks) * 512, uint64_t(2) << 20) << st.st_blocks << " blocks";
 }
 
 TEST(Bounds, ALongCommandMakesOneShortLogLine) {
