@@ -12,6 +12,8 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -91,6 +93,8 @@ struct JobParents {
   std::vector<std::string> all;
   std::string memory;
   std::string pids;
+  std::string blkio;
+  std::string freezer;
 };
 
 JobParents jobParentsOf(pid_t runnerd, kj::StringPtr parent) {
@@ -106,6 +110,8 @@ JobParents jobParentsOf(pid_t runnerd, kj::StringPtr parent) {
       for (auto& controller : hierarchy.controllers) {
         if (controller == "memory") parents.memory = dir;
         if (controller == "pids") parents.pids = dir;
+        if (controller == "blkio") parents.blkio = dir;
+        if (controller == "freezer") parents.freezer = dir;
       }
     }
   }
@@ -298,6 +304,82 @@ TEST_F(CgroupRunnerd, StopKillsADaemonizedProcessAndRemovesTheCgroup) {
   size_t paren = stat.rfind(')');
   EXPECT_TRUE(stat.empty() || (paren != std::string::npos && stat[paren + 2] == 'Z')) << stat;
   expectNoCgroupLeft(id);
+}
+
+// The state letter of /proc/PID/stat ('D' for uninterruptible sleep), or 0 when it is gone.
+char processState(pid_t pid) {
+  std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() ? 0 : stat[paren + 2];
+}
+
+TEST_F(CgroupRunnerd, AnUnfreezableJobDoesNotDelayOtherUsers) {
+  // The issue's case: a direct write under --io-write 1M waits in the kernel (state D) for the
+  // throttle, where neither the freezer nor SIGKILL reaches it, so the job's cgroup cannot be
+  // frozen or emptied while it lasts. Stopping that job must not slow anyone else's calls.
+  std::string work = std::string(server->dir().cStr()) + "/unfreezable";
+  ASSERT_EQ(mkdir(work.c_str(), 0777), 0);
+  ASSERT_EQ(chmod(work.c_str(), 0777), 0);
+  struct stat info;
+  ASSERT_EQ(stat(work.c_str(), &info), 0);
+  if (major(info.st_dev) == 0) GTEST_SKIP() << work << " is not on a block device here";
+  ASSERT_FALSE(parents->blkio.empty());
+
+  auto started = runctl(*server, {"start", "--io-write", "1M", "--workdir", work.c_str(), "--",
+                                  "sh", "-c", "dd if=/dev/zero of=data bs=32M count=1 "
+                                  "oflag=direct 2>/dev/null & wait"});
+  ASSERT_EQ(started.status, 0) << started.err;
+  std::string id = started.out.substr(0, started.out.find('\n'));
+  std::string cgroup = parents->memory + "/" + id;
+  pid_t stuck = 0;
+  for (int i = 0; i < 500 && stuck == 0; i++) {
+    std::istringstream pids(readFile(cgroup + "/cgroup.procs"));
+    pid_t pid;
+    while (pids >> pid) {
+      if (readFile("/proc/" + std::to_string(pid) + "/comm") == "dd\n" && processState(pid) == 'D')
+        stuck = pid;
+    }
+    if (stuck == 0) usleep(10000);
+  }
+  ASSERT_NE(stuck, 0) << "dd never waited on the throttle";
+
+  // alice stops her job (runctl stop waits for its end) while bob keeps asking.
+  kj::StringPtr stopArgs[] = {"stop", "--grace", "0s", id.c_str()};
+  RunctlProcess stopping(*server, stopArgs);
+  auto bob = server->connect("bob");
+  std::vector<double> millis;
+  for (int i = 0; i < 25; i++) {
+    auto before = std::chrono::steady_clock::now();
+    bob->manager.whoamiRequest().send().wait(server->io.waitScope);
+    auto list = bob->manager.listRequest();
+    list.initFilter().setAllUsers(true);
+    list.send().wait(server->io.waitScope);
+    millis.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - before)
+            .count());
+    usleep(200000);
+  }
+  EXPECT_EQ(processState(stuck), 'D') << "dd was stuck all along";
+  std::string freezer = readFile(parents->freezer + "/" + id + "/freezer.state");
+  std::sort(millis.begin(), millis.end());
+  std::cout << "bob's whoami + list --all while an unfreezable job of alice's was stopped: median "
+            << millis[millis.size() / 2] << " ms, max " << millis.back() << " ms, "
+            << std::count_if(millis.begin(), millis.end(), [](double m) { return m >= 200; })
+            << " of " << millis.size() << " calls took 200 ms or more; freezer.state "
+            << freezer;
+  EXPECT_LT(millis.back(), 200.0);
+
+  // Lifting the throttle lets the write finish; then the job ends and its cgroup goes.
+  std::string throttle = readFile(parents->blkio + "/" + id + "/blkio.throttle.write_bps_device");
+  std::string device = throttle.substr(0, throttle.find(' '));
+  std::ofstream(parents->blkio + "/" + id + "/blkio.throttle.write_bps_device") << device << " 0";
+  auto stopped = stopping.finish();
+  EXPECT_EQ(stopped.status, 0) << stopped.err;
+  auto status = runctl(*server, {"status", id.c_str()});
+  EXPECT_NE(status.out.find(statusLine("State", "stopped")), std::string::npos) << status.out;
+  expectNoCgroupLeft(id);
+  unlink((work + "/data").c_str());
+  rmdir(work.c_str());
 }
 
 TEST_F(CgroupRunnerd, LimitThatCannotBeAppliedFailsTheStartNamingIt) {
