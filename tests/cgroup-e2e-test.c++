@@ -5,11 +5,13 @@
 
 #include <gtest/gtest.h>
 #include <kj/debug.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -449,6 +451,108 @@ TEST_F(CgroupRunnerd, StatusShowsLimitsCgroupVersionIoDeviceUsageAndEndCause) {
 
 // runnerd with its default executor, local: jobs still get the cgroup executor when their spec
 // asks for it.
+// The pids of live (not zombie) processes whose command line contains `marker`.
+std::vector<pid_t> processesMarked(const std::string& marker) {
+  std::vector<pid_t> found;
+  DIR* proc = opendir("/proc");
+  KJ_ASSERT(proc != nullptr);
+  while (struct dirent* entry = readdir(proc)) {
+    pid_t pid = atoi(entry->d_name);
+    if (pid <= 0 || pid == getpid()) continue;
+    std::string cmdline = readFile("/proc/" + std::to_string(pid) + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(marker) == std::string::npos) continue;
+    char state = processState(pid);
+    if (state != 0 && state != 'Z') found.push_back(pid);
+  }
+  closedir(proc);
+  return found;
+}
+
+TEST(RunnerdRestart, ACrashLeavesNoProcessAndNoCgroupOfItsJobs) {
+  SKIP_UNLESS_HOST_CAN_RUN();
+  kj::StringPtr flags[] = {"--executor=cgroup"};
+  RunnerdFixture server(flags);
+  auto parents = jobParentsOf(server.pid(), "runner");
+  ASSERT_FALSE(parents.freezer.empty());
+  ASSERT_FALSE(parents.memory.empty());
+  std::string marker = "restart-marker-" + std::to_string(getpid());
+  // The main process loops; a daemon leaves the job's session and process group (setsid, after a
+  // double fork) and loops too. Every long-lived process carries the marker in its arguments.
+  std::string script =
+      "(setsid sh -c 'while :; do sleep 1; done' " + marker + " </dev/null >/dev/null 2>&1 &); "
+      "while :; do sleep 1; done";
+  auto inCgroup = runctl(server, {"start", "--", "sh", "-c", script.c_str(), marker.c_str()});
+  ASSERT_EQ(inCgroup.status, 0) << inCgroup.err;
+  std::string cgroupJob = inCgroup.out.substr(0, inCgroup.out.find('\n'));
+  auto local = runctl(server, {"start", "--executor", "local", "--", "sh", "-c", script.c_str(),
+                               marker.c_str()});
+  ASSERT_EQ(local.status, 0) << local.err;
+  std::string localJob = local.out.substr(0, local.out.find('\n'));
+
+  // What a crash in the middle of a start leaves: an output file and a cgroup with a process in
+  // it, for a job the store never recorded. Beside them, what is not runnerd's to touch.
+  std::string logs = std::string(server.dir().cStr()) + "/logs";
+  std::string unrecorded = "00000000-0000-4000-8000-" + std::to_string(100000000000 + getpid());
+  std::ofstream(logs + "/" + unrecorded + ".log") << "partial\n";
+  std::ofstream(logs + "/notes.txt") << "not runnerd's\n";
+  std::string foreign = "another-runnerd-" + std::to_string(getpid());
+  ASSERT_EQ(mkdir((parents.freezer + "/" + foreign).c_str(), 0755), 0);
+  for (auto& dir : {parents.freezer, parents.memory}) {
+    ASSERT_EQ(mkdir((dir + "/" + unrecorded).c_str(), 0755), 0);
+  }
+  pid_t stray = fork();
+  ASSERT_GE(stray, 0);
+  if (stray == 0) {
+    for (auto& dir : {parents.freezer, parents.memory}) {
+      std::ofstream(dir + "/" + unrecorded + "/cgroup.procs") << getpid() << std::flush;
+    }
+    execl("/bin/sh", "sh", "-c", "while :; do sleep 1; done", marker.c_str(), nullptr);
+    _exit(127);
+  }
+
+  // Two jobs of two processes each, and the stray.
+  for (int i = 0; i < 500 && processesMarked(marker).size() < 5; i++) usleep(10000);
+  ASSERT_EQ(processesMarked(marker).size(), 5u);
+
+  server.crash();
+  usleep(100000);
+  EXPECT_EQ(processesMarked(marker).size(), 5u) << "the jobs outlive runnerd until it restarts";
+  server.start();
+
+  std::vector<std::string> ids = {cgroupJob, localJob, unrecorded};
+  auto cgroupsLeft = [&]() {
+    std::vector<std::string> left;
+    for (auto& dir : parents.all) {
+      for (auto& id : ids) {
+        if (exists(dir + "/" + id)) left.push_back(dir + "/" + id);
+      }
+    }
+    return left;
+  };
+  for (int i = 0; i < 500 && (!processesMarked(marker).empty() || !cgroupsLeft().empty()); i++) {
+    usleep(10000);
+  }
+  EXPECT_TRUE(processesMarked(marker).empty())
+      << processesMarked(marker).size() << " processes of the old jobs survived the restart";
+  for (auto& left : cgroupsLeft()) ADD_FAILURE() << "left behind: " << left;
+  int status;
+  EXPECT_EQ(waitpid(stray, &status, 0), stray);
+
+  for (auto& id : {cgroupJob, localJob}) {
+    auto shown = runctl(server, {"status", id.c_str()});
+    EXPECT_NE(shown.out.find(statusLine("State", "lost")), std::string::npos) << shown.out;
+  }
+  EXPECT_FALSE(exists(logs + "/" + unrecorded + ".log"))
+      << "an unrecorded job's output is removed; runnerd said: " << server.serverLog().cStr();
+  EXPECT_TRUE(exists(logs + "/" + cgroupJob + ".log")) << "a known job's output stays";
+  EXPECT_TRUE(exists(logs + "/notes.txt")) << "a file runnerd did not name stays";
+  EXPECT_TRUE(exists(parents.freezer + "/" + foreign)) << "a cgroup not named after its jobs stays";
+  rmdir((parents.freezer + "/" + foreign).c_str());
+  auto log = server.serverLog();
+  EXPECT_NE(strstr(log.cStr(), "job lost id="), nullptr) << log.cStr();
+}
+
 class LocalRunnerd : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
