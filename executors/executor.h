@@ -9,6 +9,7 @@
 
 #include <kj/array.h>
 #include <kj/async.h>
+#include <kj/function.h>
 #include <kj/one-of.h>
 #include <kj/string.h>
 #include <kj/vector.h>
@@ -142,6 +143,16 @@ class Executor {
   // process and frees whatever was made for it (a cgroup). Must be called on the thread
   // running the event loop the executor was built with.
   virtual kj::Promise<LaunchResult> launch(LaunchRequest&& request) = 0;
+
+  // At start-up, before the first launch: kills every process that a previous run of this server
+  // left in what this executor names after jobs (cgroups), for each name `isOurs` accepts, and
+  // removes those; returns the names. Processes still waiting in the kernel die, and their
+  // cgroups go, on a thread of the executor's once that wait is over. The default has nothing
+  // named after jobs.
+  virtual kj::Array<kj::String> sweepLeftovers(
+      kj::FunctionParam<bool(kj::StringPtr name)> isOurs) {
+    return nullptr;
+  }
 };
 
 // Executors by name, built in main() and handed to whoever launches jobs.

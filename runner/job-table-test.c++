@@ -1,10 +1,12 @@
 #include "runner/job-table.h"
 
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <kj/debug.h>
 #include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -270,6 +272,30 @@ TEST(JobTable, JobRunningWhenTheServerWentAwayBecomesLost) {
   EXPECT_EQ(job.record().state, JobState::LOST);
   EXPECT_GT(job.record().endedAt, 0);
   EXPECT_GT(job.record().error.size(), 0u);
+}
+
+TEST(JobTable, AStartWhoseRecordCannotBeWrittenLeavesNoOutputFile) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  // Another connection holds the database's write lock: the start's insert fails (busy, once the
+  // store's busy timeout has passed).
+  sqlite3* other;
+  ASSERT_EQ(sqlite3_open(kj::str(dir.path(), "/runner.db").cStr(), &other), SQLITE_OK);
+  KJ_DEFER(sqlite3_close(other));
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto error = kj::runCatchingExceptions([&]() { h.sh("exec sleep 1000"); });
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  EXPECT_NE(error, nullptr) << "the start fails";
+  EXPECT_EQ(h.table->all().size(), 0u);
+
+  DIR* logs = opendir(kj::str(dir.path(), "/logs").cStr());
+  ASSERT_NE(logs, nullptr);
+  KJ_DEFER(closedir(logs));
+  while (struct dirent* entry = readdir(logs)) {
+    kj::StringPtr name = entry->d_name;
+    EXPECT_FALSE(name.endsWith(".log")) << "left behind: " << name.cStr();
+  }
 }
 
 TEST(JobTable, OrphanStillRunningAfterARestartIsKilledAndLost) {

@@ -493,12 +493,22 @@ ListPage JobTable::list(const ListQuery& query) const {
 
 void JobTable::load() {
   auto records = store.recover(nowMillis());
+  kj::HashSet<kj::StringPtr> known;
+  for (auto& record : records) known.insert(record.id);
   for (auto& record : records) {
     if (record.state == JobState::RUNNING) {
       // The previous runnerd left it running. Nothing can reap it or learn how it ends, so it
-      // does not outlive the restart: its process group is killed, as systemd's
-      // KillMode=control-group would have done with the server.
-      if (record.pid > 0) kill(-record.pid, SIGKILL);
+      // does not outlive the restart: its process group is killed here, and its cgroup (with
+      // whatever left the group) below, as systemd's KillMode=control-group would have done with
+      // the server. A pid now another process's is not the job's: then its group is long gone.
+      if (record.pid > 0) {
+        auto start = executors::processStartTime(record.pid);
+        bool ours = true;
+        KJ_IF_MAYBE (s, start) {
+          ours = record.pidStartTime == 0 || *s == record.pidStartTime;
+        }
+        if (ours) kill(-record.pid, SIGKILL);
+      }
       record.state = JobState::LOST;
       record.endedAt = nowMillis();
       record.error = kj::str("runnerd restarted while the job was running; the job was killed");
@@ -507,8 +517,34 @@ void JobTable::load() {
       store.update(record);
       log("job lost id=", record.id, " owner=", record.owner, ": ", record.error);
     }
-    add(kj::mv(record));
   }
+
+  // Cgroups named after a job of this server's (one it recorded, or one whose output file it made
+  // before crashing in its start): nothing of this server runs yet, so whatever is in them is
+  // left over. Other names are not ours to touch: another runnerd may share the parent.
+  kj::HashSet<kj::String> swept;
+  auto isOurs = [&](kj::StringPtr name) {
+    // Executors may share a hierarchy (the local executor's tracking cgroups and the cgroup
+    // executor's): each cgroup is swept once.
+    if (swept.contains(name)) return false;
+    if (known.contains(name)) return true;
+    auto path = kj::str(cfg.logDir, '/', name, ".log");
+    struct stat st;
+    return name.findFirst('/') == nullptr && lstat(path.cStr(), &st) == 0 && S_ISREG(st.st_mode);
+  };
+  for (auto name : executors.names()) {
+    auto& executor = KJ_ASSERT_NONNULL(executors.find(name));
+    for (auto& cgroup : executor.sweepLeftovers(isOurs)) {
+      log("killed what was left in the cgroup of job ", cgroup, " and removed it",
+          known.contains(cgroup) ? "" : " (a job the previous runnerd never recorded)");
+      swept.insert(kj::mv(cgroup));
+    }
+  }
+  for (auto& id : outputFiles.removeUnknown([&](kj::StringPtr id) { return known.contains(id); })) {
+    log("removed the output file of a job a previous runnerd never recorded id=", id);
+  }
+
+  for (auto& record : records) add(kj::mv(record));
   kj::Vector<kj::String> owners;
   for (auto& entry : byOwner) owners.add(kj::str(entry.key));
   for (auto& owner : owners) forgetPastRetention(owner);

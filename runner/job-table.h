@@ -160,7 +160,10 @@ class JobTable {
 
   // Loads every job the store knows. A job recorded as running whose process is gone becomes
   // `lost`; one whose process is still there (runnerd restarted under it) is killed, since
-  // nothing can observe its end any more, and becomes `lost` too.
+  // nothing can observe its end any more, and becomes `lost` too: its process group, and every
+  // process in the cgroups named after this server's jobs (the executors' sweepLeftovers()),
+  // which are removed. Output files named like a job's that the store does not know (a start cut
+  // short by a crash) are removed. Call once, before the first start.
   void load();
 
   // Starts a job owned by `owner`; resolves once the executor's launch has resolved, with the

@@ -19,6 +19,17 @@ constexpr char SPARE_PREFIX[] = ".spare-";
 constexpr int OUTPUT_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC;
 constexpr mode_t OUTPUT_MODE = 0640;
 
+// Whether `name` is "<id>.log" for an id as newJobId() makes them (lower-case 8-4-4-4-12 hex).
+bool isOutputName(kj::StringPtr name) {
+  if (name.size() != 36 + 4 || !name.endsWith(".log")) return false;
+  for (size_t i = 0; i < 36; i++) {
+    char c = name[i];
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 OutputFiles::OutputFiles(kj::StringPtr dir, size_t spares) : dir(kj::str(dir)), target(spares) {
@@ -120,6 +131,35 @@ void OutputFiles::refill() {
     }
     state.lockExclusive()->spares.add(kj::mv(name));
   }
+}
+
+kj::Array<kj::String> OutputFiles::removeUnknown(
+    kj::FunctionParam<bool(kj::StringPtr id)> isKnown) {
+  kj::Vector<kj::String> removed;
+  int fd;
+  KJ_SYSCALL(fd = dup(dirFd));
+  DIR* entries = fdopendir(fd);
+  if (entries == nullptr) {
+    close(fd);
+    KJ_FAIL_SYSCALL("fdopendir", errno, dir);
+  }
+  KJ_DEFER(closedir(entries));
+  // The copy shares its offset with dirFd, which an earlier listing left at the end.
+  rewinddir(entries);
+  while (struct dirent* entry = readdir(entries)) {
+    kj::StringPtr name = entry->d_name;
+    if (!isOutputName(name)) continue;
+    auto id = kj::str(name.slice(0, 36));
+    if (isKnown(id)) continue;
+    struct stat st;
+    if (fstatat(dirFd, name.cStr(), &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) continue;
+    if (unlinkat(dirFd, name.cStr(), 0) < 0) {
+      if (errno != ENOENT) KJ_LOG(WARNING, "cannot remove an unknown output file", dir, name);
+      continue;
+    }
+    removed.add(kj::mv(id));
+  }
+  return removed.releaseAsArray();
 }
 
 void OutputFiles::removeLeftovers() {

@@ -9,6 +9,7 @@
 // renames one to <id>.log and opens it. When none is ready, or the rename fails, the file is
 // made directly, as it would be without spares, so a start never depends on the thread.
 
+#include <kj/function.h>
 #include <kj/io.h>
 #include <kj/mutex.h>
 #include <kj/string.h>
@@ -30,6 +31,11 @@ class OutputFiles {
   // close-on-exec. Throws "cannot create the output file PATH: REASON" when it exists or cannot
   // be made.
   kj::AutoCloseFd create(kj::StringPtr id);
+
+  // Removes the output files in the directory that are named as runnerd names them
+  // (<uuid>.log, regular files) but whose id `isKnown` does not accept: a previous server made
+  // them for jobs it never recorded (it crashed while starting them). Returns their ids.
+  kj::Array<kj::String> removeUnknown(kj::FunctionParam<bool(kj::StringPtr id)> isKnown);
 
   // Files ready now (for tests).
   size_t ready() const;

@@ -5,13 +5,17 @@
 
 #include <gtest/gtest.h>
 #include <kj/debug.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -91,6 +95,8 @@ struct JobParents {
   std::vector<std::string> all;
   std::string memory;
   std::string pids;
+  std::string blkio;
+  std::string freezer;
 };
 
 JobParents jobParentsOf(pid_t runnerd, kj::StringPtr parent) {
@@ -106,6 +112,8 @@ JobParents jobParentsOf(pid_t runnerd, kj::StringPtr parent) {
       for (auto& controller : hierarchy.controllers) {
         if (controller == "memory") parents.memory = dir;
         if (controller == "pids") parents.pids = dir;
+        if (controller == "blkio") parents.blkio = dir;
+        if (controller == "freezer") parents.freezer = dir;
       }
     }
   }
@@ -300,6 +308,82 @@ TEST_F(CgroupRunnerd, StopKillsADaemonizedProcessAndRemovesTheCgroup) {
   expectNoCgroupLeft(id);
 }
 
+// The state letter of /proc/PID/stat ('D' for uninterruptible sleep), or 0 when it is gone.
+char processState(pid_t pid) {
+  std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() ? 0 : stat[paren + 2];
+}
+
+TEST_F(CgroupRunnerd, AnUnfreezableJobDoesNotDelayOtherUsers) {
+  // The issue's case: a direct write under --io-write 1M waits in the kernel (state D) for the
+  // throttle, where neither the freezer nor SIGKILL reaches it, so the job's cgroup cannot be
+  // frozen or emptied while it lasts. Stopping that job must not slow anyone else's calls.
+  std::string work = std::string(server->dir().cStr()) + "/unfreezable";
+  ASSERT_EQ(mkdir(work.c_str(), 0777), 0);
+  ASSERT_EQ(chmod(work.c_str(), 0777), 0);
+  struct stat info;
+  ASSERT_EQ(stat(work.c_str(), &info), 0);
+  if (major(info.st_dev) == 0) GTEST_SKIP() << work << " is not on a block device here";
+  ASSERT_FALSE(parents->blkio.empty());
+
+  auto started = runctl(*server, {"start", "--io-write", "1M", "--workdir", work.c_str(), "--",
+                                  "sh", "-c", "dd if=/dev/zero of=data bs=32M count=1 "
+                                  "oflag=direct 2>/dev/null & wait"});
+  ASSERT_EQ(started.status, 0) << started.err;
+  std::string id = started.out.substr(0, started.out.find('\n'));
+  std::string cgroup = parents->memory + "/" + id;
+  pid_t stuck = 0;
+  for (int i = 0; i < 500 && stuck == 0; i++) {
+    std::istringstream pids(readFile(cgroup + "/cgroup.procs"));
+    pid_t pid;
+    while (pids >> pid) {
+      if (readFile("/proc/" + std::to_string(pid) + "/comm") == "dd\n" && processState(pid) == 'D')
+        stuck = pid;
+    }
+    if (stuck == 0) usleep(10000);
+  }
+  ASSERT_NE(stuck, 0) << "dd never waited on the throttle";
+
+  // alice stops her job (runctl stop waits for its end) while bob keeps asking.
+  kj::StringPtr stopArgs[] = {"stop", "--grace", "0s", id.c_str()};
+  RunctlProcess stopping(*server, stopArgs);
+  auto bob = server->connect("bob");
+  std::vector<double> millis;
+  for (int i = 0; i < 25; i++) {
+    auto before = std::chrono::steady_clock::now();
+    bob->manager.whoamiRequest().send().wait(server->io.waitScope);
+    auto list = bob->manager.listRequest();
+    list.initFilter().setAllUsers(true);
+    list.send().wait(server->io.waitScope);
+    millis.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - before)
+            .count());
+    usleep(200000);
+  }
+  EXPECT_EQ(processState(stuck), 'D') << "dd was stuck all along";
+  std::string freezer = readFile(parents->freezer + "/" + id + "/freezer.state");
+  std::sort(millis.begin(), millis.end());
+  std::cout << "bob's whoami + list --all while an unfreezable job of alice's was stopped: median "
+            << millis[millis.size() / 2] << " ms, max " << millis.back() << " ms, "
+            << std::count_if(millis.begin(), millis.end(), [](double m) { return m >= 200; })
+            << " of " << millis.size() << " calls took 200 ms or more; freezer.state "
+            << freezer;
+  EXPECT_LT(millis.back(), 200.0);
+
+  // Lifting the throttle lets the write finish; then the job ends and its cgroup goes.
+  std::string throttle = readFile(parents->blkio + "/" + id + "/blkio.throttle.write_bps_device");
+  std::string device = throttle.substr(0, throttle.find(' '));
+  std::ofstream(parents->blkio + "/" + id + "/blkio.throttle.write_bps_device") << device << " 0";
+  auto stopped = stopping.finish();
+  EXPECT_EQ(stopped.status, 0) << stopped.err;
+  auto status = runctl(*server, {"status", id.c_str()});
+  EXPECT_NE(status.out.find(statusLine("State", "stopped")), std::string::npos) << status.out;
+  expectNoCgroupLeft(id);
+  unlink((work + "/data").c_str());
+  rmdir(work.c_str());
+}
+
 TEST_F(CgroupRunnerd, LimitThatCannotBeAppliedFailsTheStartNamingIt) {
   struct statfs fs;
   if (statfs("/dev/shm", &fs) != 0 || fs.f_type != 0x01021994 /* TMPFS_MAGIC */) {
@@ -367,6 +451,108 @@ TEST_F(CgroupRunnerd, StatusShowsLimitsCgroupVersionIoDeviceUsageAndEndCause) {
 
 // runnerd with its default executor, local: jobs still get the cgroup executor when their spec
 // asks for it.
+// The pids of live (not zombie) processes whose command line contains `marker`.
+std::vector<pid_t> processesMarked(const std::string& marker) {
+  std::vector<pid_t> found;
+  DIR* proc = opendir("/proc");
+  KJ_ASSERT(proc != nullptr);
+  while (struct dirent* entry = readdir(proc)) {
+    pid_t pid = atoi(entry->d_name);
+    if (pid <= 0 || pid == getpid()) continue;
+    std::string cmdline = readFile("/proc/" + std::to_string(pid) + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(marker) == std::string::npos) continue;
+    char state = processState(pid);
+    if (state != 0 && state != 'Z') found.push_back(pid);
+  }
+  closedir(proc);
+  return found;
+}
+
+TEST(RunnerdRestart, ACrashLeavesNoProcessAndNoCgroupOfItsJobs) {
+  SKIP_UNLESS_HOST_CAN_RUN();
+  kj::StringPtr flags[] = {"--executor=cgroup"};
+  RunnerdFixture server(flags);
+  auto parents = jobParentsOf(server.pid(), "runner");
+  ASSERT_FALSE(parents.freezer.empty());
+  ASSERT_FALSE(parents.memory.empty());
+  std::string marker = "restart-marker-" + std::to_string(getpid());
+  // The main process loops; a daemon leaves the job's session and process group (setsid, after a
+  // double fork) and loops too. Every long-lived process carries the marker in its arguments.
+  std::string script =
+      "(setsid sh -c 'while :; do sleep 1; done' " + marker + " </dev/null >/dev/null 2>&1 &); "
+      "while :; do sleep 1; done";
+  auto inCgroup = runctl(server, {"start", "--", "sh", "-c", script.c_str(), marker.c_str()});
+  ASSERT_EQ(inCgroup.status, 0) << inCgroup.err;
+  std::string cgroupJob = inCgroup.out.substr(0, inCgroup.out.find('\n'));
+  auto local = runctl(server, {"start", "--executor", "local", "--", "sh", "-c", script.c_str(),
+                               marker.c_str()});
+  ASSERT_EQ(local.status, 0) << local.err;
+  std::string localJob = local.out.substr(0, local.out.find('\n'));
+
+  // What a crash in the middle of a start leaves: an output file and a cgroup with a process in
+  // it, for a job the store never recorded. Beside them, what is not runnerd's to touch.
+  std::string logs = std::string(server.dir().cStr()) + "/logs";
+  std::string unrecorded = "00000000-0000-4000-8000-" + std::to_string(100000000000 + getpid());
+  std::ofstream(logs + "/" + unrecorded + ".log") << "partial\n";
+  std::ofstream(logs + "/notes.txt") << "not runnerd's\n";
+  std::string foreign = "another-runnerd-" + std::to_string(getpid());
+  ASSERT_EQ(mkdir((parents.freezer + "/" + foreign).c_str(), 0755), 0);
+  for (auto& dir : {parents.freezer, parents.memory}) {
+    ASSERT_EQ(mkdir((dir + "/" + unrecorded).c_str(), 0755), 0);
+  }
+  pid_t stray = fork();
+  ASSERT_GE(stray, 0);
+  if (stray == 0) {
+    for (auto& dir : {parents.freezer, parents.memory}) {
+      std::ofstream(dir + "/" + unrecorded + "/cgroup.procs") << getpid() << std::flush;
+    }
+    execl("/bin/sh", "sh", "-c", "while :; do sleep 1; done", marker.c_str(), nullptr);
+    _exit(127);
+  }
+
+  // Two jobs of two processes each, and the stray.
+  for (int i = 0; i < 500 && processesMarked(marker).size() < 5; i++) usleep(10000);
+  ASSERT_EQ(processesMarked(marker).size(), 5u);
+
+  server.crash();
+  usleep(100000);
+  EXPECT_EQ(processesMarked(marker).size(), 5u) << "the jobs outlive runnerd until it restarts";
+  server.start();
+
+  std::vector<std::string> ids = {cgroupJob, localJob, unrecorded};
+  auto cgroupsLeft = [&]() {
+    std::vector<std::string> left;
+    for (auto& dir : parents.all) {
+      for (auto& id : ids) {
+        if (exists(dir + "/" + id)) left.push_back(dir + "/" + id);
+      }
+    }
+    return left;
+  };
+  for (int i = 0; i < 500 && (!processesMarked(marker).empty() || !cgroupsLeft().empty()); i++) {
+    usleep(10000);
+  }
+  EXPECT_TRUE(processesMarked(marker).empty())
+      << processesMarked(marker).size() << " processes of the old jobs survived the restart";
+  for (auto& left : cgroupsLeft()) ADD_FAILURE() << "left behind: " << left;
+  int status;
+  EXPECT_EQ(waitpid(stray, &status, 0), stray);
+
+  for (auto& id : {cgroupJob, localJob}) {
+    auto shown = runctl(server, {"status", id.c_str()});
+    EXPECT_NE(shown.out.find(statusLine("State", "lost")), std::string::npos) << shown.out;
+  }
+  EXPECT_FALSE(exists(logs + "/" + unrecorded + ".log"))
+      << "an unrecorded job's output is removed; runnerd said: " << server.serverLog().cStr();
+  EXPECT_TRUE(exists(logs + "/" + cgroupJob + ".log")) << "a known job's output stays";
+  EXPECT_TRUE(exists(logs + "/notes.txt")) << "a file runnerd did not name stays";
+  EXPECT_TRUE(exists(parents.freezer + "/" + foreign)) << "a cgroup not named after its jobs stays";
+  rmdir((parents.freezer + "/" + foreign).c_str());
+  auto log = server.serverLog();
+  EXPECT_NE(strstr(log.cStr(), "job lost id="), nullptr) << log.cStr();
+}
+
 class LocalRunnerd : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

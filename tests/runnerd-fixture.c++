@@ -178,6 +178,14 @@ void RunnerdFixture::stop() {
   serverPid = 0;
 }
 
+void RunnerdFixture::crash() {
+  KJ_REQUIRE(serverPid != 0, "runnerd is not running");
+  kill(serverPid, SIGKILL);
+  int status;
+  KJ_SYSCALL(waitpid(serverPid, &status, 0));
+  serverPid = 0;
+}
+
 kj::String RunnerdFixture::serverLog() const {
   return readWholeFile(kj::str(root, "/runnerd.stderr"));
 }

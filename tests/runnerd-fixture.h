@@ -27,6 +27,8 @@ class RunnerdFixture {
   void start();
   // SIGTERM, then waits for it to exit.
   void stop();
+  // SIGKILL, as a crash would, then reaps it; its jobs are left as they are.
+  void crash();
 
   kj::StringPtr dir() const { return root; }
 

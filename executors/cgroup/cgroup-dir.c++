@@ -1,8 +1,10 @@
 #include "executors/cgroup/cgroup-dir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <kj/debug.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -183,13 +185,35 @@ bool tryRemoveDir(kj::StringPtr path) {
   return true;
 }
 
-void removeDirBlocking(kj::StringPtr path, uint32_t maxMillis) {
-  for (uint32_t waited = 0;; ++waited) {
-    if (tryRemoveDir(path)) return;
-    KJ_REQUIRE(waited < maxMillis, "cgroup still busy; processes left in it", path);
-    struct timespec millisecond = {0, 1000000};
-    nanosleep(&millisecond, nullptr);
+void removeDirBlocking(const CgroupDir& dir, uint32_t maxMillis) {
+  uint32_t waited = 0;
+  uint32_t pause = 1;
+  for (;;) {
+    if (tryRemoveDir(dir.path())) return;
+    KJ_REQUIRE(waited < maxMillis, "cgroup still busy; processes left in it", dir.path(),
+               dir.processes().size());
+    for (pid_t pid : dir.processes()) kill(pid, SIGKILL);
+    struct timespec delay = {0, long(pause) * 1000000};
+    nanosleep(&delay, nullptr);
+    waited += pause;
+    pause = kj::min(pause * 2, 100u);
   }
+}
+
+kj::Array<kj::String> listSubdirectories(kj::StringPtr path) {
+  kj::Vector<kj::String> names;
+  DIR* dir = opendir(path.cStr());
+  if (dir == nullptr) {
+    if (errno == ENOENT) return nullptr;
+    KJ_FAIL_SYSCALL("opendir", errno, path);
+  }
+  KJ_DEFER(closedir(dir));
+  while (struct dirent* entry = readdir(dir)) {
+    kj::StringPtr name = entry->d_name;
+    if (entry->d_type != DT_DIR || name == "." || name == "..") continue;
+    names.add(kj::str(name));
+  }
+  return names.releaseAsArray();
 }
 
 }  // namespace runner::executors::cgroup

@@ -70,8 +70,18 @@ kj::String joinPath(kj::ArrayPtr<const kj::StringPtr> pieces);
 // gone (or was already). Throws for any other error.
 bool tryRemoveDir(kj::StringPtr path);
 
-// tryRemoveDir(), retried for up to `maxMillis` milliseconds; throws if it never succeeds.
-// Blocking: for destructors and other places that cannot wait asynchronously.
-void removeDirBlocking(kj::StringPtr path, uint32_t maxMillis = 2000);
+// How long removeDirBlocking() keeps trying by default: a process waiting in the kernel (for a
+// throttled write, say) dies only once that wait is over.
+constexpr uint32_t REMOVE_TIMEOUT_MILLIS = 60000;
+
+// tryRemoveDir() of `dir`, retried while the kernel says EBUSY for up to `maxMillis` milliseconds;
+// before each retry whatever processes are still in the cgroup are SIGKILLed (a job's leftovers
+// that a fork let slip past its kill, or that a previous server left). Throws if the directory is
+// still there then. Blocking: for a Disposer's thread, or for a cgroup just made (which is empty
+// and goes at once).
+void removeDirBlocking(const CgroupDir& dir, uint32_t maxMillis = REMOVE_TIMEOUT_MILLIS);
+
+// The names of the directories in `path` (none when it does not exist).
+kj::Array<kj::String> listSubdirectories(kj::StringPtr path);
 
 }  // namespace runner::executors::cgroup

@@ -6,6 +6,7 @@
 #include <kj/async.h>
 #include <kj/memory.h>
 #include <kj/string.h>
+#include <kj/timer.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -15,7 +16,9 @@
 namespace runner::executors::cgroup {
 
 // The cgroup (v2) or set of cgroups, one per hierarchy (v1), of one job. Destroying it removes
-// the cgroup(s); it must be empty by then (call killAll() and wait for isEmpty() first).
+// the cgroup(s), SIGKILLing what is still in them and retrying while the kernel says they are
+// busy, for up to REMOVE_TIMEOUT_MILLIS: that blocks, so an ended job's cgroup is destroyed on a
+// Disposer's thread (kill it and wait for isEmpty() first).
 class JobCgroup {
  public:
   virtual ~JobCgroup() noexcept(false) = default;
@@ -33,10 +36,13 @@ class JobCgroup {
   // it does anything else.
   virtual kj::ArrayPtr<const int> spawnProcsFds() const = 0;
 
-  // Kills every process in the cgroup (SIGKILL), including ones forked while killing:
-  // v2 writes 1 to cgroup.kill; v1 freezes, kills every pid, thaws. Returns once the signals
-  // are sent; the processes are gone shortly after (see isEmpty()).
-  virtual void killAll() = 0;
+  // Kills every process in the cgroup (SIGKILL), including ones forked while killing: v2 writes
+  // 1 to cgroup.kill and resolves at once; v1 freezes the cgroup, waits until it reports FROZEN
+  // (checking on `timer`, never blocking; at most CgroupV1Driver::FREEZE_TIMEOUT_MILLIS, since a
+  // process waiting in the kernel cannot be frozen), kills every pid, thaws. Resolves once the
+  // signals are sent; the processes are gone shortly after (see isEmpty()). The promise must not
+  // outlive this object, and one kill at a time is enough (callers share it).
+  virtual kj::Promise<void> killAll(kj::Timer& timer) = 0;
 
   // Sends `signal` to every process currently in the cgroup.
   virtual void signalAll(int signal) = 0;
@@ -75,6 +81,15 @@ class CgroupDriver {
   // cgroup with no controller enabled; v1, the job's cgroup in the freezer hierarchy alone.
   // Its oomKillCount() and usage() are not available (they need controllers).
   virtual kj::Own<JobCgroup> createTracking(kj::StringPtr jobId) = 0;
+
+  // The names of the cgroups below the parent, in any hierarchy: at start-up, what a previous
+  // server left (it crashed with jobs running, or while starting one).
+  virtual kj::Array<kj::String> listJobCgroups() = 0;
+
+  // The existing cgroup `name` below the parent, in whichever hierarchies hold it, to kill what is
+  // in it and remove it; nullptr when there is none. Only signalAll(), isEmpty() and removal are
+  // meant for it.
+  virtual kj::Maybe<kj::Own<JobCgroup>> open(kj::StringPtr name) = 0;
 };
 
 // The cgroup of the calling process as listed in `procSelfCgroup` (the text of

@@ -1,7 +1,10 @@
 #include "executors/cgroup/cgroup-executor.h"
 
+#include <errno.h>
 #include <kj/debug.h>
 #include <signal.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "executors/reap.h"
 #include "executors/spawn.h"
@@ -10,13 +13,15 @@
 namespace runner::executors::cgroup {
 namespace {
 
-// How long, in 1 ms steps, the end of a job waits for its cgroup to empty after the kill.
-// (Removal, retried while rmdir answers EBUSY, is the JobCgroup destructor's, on the remover's
-// thread.)
-constexpr uint32_t EMPTY_WAIT_STEPS = 5000;
-// While waiting for the cgroup to empty, kill again this often (in steps), in case a process
-// was on its way in when the first kill was sent.
-constexpr uint32_t REKILL_EVERY_STEPS = 100;
+// How long the end of a job waits for its cgroup to empty after the kill. A process waiting in
+// the kernel (for a throttled direct write, say) dies only when that wait is over; past this the
+// end is reported without it, and the remover's thread keeps killing and removes the cgroup.
+constexpr kj::Duration EMPTY_WAIT = 30 * kj::SECONDS;
+// While waiting for the cgroup to empty, kill again this long after the previous kill, in case a
+// process was on its way in when it was sent.
+constexpr kj::Duration REKILL_AFTER = 100 * kj::MILLISECONDS;
+// The longest pause between two looks at whether the cgroup is empty.
+constexpr kj::Duration MAX_EMPTY_POLL = 20 * kj::MILLISECONDS;
 
 // Holds a job's cgroup until its process exists; hands it to the remover if it never does.
 struct CgroupHandoff {
@@ -29,6 +34,24 @@ struct CgroupHandoff {
     if (cgroup.get() != nullptr) remover.dispose(kj::mv(cgroup));
   }
   KJ_DISALLOW_COPY(CgroupHandoff);
+};
+
+// A job whose Process was destroyed while it ran: on the remover's thread, its main process is
+// reaped (it was SIGKILLed; waiting for it may block while it finishes a wait in the kernel), then
+// its cgroup is removed, killing whatever is still in it.
+struct AbandonedJob {
+  pid_t pid;
+  kj::AutoCloseFd pidfd;
+  kj::Own<JobCgroup> cgroup;
+
+  AbandonedJob(pid_t pid, kj::AutoCloseFd pidfd, kj::Own<JobCgroup> cgroup)
+      : pid(pid), pidfd(kj::mv(pidfd)), cgroup(kj::mv(cgroup)) {}
+  ~AbandonedJob() noexcept(false) {
+    KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { reapExited(pidfd.get(), pid); })) {
+      KJ_LOG(ERROR, "could not reap a killed job", pid, *exception);
+    }
+  }
+  KJ_DISALLOW_COPY(AbandonedJob);
 };
 
 // A job started by spawn() inside its cgroup. As with the local executor, the exit is observed
@@ -66,16 +89,34 @@ class CgroupProcess final : public Process {
                    .fork()) {}
 
   ~CgroupProcess() noexcept(false) {
-    if (reaped) return;
-    // The job outlives its owner: kill all of it and reap the main process synchronously. The
-    // JobCgroup's destructor then removes the cgroup, retrying while the kernel says EBUSY.
-    KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { cgroup->killAll(); })) {
+    // A kill under way refers to the cgroup, which goes to the remover's thread below.
+    requestedKill = nullptr;
+    killing = nullptr;
+    if (cgroup.get() == nullptr) return;  // handed on when the job's end was finished
+    if (reaped) {
+      // Destroyed while its end was being finished: the cgroup goes as it would have.
+      remover.dispose(kj::mv(cgroup));
+      return;
+    }
+    // The job outlives its owner: SIGKILL what is in the cgroup now (without waiting for a
+    // freeze), and leave reaping the main process and removing the cgroup, which kills again what
+    // a fork let slip, to the remover's thread. The pidfd stays open here until the observer
+    // watching it is gone.
+    KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { cgroup->signalAll(SIGKILL); })) {
       KJ_LOG(ERROR, "could not kill a job's cgroup", mainPid, *exception);
     }
-    KJ_IF_MAYBE (exception,
-                 kj::runCatchingExceptions([&]() { reapExited(pidfd.get(), mainPid); })) {
-      KJ_LOG(ERROR, "could not reap a killed job", mainPid, *exception);
+    int copy = dup(pidfd.get());
+    if (copy < 0) {
+      KJ_LOG(ERROR, "could not hand a killed job to the remover; reaping it here", mainPid,
+             strerror(errno));
+      KJ_IF_MAYBE (exception,
+                   kj::runCatchingExceptions([&]() { reapExited(pidfd.get(), mainPid); })) {
+        KJ_LOG(ERROR, "could not reap a killed job", mainPid, *exception);
+      }
+      remover.dispose(kj::mv(cgroup));
+      return;
     }
+    remover.dispose(kj::heap<AbandonedJob>(mainPid, kj::AutoCloseFd(copy), kj::mv(cgroup)));
   }
 
   KJ_DISALLOW_COPY(CgroupProcess);
@@ -88,7 +129,8 @@ class CgroupProcess final : public Process {
   void signalAll(int signal) override {
     if (reaped) return;
     if (signal == SIGKILL) {
-      cgroup->killAll();
+      // Asynchronous (a v1 freeze is waited for on the timer); the end of the job waits for it.
+      requestedKill = kill().eagerlyEvaluate(nullptr);
     } else {
       cgroup->signalAll(signal);
     }
@@ -107,6 +149,10 @@ class CgroupProcess final : public Process {
   Placement where;
   ExitStatus status;
   bool reaped = false;
+  // The kill under way, shared by everyone who asks for one (see kill()).
+  kj::Maybe<kj::ForkedPromise<void>> killing;
+  bool killDone = false;
+  kj::Maybe<kj::Promise<void>> requestedKill;
   kj::UnixEventPort::FdObserver observer;
   kj::ForkedPromise<ExitStatus> exited;
 
@@ -116,43 +162,84 @@ class CgroupProcess final : public Process {
     reaped = true;
   }
 
+  // Kills every process in the cgroup; while a kill is under way, asking again joins it. Never
+  // fails: what could not be done is logged.
+  kj::Promise<void> kill() {
+    if (killing == nullptr || killDone) {
+      killDone = false;
+      killing = kj::evalNow([this]() { return cgroup->killAll(timer); })
+                    .then([this]() { killDone = true; },
+                          [this](kj::Exception&& e) {
+                            killDone = true;
+                            KJ_LOG(ERROR, "killing a job's cgroup failed", mainPid, e);
+                          })
+                    .fork();
+    }
+    return KJ_ASSERT_NONNULL(killing).addBranch();
+  }
+
+  // The kill under way, if any, has finished (it refers to the cgroup).
+  kj::Promise<void> killSettled() {
+    if (killing == nullptr || killDone) return kj::READY_NOW;
+    return KJ_ASSERT_NONNULL(killing).addBranch();
+  }
+
   // KillMode=control-group: whatever the main process left running dies with it; then the
   // counters are final and the cgroup can go.
   kj::Promise<void> finishCgroup() {
-    if (!cgroup->isEmpty()) cgroup->killAll();
-    return waitUntilEmpty(0).then([this]() {
-      if (!accounting) {
-        // A tracking cgroup holds nothing of the job once empty: the next job may have it,
-        // which spares a mkdir and an rmdir.
-        if (spareTracking.size() < CgroupExecutor::SPARE_TRACKING_CGROUPS && cgroup->isEmpty()) {
-          spareTracking.add(kj::mv(cgroup));
-        } else {
+    auto deadline = timer.now() + EMPTY_WAIT;
+    return killSettled()
+        .then([this, deadline]() {
+          return waitUntilEmpty(deadline, timer.now(), 1 * kj::MILLISECONDS);
+        })
+        .then([this]() {
+          requestedKill = nullptr;
+          killing = nullptr;
+          if (!accounting) {
+            // A tracking cgroup holds nothing of the job once empty: the next job may have it,
+            // which spares a mkdir and an rmdir.
+            if (spareTracking.size() < CgroupExecutor::SPARE_TRACKING_CGROUPS &&
+                cgroup->isEmpty()) {
+              spareTracking.add(kj::mv(cgroup));
+            } else {
+              remover.dispose(kj::mv(cgroup));
+            }
+            return;
+          }
+          // The kernel counts OOM kills per cgroup but does not say whom it killed. The main
+          // process dying of SIGKILL while the count is above zero is the best available sign
+          // that it was the victim; a SIGKILL from elsewhere in the same job after an OOM kill of
+          // another process would be reported as an OOM kill of the main process too.
+          uint64_t oomKills = cgroup->oomKillCount();
+          status.oomKilled = oomKills > 0;
+          status.oomKilledMain =
+              status.oomKilled && status.signaled && status.termSignal == SIGKILL;
+          status.usage = cgroup->usage();
+          // The exit is reported now; the empty cgroup goes on the remover's thread.
           remover.dispose(kj::mv(cgroup));
-        }
-        return;
-      }
-      // The kernel counts OOM kills per cgroup but does not say whom it killed. The main
-      // process dying of SIGKILL while the count is above zero is the best available sign
-      // that it was the victim; a SIGKILL from elsewhere in the same job after an OOM kill of
-      // another process would be reported as an OOM kill of the main process too.
-      uint64_t oomKills = cgroup->oomKillCount();
-      status.oomKilled = oomKills > 0;
-      status.oomKilledMain = status.oomKilled && status.signaled && status.termSignal == SIGKILL;
-      status.usage = cgroup->usage();
-      // The exit is reported now; the empty cgroup goes on the remover's thread.
-      remover.dispose(kj::mv(cgroup));
-    });
+        });
   }
 
-  kj::Promise<void> waitUntilEmpty(uint32_t step) {
+  // Resolves once the cgroup is empty, killing it at `nextKill` and again REKILL_AFTER after each
+  // kill, or at `deadline`. Only ever waits on the timer.
+  kj::Promise<void> waitUntilEmpty(kj::TimePoint deadline, kj::TimePoint nextKill,
+                                   kj::Duration pause) {
     if (cgroup->isEmpty()) return kj::READY_NOW;
-    if (step >= EMPTY_WAIT_STEPS) {
-      KJ_LOG(ERROR, "processes survived the kill of a job's cgroup", mainPid, cgroup->path());
+    auto now = timer.now();
+    if (now >= deadline) {
+      KJ_LOG(ERROR,
+             "processes of an ended job survived SIGKILL for 30 s (waiting in the kernel?); its end "
+             "is reported without them, and its cgroup is removed once they are gone",
+             mainPid, cgroup->path(), cgroup->allPaths().size());
       return kj::READY_NOW;
     }
-    if (step > 0 && step % REKILL_EVERY_STEPS == 0) cgroup->killAll();
-    return timer.afterDelay(1 * kj::MILLISECONDS).then([this, step]() {
-      return waitUntilEmpty(step + 1);
+    if (now >= nextKill) {
+      return kill().then([this, deadline, pause]() {
+        return waitUntilEmpty(deadline, timer.now() + REKILL_AFTER, pause);
+      });
+    }
+    return timer.afterDelay(pause).then([this, deadline, nextKill, pause]() {
+      return waitUntilEmpty(deadline, nextKill, kj::min(pause * 2, MAX_EMPTY_POLL));
     });
   }
 };
@@ -162,6 +249,22 @@ class CgroupProcess final : public Process {
 CgroupExecutor::CgroupExecutor(kj::UnixEventPort& eventPort, kj::Timer& timer,
                                kj::Own<CgroupDriver> driver, kj::Duration launchTimeout)
     : eventPort(eventPort), timer(timer), driver(kj::mv(driver)), launchTimeout(launchTimeout) {}
+
+kj::Array<kj::String> CgroupExecutor::sweepLeftovers(
+    kj::FunctionParam<bool(kj::StringPtr name)> isOurs) {
+  kj::Vector<kj::String> swept;
+  for (auto& name : driver->listJobCgroups()) {
+    if (!isOurs(name)) continue;
+    KJ_IF_MAYBE (cgroup, driver->open(name)) {
+      // Now, before anything is served; then removed on the remover's thread, which kills again
+      // whatever a fork let slip and waits for what the kernel holds.
+      (*cgroup)->signalAll(SIGKILL);
+      disposer.dispose(kj::mv(*cgroup));
+      swept.add(kj::mv(name));
+    }
+  }
+  return swept.releaseAsArray();
+}
 
 kj::StringPtr CgroupExecutor::name() const {
   return "cgroup";

@@ -3,7 +3,9 @@
 // namespace isolation), plus a cgroup per job carrying its limits. The job's main process is
 // created inside the cgroup; when it ends, everything left in the cgroup is killed (systemd's
 // KillMode=control-group), OOM kills and usage are read from the cgroup's counters, the exit is
-// reported, and a thread of the executor's removes the cgroup.
+// reported, and a thread of the executor's removes the cgroup. Nothing of this waits on the event
+// loop: a v1 freeze and the cgroup's emptying are checked on the timer, and a cgroup that never
+// empties (a process waiting in the kernel) delays only the end of its own job, by at most 30 s.
 
 #include <kj/async-unix.h>
 #include <kj/timer.h>
@@ -39,6 +41,11 @@ class CgroupExecutor final : public Executor {
   // whatever session or process group they moved to. The Process reports no placement, and the
   // main process's own usage.
   kj::Promise<LaunchResult> launchTracked(LaunchRequest&& request);
+
+  // Kills every process in each cgroup below the parent whose name `isOurs` accepts (a job id of
+  // this server's) and removes those cgroups (on the remover's thread). Returns their names.
+  kj::Array<kj::String> sweepLeftovers(
+      kj::FunctionParam<bool(kj::StringPtr name)> isOurs) override;
 
   // Emptied tracking cgroups kept for the next jobs (named after the job that first had them).
   static constexpr size_t SPARE_TRACKING_CGROUPS = 32;

@@ -22,7 +22,7 @@ class JobCgroupV1 final : public JobCgroup {
     for (auto& cgroup : cgroups) {
       if (cgroup.removed) continue;
       KJ_IF_MAYBE (exception,
-                   kj::runCatchingExceptions([&]() { removeDirBlocking(cgroup.dir.path()); })) {
+                   kj::runCatchingExceptions([&]() { removeDirBlocking(cgroup.dir); })) {
         KJ_LOG(ERROR, "could not remove a job cgroup", *exception);
       }
     }
@@ -33,6 +33,15 @@ class JobCgroupV1 final : public JobCgroup {
     auto names = kj::heapArrayBuilder<kj::String>(controllers.size());
     for (auto& controller : controllers) names.add(kj::heapString(controller));
     cgroups.add(Cgroup{names.finish(), CgroupDir(kj::mv(path))});
+  }
+
+  bool hasController(kj::StringPtr controller) const {
+    for (auto& cgroup : cgroups) {
+      for (auto& c : cgroup.controllers) {
+        if (c == controller) return true;
+      }
+    }
+    return false;
   }
 
   const CgroupDir& dirOf(kj::StringPtr controller) const {
@@ -56,14 +65,21 @@ class JobCgroupV1 final : public JobCgroup {
   }
 
   uint8_t version() const override { return 1; }
-  // A tracking cgroup has only the freezer hierarchy.
+  // A tracking cgroup has only the freezer hierarchy; one a previous server left (open()) has
+  // whichever still exist.
   kj::StringPtr path() const override {
     for (auto& cgroup : cgroups) {
       for (auto& c : cgroup.controllers) {
         if (c == "memory") return cgroup.dir.path();
       }
     }
-    return dirOf("freezer").path();
+    for (auto& cgroup : cgroups) {
+      for (auto& c : cgroup.controllers) {
+        if (c == "freezer") return cgroup.dir.path();
+      }
+    }
+    KJ_ASSERT(cgroups.size() > 0);
+    return cgroups[0].dir.path();
   }
   kj::Array<kj::StringPtr> allPaths() const override {
     return KJ_MAP(cgroup, cgroups) {
@@ -73,30 +89,24 @@ class JobCgroupV1 final : public JobCgroup {
 
   kj::ArrayPtr<const int> spawnProcsFds() const override { return procsFds; }
 
-  void killAll() override {
+  kj::Promise<void> killAll(kj::Timer& timer) override {
     // Frozen processes cannot fork, so the pid list read while frozen is complete. SIGKILL
     // takes effect when they are thawed.
     const CgroupDir& freezer = dirOf("freezer");
     int error = freezer.tryWrite("freezer.state", "FROZEN");
     if (error != 0) KJ_FAIL_SYSCALL("write(freezer.state, FROZEN)", error, freezer.path());
-    uint32_t waited = 0;
-    while (freezer.read("freezer.state") != "FROZEN\n") {
-      if (waited++ >= CgroupV1Driver::FREEZE_TIMEOUT_MILLIS) {
-        // A process stuck in the kernel (uninterruptible sleep) can keep the cgroup FREEZING;
-        // kill what is there anyway.
-        KJ_LOG(WARNING, "job cgroup did not freeze in time; killing it unfrozen", freezer.path());
-        break;
-      }
-      struct timespec millisecond = {0, 1000000};
-      nanosleep(&millisecond, nullptr);
-    }
-    signalAll(SIGKILL);
-    error = freezer.tryWrite("freezer.state", "THAWED");
-    if (error != 0) KJ_FAIL_SYSCALL("write(freezer.state, THAWED)", error, freezer.path());
+    auto deadline = timer.now() + CgroupV1Driver::FREEZE_TIMEOUT_MILLIS * kj::MILLISECONDS;
+    return whenFrozen(timer, deadline, 1 * kj::MILLISECONDS).then([this]() {
+      const CgroupDir& freezer = dirOf("freezer");
+      signalAll(SIGKILL);
+      int error = freezer.tryWrite("freezer.state", "THAWED");
+      if (error != 0) KJ_FAIL_SYSCALL("write(freezer.state, THAWED)", error, freezer.path());
+    });
   }
 
   void signalAll(int signal) override {
-    for (pid_t pid : dirOf("freezer").processes()) {
+    // Every hierarchy holds every process of the job; the freezer's is the one killing uses.
+    for (pid_t pid : (hasController("freezer") ? dirOf("freezer") : cgroups[0].dir).processes()) {
       // A process that died since cgroup.procs was read is fine.
       if (kill(pid, signal) < 0 && errno != ESRCH) KJ_FAIL_SYSCALL("kill", errno, pid, signal);
     }
@@ -132,6 +142,21 @@ class JobCgroupV1 final : public JobCgroup {
   }
 
  private:
+  // Resolves when the freezer reports FROZEN, or at `deadline`: a process waiting in the kernel
+  // (uninterruptible sleep, e.g. a direct write held by an IO limit) keeps the cgroup FREEZING
+  // for as long as that wait lasts. Checks with growing pauses, up to 50 ms apart.
+  kj::Promise<void> whenFrozen(kj::Timer& timer, kj::TimePoint deadline, kj::Duration pause) {
+    const CgroupDir& freezer = dirOf("freezer");
+    if (freezer.read("freezer.state") == "FROZEN\n") return kj::READY_NOW;
+    if (timer.now() >= deadline) {
+      KJ_LOG(WARNING, "job cgroup did not freeze in time; killing it unfrozen", freezer.path());
+      return kj::READY_NOW;
+    }
+    return timer.afterDelay(pause).then([this, &timer, deadline, pause]() {
+      return whenFrozen(timer, deadline, kj::min(pause * 2, 50 * kj::MILLISECONDS));
+    });
+  }
+
   struct Cgroup {
     kj::Array<kj::String> controllers;
     CgroupDir dir;
@@ -189,6 +214,35 @@ kj::Own<JobCgroup> CgroupV1Driver::createTracking(kj::StringPtr jobId) {
   auto job = createCgroups(*this, jobId, needs);
   job->openProcsFiles();
   return kj::mv(job);
+}
+
+kj::Array<kj::String> CgroupV1Driver::listJobCgroups() {
+  kj::Vector<kj::String> names;
+  for (auto& hierarchy : hierarchies) {
+    for (auto& name : listSubdirectories(joinPath({hierarchy.mountPoint, hierarchy.parent}))) {
+      bool seen = false;
+      for (auto& known : names) seen = seen || known == name;
+      if (!seen) names.add(kj::mv(name));
+    }
+  }
+  return names.releaseAsArray();
+}
+
+kj::Maybe<kj::Own<JobCgroup>> CgroupV1Driver::open(kj::StringPtr name) {
+  KJ_REQUIRE(name.size() > 0 && name.findFirst('/') == nullptr && name != "." && name != "..",
+             "a job id must be a valid cgroup name", name);
+  auto job = kj::heap<JobCgroupV1>();
+  bool any = false;
+  for (auto& hierarchy : hierarchies) {
+    kj::String path = joinPath({hierarchy.mountPoint, hierarchy.parent, name});
+    struct stat info;
+    if (stat(path.cStr(), &info) < 0 || !S_ISDIR(info.st_mode)) continue;
+    job->add(hierarchy.controllers, kj::mv(path));
+    any = true;
+  }
+  if (!any) return nullptr;
+  kj::Own<JobCgroup> result = kj::mv(job);
+  return kj::mv(result);
 }
 
 kj::Maybe<const CgroupV1Hierarchy&> CgroupV1Driver::find(kj::StringPtr controller) const {

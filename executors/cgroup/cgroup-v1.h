@@ -5,7 +5,8 @@
 // killing the whole job need them even without limits); cpu and blkio cgroups only when those
 // limits are set. Limits: cpu.cfs_quota_us over cpu.cfs_period_us, memory.limit_in_bytes with
 // memory.memsw.limit_in_bytes equal to it (no swap), pids.max,
-// blkio.throttle.{read,write}_bps_device. Killing freezes, SIGKILLs every pid, then thaws.
+// blkio.throttle.{read,write}_bps_device. Killing freezes, SIGKILLs every pid, then thaws; the
+// wait for the freeze is paced by a timer, so the event loop never sleeps on it.
 
 #include <kj/array.h>
 #include <kj/string.h>
@@ -31,11 +32,14 @@ class CgroupV1Driver final : public CgroupDriver {
   kj::Own<JobCgroup> create(kj::StringPtr jobId, const Limits& limits,
                             kj::Maybe<const IoDevice&> ioDevice) override;
   kj::Own<JobCgroup> createTracking(kj::StringPtr jobId) override;
+  kj::Array<kj::String> listJobCgroups() override;
+  kj::Maybe<kj::Own<JobCgroup>> open(kj::StringPtr name) override;
 
   // CPU bandwidth period written to cpu.cfs_period_us, in microseconds.
   static constexpr uint32_t CPU_PERIOD_MICROS = 100000;
 
-  // How long killAll() waits for the freezer to report FROZEN before killing anyway.
+  // How long killAll() waits (on its timer, not blocking) for the freezer to report FROZEN before
+  // killing anyway.
   static constexpr uint32_t FREEZE_TIMEOUT_MILLIS = 1000;
 
   // The hierarchy `controller` is bound to, if mounted.

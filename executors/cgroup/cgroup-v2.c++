@@ -44,7 +44,7 @@ class JobCgroupV2 final : public JobCgroup {
 
   ~JobCgroupV2() noexcept(false) {
     if (removed) return;
-    KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { removeDirBlocking(dir.path()); })) {
+    KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { removeDirBlocking(dir); })) {
       KJ_LOG(ERROR, "could not remove a job cgroup", *exception);
     }
   }
@@ -59,9 +59,11 @@ class JobCgroupV2 final : public JobCgroup {
 
   kj::ArrayPtr<const int> spawnProcsFds() const override { return kj::arrayPtr(&procsFd, 1); }
 
-  void killAll() override {
+  kj::Promise<void> killAll(kj::Timer& timer) override {
+    // The kernel kills every process, those forking meanwhile included, before the write returns.
     int error = dir.tryWrite("cgroup.kill", "1");
     if (error != 0) KJ_FAIL_SYSCALL("write(cgroup.kill)", error, dir.path());
+    return kj::READY_NOW;
   }
 
   void signalAll(int signal) override {
@@ -172,6 +174,19 @@ kj::Own<JobCgroupV2> makeJobCgroup(kj::StringPtr root, kj::StringPtr parent,
 kj::Own<JobCgroup> CgroupV2Driver::createTracking(kj::StringPtr jobId) {
   auto job = makeJobCgroup(root, parent, jobId);
   job->openProcsFile();
+  return kj::mv(job);
+}
+
+kj::Array<kj::String> CgroupV2Driver::listJobCgroups() {
+  return listSubdirectories(joinPath({root, parent}));
+}
+
+kj::Maybe<kj::Own<JobCgroup>> CgroupV2Driver::open(kj::StringPtr name) {
+  requireCgroupName(name);
+  kj::String path = joinPath({root, parent, name});
+  struct stat info;
+  if (stat(path.cStr(), &info) < 0 || !S_ISDIR(info.st_mode)) return nullptr;
+  kj::Own<JobCgroup> job = kj::heap<JobCgroupV2>(CgroupDir(kj::mv(path)));
   return kj::mv(job);
 }
 

@@ -24,6 +24,8 @@ class CgroupV2Driver final : public CgroupDriver {
   kj::Own<JobCgroup> create(kj::StringPtr jobId, const Limits& limits,
                             kj::Maybe<const IoDevice&> ioDevice) override;
   kj::Own<JobCgroup> createTracking(kj::StringPtr jobId) override;
+  kj::Array<kj::String> listJobCgroups() override;
+  kj::Maybe<kj::Own<JobCgroup>> open(kj::StringPtr name) override;
 
   // CPU bandwidth period written to cpu.max, in microseconds.
   static constexpr uint32_t CPU_PERIOD_MICROS = 100000;

@@ -95,6 +95,14 @@ LocalExecutor::LocalExecutor(kj::UnixEventPort& eventPort, kj::Timer& timer,
   }
 }
 
+kj::Array<kj::String> LocalExecutor::sweepLeftovers(
+    kj::FunctionParam<bool(kj::StringPtr name)> isOurs) {
+  KJ_IF_MAYBE (t, tracker) {
+    return (*t)->sweepLeftovers(isOurs);
+  }
+  return nullptr;
+}
+
 kj::StringPtr LocalExecutor::name() const {
   return "local";
 }

@@ -36,6 +36,11 @@ class LocalExecutor final : public Executor {
   // Throws UNIMPLEMENTED, naming the limits, for a request with any limit set.
   kj::Promise<LaunchResult> launch(LaunchRequest&& request) override;
 
+  // The tracking cgroups a previous server left (see CgroupExecutor::sweepLeftovers()); nothing
+  // without tracking.
+  kj::Array<kj::String> sweepLeftovers(
+      kj::FunctionParam<bool(kj::StringPtr name)> isOurs) override;
+
  private:
   kj::UnixEventPort& eventPort;
   kj::Timer& timer;
