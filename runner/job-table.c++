@@ -13,6 +13,7 @@
 
 #include "executors/spawn.h"
 #include "runner/printable.h"
+#include "runner/store-writer.h"
 #include "runner/store.h"
 
 namespace runner {
@@ -27,13 +28,15 @@ void requireNoNul(kj::StringPtr text, kj::StringPtr what) {
   }
 }
 
-// The output file of a job whose launch has not resolved yet: removed with this object unless
-// kept, so that a job that never starts leaves nothing behind.
+// The output file of a job whose start has not completed yet: removed with this object (on the
+// output files' thread, after its creation) unless kept, so that a job that never starts leaves
+// nothing behind.
 class UnstartedOutput {
  public:
-  explicit UnstartedOutput(kj::String path) : path(kj::mv(path)) {}
+  UnstartedOutput(OutputFiles& files, kj::StringPtr id, kj::String path)
+      : path(kj::mv(path)), files(files), id(kj::str(id)) {}
   ~UnstartedOutput() {
-    if (!kept) unlink(path.cStr());
+    if (!kept) files.removeOnThread(id);
   }
   KJ_DISALLOW_COPY(UnstartedOutput);
 
@@ -42,6 +45,8 @@ class UnstartedOutput {
   const kj::String path;
 
  private:
+  OutputFiles& files;
+  kj::String id;
   bool kept = false;
 };
 
@@ -121,6 +126,7 @@ kj::Promise<void> Job::enforceOutputLimit() {
 
 kj::Promise<void> Job::whenEnded() {
   if (hasEnded()) return kj::READY_NOW;
+  if (endStalled) return storeNotAnswering();
   return ended.next();
 }
 
@@ -162,43 +168,72 @@ kj::Promise<void> Job::stop(kj::Maybe<kj::Duration> grace) {
 }
 
 void Job::finish(const executors::ExitStatus& status) {
-  rec.endedAt = nowMillis();
-  rec.exitCode = status.signaled ? 0 : status.exitCode;
-  rec.termSignal = status.signaled ? status.termSignal : 0;
-  rec.oomKilled = status.oomKilled;
-  rec.oomKilledMain = status.oomKilledMain;
-  rec.usage = status.usage;
+  // The end, as it will be stored and then published: until it is on disk, nobody is told.
+  JobRecord end = rec.clone();
+  end.endedAt = nowMillis();
+  end.exitCode = status.signaled ? 0 : status.exitCode;
+  end.termSignal = status.signaled ? status.termSignal : 0;
+  end.oomKilled = status.oomKilled;
+  end.oomKilledMain = status.oomKilledMain;
+  end.usage = status.usage;
   if (stopRequested) {
-    rec.state = JobState::STOPPED;
+    end.state = JobState::STOPPED;
   } else if (status.signaled) {
-    rec.state = JobState::KILLED;
+    end.state = JobState::KILLED;
   } else {
-    rec.state = JobState::EXITED;
+    end.state = JobState::EXITED;
   }
-  rec.pid = 0;
-  rec.pidStartTime = 0;
-  rec.outputBytes = outputBytes();
+  end.pid = 0;
+  end.pidStartTime = 0;
+  end.outputBytes = outputBytes();
   releaseBlocksPastEnd();
-  if (rec.error.size() == 0 && table.logFilesystemFull()) {
+  if (end.error.size() == 0 && table.logFilesystemFull()) {
     // The job's writes past that point failed (ENOSPC), which only the job saw.
-    rec.error = kj::str("the log file system was full when the job ended: its output may be cut "
+    end.error = kj::str("the log file system was full when the job ended: its output may be cut "
                         "short");
   }
-  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { table.store.update(rec); })) {
-    // The job has ended all the same; a restarted server will report it lost.
-    table.log("cannot record the end of job ", rec.id, ": ", e->getDescription());
-  }
+  // Reaped: a stop from now on only waits for the end to be published.
+  process = nullptr;
+  killTimer = nullptr;
 
   auto how =
       status.signaled ? kj::str("signal=", status.termSignal) : kj::str("exit=", status.exitCode);
-  table.log("job ended id=", rec.id, " owner=", rec.owner, " state=", stateName(rec.state), " ",
+  table.log("job ended id=", rec.id, " owner=", rec.owner, " state=", stateName(end.state), " ",
             how, status.oomKilled ? " oom-killed" : "");
-  markEnded();
+
+  // Waiters are told when the store is not answering; the end is still published once the write
+  // completes.
+  endDeadline = table.timer.afterDelay(STORE_DEADLINE)
+                    .then([this]() {
+                      table.log("the end of job ", rec.id, " is not on disk after ",
+                                STORE_DEADLINE / kj::SECONDS,
+                                " s: the state store is not answering");
+                      endStalled = true;
+                      ended.fail(storeNotAnswering());
+                    })
+                    .eagerlyEvaluate(nullptr);
+  // The table outlives its tasks, and a job that has not ended is never forgotten.
+  table.tasks.add(table.writer->update(end.clone())
+                      .then([]() {},
+                            [this](kj::Exception&& e) {
+                              // Published all the same (the job has ended); a restarted server
+                              // will report it lost.
+                              table.log("cannot record the end of job ", rec.id, ": ",
+                                        e.getDescription());
+                            })
+                      .then([this, end = kj::mv(end)]() mutable {
+                        // The table's index points into rec.id: that string stays.
+                        end.id = kj::mv(rec.id);
+                        rec = kj::mv(end);
+                        markEnded();
+                      }));
 }
 
 void Job::markEnded() {
   // The process has been reaped; its descriptors (pidfd, cgroup) go now, not with the table.
   process = nullptr;
+  endDeadline = nullptr;
+  endStalled = false;
   killTimer = nullptr;
   outputLimit = nullptr;
   output = nullptr;
@@ -220,6 +255,7 @@ JobTable::JobTable(JobTableConfig config, executors::ExecutorSet& executors, Sto
       outputFiles(cfg.logDir),
       executors(executors),
       store(store),
+      writer(kj::heap<StoreWriter>(store)),
       timer(timer),
       watcher(watcher),
       log(log),
@@ -342,11 +378,12 @@ void JobTable::forgetPastRetention(kj::StringPtr name) {
 }
 
 void JobTable::forget(Job& job) {
-  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { store.forget(job.rec.id); })) {
-    log("cannot forget job ", job.rec.id, ": ", e->getDescription());
-    return;
-  }
-  unlink(job.path.cStr());
+  // Both on threads of their own: a record that cannot be removed comes back at a restart.
+  tasks.add(writer->forget(kj::str(job.rec.id))
+                .catch_([this, id = kj::str(job.rec.id)](kj::Exception&& e) {
+                  log("cannot forget job ", id, ": ", e.getDescription());
+                }));
+  outputFiles.removeOnThread(job.rec.id);
   auto bySeq = [](Job* a, uint64_t seq) { return a->seq < seq; };
   KJ_IF_MAYBE (owner, byOwner.find(job.rec.owner)) {
     auto& list = owner->jobs;
@@ -642,65 +679,97 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   record.maxOutputBytes = maxOutput;
 
   auto path = kj::str(cfg.logDir, '/', record.id, ".log");
-  kj::AutoCloseFd outputFd = outputFiles.create(record.id);
-  // Nothing of the job may be left behind if it never starts.
-  auto output = kj::heap<UnstartedOutput>(kj::mv(path));
+  // Nothing of the job may be left behind if it never starts: made before the file is asked
+  // for, its removal follows the creation on the output files' thread.
+  auto output = kj::heap<UnstartedOutput>(outputFiles, record.id, kj::mv(path));
+  auto created = outputFiles.createOnThread(record.id).exclusiveJoin(
+      timer.afterDelay(STORE_DEADLINE).then([this, id = kj::str(record.id)]() -> kj::AutoCloseFd {
+        log("cannot start job ", id, ": its output file was not made within ",
+            STORE_DEADLINE / kj::SECONDS, " s");
+        kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                              kj::str(OUTPUT_NOT_ANSWERING)));
+      }));
+  return created.then([this, executor, record = kj::mv(record), env = kj::mv(env),
+                       user = kj::mv(user), output = kj::mv(output),
+                       slot = kj::mv(slot)](kj::AutoCloseFd outputFd) mutable {
+    executors::LaunchRequest launch;
+    launch.jobId = kj::str(record.id);
+    kj::Vector<kj::String> argv(record.args.size() + 1);
+    argv.add(kj::str(record.command));
+    for (auto& arg : record.args) argv.add(kj::str(arg));
+    launch.argv = argv.releaseAsArray();
+    launch.env = kj::mv(env);
+    launch.workingDir = kj::str(record.workingDir);
+    launch.outputFd = outputFd;
+    launch.credentials = kj::mv(user);
+    launch.limits = record.limits;
+    launch.isolation = record.isolation;
 
-  executors::LaunchRequest launch;
-  launch.jobId = kj::str(record.id);
-  kj::Vector<kj::String> argv(record.args.size() + 1);
-  argv.add(kj::str(record.command));
-  for (auto& arg : record.args) argv.add(kj::str(arg));
-  launch.argv = argv.releaseAsArray();
-  launch.env = kj::mv(env);
-  launch.workingDir = kj::str(record.workingDir);
-  launch.outputFd = outputFd;
-  launch.credentials = kj::mv(user);
-  launch.limits = record.limits;
-  launch.isolation = record.isolation;
+    // The job has its own copy of the output descriptor once launch() has returned.
+    auto launching = executor->launch(kj::mv(launch));
+    return launching.then([this, record = kj::mv(record), output = kj::mv(output),
+                           outputFd = kj::mv(outputFd), slot = kj::mv(slot)](
+                              executors::LaunchResult&& result) mutable -> kj::Promise<Job*> {
+      record.startedAt = nowMillis();
 
-  // The job has its own copy of the output descriptor once launch() has returned.
-  auto launching = executor->launch(kj::mv(launch));
-  return launching.then(
-      [this, owner = kj::str(owner), record = kj::mv(record), output = kj::mv(output),
-       outputFd = kj::mv(outputFd),
-       slot = kj::mv(slot)](executors::LaunchResult&& result) mutable -> Job* {
-        record.startedAt = nowMillis();
-
-        kj::Maybe<kj::Own<executors::Process>> process;
-        KJ_SWITCH_ONEOF(result) {
-          KJ_CASE_ONEOF(proc, kj::Own<executors::Process>) {
-            record.pid = proc->pid();
-            record.pidStartTime = executors::processStartTime(record.pid).orDefault(0);
-            record.placement.cgroupVersion = proc->placement().cgroupVersion;
-            record.placement.cgroupPath = kj::str(proc->placement().cgroupPath);
-            record.placement.ioDevice = kj::str(proc->placement().ioDevice);
-            process = kj::mv(proc);
-          }
-          KJ_CASE_ONEOF(failure, executors::LaunchFailure) {
-            record.state = JobState::FAILED;
-            record.endedAt = record.startedAt;
-            record.error = kj::mv(failure.message);
-            record.outputBytes = 0;
-          }
+      kj::Maybe<kj::Own<executors::Process>> process;
+      KJ_SWITCH_ONEOF(result) {
+        KJ_CASE_ONEOF(proc, kj::Own<executors::Process>) {
+          record.pid = proc->pid();
+          record.pidStartTime = executors::processStartTime(record.pid).orDefault(0);
+          record.placement.cgroupVersion = proc->placement().cgroupVersion;
+          record.placement.cgroupPath = kj::str(proc->placement().cgroupPath);
+          record.placement.ioDevice = kj::str(proc->placement().ioDevice);
+          process = kj::mv(proc);
         }
+        KJ_CASE_ONEOF(failure, executors::LaunchFailure) {
+          record.state = JobState::FAILED;
+          record.endedAt = record.startedAt;
+          record.error = kj::mv(failure.message);
+          record.outputBytes = 0;
+        }
+      }
 
-        // Watched before it is recorded: if the watch cannot be made (out of inotify watches), the
-        // start fails and the process dies with `process`, leaving no record of a job nobody
-        // follows.
-        kj::Maybe<kj::Own<OutputWatcher::Watch>> watch;
-        if (process != nullptr) watch = watcher.watch(output->path);
-        // A job whose record cannot be written is nowhere: its process dies with `process` and
-        // its output file with `output`.
-        store.insert(record);
+      // Watched before it is recorded: if the watch cannot be made (out of inotify watches), the
+      // start fails and the process dies with `process`, leaving no record of a job nobody
+      // follows.
+      kj::Maybe<kj::Own<OutputWatcher::Watch>> watch;
+      if (process != nullptr) watch = watcher.watch(output->path);
+
+      // Answered once the record is on disk. Meanwhile the job runs, but is nowhere: its end is
+      // observed (onExit) only once it is recorded, so that the end's write follows the start's.
+      auto written = withStoreDeadline(timer, writer->insert(record.clone()))
+                         .then([]() -> kj::Maybe<kj::Exception> { return nullptr; },
+                               [](kj::Exception&& e) -> kj::Maybe<kj::Exception> {
+                                 return kj::mv(e);
+                               });
+      return written.then([this, record = kj::mv(record), output = kj::mv(output),
+                           outputFd = kj::mv(outputFd), slot = kj::mv(slot),
+                           process = kj::mv(process), watch = kj::mv(watch)](
+                              kj::Maybe<kj::Exception> failure) mutable -> Job* {
+        KJ_IF_MAYBE (e, failure) {
+          // Not recorded: the job must not run unrecorded. Its process dies with `process`, its
+          // output file with `output`; a record that reaches the disk late is removed after it.
+          KJ_IF_MAYBE (proc, process) {
+            (*proc)->signalAll(SIGKILL);
+          }
+          process = nullptr;
+          tasks.add(writer->forget(kj::str(record.id)));
+          log("cannot record the start of job ", record.id, " owner=", record.owner,
+              ", so it was killed: ", e->getDescription());
+          bool late = e->getDescription() == STORE_NOT_ANSWERING;
+          kj::throwFatalException(kj::Exception(
+              kj::Exception::Type::FAILED, __FILE__, __LINE__,
+              kj::str("the job was not started: ",
+                      late ? STORE_NOT_ANSWERING : "the state store could not record it"_kj)));
+        }
         output->keep();
         auto& job = add(kj::mv(record));
 
         KJ_IF_MAYBE (proc, process) {
           job.watch = kj::mv(watch);
-          log("job started id=", job.rec.id, " owner=", owner, " uid=", job.rec.uid,
-              " pid=", job.rec.pid,
-              " executor=", job.rec.executor, " command=", job.rec.command);
+          log("job started id=", job.rec.id, " owner=", job.rec.owner, " uid=", job.rec.uid,
+              " pid=", job.rec.pid, " executor=", job.rec.executor, " command=", job.rec.command);
           tasks.add(
               (*proc)->onExit().then([&job](executors::ExitStatus status) { job.finish(status); }));
           job.process = kj::mv(*proc);
@@ -711,13 +780,16 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
                           e.getDescription());
           });
         } else {
-          log("job failed id=", job.rec.id, " owner=", owner, ": ", job.rec.error);
-          tasks.add(kj::evalLater([this, owner = kj::mv(owner)]() { forgetPastRetention(owner); }));
+          log("job failed id=", job.rec.id, " owner=", job.rec.owner, ": ", job.rec.error);
+          tasks.add(kj::evalLater(
+              [this, owner = kj::str(job.rec.owner)]() { forgetPastRetention(owner); }));
         }
         // Held for the caller, who releases it once it holds the job in its own way.
         job.hold();
         return &job;
       });
+    });
+  });
 }
 
 kj::Maybe<Job&> JobTable::find(kj::StringPtr id) {

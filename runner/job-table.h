@@ -4,9 +4,12 @@
 //
 // The table opens each job's output file, hands it to an executor, watches the process
 // through the event loop, and writes every state change to the store before anyone can
-// observe it. An ended job may be forgotten by its owner's retention (JobTableConfig's
-// maxStoredPerUser); a `Job&` stays valid while it is held (Job::hold()), and a running job is
-// never forgotten.
+// observe it: the store's writes and the output files' creation run on threads of their own
+// (StoreWriter, OutputFiles), so the event loop never waits for a disk. A start is answered
+// once the job's record is on disk; a job's end is seen by no one (its record, info, wait,
+// followers) until the end is on disk, and until then the job still looks running. An ended
+// job may be forgotten by its owner's retention (JobTableConfig's maxStoredPerUser); a `Job&`
+// stays valid while it is held (Job::hold()), and a running job is never forgotten.
 
 #include <kj/async.h>
 #include <kj/map.h>
@@ -24,6 +27,11 @@
 namespace runner {
 
 class Store;
+class StoreWriter;
+
+// The one-line error of a start whose output file could not be made in time.
+constexpr kj::StringPtr OUTPUT_NOT_ANSWERING =
+    "the log directory is not answering (its disk is frozen or failing); try again later"_kj;
 
 // What a user asks to run, already translated from the wire.
 struct StartRequest {
@@ -72,7 +80,8 @@ class Job {
   // Bytes of output so far (the size of the output file; 0 when it is gone).
   uint64_t outputBytes() const;
 
-  // Resolves once the job has ended (at once if it has).
+  // Resolves once the job has ended (at once if it has). Rejects with STORE_NOT_ANSWERING when
+  // the job's end has not reached the disk within STORE_DEADLINE.
   kj::Promise<void> whenEnded();
 
   // Use JobTable::start().
@@ -109,6 +118,9 @@ class Job {
   kj::Maybe<kj::Own<executors::Process>> process;
   kj::Maybe<kj::Own<OutputWatcher::Watch>> watch;
   Wakeup ended;
+  // Set once the process has ended but its end is still being written; cleared when published.
+  kj::Maybe<kj::Promise<void>> endDeadline;
+  bool endStalled = false;
   bool stopRequested = false;
   kj::Maybe<kj::TimePoint> killDeadline;
   kj::Maybe<kj::Promise<void>> killTimer;
@@ -116,6 +128,7 @@ class Job {
   // Gives back the blocks the job allocated past the end of its output file (fallocate with
   // FALLOC_FL_KEEP_SIZE), which would hold the log file system's room for nothing.
   void releaseBlocksPastEnd();
+  // The process has ended: records the end, and publishes it (markEnded) once it is durable.
   void finish(const executors::ExitStatus& status);
   void markEnded();
   // Kills the job once its output reaches rec.maxOutputBytes.
@@ -166,11 +179,15 @@ class JobTable {
   // short by a crash) are removed. Call once, before the first start.
   void load();
 
-  // Starts a job owned by `owner`; resolves once the executor's launch has resolved, with the
-  // job recorded and in the table (`running`, or `failed` for a command that could not be
-  // started or did not reach exec in time). Until then the job is nowhere: not in the table,
-  // not in the store; its output file exists, and is removed if the launch throws or is
-  // cancelled. Throws at once for a request that can never run (empty command, unknown
+  // Starts a job owned by `owner`; resolves once the executor's launch has resolved and the
+  // job's record is on disk, with the job in the table (`running`, or `failed` for a command that
+  // could not be started or did not reach exec in time). Until then the job is nowhere: not in
+  // the table, not in the store; its output file exists, and is removed if the launch throws or
+  // is cancelled. When the record cannot be written within STORE_DEADLINE, or fails, the job is
+  // killed, its record is removed again once the store answers, and the start fails with one
+  // clear line (STORE_NOT_ANSWERING, or that the job could not be recorded); so does a start
+  // whose output file is not made within STORE_DEADLINE (OUTPUT_NOT_ANSWERING). Throws at once
+  // for a request that can never run (empty command, unknown
   // executor, a bad environment entry, a limit the executor cannot apply). The job is never
   // null (KJ promises cannot carry references), and is held (Job::hold()) once for the caller,
   // who releases it when done with it, so that retention cannot forget it meanwhile.
@@ -193,7 +210,9 @@ class JobTable {
   JobTableConfig cfg;
   OutputFiles outputFiles;
   executors::ExecutorSet& executors;
+  // Read and written synchronously only by load(), before serving; then written through writer.
   Store& store;
+  kj::Own<StoreWriter> writer;
   kj::Timer& timer;
   OutputWatcher& watcher;
   EventLog& log;

@@ -37,12 +37,12 @@ OutputFiles::OutputFiles(kj::StringPtr dir, size_t spares) : dir(kj::str(dir)), 
   KJ_SYSCALL(fd = open(this->dir.cStr(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), this->dir);
   dirFd = kj::AutoCloseFd(fd);
   removeLeftovers();
-  if (target > 0) thread = executors::startQuietThread([this]() { refill(); });
+  thread = executors::startQuietThread([this]() { serve(); });
 }
 
 OutputFiles::~OutputFiles() noexcept(false) {
   state.lockExclusive()->stopping = true;
-  thread = nullptr;  // joins
+  thread = nullptr;  // joins, once the requests are served
   for (auto& spare : state.lockExclusive()->spares) {
     if (unlinkat(dirFd, spare.cStr(), 0) < 0 && errno != ENOENT) {
       KJ_LOG(WARNING, "could not remove a spare output file", dir, spare, strerror(errno));
@@ -97,6 +97,32 @@ kj::AutoCloseFd OutputFiles::create(kj::StringPtr id) {
   return kj::AutoCloseFd(fd);
 }
 
+kj::Promise<kj::AutoCloseFd> OutputFiles::createOnThread(kj::StringPtr id) {
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::AutoCloseFd>();
+  state.lockExclusive()->requests.add(Request{kj::str(id), kj::mv(paf.fulfiller)});
+  return kj::mv(paf.promise);
+}
+
+void OutputFiles::removeOnThread(kj::StringPtr id) {
+  state.lockExclusive()->requests.add(Request{kj::str(id), nullptr});
+}
+
+void OutputFiles::handle(Request& request) {
+  KJ_IF_MAYBE (created, request.created) {
+    kj::AutoCloseFd fd;
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { fd = create(request.id); })) {
+      (*created)->reject(kj::mv(*e));
+    } else {
+      (*created)->fulfill(kj::mv(fd));
+    }
+  } else {
+    auto name = kj::str(request.id, ".log");
+    if (unlinkat(dirFd, name.cStr(), 0) < 0 && errno != ENOENT) {
+      KJ_LOG(WARNING, "could not remove an output file", dir, name, strerror(errno));
+    }
+  }
+}
+
 void OutputFiles::failCreate(kj::StringPtr name, int error) {
   // The client reads why; the server's paths are for its log.
   KJ_LOG(ERROR, "cannot create an output file", dir, name, strerror(error));
@@ -110,18 +136,27 @@ size_t OutputFiles::ready() const {
   return state.lockShared()->spares.size();
 }
 
-void OutputFiles::refill() {
-  // No exceptions here: a failure leaves the job's file to be made directly, where it is
-  // reported to whoever started the job.
+void OutputFiles::serve() {
+  // No exceptions escape: a failure to make a spare leaves the job's file to be made directly,
+  // where it is reported to whoever started the job.
   uint64_t counter = 0;
   pid_t pid = getpid();
   for (;;) {
+    kj::Vector<Request> requests;
     {
       auto lock = state.lockExclusive();
       lock.wait([this](const State& state) {
-        return state.stopping || (state.wanted && state.spares.size() < target);
+        return state.stopping || !state.requests.empty() ||
+               (state.wanted && state.spares.size() < target);
       });
-      if (lock->stopping) return;
+      // Removals asked before the end are still done.
+      if (lock->stopping && lock->requests.empty()) return;
+      requests = kj::mv(lock->requests);
+      lock->requests = kj::Vector<Request>();
+    }
+    if (!requests.empty()) {
+      for (auto& request : requests) handle(request);
+      continue;
     }
     auto name = kj::str(SPARE_PREFIX, pid, '-', counter++);
     // Made without being opened: a spare holds no descriptor of runnerd's.

@@ -8,8 +8,13 @@
 // names (.spare-*, made with mknod, so that they hold no descriptor), and a job's start only
 // renames one to <id>.log and opens it. When none is ready, or the rename fails, the file is
 // made directly, as it would be without spares, so a start never depends on the thread.
+//
+// On the event loop, even the rename may wait for the disk (a frozen or failing file system):
+// there, files are made and removed through the same thread (createOnThread, removeOnThread),
+// in the order asked, and the loop gets a promise.
 
 #include <kj/function.h>
+#include <kj/async.h>
 #include <kj/io.h>
 #include <kj/mutex.h>
 #include <kj/string.h>
@@ -30,18 +35,34 @@ class OutputFiles {
   // A new, empty <dir>/<id>.log, mode 0640 (before the umask), open for appending and
   // close-on-exec. Throws "cannot create the output file PATH: REASON" when it exists or cannot
   // be made.
+  // Runs on the calling thread, and may wait for the disk.
   kj::AutoCloseFd create(kj::StringPtr id);
 
   // Removes the output files in the directory that are named as runnerd names them
   // (<uuid>.log, regular files) but whose id `isKnown` does not accept: a previous server made
   // them for jobs it never recorded (it crashed while starting them). Returns their ids.
   kj::Array<kj::String> removeUnknown(kj::FunctionParam<bool(kj::StringPtr id)> isKnown);
+  // create() on the thread, for the event loop: resolves with the file, or rejects with what
+  // create() throws. Call on the thread that owns the event loop.
+  kj::Promise<kj::AutoCloseFd> createOnThread(kj::StringPtr id);
+
+  // Removes <dir>/<id>.log on the thread, after every create and removal asked before; a file
+  // that is not there is no error.
+  void removeOnThread(kj::StringPtr id);
 
   // Files ready now (for tests).
   size_t ready() const;
 
  private:
+  // A file to make (with whom to tell) or, without a fulfiller, to remove.
+  struct Request {
+    kj::String id;
+    kj::Maybe<kj::Own<kj::CrossThreadPromiseFulfiller<kj::AutoCloseFd>>> created;
+  };
+
   struct State {
+    // Asked by the event loop, oldest first; served before spares are made.
+    kj::Vector<Request> requests;
     // Names of empty files in dir, made but not open.
     kj::Vector<kj::String> spares;
     // Set by create(); the thread refills only after a start took a spare, so a directory where
@@ -56,7 +77,9 @@ class OutputFiles {
   kj::MutexGuarded<State> state;
   kj::Own<kj::Thread> thread;
 
-  void refill();
+  // The thread: serves requests and keeps spares ready.
+  void serve();
+  void handle(Request& request);
   void removeLeftovers();
   [[noreturn]] void failCreate(kj::StringPtr name, int error);
 };

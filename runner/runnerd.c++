@@ -574,7 +574,13 @@ class Runnerd {
     log("runnerd shutting down on signal ", signal.si_signo, ": stopping running jobs");
     kj::Vector<kj::Promise<void>> stopping;
     for (auto job : table.all()) {
-      if (!job->hasEnded()) stopping.add(job->stop(2 * kj::SECONDS));
+      // A job whose end cannot be recorded (the state store is not answering) has ended all
+      // the same: the others are still waited for.
+      if (!job->hasEnded()) {
+        stopping.add(job->stop(2 * kj::SECONDS).catch_([&log, job](kj::Exception&& e) {
+          log("job ", job->id(), " stopped, but its end was not on disk in time: ", e.getDescription());
+        }));
+      }
     }
     kj::joinPromises(stopping.releaseAsArray()).wait(io.waitScope);
     log("runnerd stopped");

@@ -1,5 +1,9 @@
 #include "runner/store.h"
 
+#include <kj/async-io.h>
+#include <kj/mutex.h>
+#include <kj/thread.h>
+
 #include <fcntl.h>
 #include <ftw.h>
 #include <gtest/gtest.h>
@@ -15,6 +19,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "runner/store-writer.h"
 
 #include <fstream>
 #include <sstream>
@@ -531,6 +537,122 @@ TEST(Store, LoadsTenThousandJobs) {
   EXPECT_EQ("job-0", jobs[0].id);
   EXPECT_EQ("job-9999", jobs[COUNT - 1].id);
   EXPECT_EQ(7u, jobs[COUNT - 1].args.size());
+}
+
+// The store's lock held by another thread until release(): writes queued meanwhile wait for it.
+class HeldStore {
+ public:
+  explicit HeldStore(Store& store) {
+    thread = kj::heap<kj::Thread>([this, &store]() {
+      // assignOwnerUid holds the store's lock while it asks whether a uid is usable.
+      store.assignOwnerUid("holder", 1, 1, [this](uint32_t) {
+        *held.lockExclusive() = true;
+        release_.lockExclusive().wait([](const bool& go) { return go; });
+        return true;
+      });
+    });
+    held.lockExclusive().wait([](const bool& h) { return h; });
+  }
+  void release() { *release_.lockExclusive() = true; }
+  ~HeldStore() noexcept(false) {
+    release();
+    thread = nullptr;
+  }
+
+ private:
+  kj::MutexGuarded<bool> held{false};
+  kj::MutexGuarded<bool> release_{false};
+  kj::Own<kj::Thread> thread;
+};
+
+TEST(StoreWriter, ManyWritesQueuedTogetherShareOneTransaction) {
+  TempDir dir;
+  auto path = dir.file("jobs.db");
+  auto store = Store::open(path);
+  auto io = kj::setupAsyncIo();
+  StoreWriter writer(*store);
+  constexpr int COUNT = 500;
+  kj::Vector<kj::Promise<void>> written;
+  {
+    HeldStore held(*store);
+    for (int i = 0; i < COUNT; i++) {
+      JobRecord record = runningRecord(kj::str("job-", i));
+      written.add(writer.insert(record.clone()));
+      record.state = JobState::EXITED;
+      record.endedAt = record.startedAt + 1;
+      written.add(writer.update(kj::mv(record)));
+    }
+  }
+  kj::joinPromises(written.releaseAsArray()).wait(io.waitScope);
+  // The writer may have taken the first write before the lock was held; the rest wait together.
+  EXPECT_LE(writer.transactions(), 2u);
+
+  // All of it is in the file, for another connection to read.
+  auto reader = Store::open(path);
+  auto jobs = reader->loadAll();
+  ASSERT_EQ(size_t(COUNT), jobs.size());
+  for (auto& job : jobs) EXPECT_EQ(JobState::EXITED, job.state) << job.id.cStr();
+  EXPECT_EQ(2u, reader->events("job-0").size());
+  EXPECT_EQ(2u, reader->events(kj::str("job-", COUNT - 1)).size());
+}
+
+TEST(StoreWriter, AFailedWriteFailsAloneAndTheOthersCommitInOrder) {
+  TempDir dir;
+  auto store = Store::open(dir.file("jobs.db"));
+  auto io = kj::setupAsyncIo();
+  StoreWriter writer(*store);
+  kj::Promise<void> first = nullptr, duplicate = nullptr, unknown = nullptr, ended = nullptr,
+                    other = nullptr, forgotten = nullptr;
+  {
+    HeldStore held(*store);
+    first = writer.insert(runningRecord("a"));
+    duplicate = writer.insert(runningRecord("a"));
+    unknown = writer.update(runningRecord("missing"));
+    JobRecord end = runningRecord("a");
+    end.state = JobState::EXITED;
+    end.endedAt = end.startedAt + 1;
+    ended = writer.update(kj::mv(end));
+    other = writer.insert(runningRecord("b"));
+    forgotten = writer.forget(kj::str("b"));
+  }
+  first.wait(io.waitScope);
+  auto errorOfPromise = [&](kj::Promise<void>& promise) {
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { promise.wait(io.waitScope); })) {
+      return kj::str(e->getDescription());
+    }
+    return kj::str();
+  };
+  EXPECT_NE(errorOfPromise(duplicate), "");
+  EXPECT_TRUE(contains(errorOfPromise(unknown), "no such job")) << "unknown id";
+  ended.wait(io.waitScope);
+  other.wait(io.waitScope);
+  forgotten.wait(io.waitScope);
+
+  auto jobs = store->loadAll();
+  ASSERT_EQ(1u, jobs.size());
+  EXPECT_EQ("a", jobs[0].id);
+  EXPECT_EQ(JobState::EXITED, jobs[0].state);
+  EXPECT_EQ(2u, store->events("a").size());
+  EXPECT_EQ(0u, store->events("b").size());
+}
+
+TEST(StoreWriter, AWriteThatTakesTooLongIsTheStoreNotAnswering) {
+  TempDir dir;
+  auto store = Store::open(dir.file("jobs.db"));
+  auto io = kj::setupAsyncIo();
+  StoreWriter writer(*store);
+  HeldStore held(*store);
+  auto late = withStoreDeadline(io.provider->getTimer(), writer.insert(runningRecord("a")),
+                                50 * kj::MILLISECONDS);
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { late.wait(io.waitScope); })) {
+    EXPECT_EQ(kj::StringPtr(e->getDescription()), STORE_NOT_ANSWERING);
+  } else {
+    ADD_FAILURE() << "a write held back by the store's lock completed";
+  }
+  // The write itself still happens once the store answers.
+  held.release();
+  writer.insert(runningRecord("b")).wait(io.waitScope);
+  EXPECT_EQ(2u, store->loadAll().size());
 }
 
 }  // namespace

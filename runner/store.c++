@@ -418,7 +418,8 @@ kj::Own<Store> Store::open(kj::StringPtr path) {
     KJ_REQUIRE(journalMode.step() && journalMode.getText(0) == "wal",
                "job store cannot use WAL journal mode", path);
   }
-  db->execute("PRAGMA synchronous = NORMAL");
+  // Each commit waits until the log is on disk: what a client was told survives a host crash.
+  db->execute("PRAGMA synchronous = FULL");
 
   // Brings the schema up to SCHEMA_VERSION, in one transaction that re-reads the version so
   // that two servers opening a new file at once do not both create it.
@@ -467,6 +468,9 @@ Store::Store(kj::Own<sqlite::Database> database) : db(kj::mv(database)) {
       "(SELECT 1 FROM owner_uids AS next WHERE next.uid = owner_uids.uid + 1)) ORDER BY u LIMIT 1");
   insertOwnerUid = prepare("INSERT INTO owner_uids (uid, owner, assigned_at) VALUES (?1, ?2, ?3)");
   selectOwnerUids = prepare("SELECT uid, owner FROM owner_uids ORDER BY uid");
+  savepoint = prepare("SAVEPOINT write");
+  release = prepare("RELEASE write");
+  rollbackTo = prepare("ROLLBACK TO write");
 }
 
 Store::~Store() noexcept(false) {}
@@ -485,27 +489,67 @@ void addEvent(sqlite::Statement& insertEvent, const JobRecord& record) {
 }  // namespace
 
 void Store::insert(const JobRecord& record) {
-  auto args = encodeArgs(record.args);
+  std::lock_guard<std::recursive_mutex> lock(mutex);
   Transaction transaction(*this);
-  bindRecord(*insertJob, record, args);
-  insertJob->run();
-  addEvent(*insertEvent, record);
+  writeInsert(record);
   transaction.commit();
 }
 
 void Store::forget(kj::StringPtr id) {
+  std::lock_guard<std::recursive_mutex> lock(mutex);
   Transaction transaction(*this);
-  deleteJob->bind(1, id);
-  deleteJob->run();
-  deleteEvents->bind(1, id);
-  deleteEvents->run();
+  writeForget(id);
   transaction.commit();
 }
 
 void Store::update(const JobRecord& record) {
+  std::lock_guard<std::recursive_mutex> lock(mutex);
   Transaction transaction(*this);
   write(record);
   transaction.commit();
+}
+
+kj::Array<kj::Maybe<kj::Exception>> Store::apply(kj::ArrayPtr<const StoreWrite> writes) {
+  std::lock_guard<std::recursive_mutex> lock(mutex);
+  auto results = kj::heapArray<kj::Maybe<kj::Exception>>(writes.size());
+  Transaction transaction(*this);
+  for (auto i : kj::indices(writes)) {
+    auto& w = writes[i];
+    // Each write in a savepoint of its own: a failed one is undone without its neighbours.
+    savepoint->run();
+    results[i] = kj::runCatchingExceptions([&]() {
+      switch (w.kind) {
+        case StoreWrite::Kind::INSERT:
+          writeInsert(w.record);
+          return;
+        case StoreWrite::Kind::UPDATE:
+          write(w.record);
+          return;
+        case StoreWrite::Kind::FORGET:
+          writeForget(w.record.id);
+          return;
+      }
+      KJ_UNREACHABLE;
+    });
+    if (results[i] != nullptr) rollbackTo->run();
+    release->run();
+  }
+  transaction.commit();
+  return results;
+}
+
+void Store::writeInsert(const JobRecord& record) {
+  auto args = encodeArgs(record.args);
+  bindRecord(*insertJob, record, args);
+  insertJob->run();
+  addEvent(*insertEvent, record);
+}
+
+void Store::writeForget(kj::StringPtr id) {
+  deleteJob->bind(1, id);
+  deleteJob->run();
+  deleteEvents->bind(1, id);
+  deleteEvents->run();
 }
 
 void Store::write(const JobRecord& record) {
@@ -525,6 +569,7 @@ void Store::write(const JobRecord& record) {
 }
 
 kj::Vector<JobRecord> Store::loadAll() {
+  std::lock_guard<std::recursive_mutex> lock(mutex);
   KJ_DEFER(selectAll->reset());
   kj::Vector<JobRecord> result;
   while (selectAll->step()) result.add(readRecord(*selectAll));
@@ -532,6 +577,7 @@ kj::Vector<JobRecord> Store::loadAll() {
 }
 
 kj::Maybe<JobRecord> Store::find(kj::StringPtr id) {
+  std::lock_guard<std::recursive_mutex> lock(mutex);
   KJ_DEFER(selectOne->reset());
   selectOne->bind(1, id);
   if (!selectOne->step()) return nullptr;
@@ -539,6 +585,7 @@ kj::Maybe<JobRecord> Store::find(kj::StringPtr id) {
 }
 
 kj::Vector<EventRow> Store::events(kj::StringPtr id) {
+  std::lock_guard<std::recursive_mutex> lock(mutex);
   KJ_DEFER(selectEvents->reset());
   selectEvents->bind(1, id);
   kj::Vector<EventRow> result;
@@ -553,6 +600,7 @@ kj::Vector<EventRow> Store::events(kj::StringPtr id) {
 }
 
 kj::Maybe<uint32_t> Store::ownerUid(kj::StringPtr owner) {
+  std::lock_guard<std::recursive_mutex> lock(mutex);
   KJ_DEFER(selectOwnerUid->reset());
   selectOwnerUid->bind(1, owner);
   if (!selectOwnerUid->step()) return nullptr;
@@ -563,10 +611,9 @@ kj::Maybe<uint32_t> Store::assignOwnerUid(kj::StringPtr owner, uint32_t first, u
                                           kj::FunctionParam<bool(uint32_t)> usable) {
   KJ_REQUIRE(first <= last, "empty uid range", first, last);
   requireNoNul("owner", owner);
-  // A lost assignment could hand an owner's files to another owner: this commit waits for the
-  // disk (synchronous = FULL), which costs once per owner.
-  db->execute("PRAGMA synchronous = FULL");
-  KJ_DEFER(db->execute("PRAGMA synchronous = NORMAL"));
+  // A lost assignment could hand an owner's files to another owner: like every commit, this one
+  // waits for the disk (synchronous = FULL).
+  std::lock_guard<std::recursive_mutex> lock(mutex);
   Transaction transaction(*this);
   KJ_IF_MAYBE (existing, ownerUid(owner)) {
     return *existing;
@@ -600,6 +647,7 @@ kj::Maybe<uint32_t> Store::assignOwnerUid(kj::StringPtr owner, uint32_t first, u
 }
 
 kj::Vector<OwnerUid> Store::ownerUids() {
+  std::lock_guard<std::recursive_mutex> lock(mutex);
   KJ_DEFER(selectOwnerUids->reset());
   kj::Vector<OwnerUid> result;
   while (selectOwnerUids->step()) {
@@ -614,6 +662,7 @@ kj::Vector<OwnerUid> Store::ownerUids() {
 }
 
 kj::Vector<JobRecord> Store::recover(int64_t nowMs) {
+  std::lock_guard<std::recursive_mutex> lock(mutex);
   Transaction transaction(*this);
   auto records = loadAll();
   for (auto& record : records) {

@@ -3,15 +3,19 @@
 // JobRecord of every job and every state change it went through, so that a restarted
 // runnerd still answers for every job it keeps (retention may forget old ended jobs).
 //
-// A Store is used from one thread (the event loop's). Its calls are synchronous and short:
-// each write is one small transaction whose commit does not fsync (WAL with
-// synchronous=NORMAL), which is what lets a job start cost little.
+// A Store's calls are synchronous and may wait for the disk: every commit is durable (WAL with
+// synchronous=FULL, so the commit returns once the log is on disk). A running server therefore
+// calls it from StoreWriter's thread, which commits many writes in one transaction (one sync),
+// and from the event loop only while starting up. Its calls are serialized by a lock, so that
+// the rare synchronous call of a running server (assignOwnerUid) is safe beside the writer.
 
 #include <kj/function.h>
 #include <kj/memory.h>
 #include <kj/string.h>
 #include <kj/vector.h>
 #include <stdint.h>
+
+#include <mutex>
 
 #include "runner/job-record.h"
 
@@ -36,6 +40,14 @@ struct OwnerUid {
   uint32_t uid = 0;
   // Null for a retired uid, which is never assigned.
   kj::Maybe<kj::String> owner;
+};
+
+// One write of a batch given to Store::apply().
+struct StoreWrite {
+  enum class Kind { INSERT, UPDATE, FORGET };
+  Kind kind;
+  // The job's record; for FORGET only its id counts.
+  JobRecord record;
 };
 
 class Store {
@@ -71,6 +83,12 @@ class Store {
   // Removes the job with this id and its events (a job its owner's retention let go).
   void forget(kj::StringPtr id);
 
+  // Group commit: applies `writes` in order, as insert(), update() and forget() would, in one
+  // transaction and so with one sync of the disk. A write that fails (a missing id, a NUL byte)
+  // is undone alone and its exception returned at its index; the others still commit. Throws
+  // when the transaction itself cannot begin or commit, and then nothing of it is stored.
+  kj::Array<kj::Maybe<kj::Exception>> apply(kj::ArrayPtr<const StoreWrite> writes);
+
   // Every stored job, in the order they were inserted.
   kj::Vector<JobRecord> loadAll();
 
@@ -91,7 +109,8 @@ class Store {
   kj::Maybe<uint32_t> ownerUid(kj::StringPtr owner);
 
   // The uid of `owner`: the one assigned before, or else the lowest uid of [first, last] that was
-  // never assigned nor retired, assigned now and durably (the commit waits for the disk).
+  // never assigned nor retired, assigned now and durably (the commit waits for the disk, and for
+  // a batch of StoreWriter's being committed).
   // A candidate for which `usable` says false is retired instead and the next one tried.
   // nullptr when the range has no uid left. Assignments are never removed, so a uid is never
   // given to a second owner.
@@ -102,6 +121,8 @@ class Store {
   kj::Vector<OwnerUid> ownerUids();
 
  private:
+  // Held by every public call: StoreWriter's thread and the event loop share the connection.
+  std::recursive_mutex mutex;
   kj::Own<sqlite::Database> db;
   kj::Own<sqlite::Statement> begin;
   kj::Own<sqlite::Statement> commit;
@@ -118,11 +139,16 @@ class Store {
   kj::Own<sqlite::Statement> selectFreeUid;
   kj::Own<sqlite::Statement> insertOwnerUid;
   kj::Own<sqlite::Statement> selectOwnerUids;
+  kj::Own<sqlite::Statement> savepoint;
+  kj::Own<sqlite::Statement> release;
+  kj::Own<sqlite::Statement> rollbackTo;
 
   class Transaction;
 
-  // update() without its own transaction.
+  // Without a transaction of their own.
+  void writeInsert(const JobRecord& record);
   void write(const JobRecord& record);
+  void writeForget(kj::StringPtr id);
 };
 
 }  // namespace runner

@@ -21,6 +21,15 @@ class Wakeup {
     return KJ_ASSERT_NONNULL(pending).forked.addBranch();
   }
 
+  // Rejects every current waiter's promise with `exception`.
+  void fail(kj::Exception&& exception) {
+    KJ_IF_MAYBE (p, pending) {
+      auto fulfiller = kj::mv(p->fulfiller);
+      pending = nullptr;
+      fulfiller->reject(kj::mv(exception));
+    }
+  }
+
   // Wakes every current waiter.
   void fire() {
     KJ_IF_MAYBE (p, pending) {

@@ -1,0 +1,86 @@
+#include "runner/store-writer.h"
+
+#include <kj/debug.h>
+
+#include "executors/threads.h"
+
+namespace runner {
+
+kj::Exception storeNotAnswering() {
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                       kj::str(STORE_NOT_ANSWERING));
+}
+
+StoreWriter::StoreWriter(Store& store) : store(store) {
+  thread = executors::startQuietThread([this]() { run(); });
+}
+
+StoreWriter::~StoreWriter() noexcept(false) {
+  state.lockExclusive()->stopping = true;
+  thread = nullptr;  // joins, once the queue is written
+}
+
+kj::Promise<void> StoreWriter::insert(JobRecord record) {
+  return queue(StoreWrite{StoreWrite::Kind::INSERT, kj::mv(record)});
+}
+
+kj::Promise<void> StoreWriter::update(JobRecord record) {
+  return queue(StoreWrite{StoreWrite::Kind::UPDATE, kj::mv(record)});
+}
+
+kj::Promise<void> StoreWriter::forget(kj::String id) {
+  JobRecord record;
+  record.id = kj::mv(id);
+  return queue(StoreWrite{StoreWrite::Kind::FORGET, kj::mv(record)});
+}
+
+uint64_t StoreWriter::transactions() const {
+  return state.lockShared()->transactions;
+}
+
+kj::Promise<void> StoreWriter::queue(StoreWrite write) {
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+  auto lock = state.lockExclusive();
+  KJ_REQUIRE(!lock->stopping, "the store writer is stopping");
+  lock->writes.add(kj::mv(write));
+  lock->done.add(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
+}
+
+void StoreWriter::run() {
+  for (;;) {
+    kj::Vector<StoreWrite> writes;
+    kj::Vector<kj::Own<kj::CrossThreadPromiseFulfiller<void>>> done;
+    {
+      auto lock = state.lockExclusive();
+      lock.wait([](const State& s) { return s.stopping || !s.writes.empty(); });
+      if (lock->writes.empty()) return;
+      writes = kj::mv(lock->writes);
+      done = kj::mv(lock->done);
+      lock->writes = kj::Vector<StoreWrite>();
+      lock->done = kj::Vector<kj::Own<kj::CrossThreadPromiseFulfiller<void>>>();
+    }
+    kj::Array<kj::Maybe<kj::Exception>> results;
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { results = store.apply(writes); })) {
+      // Nothing of the batch is stored.
+      for (auto& fulfiller : done) fulfiller->reject(kj::cp(*e));
+      continue;
+    }
+    ++state.lockExclusive()->transactions;
+    for (auto i : kj::indices(done)) {
+      KJ_IF_MAYBE (e, results[i]) {
+        done[i]->reject(kj::mv(*e));
+      } else {
+        done[i]->fulfill();
+      }
+    }
+  }
+}
+
+kj::Promise<void> withStoreDeadline(kj::Timer& timer, kj::Promise<void> promise,
+                                    kj::Duration deadline) {
+  return promise.exclusiveJoin(
+      timer.afterDelay(deadline).then([]() -> kj::Promise<void> { return storeNotAnswering(); }));
+}
+
+}  // namespace runner
