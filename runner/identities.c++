@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <kj/debug.h>
 #include <kj/filesystem.h>
+#include <kj/map.h>
+#include <kj/mutex.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "executors/threads.h"
 #include "runner/credentials.h"
 #include "runner/store.h"
 
@@ -165,38 +168,39 @@ class DynamicIdentities final : public OwnerIdentities {
     homes = kj::AutoCloseFd(fd);
   }
 
+  ~DynamicIdentities() noexcept(false) {
+    state.lockExclusive()->stopping = true;
+    thread = nullptr;  // joins once what was asked is done
+  }
+
   executors::Credentials forOwner(kj::StringPtr owner) override {
     KJ_IF_MAYBE (known, ready.find(owner)) {
       return credentialsFor(known->uid, known->userName);
     }
-    if (memchr(owner.begin(), '\0', owner.size()) != nullptr) {
-      KJ_FAIL_REQUIRE("the owner name contains a NUL byte");
-    }
-    auto assigned = store.assignOwnerUid(owner, range.first, range.last, [&](uint32_t candidate) {
-      struct stat st;
-      auto name = kj::str(candidate);
-      if (fstatat(homes.get(), name.cStr(), &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
-        return true;
-      }
-      log("uid ", candidate, " retired: ", homesDir, "/", candidate,
-          " exists but no owner is assigned to it");
-      return false;
-    });
-    uint32_t uid;
-    KJ_IF_MAYBE (u, assigned) {
-      uid = *u;
-    } else {
-      log("cannot give owner ", owner, " a uid: every uid of ", describeRange(range),
-          " is taken");
-      kj::throwFatalException(
-          KJ_EXCEPTION(OVERLOADED, kj::str("no uid is left for a new owner in runnerd's uid range ",
-                                           describeRange(range), " (--uid-range)")));
-    }
-    makeHome(uid);
-    auto userName = userNameFor(owner, uid);
-    auto credentials = credentialsFor(uid, userName);
-    ready.insert(kj::str(owner), Known{uid, kj::mv(userName)});
+    kj::Vector<kj::String> logLines;
+    auto known = assign(owner, logLines);
+    for (auto& line : logLines) log(line);
+    auto credentials = credentialsFor(known.uid, known.userName);
+    ready.upsert(kj::str(owner), kj::mv(known), [](Known&, Known&&) {});
     return credentials;
+  }
+
+  kj::Promise<void> prepare(kj::StringPtr owner) override {
+    if (ready.find(owner) != nullptr) return kj::READY_NOW;
+    // Two first starts of one owner may both ask: assignment and home are idempotent.
+    auto work = kj::heap<Preparation>();
+    work->owner = kj::str(owner);
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::Own<Preparation>>();
+    state.lockExclusive()->queue.add(Queued{kj::mv(work), kj::mv(paf.fulfiller)});
+    return paf.promise.then([this](kj::Own<Preparation> work) {
+      // Back on the event loop.
+      for (auto& line : work->logLines) log(line);
+      KJ_IF_MAYBE (e, work->error) {
+        kj::throwFatalException(kj::mv(*e));
+      }
+      ready.upsert(kj::mv(work->owner), kj::mv(KJ_ASSERT_NONNULL(work->known)),
+                   [](Known&, Known&&) {});
+    });
   }
 
   kj::String describe() const override {
@@ -215,6 +219,76 @@ class DynamicIdentities final : public OwnerIdentities {
     kj::String userName;
   };
   kj::HashMap<kj::String, Known> ready;
+
+  // A new owner's uid and home, made on the thread for prepare(), and handed back to the loop.
+  struct Preparation {
+    kj::String owner;
+    kj::Maybe<Known> known;
+    kj::Maybe<kj::Exception> error;
+    kj::Vector<kj::String> logLines;
+  };
+  struct Queued {
+    kj::Own<Preparation> work;
+    kj::Own<kj::CrossThreadPromiseFulfiller<kj::Own<Preparation>>> done;
+  };
+  struct State {
+    kj::Vector<Queued> queue;
+    bool stopping = false;
+  };
+  kj::MutexGuarded<State> state;
+  kj::Own<kj::Thread> thread = executors::startQuietThread([this]() { run(); });
+
+  void run() {
+    for (;;) {
+      kj::Vector<Queued> batch;
+      {
+        auto lock = state.lockExclusive();
+        lock.wait([](const State& state) { return state.stopping || !state.queue.empty(); });
+        if (lock->queue.empty()) return;  // stopping
+        batch = kj::mv(lock->queue);
+        lock->queue = kj::Vector<Queued>();
+      }
+      for (auto& queued : batch) {
+        auto& work = *queued.work;
+        KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                            [&]() { work.known = assign(work.owner, work.logLines); })) {
+          work.error = kj::mv(*e);
+        }
+        queued.done->fulfill(kj::mv(queued.work));
+      }
+    }
+  }
+
+  // The uid of `owner`, assigned now if it has none (a synced write), and its home, made if
+  // missing. Runs on the thread, or on the loop for forOwner() without prepare(): what is to be
+  // logged goes to `logLines`. The store serialises its own calls.
+  Known assign(kj::StringPtr owner, kj::Vector<kj::String>& logLines) {
+    if (memchr(owner.begin(), '\0', owner.size()) != nullptr) {
+      KJ_FAIL_REQUIRE("the owner name contains a NUL byte");
+    }
+    auto assigned = store.assignOwnerUid(owner, range.first, range.last, [&](uint32_t candidate) {
+      struct stat st;
+      auto name = kj::str(candidate);
+      if (fstatat(homes.get(), name.cStr(), &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+        return true;
+      }
+      logLines.add(kj::str("uid ", candidate, " retired: ", homesDir, "/", candidate,
+                           " exists but no owner is assigned to it"));
+      return false;
+    });
+    uint32_t uid;
+    KJ_IF_MAYBE (u, assigned) {
+      uid = *u;
+    } else {
+      logLines.add(kj::str("cannot give owner ", owner, " a uid: every uid of ",
+                           describeRange(range), " is taken"));
+      kj::throwFatalException(
+          KJ_EXCEPTION(OVERLOADED, kj::str("no uid is left for a new owner in runnerd's uid range ",
+                                           describeRange(range), " (--uid-range)")));
+    }
+    makeHome(uid);
+    return Known{uid, userNameFor(owner, uid)};
+  }
 
   executors::Credentials credentialsFor(uint32_t uid, kj::StringPtr userName) {
     executors::Credentials credentials;

@@ -12,6 +12,7 @@
 //  - shared: every job as one user (--run-as, or runnerd's own user when it is not root). This
 //    gives no isolation between owners and is meant for single-tenant use.
 
+#include <kj/async.h>
 #include <kj/io.h>
 #include <kj/map.h>
 #include <kj/memory.h>
@@ -83,6 +84,11 @@ class OwnerIdentities {
   // HOME, and the default working directory). Throws one line when `owner` cannot be mapped;
   // then nothing was created for it.
   virtual executors::Credentials forOwner(kj::StringPtr owner) = 0;
+
+  // Makes ready, off the event loop, what forOwner(owner) would otherwise wait for the disk to
+  // make (a new owner's uid, assigned durably, and its home): once this resolves, forOwner(owner)
+  // answers at once. Rejects with the error forOwner would throw. Call on the event loop.
+  virtual kj::Promise<void> prepare(kj::StringPtr owner) { return kj::READY_NOW; }
 
   // For runnerd's start-up line, e.g. "dynamic uids 2000000000-2000999999".
   virtual kj::String describe() const = 0;

@@ -660,6 +660,18 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   }
 
   // Before anything is made for the job: an owner that cannot be mapped leaves nothing behind.
+  // A new owner's uid and home are made off the event loop first.
+  return cfg.identities->prepare(owner).then(
+      [this, owner = kj::str(owner), request = kj::mv(request), executor,
+       executorName = kj::mv(executorName), maxOutput, slot = kj::mv(slot)]() mutable {
+        return startPrepared(owner, kj::mv(request), *executor, kj::mv(executorName), maxOutput,
+                             kj::mv(slot));
+      });
+}
+
+kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& request,
+                                          executors::Executor& executor, kj::String executorName,
+                                          uint64_t maxOutput, kj::Own<void> slot) {
   auto user = cfg.identities->forOwner(owner);
   auto env = buildEnvironment(request.env, user);
 
@@ -689,7 +701,7 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
         kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
                                               kj::str(OUTPUT_NOT_ANSWERING)));
       }));
-  return created.then([this, executor, record = kj::mv(record), env = kj::mv(env),
+  return created.then([this, executor = &executor, record = kj::mv(record), env = kj::mv(env),
                        user = kj::mv(user), output = kj::mv(output),
                        slot = kj::mv(slot)](kj::AutoCloseFd outputFd) mutable {
     executors::LaunchRequest launch;

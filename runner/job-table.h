@@ -242,6 +242,10 @@ class JobTable {
   // Counts one more running job of `owner` until the result is dropped; throws OVERLOADED at
   // the limit.
   kj::Own<void> takeRunningSlot(kj::StringPtr owner);
+  // start(), once the owner's identity is ready.
+  kj::Promise<Job*> startPrepared(kj::StringPtr owner, StartRequest&& request,
+                                  executors::Executor& executor, kj::String executorName,
+                                  uint64_t maxOutput, kj::Own<void> slot);
   kj::Array<kj::String> buildEnvironment(kj::ArrayPtr<const kj::String> extra,
                                          const executors::Credentials& user);
 };

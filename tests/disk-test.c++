@@ -236,6 +236,50 @@ void checkAnswersWhileFrozen(kj::StringPtr which) {
   f.stop();
 }
 
+TEST(Disk, ANewOwnersFirstStartWithTheStateDiskFrozenHoldsUpNoOneElse) {
+  LoopDisk state;
+  SKIP_UNLESS_DISKS(&state);
+  auto stateFlag = kj::str("--state-dir=", state.mountPoint);
+  kj::StringPtr flags[] = {stateFlag};
+  RunnerdFixture f(flags);
+  auto alice = f.connect("alice");
+  auto running = startJob(f, *alice, {"/bin/sleep", "60"});
+  ASSERT_EQ(running.state, api::State::RUNNING);
+  auto bob = f.connect("bob");
+
+  state.freeze();
+  // Thawed in any case after 8 s, so that a runnerd that waits on the disk fails the test
+  // rather than hangs it.
+  auto unfreeze = kj::str("fsfreeze -u ", state.mountPoint);
+  kj::Thread watchdog([&unfreeze]() {
+    sleep(8);
+    run(unfreeze);
+  });
+  kj::Maybe<kj::Promise<capnp::Response<api::JobManager::StartResults>>> pending;
+  {
+    KJ_DEFER(state.thaw());
+    // Bob has no uid yet: his first start assigns one, a synced write to the frozen disk.
+    pending = sendStart(*bob, "/bin/true").eagerlyEvaluate(nullptr);
+    f.io.provider->getTimer().afterDelay(300 * kj::MILLISECONDS).wait(f.io.waitScope);
+    EXPECT_FALSE(KJ_ASSERT_NONNULL(pending).poll(f.io.waitScope))
+        << "a new owner's start finished with the state disk frozen";
+    for (int i = 0; i < 5; i++) {
+      size_t listed = 0;
+      double slowest = slowestAnswer(f, *alice, running.job, listed);
+      KJ_LOG(WARNING, "slowest of whoami, info, list while a new owner's uid waits (ms)",
+             slowest);
+      EXPECT_LT(slowest, ANSWER_MS);
+    }
+  }
+  // Thawed, bob's start goes through, as his.
+  auto started = KJ_ASSERT_NONNULL(pending).wait(f.io.waitScope);
+  EXPECT_EQ(started.getInfo().getError(), "");
+  EXPECT_EQ(started.getInfo().getOwner(), "bob");
+  EXPECT_NE(started.getInfo().getUid(), running.job.infoRequest().send().wait(f.io.waitScope)
+                                            .getInfo().getUid());
+  f.stop();
+}
+
 TEST(Disk, WhoamiInfoAndListAnswerWhileTheStateDiskIsFrozen) {
   checkAnswersWhileFrozen("state");
 }
