@@ -5,6 +5,8 @@
 #include "runner/metered-network.h"
 
 #include <capnp/rpc-twoparty.h>
+#include <capnp/rpc.capnp.h>
+#include <capnp/serialize-async.h>
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
 #include <kj/debug.h>
@@ -58,7 +60,7 @@ struct Connection {
   api::JobManager::Client manager = nullptr;
   kj::Vector<kj::String> refusals;
 
-  Connection(Env& env, UnfinishedLimits limits) {
+  Connection(Env& env, UnfinishedLimits limits, bool rawClient = false) {
     auto pipe = env.io.provider->newTwoWayPipe();
     serverEnd = kj::mv(pipe.ends[0]);
     clientEnd = kj::mv(pipe.ends[1]);
@@ -67,6 +69,7 @@ struct Connection {
                                        env.userBytes,
                                        [this](kj::StringPtr reason) { refusals.add(kj::str(reason)); });
     server = kj::heap(capnp::makeRpcServer(*metered, kj::heap<TestManager>()));
+    if (rawClient) return;
     client = kj::heap<capnp::TwoPartyClient>(*clientEnd);
     manager = client->bootstrap().castAs<api::JobManager>();
   }
@@ -177,7 +180,7 @@ TEST(MeteredNetwork, AUsersConnectionsShareOneBound) {
   Connection first(env, limits);
   Connection second(env, limits);
   kj::Vector<capnp::Response<api::JobManager::GetResults>> kept;
-  for (int i = 0; i < 30; i++) kept.add(first.manager.getRequest().send().wait(env.io.waitScope));
+  for (int i = 0; i < 10; i++) kept.add(first.manager.getRequest().send().wait(env.io.waitScope));
   kj::Maybe<kj::String> error;
   for (int i = 0; i < 40 && error == nullptr; i++) {
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
@@ -195,6 +198,41 @@ TEST(MeteredNetwork, AUsersConnectionsShareOneBound) {
   second.metered = nullptr;
   EXPECT_LT(env.userBytes, held);
   EXPECT_EQ(env.userBytes, first.metered->unfinishedBytes());
+}
+
+TEST(MeteredNetwork, ACallWhoseResultsGoElsewhereClosesTheConnection) {
+  Env env;
+  Connection c(env, smallLimits(), /*rawClient=*/true);
+  {
+    capnp::MallocMessageBuilder message;
+    message.initRoot<capnp::rpc::Message>().initBootstrap().setQuestionId(0);
+    capnp::writeMessage(*c.clientEnd, message).wait(env.io.waitScope);
+  }
+  {
+    // whoami on the bootstrap capability, its results to be kept for a third party.
+    capnp::MallocMessageBuilder message;
+    auto call = message.initRoot<capnp::rpc::Message>().initCall();
+    call.setQuestionId(1);
+    call.initTarget().initPromisedAnswer().setQuestionId(0);
+    call.setInterfaceId(capnp::typeId<api::JobManager>());
+    call.setMethodId(3);
+    call.initParams().getContent().initAs<api::JobManager::WhoamiParams>();
+    call.initSendResultsTo().setYourself();
+    capnp::writeMessage(*c.clientEnd, message).wait(env.io.waitScope);
+  }
+  kj::Maybe<kj::String> aborted;
+  for (;;) {
+    auto read = capnp::tryReadMessage(*c.clientEnd).wait(env.io.waitScope);
+    KJ_IF_MAYBE (reader, read) {
+      auto message = (*reader)->getRoot<capnp::rpc::Message>();
+      if (message.isAbort()) aborted = kj::str(message.getAbort().getReason());
+    } else {
+      break;
+    }
+  }
+  auto& reason = KJ_ASSERT_NONNULL(aborted, "the connection was not aborted");
+  EXPECT_TRUE(strstr(reason.cStr(), "sent elsewhere than to itself")) << reason.cStr();
+  ASSERT_EQ(c.refusals.size(), 1u);
 }
 
 }  // namespace

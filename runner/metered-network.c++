@@ -25,6 +25,9 @@ kj::Maybe<capnp::rpc::Message::Reader> messageOf(Body body) {
 constexpr kj::uint SMALL_FIRST_SEGMENT_WORDS = 128;
 // What the RPC system keeps for an answer besides its message (its table entry), roughly.
 constexpr size_t ANSWER_OVERHEAD_BYTES = 256;
+// ... and for one whose results hold capabilities: the pipeline kept for them and their entries
+// in the export table (measured: about 2 KiB for a `get`).
+constexpr size_t PIPELINE_OVERHEAD_BYTES = 2048;
 // Calls finished before they were answered that are remembered; more than the flow limit lets
 // in flight.
 constexpr size_t MAX_FINISHED_EARLY = 65536;
@@ -56,6 +59,9 @@ class MeteredNetwork::MeteredMessage final : public capnp::OutgoingRpcMessage {
         size_t bytes = ANSWER_OVERHEAD_BYTES;
         if (!ret.isResults() || ret.getResults().getCapTable().size() > 0) {
           bytes += kj::max(inner->sizeInWords(), size_t(firstSegmentWords)) * sizeof(capnp::word);
+        }
+        if (ret.isResults() && ret.getResults().getCapTable().size() > 0) {
+          bytes += PIPELINE_OVERHEAD_BYTES;
         }
         network.answered(ret.getAnswerId(), bytes);
       }
@@ -95,6 +101,16 @@ class MeteredNetwork::MeteredConnection final : public capnp::TwoPartyVatNetwork
           KJ_IF_MAYBE (m, message) {
             KJ_IF_MAYBE (read, messageOf((*m)->getBody())) {
               if (read->isFinish()) network.finished(read->getFinish().getQuestionId());
+              if (read->isCall() && !read->getCall().getSendResultsTo().isCaller()) {
+                // Results kept for a three-party hand-off that never comes: the RPC system
+                // would hold them, answered but never returned, outside every bound here.
+                auto reason = kj::str(
+                    "the client asked for a call's results to be sent elsewhere than to itself, "
+                    "which runnerd does not support; closing the connection");
+                network.close(kj::str(reason));
+                kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__,
+                                                      __LINE__, kj::mv(reason)));
+              }
             }
           }
           return kj::mv(message);
