@@ -538,5 +538,31 @@ TEST(JobTable, RetentionCountsTheSizeOfTheRecords) {
   EXPECT_EQ(h.table->find(ids[0]), nullptr);
 }
 
+TEST(JobTable, RetentionBoundsWhatAllOwnersKeepAndTheBiggestGivesWay) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  // Each owner may keep 10 MiB of records, all of them 1 MiB.
+  Harness h(dir, std::make_pair(uint32_t(1000), uint64_t(10) << 20), uint64_t(1) << 20);
+  auto big = kj::heapString(300 * 1024);
+  memset(big.begin(), 'x', big.size());
+  auto run = [&](kj::StringPtr owner) {
+    kj::StringPtr argv[] = {"/nonexistent", big};
+    auto& job = h.start(argv, owner);
+    job.release();
+    auto id = kj::str(job.id());
+    h.io.provider->getTimer().afterDelay(5 * kj::MILLISECONDS).wait(h.io.waitScope);
+    return id;
+  };
+  kj::Vector<kj::String> alice;
+  for (int i = 0; i < 3; i++) alice.add(run("alice"));
+  for (auto& id : alice) EXPECT_NE(h.table->find(id), nullptr) << "under the bound";
+  // Bob's first job takes all past 1 MiB: alice, who keeps the most, gives way.
+  auto bob = run("bob");
+  EXPECT_NE(h.table->find(bob), nullptr);
+  EXPECT_EQ(h.table->find(alice[0]), nullptr);
+  EXPECT_NE(h.table->find(alice[1]), nullptr);
+  EXPECT_NE(h.table->find(alice[2]), nullptr);
+}
+
 }  // namespace
 }  // namespace runner

@@ -326,6 +326,7 @@ Job& JobTable::add(JobRecord record) {
   if (ref.hasEnded()) {
     ++owner.ended;
     owner.storedBytes += ref.storedBytes;
+    storedBytes += ref.storedBytes;
   }
   jobs.insert(ref.rec.id, kj::mv(job));
   return ref;
@@ -335,10 +336,12 @@ void JobTable::ended(Job& job) {
   KJ_IF_MAYBE (owner, byOwner.find(job.rec.owner)) {
     ++owner->ended;
     owner->storedBytes += job.storedBytes;
+    storedBytes += job.storedBytes;
   }
   // Later, not from within the job's own end: the job itself may be the one to forget.
   tasks.add(kj::evalLater([this, owner = kj::str(job.rec.owner)]() {
     forgetPastRetention(owner);
+    forgetPastTotal();
   }));
 }
 
@@ -377,6 +380,36 @@ void JobTable::forgetPastRetention(kj::StringPtr name) {
   }
 }
 
+void JobTable::forgetPastTotal() {
+  if (storedBytes <= cfg.maxStoredBytes) return;
+  OwnerJobs* biggest = nullptr;
+  for (auto& entry : byOwner) {
+    if (biggest == nullptr || entry.value.storedBytes > biggest->storedBytes) {
+      biggest = &entry.value;
+    }
+  }
+  if (biggest == nullptr) return;
+  kj::Vector<Job*> victims;
+  uint64_t total = storedBytes;
+  bool more = false;
+  for (auto job : biggest->jobs) {
+    if (total <= cfg.maxStoredBytes) break;
+    if (!job->hasEnded() || job->holders > 0) continue;
+    if (victims.size() == FORGET_PER_TURN) {
+      more = true;
+      break;
+    }
+    victims.add(job);
+    total -= job->storedBytes;
+  }
+  for (auto job : victims) forget(*job);
+  // Another owner may be the biggest now; one with nothing to forget ends the round (what it
+  // holds is forgotten at a later end).
+  if (more || (victims.size() > 0 && storedBytes > cfg.maxStoredBytes)) {
+    tasks.add(kj::evalLater([this]() { forgetPastTotal(); }));
+  }
+}
+
 void JobTable::forget(Job& job) {
   // Both on threads of their own: a record that cannot be removed comes back at a restart.
   tasks.add(writer->forget(kj::str(job.rec.id))
@@ -394,6 +427,7 @@ void JobTable::forget(Job& job) {
     list.removeLast();
     --owner->ended;
     owner->storedBytes -= job.storedBytes;
+    storedBytes -= job.storedBytes;
     if (list.empty()) byOwner.erase(job.rec.owner);
   }
   auto at = std::lower_bound(order.begin(), order.end(), job.seq, bySeq);
@@ -585,6 +619,7 @@ void JobTable::load() {
   kj::Vector<kj::String> owners;
   for (auto& entry : byOwner) owners.add(kj::str(entry.key));
   for (auto& owner : owners) forgetPastRetention(owner);
+  forgetPastTotal();
 }
 
 kj::Array<kj::String> JobTable::buildEnvironment(kj::ArrayPtr<const kj::String> extra,
@@ -793,8 +828,10 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
           });
         } else {
           log("job failed id=", job.rec.id, " owner=", job.rec.owner, ": ", job.rec.error);
-          tasks.add(kj::evalLater(
-              [this, owner = kj::str(job.rec.owner)]() { forgetPastRetention(owner); }));
+          tasks.add(kj::evalLater([this, owner = kj::str(job.rec.owner)]() {
+            forgetPastRetention(owner);
+            forgetPastTotal();
+          }));
         }
         // Held for the caller, who releases it once it holds the job in its own way.
         job.hold();

@@ -62,6 +62,8 @@ struct JobTableConfig {
   // oldest ended ones (not held by a client) are forgotten: record, events and output.
   uint32_t maxStoredPerUser = 10000;
   uint64_t maxStoredBytesPerUser = uint64_t(256) << 20;
+  // ... and over all owners: past it, the owner who keeps the most gives way first.
+  uint64_t maxStoredBytes = uint64_t(1) << 30;
   // Jobs one owner may have running (or starting) at once.
   uint32_t maxRunningPerUser = 256;
   // The most output a job may write; a spec may ask for less.
@@ -225,6 +227,8 @@ class JobTable {
     uint64_t storedBytes = 0;
   };
   kj::HashMap<kj::String, OwnerJobs> byOwner;
+  // What the ended jobs of all owners hold.
+  uint64_t storedBytes = 0;
   uint64_t nextSeq = 0;
   // Jobs running or starting, per owner (owners with none are not in it).
   kj::HashMap<kj::String, uint32_t> running;
@@ -235,6 +239,9 @@ class JobTable {
   // Counts an ended job against its owner's retention, and forgets the oldest ended jobs past it.
   void ended(Job& job);
   void forgetPastRetention(kj::StringPtr owner);
+  // Forgets the oldest ended jobs of the owner who keeps the most, while all keep more than
+  // maxStoredBytes.
+  void forgetPastTotal();
   void forget(Job& job);
   // Whether the log directory's file system has less than LOG_ROOM_BYTES (or no inode) left for
   // unprivileged writers.

@@ -187,6 +187,10 @@ class Runnerd {
                           KJ_BIND_METHOD(*this, setMaxStoredBytesPerUser), "<bytes>",
                           "The size of the records (command, arguments, error) of the ended jobs "
                           "kept per owner (default 256M).")
+        .addOptionWithArg({"max-stored-bytes"}, KJ_BIND_METHOD(*this, setMaxStoredBytes),
+                          "<bytes>",
+                          "The size of the records of the ended jobs kept over all owners "
+                          "(default 1G); past it, the owner who keeps the most gives way first.")
         .addOptionWithArg({"max-output"}, KJ_BIND_METHOD(*this, setMaxOutput), "<bytes>",
                           "Output one job may write (default 64G; K, M, G and T are powers of "
                           "1024). A job that reaches it is stopped; a spec may ask for less.")
@@ -215,6 +219,7 @@ class Runnerd {
   uint64_t maxOutputBytes = uint64_t(64) << 30;
   uint32_t maxStoredPerUser = 10000;
   uint64_t maxStoredBytesPerUser = uint64_t(256) << 20;
+  uint64_t maxStoredBytes = uint64_t(1) << 30;
 
   // A whole number in [1, max], or nullptr.
   static kj::Maybe<uint64_t> parseCount(kj::StringPtr v, uint64_t max) {
@@ -277,6 +282,16 @@ class Runnerd {
     }
     return "--max-stored-bytes-per-user takes a size in bytes above 0, with an optional K, M, G "
            "or T suffix";
+  }
+  kj::MainBuilder::Validity setMaxStoredBytes(kj::StringPtr v) {
+    KJ_IF_MAYBE (n, client::parseSize(v)) {
+      if (*n > 0) {
+        maxStoredBytes = *n;
+        return true;
+      }
+    }
+    return "--max-stored-bytes takes a size in bytes above 0, with an optional K, M, G or T "
+           "suffix";
   }
   kj::MainBuilder::Validity setMaxOutput(kj::StringPtr v) {
     KJ_IF_MAYBE (n, client::parseSize(v)) {
@@ -530,6 +545,7 @@ class Runnerd {
     config.maxOutputBytes = maxOutputBytes;
     config.maxStoredPerUser = maxStoredPerUser;
     config.maxStoredBytesPerUser = maxStoredBytesPerUser;
+    config.maxStoredBytes = maxStoredBytes;
     JobTable table(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher, log);
     table.load();
 

@@ -39,7 +39,8 @@ TempDir::~TempDir() noexcept(false) {
   parent->remove(kj::Path::parse(dirPath.slice(1)).basename());
 }
 
-Harness::Harness(TempDir& dir, kj::Maybe<std::pair<uint32_t, uint64_t>> retention)
+Harness::Harness(TempDir& dir, kj::Maybe<std::pair<uint32_t, uint64_t>> retention,
+                 uint64_t maxStoredBytes)
     : io(kj::setupAsyncIo()),
       log(STDERR_FILENO),
       store(Store::open(kj::str(dir.path(), "/runner.db"))),
@@ -56,6 +57,7 @@ Harness::Harness(TempDir& dir, kj::Maybe<std::pair<uint32_t, uint64_t>> retentio
     config.maxStoredPerUser = r->first;
     config.maxStoredBytesPerUser = r->second;
   }
+  if (maxStoredBytes > 0) config.maxStoredBytes = maxStoredBytes;
   table = kj::heap<JobTable>(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher,
                              log);
   table->load();

@@ -35,9 +35,11 @@ class TempDir {
 class Harness {
  public:
   // `dir` holds logs/ and the store; pass the same one to simulate a restarted server.
-  // `retention`, when given, are JobTableConfig's maxStoredPerUser and maxStoredBytesPerUser.
+  // `retention`, when given, are JobTableConfig's maxStoredPerUser and maxStoredBytesPerUser;
+  // `maxStoredBytes`, when not 0, its maxStoredBytes.
   explicit Harness(TempDir& dir,
-                   kj::Maybe<std::pair<uint32_t, uint64_t>> retention = nullptr);
+                   kj::Maybe<std::pair<uint32_t, uint64_t>> retention = nullptr,
+                   uint64_t maxStoredBytes = 0);
   ~Harness() noexcept(false);
 
   kj::AsyncIoContext io;
