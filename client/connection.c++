@@ -5,6 +5,8 @@
 
 #include "client/error-message.h"
 
+#include <string.h>
+
 namespace runner {
 namespace client {
 
@@ -63,6 +65,19 @@ ServerConnection::ServerConnection(kj::Own<tls::ClientTls> tlsParam,
       rpc(*stream),
       jobManagerCap(rpc.bootstrap().castAs<api::JobManager>()) {}
 
+namespace {
+
+// Whether a handshake failed because the peer closed the connection, not for a reason TLS gave.
+bool closedDuringHandshake(kj::StringPtr message) {
+  for (auto sign : {"unable to continue I/O"_kj, "Connection reset by peer"_kj,
+                    "peer disconnected"_kj, "unexpected eof"_kj, "EOF"_kj}) {
+    if (strstr(message.cStr(), sign.cStr()) != nullptr) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 kj::Promise<kj::Own<ServerConnection>> connectToServer(kj::Network& network,
                                                        const ServerSettings& settings) {
   auto tls = kj::heap<tls::ClientTls>(tls::TlsFiles{settings.cert, settings.key, settings.ca});
@@ -73,9 +88,16 @@ kj::Promise<kj::Own<ServerConnection>> connectToServer(kj::Network& network,
       })
       .catch_([server = kj::str(settings.server)](
                   kj::Exception&& exception) -> kj::Own<ServerConnection> {
-        kj::throwFatalException(KJ_EXCEPTION(
-            DISCONNECTED,
-            kj::str("cannot connect to ", server, ": ", cleanErrorMessage(exception))));
+        auto message = cleanErrorMessage(exception);
+        if (closedDuringHandshake(message)) {
+          // No TLS alert, no reason: runnerd refuses connections this way when it has too
+          // many, or is short of descriptors, to spend a handshake on them.
+          message = kj::str("the server closed the connection before the TLS handshake "
+                            "completed; it may be refusing connections (too many open, or short "
+                            "of resources: its log says which); try again later");
+        }
+        kj::throwFatalException(
+            KJ_EXCEPTION(DISCONNECTED, kj::str("cannot connect to ", server, ": ", message)));
       });
 }
 

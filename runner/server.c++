@@ -1,6 +1,8 @@
 #include "runner/server.h"
 
 #include <capnp/rpc-twoparty.h>
+#include <capnp/rpc.capnp.h>
+#include <capnp/serialize.h>
 #include <kj/debug.h>
 
 #include "runner/backpressure-stream.h"
@@ -240,11 +242,12 @@ kj::Promise<void> Server::serve(kj::AuthenticatedStream secured, kj::String peer
                                                                kj::refcounted<UserUsage>()};
   });
   if (usage->connections >= limits.connectionsPerUser) {
-    // Refused before any RPC: the client sees its connection closed.
-    logRefusal("refused connection user=", user, " peer=", peer,
-               ": too many connections for this user (limit ", limits.connectionsPerUser, ")");
+    // Refused before any RPC is served: the client reads why in an Abort, its first message.
+    auto reason = kj::str("too many connections for this user (limit ",
+                          limits.connectionsPerUser, "); close one and try again");
+    logRefusal("refused connection user=", user, " peer=", peer, ": ", reason);
     if (usage->connections == 0) users.erase(user);
-    return kj::READY_NOW;
+    return refuse(kj::mv(secured.stream), reason);
   }
   auto caller = kj::refcounted<Caller>(kj::str(user), admin, kj::mv(peer), kj::addRef(*usage),
                                            limits.perConnection);
@@ -257,6 +260,22 @@ kj::Promise<void> Server::serve(kj::AuthenticatedStream secured, kj::String peer
   return disconnected.exclusiveJoin(whenIdle(callerRef, callerRef.activity))
       .exclusiveJoin(kj::mv(closed))
       .attach(kj::mv(connection));
+}
+
+kj::Promise<void> Server::refuse(kj::Own<kj::AsyncIoStream> stream, kj::StringPtr reason) {
+  capnp::MallocMessageBuilder message(64);
+  auto abort = message.initRoot<capnp::rpc::Message>().initAbort();
+  abort.setReason(reason);
+  abort.setType(capnp::rpc::Exception::Type::OVERLOADED);
+  auto words = capnp::messageToFlatArray(message);
+  auto bytes = words.asBytes();
+  // A client that does not read has REFUSAL_WRITE_TIMEOUT; the connection closes either way.
+  return stream->write(bytes.begin(), bytes.size())
+      .attach(kj::mv(words))
+      .exclusiveJoin(timer.afterDelay(REFUSAL_WRITE_TIMEOUT))
+      .then([&stream = *stream]() { stream.shutdownWrite(); })
+      .attach(kj::mv(stream))
+      .catch_([](kj::Exception&&) {});
 }
 
 kj::Promise<void> Server::whenIdle(Caller& caller, uint64_t lastActivity) {

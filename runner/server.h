@@ -52,6 +52,9 @@ struct ServerLimits {
 constexpr size_t REFUSALS_LOGGED_PER_WINDOW = 20;
 constexpr kj::Duration REFUSAL_LOG_WINDOW = 10 * kj::SECONDS;
 
+// How long a refused client has to take the reason before its connection is closed.
+constexpr kj::Duration REFUSAL_WRITE_TIMEOUT = 1 * kj::SECONDS;
+
 // How long runnerd waits before accepting again after accept() failed.
 constexpr kj::Duration ACCEPT_RETRY_DELAY = 100 * kj::MILLISECONDS;
 
@@ -117,6 +120,9 @@ class Server {
 
   void handshake(kj::AuthenticatedStream stream);
   kj::Promise<void> serve(kj::AuthenticatedStream secured, kj::String peer);
+  // Sends the client an Abort with `reason` (the RPC system reports it as the error of its
+  // calls), then closes the connection.
+  kj::Promise<void> refuse(kj::Own<kj::AsyncIoStream> stream, kj::StringPtr reason);
   // Resolves once the connection of `caller` has been idle for limits.idleTimeout.
   kj::Promise<void> whenIdle(Caller& caller, uint64_t lastActivity);
   void addHandshake(kj::Own<PendingHandshake> handshake, kj::StringPtr host);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tests/e2e-support.h"
+#include "tests/runctl-process.h"
 
 namespace runner {
 namespace {
@@ -291,7 +292,9 @@ TEST(Bounds, OneUserCannotTakeEveryConnection) {
   }
   // The ninth is closed before any call is served.
   auto ninth = f.connect("alice");
-  EXPECT_NE(errorOf(f, ninth->manager.whoamiRequest().send()), nullptr);
+  auto refused = KJ_ASSERT_NONNULL(errorOf(f, ninth->manager.whoamiRequest().send()));
+  // The client reads why.
+  EXPECT_TRUE(contains(refused, "too many connections for this user (limit 8)")) << refused.cStr();
   f.waitForLog("too many connections for this user (limit 8)");
   // Everyone else, the admin included, still gets in.
   EXPECT_LT(whoamiLatency(f, *f.connect("bob")), 0.2);
@@ -300,6 +303,24 @@ TEST(Bounds, OneUserCannotTakeEveryConnection) {
   held.removeLast();
   sleepFor(f, 200 * kj::MILLISECONDS);
   EXPECT_LT(whoamiLatency(f, *f.connect("alice")), 0.5);
+}
+
+TEST(Bounds, AClientRefusedBeforeItsHandshakeIsToldWhatItMayMean) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  kj::StringPtr flags[] = {"--max-connections=2"};
+  RunnerdFixture f(flags);
+  auto first = f.connect("alice");
+  auto second = f.connect("bob");
+  EXPECT_LT(whoamiLatency(f, *first), 1.0);
+  EXPECT_LT(whoamiLatency(f, *second), 1.0);
+  // The third is closed before its TLS handshake: runctl says what that may mean.
+  kj::StringPtr args[] = {"list"};
+  auto result = testing::runctl(f, args);
+  EXPECT_NE(result.status, 0);
+  EXPECT_NE(result.err.find("it may be refusing connections (too many open"), std::string::npos)
+      << result.err;
+  EXPECT_EQ(result.err.find('\n'), result.err.size() - 1) << result.err;
+  f.waitForLog("too many connections (limit 2)");
 }
 
 TEST(Bounds, IdleConnectionsAreClosedButWaitingOnesAreNot) {
