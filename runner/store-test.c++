@@ -596,6 +596,57 @@ TEST(StoreWriter, ManyWritesQueuedTogetherShareOneTransaction) {
   EXPECT_EQ(2u, reader->events(kj::str("job-", COUNT - 1)).size());
 }
 
+TEST(StoreWriter, TheFileShrinksAsJobsAreForgottenAndEventsKeepShortNotes) {
+  TempDir dir;
+  auto path = dir.file("jobs.db");
+  auto store = Store::open(path);
+  auto io = kj::setupAsyncIo();
+  StoreWriter writer(*store);
+  auto fileBytes = [&]() {
+    struct stat st;
+    KJ_SYSCALL(stat(path.cStr(), &st));
+    struct stat wal;
+    size_t walBytes = stat(kj::str(path, "-wal").cStr(), &wal) == 0 ? wal.st_size : 0;
+    return size_t(st.st_size) + walBytes;
+  };
+  // 200 failed jobs, each with 64 KiB of arguments and an error as long.
+  auto big = kj::heapString(64 * 1024);
+  memset(big.begin(), 'x', big.size());
+  kj::Vector<kj::Promise<void>> written;
+  for (int i = 0; i < 200; i++) {
+    JobRecord record = runningRecord(kj::str("job-", i));
+    record.args = kj::heapArray<kj::String>(1);
+    record.args[0] = kj::str(big);
+    record.state = JobState::FAILED;
+    record.error = kj::str("exec ", big, ": No such file or directory");
+    written.add(writer.insert(kj::mv(record)));
+  }
+  kj::joinPromises(written.releaseAsArray()).wait(io.waitScope);
+  auto events = store->events("job-0");
+  ASSERT_EQ(1u, events.size());
+  // The record keeps the whole error; its event a note of at most 1 KiB.
+  EXPECT_LE(events[0].detail.size(), 1024u + 3);
+  EXPECT_EQ(KJ_ASSERT_NONNULL(store->find("job-0")).error.size(), big.size() + 32);
+  // Checkpointed (by a connection of its own), so that the file itself holds it all.
+  auto checkpoint = [&]() {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.cStr(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  };
+  checkpoint();
+  size_t full = fileBytes();
+  EXPECT_GT(full, size_t(200 * 128 * 1024)) << full;
+  for (int i = 0; i < 200; i++) written.add(writer.forget(kj::str("job-", i)));
+  kj::joinPromises(written.releaseAsArray()).wait(io.waitScope);
+  checkpoint();
+  size_t after = fileBytes();
+  KJ_LOG(WARNING, "store file bytes with 200 jobs of 128 KiB, and after they were forgotten",
+         full, after);
+  EXPECT_LT(after, full / 4) << full << " -> " << after;
+}
+
 TEST(StoreWriter, AFailedWriteFailsAloneAndTheOthersCommitInOrder) {
   TempDir dir;
   auto store = Store::open(dir.file("jobs.db"));

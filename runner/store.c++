@@ -420,6 +420,18 @@ kj::Own<Store> Store::open(kj::StringPtr path) {
   }
   // Each commit waits until the log is on disk: what a client was told survives a host crash.
   db->execute("PRAGMA synchronous = FULL");
+  // Pages freed by forgotten jobs go back to the file system (Store::apply), so the file
+  // shrinks with retention. A store made before this is rewritten once to allow it.
+  int autoVacuum;
+  {
+    sqlite::Statement query(*db, "PRAGMA auto_vacuum");
+    KJ_ASSERT(query.step());
+    autoVacuum = query.getInt(0);
+  }
+  if (autoVacuum != 2) {
+    db->execute("PRAGMA auto_vacuum = INCREMENTAL");
+    db->execute("VACUUM");
+  }
 
   // Brings the schema up to SCHEMA_VERSION, in one transaction that re-reads the version so
   // that two servers opening a new file at once do not both create it.
@@ -477,8 +489,17 @@ Store::~Store() noexcept(false) {}
 
 namespace {
 
+// An event's detail is a note; the record keeps the whole error.
+constexpr size_t MAX_EVENT_DETAIL_BYTES = 1024;
+
 void addEvent(sqlite::Statement& insertEvent, const JobRecord& record) {
   auto detail = eventDetail(record);
+  if (detail.size() > MAX_EVENT_DETAIL_BYTES) {
+    // Cut at a character boundary, and say so.
+    size_t end = MAX_EVENT_DETAIL_BYTES;
+    while (end > 0 && (uint8_t(detail[end]) & 0xc0) == 0x80) --end;
+    detail = kj::str(detail.slice(0, end), "…");
+  }
   insertEvent.bind(1, record.id);
   insertEvent.bind(2, stateEnteredAt(record));
   insertEvent.bind(3, stateName(record.state));
@@ -535,6 +556,13 @@ kj::Array<kj::Maybe<kj::Exception>> Store::apply(kj::ArrayPtr<const StoreWrite> 
     release->run();
   }
   transaction.commit();
+  for (auto& w : writes) {
+    if (w.kind == StoreWrite::Kind::FORGET) {
+      // What the forgotten jobs freed goes back to the file system (on this thread).
+      db->execute("PRAGMA incremental_vacuum");
+      break;
+    }
+  }
   return results;
 }
 
