@@ -26,6 +26,14 @@ class TestManager final : public api::JobManager::Server {
     context.getResults().setUser("alice");
     return kj::READY_NOW;
   }
+  // Never answers: a call the client can only cancel.
+  kj::Promise<void> list(ListContext context) override {
+    context.allowCancellation();
+    ++listsInProgress;
+    return kj::Promise<void>(kj::NEVER_DONE).attach(kj::defer([this]() { --listsInProgress; }));
+  }
+  int listsInProgress = 0;
+
   kj::Promise<void> get(GetContext context) override {
     context.getResults().setJob(kj::heap<TestJob>());
     return kj::READY_NOW;
@@ -233,6 +241,24 @@ TEST(MeteredNetwork, ACallWhoseResultsGoElsewhereClosesTheConnection) {
   auto& reason = KJ_ASSERT_NONNULL(aborted, "the connection was not aborted");
   EXPECT_TRUE(strstr(reason.cStr(), "sent elsewhere than to itself")) << reason.cStr();
   ASSERT_EQ(c.refusals.size(), 1u);
+}
+
+TEST(MeteredNetwork, CallsCancelledBeforeTheirAnswerLeaveNothingCounted) {
+  Env env;
+  Connection c(env, smallLimits());
+  for (int round = 0; round < 20; round++) {
+    kj::Vector<kj::Promise<void>> calls;
+    for (int i = 0; i < 200; i++) {
+      calls.add(c.manager.listRequest().send().ignoreResult().eagerlyEvaluate(nullptr));
+    }
+    c.manager.whoamiRequest().send().wait(env.io.waitScope);
+    // Dropped: the client sends Finish for each before any answer.
+    calls.clear();
+    c.manager.whoamiRequest().send().wait(env.io.waitScope);
+  }
+  c.manager.whoamiRequest().send().ignoreResult().wait(env.io.waitScope);
+  EXPECT_LE(c.metered->unfinished(), 2u);
+  EXPECT_EQ(c.refusals.size(), 0u);
 }
 
 }  // namespace

@@ -28,9 +28,6 @@ constexpr size_t ANSWER_OVERHEAD_BYTES = 256;
 // ... and for one whose results hold capabilities: the pipeline kept for them and their entries
 // in the export table (measured: about 2 KiB for a `get`).
 constexpr size_t PIPELINE_OVERHEAD_BYTES = 2048;
-// Calls finished before they were answered that are remembered; more than the flow limit lets
-// in flight.
-constexpr size_t MAX_FINISHED_EARLY = 65536;
 
 kj::String mib(size_t bytes) {
   if (bytes % (1024 * 1024) == 0) return kj::str(bytes / (1024 * 1024), " MiB");
@@ -93,6 +90,8 @@ class MeteredNetwork::MeteredConnection final : public capnp::TwoPartyVatNetwork
   kj::Promise<void> shutdown() override { return inner->shutdown(); }
 
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> receiveIncomingMessage() override {
+    // The previous message has been handled: a Return is sent for its call, if ever, by now.
+    network.finishedUnanswered = nullptr;
     // Fails with the reason once the connection is to end for its unfinished answers.
     auto refused = network.closed.addBranch().then(
         []() -> kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> { return nullptr; });
@@ -147,9 +146,11 @@ MeteredNetwork::MeteredNetwork(capnp::TwoPartyVatNetwork& inner, kj::Timer& time
 MeteredNetwork::~MeteredNetwork() noexcept(false) { userBytes -= heldBytes; }
 
 void MeteredNetwork::answered(uint32_t id, size_t bytes) {
-  if (finishedEarly.contains(id)) {
-    finishedEarly.erase(id);
-    return;
+  KJ_IF_MAYBE (early, finishedUnanswered) {
+    if (*early == id) {
+      finishedUnanswered = nullptr;
+      return;
+    }
   }
   KJ_IF_MAYBE (previous, held.find(id)) {
     // Not expected (an id is reused only once finished); counted once all the same.
@@ -169,10 +170,9 @@ void MeteredNetwork::finished(uint32_t id) {
     heldBytes -= *bytes;
     userBytes -= *bytes;
     held.erase(id);
-  } else if (finishedEarly.size() < MAX_FINISHED_EARLY) {
-    // A call cancelled before its answer; past the bound, the RPC system itself refuses what
-    // is not a question in flight.
-    finishedEarly.insert(id);
+  } else {
+    // A call cancelled before its answer.
+    finishedUnanswered = id;
   }
   check();
 }

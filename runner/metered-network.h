@@ -75,9 +75,11 @@ class MeteredNetwork final : public capnp::TwoPartyVatNetworkBase {
   // Answer id → bytes of its message, for each answer sent and not finished.
   kj::HashMap<uint32_t, size_t> held;
   size_t heldBytes = 0;
-  // Calls the client finished before they were answered (cancelled): their answers are let go as
-  // soon as they are sent. At most as many as the calls in flight, which the flow limit bounds.
-  kj::HashSet<uint32_t> finishedEarly;
+  // The call of the last Finish received, when it had no answer: the RPC system cancels it and
+  // sends no Return for it, unless the answer was on its way in the same turn (then it is let go
+  // as it is sent). Forgotten at the next message, which the RPC system reads only once it has
+  // handled the Finish.
+  kj::Maybe<uint32_t> finishedUnanswered;
 
   // Runs out OVER_LIMIT_GRACE while over the soft bound.
   kj::Maybe<kj::Promise<void>> grace;
