@@ -115,7 +115,7 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
     auto output = params.getOutput();
     service.launching.insert(kj::str(jobId));
     auto unreserve =
-        kj::defer([this, jobId = kj::str(jobId)]() mutable { service.launching.erase(jobId); });
+        kj::defer([this, jobId = kj::str(jobId)]() { service.launching.eraseMatch(jobId); });
     return output.getFd()
         .then([this, context, output](kj::Maybe<int> fd) mutable {
           KJ_IF_MAYBE (f, fd) {
@@ -138,8 +138,10 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
                   held->pidStartTime = executors::processStartTime(held->pid).orDefault(0);
                   held->process = kj::mv(process);
                   auto& job = *held;
+                  // Outlives this ExecutorServer (its connection may close): refers to the
+                  // service only.
                   job.ended = job.process->onExit()
-                                  .then([this, &job](executors::ExitStatus status) {
+                                  .then([&service = service, &job](executors::ExitStatus status) {
                                     auto how = status.signaled
                                                    ? kj::str("signal=", status.termSignal)
                                                    : kj::str("exit=", status.exitCode);
@@ -202,7 +204,7 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
     auto jobId = kj::str(context.getParams().getJobId());
     KJ_IF_MAYBE (job, service.find(jobId, executor.name())) {
       if (job->end == nullptr) job->process->signalAll(SIGKILL);
-      return job->ended.addBranch().then([this, jobId = kj::mv(jobId)]() {
+      return job->ended.addBranch().then([&service = service, jobId = kj::mv(jobId)]() {
         if (service.held.find(jobId) != nullptr) {
           service.log(kj::str("job discarded id=", jobId));
           service.forget(jobId);

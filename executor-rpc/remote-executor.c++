@@ -30,8 +30,8 @@ ExecutorConnection::ExecutorConnection(kj::LowLevelAsyncIoProvider& provider,
       log(kj::mv(log)),
       stream(provider.wrapUnixSocketFd(connectUnixSocket(socketPath),
                                        kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
-      // runnerd receives no descriptors; it only sends them.
-      client(*stream, 0),
+      // capnp sends descriptors only on a network that may also receive them.
+      client(*stream, MAX_FDS_PER_MESSAGE),
       host(client.bootstrap().castAs<wire::ExecutorHost>()),
       disconnected(client.onDisconnect()
                        .then([this]() {
