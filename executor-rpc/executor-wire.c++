@@ -8,7 +8,9 @@ void fillTextList(capnp::List<capnp::Text>::Builder out, kj::ArrayPtr<const kj::
 }
 
 kj::Array<kj::String> toStrings(capnp::List<capnp::Text>::Reader in) {
-  return KJ_MAP(text, in) { return kj::str(text); };
+  return KJ_MAP(text, in) {
+    return kj::str(text);
+  };
 }
 
 }  // namespace
@@ -53,7 +55,9 @@ executors::LaunchRequest toLaunchRequest(wire::LaunchRequest::Reader in, int out
   request.credentials.uid = credentials.getUid();
   request.credentials.gid = credentials.getGid();
   request.credentials.supplementaryGroups =
-      KJ_MAP(gid, credentials.getSupplementaryGroups()) -> gid_t { return gid; };
+      KJ_MAP(gid, credentials.getSupplementaryGroups())->gid_t {
+    return gid;
+  };
   request.credentials.userName = kj::str(credentials.getUserName());
   request.credentials.homeDir = kj::str(credentials.getHomeDir());
 

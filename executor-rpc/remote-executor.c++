@@ -67,13 +67,14 @@ class RemoteExecutor::Process final : public executors::Process {
         where(toPlacement(started.getPlacement())),
         exited(this->job.waitRequest()
                    .send()
-                   .then([this](auto&& response) {
-                     ended = true;
-                     return toExitStatus(response.getEnd());
-                   },
-                   [this](kj::Exception&& e) -> executors::ExitStatus {
-                     kj::throwFatalException(this->executor.explain(kj::mv(e)));
-                   })
+                   .then(
+                       [this](auto&& response) {
+                         ended = true;
+                         return toExitStatus(response.getEnd());
+                       },
+                       [this](kj::Exception&& e) -> executors::ExitStatus {
+                         kj::throwFatalException(this->executor.explain(kj::mv(e)));
+                       })
                    .fork()) {}
 
   ~Process() noexcept(false) {
@@ -114,7 +115,10 @@ class RemoteExecutor::Process final : public executors::Process {
 
 RemoteExecutor::RemoteExecutor(kj::String name, kj::String where, wire::Executor::Client remote,
                                kj::Function<void(kj::StringPtr)>& log)
-    : executorName(kj::mv(name)), where(kj::mv(where)), remote(kj::mv(remote)), log(log),
+    : executorName(kj::mv(name)),
+      where(kj::mv(where)),
+      remote(kj::mv(remote)),
+      log(log),
       tasks(*this) {}
 
 RemoteExecutor::~RemoteExecutor() noexcept(false) {}

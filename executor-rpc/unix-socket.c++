@@ -135,10 +135,10 @@ void ExecutorListener::admit(kj::AutoCloseFd fd) {
     return;
   }
   log(kj::str("accepted a connection from uid ", peer.uid, " pid ", peer.pid));
-  auto stream = provider.wrapUnixSocketFd(
-      fd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
-                        kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC |
-                        kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK);
+  auto stream =
+      provider.wrapUnixSocketFd(fd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
+                                                  kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC |
+                                                  kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK);
   auto connection = kj::heap<Connection>(*this, kj::mv(stream));
   auto disconnected = connection->onDisconnect();
   tasks.add(disconnected.attach(kj::mv(connection)).then([this, pid = peer.pid]() {

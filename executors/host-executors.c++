@@ -21,9 +21,10 @@ kj::Maybe<kj::Own<cgroup::CgroupDriver>> trackingDriver(HostExecutorOptions& opt
                                      driver->version(), ") under ", options.cgroupParent));
                  result = kj::mv(driver);
                })) {
-    options.log(kj::str("the local executor tracks jobs by process group only (a process that "
-                        "leaves it escapes a stop): ",
-                        e->getDescription()));
+    options.log(
+        kj::str("the local executor tracks jobs by process group only (a process that "
+                "leaves it escapes a stop): ",
+                e->getDescription()));
   }
   return result;
 }

@@ -56,8 +56,7 @@ class Supervisor {
                           "The socket, instead of the one under --state-dir. Its directory is "
                           "made (or kept) mode 0750, group --runnerd-user's, owned by this "
                           "process's user.")
-        .addOptionWithArg({"runnerd-user"}, KJ_BIND_METHOD(*this, setRunnerdUser),
-                          "<user|uid>",
+        .addOptionWithArg({"runnerd-user"}, KJ_BIND_METHOD(*this, setRunnerdUser), "<user|uid>",
                           "The only user allowed to connect (checked with SO_PEERCRED; default "
                           "root).")
         .addOptionWithArg({"cgroup-parent"}, KJ_BIND_METHOD(*this, setCgroupParent), "<path>",
@@ -154,8 +153,9 @@ class Supervisor {
     makeDirectories(stateDir, 0711);
     auto pidPath = kj::str(stateDir, "/supervisor.pid");
     auto pidFile = writePidFile(pidPath);
-    auto socket = socketPath.map([](kj::String& p) { return kj::str(p); })
-                      .orDefault([&]() { return kj::str(stateDir, "/supervisor/executor.sock"); });
+    auto socket = socketPath.map([](kj::String& p) { return kj::str(p); }).orDefault([&]() {
+      return kj::str(stateDir, "/supervisor/executor.sock");
+    });
     auto slash = KJ_ASSERT_NONNULL(socket.findLast('/'));
     prepareSocketDirectory(slash == 0 ? kj::str("/") : kj::str(socket.slice(0, slash)));
     auto listenFd = executor_rpc::listenUnixSocket(socket, 0660);

@@ -138,8 +138,8 @@ class SupervisorEndToEnd : public ::testing::Test {
 TEST_F(SupervisorEndToEnd, JobRunsUnderTheSupervisorWithItsOutputByteForByte) {
   // The job's parent is the supervisor, not runnerd; its output, NUL and 0xff included, arrives
   // unchanged; its exit code is the job's.
-  auto result = runctl({"run", "--", "/bin/sh", "-c",
-                        "printf '%s\\n' \"$PPID\"; printf 'a\\000b\\377c'; exit 3"});
+  auto result = runctl(
+      {"run", "--", "/bin/sh", "-c", "printf '%s\\n' \"$PPID\"; printf 'a\\000b\\377c'; exit 3"});
   EXPECT_EQ(result.status, 3) << result.err;
   auto expected = std::to_string(supervisor->pid) + "\n" + std::string("a\0b\377c", 5);
   EXPECT_EQ(result.out, expected);
@@ -213,8 +213,9 @@ TEST_F(SupervisorEndToEnd, PeerWithAnotherUidIsRefused) {
 TEST_F(SupervisorEndToEnd, LaunchAsRootIsRefused) {
   auto& io = server->io;
   kj::Vector<kj::String> lines;
-  executor_rpc::ExecutorConnection connection(*io.lowLevelProvider, supervisor->socket,
-                                              [&](kj::StringPtr line) { lines.add(kj::str(line)); });
+  executor_rpc::ExecutorConnection connection(
+      *io.lowLevelProvider, supervisor->socket,
+      [&](kj::StringPtr line) { lines.add(kj::str(line)); });
   auto local = connection.executor("local").wait(io.waitScope);
   int devNull = open("/dev/null", O_WRONLY | O_CLOEXEC);
   KJ_DEFER(close(devNull));
@@ -225,8 +226,8 @@ TEST_F(SupervisorEndToEnd, LaunchAsRootIsRefused) {
   request.outputFd = devNull;
   request.credentials.uid = 0;
   request.credentials.gid = 0;
-  auto failure = kj::runCatchingExceptions(
-      [&]() { local->launch(kj::mv(request)).wait(io.waitScope); });
+  auto failure =
+      kj::runCatchingExceptions([&]() { local->launch(kj::mv(request)).wait(io.waitScope); });
   KJ_IF_MAYBE (e, failure) {
     EXPECT_NE(strstr(e->getDescription().cStr(), "a job may not run as root"), nullptr)
         << e->getDescription().cStr();
@@ -243,8 +244,7 @@ TEST_F(SupervisorEndToEnd, LaunchAsRootIsRefused) {
   sneaky.outputFd = devNull;
   sneaky.credentials.uid = 65534;
   sneaky.credentials.gid = 65534;
-  EXPECT_NE(kj::runCatchingExceptions(
-                [&]() { local->launch(kj::mv(sneaky)).wait(io.waitScope); }),
+  EXPECT_NE(kj::runCatchingExceptions([&]() { local->launch(kj::mv(sneaky)).wait(io.waitScope); }),
             nullptr);
 }
 
