@@ -148,7 +148,7 @@ MeteredNetwork::~MeteredNetwork() noexcept(false) { userBytes -= heldBytes; }
 
 void MeteredNetwork::answered(uint32_t id, size_t bytes) {
   if (finishedEarly.contains(id)) {
-    finishedEarly.erase(id);
+    finishedEarly.eraseMatch(id);
     return;
   }
   KJ_IF_MAYBE (previous, held.find(id)) {
