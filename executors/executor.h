@@ -100,7 +100,9 @@ struct ExitStatus {
 };
 
 // A running job. Destroying a Process whose job still runs kills the whole job (SIGKILL)
-// and reaps the main process, so no job outlives its owner by accident.
+// and reaps the main process, so no job outlives its owner by accident. Destroying one whose
+// end onExit() has reported says the owner has recorded that end: an executor that keeps ends
+// for its owner (a remote one) may forget it then.
 class Process {
  public:
   virtual ~Process() noexcept(false) = default;

@@ -192,7 +192,9 @@ void Job::finish(const executors::ExitStatus& status) {
     end.error = kj::str("the log file system was full when the job ended: its output may be cut "
                         "short");
   }
-  // Reaped: a stop from now on only waits for the end to be published.
+  // Reaped: a stop from now on only waits for the end to be published. The Process itself is
+  // kept until the end is on disk: dropping it tells its executor the end has been taken.
+  kj::Maybe<kj::Own<executors::Process>> reaped = kj::mv(process);
   process = nullptr;
   killTimer = nullptr;
 
@@ -226,7 +228,8 @@ void Job::finish(const executors::ExitStatus& status) {
                         end.id = kj::mv(rec.id);
                         rec = kj::mv(end);
                         markEnded();
-                      }));
+                      })
+                      .attach(kj::mv(reaped)));
 }
 
 void Job::markEnded() {

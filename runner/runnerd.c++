@@ -13,8 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "executors/cgroup/cgroup-executor.h"
-#include "executors/local/local-executor.h"
+#include "executor-rpc/remote-executor.h"
+#include "executors/cgroup/cgroup-driver.h"
+#include "executors/host-executors.h"
 #include "executors/mount-namespaces.h"
 #include "runner/credentials.h"
 #include "runner/event-log.h"
@@ -152,6 +153,12 @@ class Runnerd {
                           "A runnerd that does not run as root runs jobs as its own user.")
         .addOptionWithArg({"executor"}, KJ_BIND_METHOD(*this, setExecutor), "<name>",
                           "Default executor: local or cgroup (default local).")
+        .addOptionWithArg({"executor-socket"}, KJ_BIND_METHOD(*this, addExecutorSocket),
+                          "<name>=<path>",
+                          "Run the jobs of executor <name> through the process serving "
+                          "schema/executor.capnp on the Unix socket <path> (runner-supervisor, "
+                          "or an executor extension) instead of in runnerd (repeatable). Jobs it "
+                          "still holds from a previous runnerd are killed at start-up.")
         .addOptionWithArg({"admin"}, KJ_BIND_METHOD(*this, addAdmin), "<user>",
                           "A user who may stop and read every job (repeatable).")
         .addOptionWithArg({"cgroup-parent"}, KJ_BIND_METHOD(*this, setCgroupParent), "<path>",
@@ -211,6 +218,11 @@ class Runnerd {
   // Held for runnerd's life: no other runnerd of this host uses an overlapping uid range.
   kj::AutoCloseFd uidRangeClaim;
   kj::String executor = kj::str("local");
+  struct ExecutorSocket {
+    kj::String name;
+    kj::String path;
+  };
+  kj::Vector<ExecutorSocket> executorSockets;
   kj::Vector<kj::String> admins;
   kj::Maybe<kj::String> cgroupParent;
   uint graceSeconds = 10;
@@ -359,6 +371,20 @@ class Runnerd {
     executor = kj::str(v);
     return true;
   }
+  kj::MainBuilder::Validity addExecutorSocket(kj::StringPtr v) {
+    KJ_IF_MAYBE (eq, v.findFirst('=')) {
+      auto name = kj::str(v.slice(0, *eq));
+      auto path = kj::str(v.slice(*eq + 1));
+      if (name.size() > 0 && path.startsWith("/")) {
+        for (auto& socket : executorSockets) {
+          if (socket.name == name) return "--executor-socket names an executor twice";
+        }
+        executorSockets.add(ExecutorSocket{kj::mv(name), kj::mv(path)});
+        return true;
+      }
+    }
+    return "--executor-socket takes NAME=PATH, PATH an absolute path";
+  }
   kj::MainBuilder::Validity addAdmin(kj::StringPtr v) {
     if (v.size() == 0) return "an admin name cannot be empty";
     admins.add(kj::str(v));
@@ -460,26 +486,6 @@ class Runnerd {
     return newDynamicIdentities(store, uidRange, kj::mv(homes), log);
   }
 
-  // The cgroups that track the local executor's jobs (so that a stop reaches the processes that
-  // left the job's process group), when this host and this process allow it.
-  kj::Maybe<kj::Own<executors::cgroup::CgroupDriver>> trackingDriver(kj::StringPtr parent,
-                                                                      EventLog& log) {
-    kj::Maybe<kj::Own<executors::cgroup::CgroupDriver>> result;
-    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
-                   auto driver = executors::cgroup::newHostCgroupDriver(parent);
-                   // A first cgroup made and removed at once: the driver can do it here.
-                   driver->createTracking(kj::str("probe-", getpid()));
-                   log("the local executor tracks each job in a cgroup (v", driver->version(),
-                       ") under ", parent);
-                   result = kj::mv(driver);
-                 })) {
-      log("the local executor tracks jobs by process group only (a process that leaves it "
-          "escapes a stop): ",
-          e->getDescription());
-    }
-    return result;
-  }
-
   void serve() {
     tls::tuneAllocatorForStreaming();
     uint64_t descriptors = raiseDescriptorLimit();
@@ -510,26 +516,45 @@ class Runnerd {
     auto store = openStore();
     auto identities = makeIdentities(*store, log);
 
+    // Connections to the executors that run elsewhere: they outlive the executor set.
+    kj::Vector<kj::Own<executor_rpc::ExecutorConnection>> connections;
     executors::ExecutorSet executorSet;
-    auto parent = cgroupParent.map([](kj::String& p) -> kj::StringPtr { return p; })
-                      .orDefault(executors::cgroup::DEFAULT_CGROUP_PARENT);
-    executorSet.add(kj::heap<executors::LocalExecutor>(io.unixEventPort, io.provider->getTimer(),
-                                                       executors::LAUNCH_TIMEOUT,
-                                                       trackingDriver(parent, log)));
-    // The cgroup executor needs a cgroup hierarchy this process may write to. Without one,
-    // runnerd still serves the local executor, unless cgroup was asked for.
-    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
-                   auto driver = executors::cgroup::newHostCgroupDriver(parent);
-                   log("the cgroup executor uses cgroup v", driver->version(),
-                       ", job cgroups under ", parent);
-                   executorSet.add(kj::heap<executors::cgroup::CgroupExecutor>(
-                       io.unixEventPort, io.provider->getTimer(), kj::mv(driver)));
-                 })) {
-      if (executor == "cgroup") {
-        KJ_FAIL_REQUIRE(kj::str("the cgroup executor is not available: ", e->getDescription()));
+    for (auto& socket : executorSockets) {
+      kj::Maybe<executor_rpc::ExecutorConnection&> connection;
+      for (auto& c : connections) {
+        if (c->path() == socket.path) connection = *c;
       }
-      log("the cgroup executor is not available: ", e->getDescription());
+      if (connection == nullptr) {
+        connections.add(kj::heap<executor_rpc::ExecutorConnection>(
+            *io.lowLevelProvider, socket.path, [&log](kj::StringPtr line) { log.write(line); }));
+        connection = *connections.back();
+      }
+      auto remote =
+          KJ_ASSERT_NONNULL(connection).executor(socket.name).wait(io.waitScope);
+      // This runnerd cannot take back jobs a previous one left running: they are killed, and
+      // reported lost by the table's load().
+      for (auto& id : remote->discardHeld().wait(io.waitScope)) {
+        log("executor ", socket.name, " at ", socket.path,
+            " held job ", id, " of a previous runnerd: killed it");
+      }
+      log("executor ", socket.name, " runs its jobs through ", socket.path);
+      executorSet.add(kj::mv(remote));
     }
+    executors::HostExecutorOptions hostOptions;
+    hostOptions.cgroupParent = cgroupParent.map([](kj::String& p) -> kj::StringPtr { return p; })
+                                   .orDefault(executors::cgroup::DEFAULT_CGROUP_PARENT);
+    hostOptions.wanted = [this](kj::StringPtr name) {
+      for (auto& socket : executorSockets) {
+        if (socket.name == name) return false;
+      }
+      return true;
+    };
+    // Without a writable cgroup hierarchy, runnerd still serves the local executor, unless
+    // cgroup was asked for.
+    hostOptions.requireCgroup = executor == "cgroup";
+    hostOptions.log = [&log](kj::StringPtr line) { log.write(line); };
+    executors::addHostExecutors(executorSet, io.unixEventPort, io.provider->getTimer(),
+                                kj::mv(hostOptions));
     if (executorSet.find(executor) == nullptr) {
       KJ_FAIL_REQUIRE(kj::str("unknown executor '", executor,
                               "' (known: ", kj::strArray(executorSet.names(), ", "), ")"));
