@@ -114,22 +114,35 @@ void Server::handshake(kj::AuthenticatedStream stream) {
   }
   KJ_IF_MAYBE (gauge, kj::Maybe<DescriptorGauge&>(limits.perConnection.descriptors)) {
     if (gauge->nearlyExhausted()) {
-      logRefusal("refused connection peer=", peer, ": runnerd is short of descriptors (",
-                 gauge->inUse(), " of ", gauge->limit, " open)");
-      return;
+      if (pending.size() == 0) {
+        logRefusal("refused connection peer=", peer, ": runnerd is short of descriptors (",
+                   gauge->inUse(), " of ", gauge->limit, " open)");
+        return;
+      }
+      // Handshakes in progress give way rather than the newcomer, so that silent connections
+      // cannot hold the last descriptors against clients that would sign in: the oldest of
+      // the address with the most goes.
+      while (fullestBucket > 0 && buckets[fullestBucket].empty()) --fullestBucket;
+      KJ_ASSERT(fullestBucket > 0, "pending handshakes without an address");
+      evictOldestFrom(buckets[fullestBucket].front(),
+                      "runnerd is short of descriptors: the oldest handshake in progress of the "
+                      "address with the most gives way to a new connection");
     }
     gauge->taking(1);
   }
   auto host = kj::str(peer.slice(0, peer.findLast(':').orDefault(peer.size())));
   KJ_IF_MAYBE (own, pendingHosts.find(host)) {
     if ((*own)->handshakes.size() >= MAX_PENDING_HANDSHAKES_PER_ADDRESS) {
-      evictOldestFrom(**own, kj::str(MAX_PENDING_HANDSHAKES_PER_ADDRESS, " from its address"));
+      evictOldestFrom(**own, kj::str("the oldest of ", MAX_PENDING_HANDSHAKES_PER_ADDRESS,
+                                     " handshakes in progress from its address"));
     }
   }
   if (pending.size() >= MAX_PENDING_HANDSHAKES) {
     while (fullestBucket > 0 && buckets[fullestBucket].empty()) --fullestBucket;
     KJ_ASSERT(fullestBucket > 0, "pending handshakes without an address");
-    evictOldestFrom(buckets[fullestBucket].front(), kj::str(MAX_PENDING_HANDSHAKES, " in all"));
+    evictOldestFrom(buckets[fullestBucket].front(),
+                    kj::str("the oldest of ", MAX_PENDING_HANDSHAKES,
+                            " handshakes in progress in all, from the address with the most"));
   }
 
   auto entry = kj::heap<PendingHandshake>();
@@ -198,8 +211,7 @@ void Server::moveToBucket(PendingHost& host, size_t from, size_t to) {
 
 void Server::evictOldestFrom(PendingHost& host, kj::StringPtr why) {
   auto& oldest = host.handshakes.front();
-  logRefusal("dropped TLS handshake peer=", oldest.peer, ": the oldest of ", why,
-             " handshakes in progress");
+  logRefusal("dropped TLS handshake peer=", oldest.peer, ": ", why);
   removeHandshake(oldest.id);
 }
 
