@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <kj/debug.h>
 #include <kj/encoding.h>
 #include <signal.h>
@@ -807,11 +808,16 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
           tasks.add(writer->forget(kj::str(record.id)));
           log("cannot record the start of job ", record.id, " owner=", record.owner,
               ", so it was killed: ", e->getDescription());
-          bool late = e->getDescription() == STORE_NOT_ANSWERING;
-          kj::throwFatalException(kj::Exception(
-              kj::Exception::Type::FAILED, __FILE__, __LINE__,
-              kj::str("the job was not started: ",
-                      late ? STORE_NOT_ANSWERING : "the state store could not record it"_kj)));
+          kj::StringPtr why = "the state store could not record it"_kj;
+          if (e->getDescription() == STORE_NOT_ANSWERING) {
+            why = STORE_NOT_ANSWERING;
+          } else if (strstr(e->getDescription().cStr(), "database or disk is full") != nullptr) {
+            why = "the state store could not record it: its disk is full"_kj;
+          } else if (strstr(e->getDescription().cStr(), "disk I/O error") != nullptr) {
+            why = "the state store could not record it: its disk is failing (I/O error)"_kj;
+          }
+          kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                                kj::str("the job was not started: ", why)));
         }
         output->keep();
         auto& job = add(kj::mv(record));

@@ -280,6 +280,42 @@ TEST(Disk, ANewOwnersFirstStartWithTheStateDiskFrozenHoldsUpNoOneElse) {
   f.stop();
 }
 
+TEST(Disk, AStartOnAFullStateDiskSaysTheDiskIsFull) {
+  LoopDisk state;
+  SKIP_UNLESS_DISKS(&state);
+  auto stateFlag = kj::str("--state-dir=", state.mountPoint);
+  kj::StringPtr flags[] = {stateFlag};
+  RunnerdFixture f(flags);
+  auto alice = f.connect("alice");
+  auto running = startJob(f, *alice, {"/bin/sleep", "60"});
+  ASSERT_EQ(running.state, api::State::RUNNING);
+  // Everything else on the state disk taken.
+  auto filler = kj::str(state.mountPoint, "/filler");
+  run(kj::str("dd if=/dev/zero of=", filler, " bs=1M"));
+  run(kj::str("dd if=/dev/zero of=", filler, " bs=4k oflag=append conv=notrunc"));
+  sync();
+  // A start whose record needs new pages (512 KiB of arguments) cannot be written.
+  auto request = alice->manager.startRequest();
+  auto spec = request.initSpec();
+  spec.setCommand("/bin/true");
+  auto big = kj::heapString(512 * 1024);
+  memset(big.begin(), 'x', big.size());
+  spec.initArgs(1).set(0, big);
+  auto error = errorOf(f, request.send());
+  auto& message = KJ_ASSERT_NONNULL(error, "a start was recorded on a full disk");
+  EXPECT_TRUE(contains(message, "the job was not started: the state store could not record it: "
+                                "its disk is full"))
+      << message.cStr();
+  EXPECT_FALSE(contains(message, state.mountPoint)) << message.cStr();
+  // Others are still served, and room makes starts work again.
+  size_t listed = 0;
+  EXPECT_LT(slowestAnswer(f, *alice, running.job, listed), ANSWER_MS);
+  EXPECT_EQ(listed, 1u);
+  unlink(filler.cStr());
+  EXPECT_EQ(startJob(f, *alice, {"/bin/true"}).error, "");
+  f.stop();
+}
+
 TEST(Disk, WhoamiInfoAndListAnswerWhileTheStateDiskIsFrozen) {
   checkAnswersWhileFrozen("state");
 }
