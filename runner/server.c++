@@ -4,6 +4,7 @@
 #include <capnp/rpc.capnp.h>
 #include <capnp/serialize.h>
 #include <kj/debug.h>
+#include <malloc.h>
 
 #include "runner/backpressure-stream.h"
 #include "runner/metered-network.h"
@@ -188,6 +189,7 @@ void Server::addHandshake(kj::Own<PendingHandshake> handshake, kj::StringPtr hos
   moveToBucket(*entry, count, count + 1);
   auto id = handshake->id;
   pending.insert(id, kj::mv(handshake));
+  ++handshakesSinceTrim;
 }
 
 void Server::removeHandshake(uint64_t id) {
@@ -200,7 +202,22 @@ void Server::removeHandshake(uint64_t id) {
     if (host.handshakes.empty()) pendingHosts.erase(host.host);
     // Cancels the handshake if it is still under way, closing its connection.
     pending.erase(id);
+    if (pending.size() == 0) releaseMemoryAfterFlood();
   }
+}
+
+void Server::releaseMemoryAfterFlood() {
+  if (handshakesSinceTrim < TRIM_AFTER_HANDSHAKES || trimScheduled) return;
+  trimScheduled = true;
+  // Replaces the previous one, which has run (never from within it).
+  trim = timer.afterDelay(TRIM_DELAY)
+             .then([this]() {
+               trimScheduled = false;
+               if (pending.size() > 0) return;  // another flood: later
+               handshakesSinceTrim = 0;
+               malloc_trim(0);
+             })
+             .eagerlyEvaluate(nullptr);
 }
 
 void Server::moveToBucket(PendingHost& host, size_t from, size_t to) {

@@ -55,6 +55,11 @@ constexpr kj::Duration REFUSAL_LOG_WINDOW = 10 * kj::SECONDS;
 // How long a refused client has to take the reason before its connection is closed.
 constexpr kj::Duration REFUSAL_WRITE_TIMEOUT = 1 * kj::SECONDS;
 
+// Handshakes since the last release of memory past which a drained flood gives memory back, and
+// how long the handshakes must have been drained first.
+constexpr size_t TRIM_AFTER_HANDSHAKES = 256;
+constexpr kj::Duration TRIM_DELAY = 1 * kj::SECONDS;
+
 // How long runnerd waits before accepting again after accept() failed.
 constexpr kj::Duration ACCEPT_RETRY_DELAY = 100 * kj::MILLISECONDS;
 
@@ -107,6 +112,10 @@ class Server {
   kj::Array<kj::List<PendingHost, &PendingHost::bucketLink>> buckets;
   size_t fullestBucket = 0;
   uint64_t nextHandshakeId = 0;
+  // Handshakes begun since the allocator last gave memory back (see releaseMemoryAfterFlood).
+  size_t handshakesSinceTrim = 0;
+  bool trimScheduled = false;
+  kj::Maybe<kj::Promise<void>> trim;
 
   // Refusals logged in the current window, and those that were not.
   size_t refusalsLogged = 0;
@@ -130,6 +139,9 @@ class Server {
   void removeHandshake(uint64_t id);
   // Cancels the oldest pending handshake of `host`, to make room.
   void evictOldestFrom(PendingHost& host, kj::StringPtr why);
+  // After a flood of handshakes has drained: each kept TLS state of its own, which the allocator
+  // holds on to (about 130 MiB per 1,024), so runnerd gives it back to the system.
+  void releaseMemoryAfterFlood();
   void moveToBucket(PendingHost& host, size_t from, size_t to);
   // Logs a refusal, or counts it when this window has logged enough.
   template <typename... Params>
