@@ -96,12 +96,14 @@ void Job::releaseBlocksPastEnd() {
   // (fallocate with FALLOC_FL_KEEP_SIZE on the job's stdout).
   constexpr uint64_t SLACK = 1 << 20;
   if (uint64_t(st.st_blocks) * 512 <= uint64_t(st.st_size) + SLACK) return;
-  // Shrinking a file lets go of every block past its new end; a file system may skip a
-  // truncation to the size the file has, so it grows by a byte first.
-  if (ftruncate(output.get(), st.st_size + 1) < 0 || ftruncate(output.get(), st.st_size) < 0) {
+  // Truncating waits for the disk: on the output files' thread.
+  int copy = dup(output.get());
+  if (copy < 0) {
     table.log("cannot release the blocks job ", rec.id, " allocated past its output: ",
               strerror(errno));
+    return;
   }
+  table.outputFiles.releaseBlocksOnThread(kj::AutoCloseFd(copy));
 }
 
 kj::Promise<void> Job::enforceOutputLimit() {

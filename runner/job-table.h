@@ -127,8 +127,9 @@ class Job {
   kj::Maybe<kj::TimePoint> killDeadline;
   kj::Maybe<kj::Promise<void>> killTimer;
 
-  // Gives back the blocks the job allocated past the end of its output file (fallocate with
-  // FALLOC_FL_KEEP_SIZE), which would hold the log file system's room for nothing.
+  // Has the output files' thread give back the blocks the job allocated past the end of its
+  // output file (fallocate with FALLOC_FL_KEEP_SIZE), which would hold the log file system's
+  // room for nothing.
   void releaseBlocksPastEnd();
   // The process has ended: records the end, and publishes it (markEnded) once it is durable.
   void finish(const executors::ExitStatus& status);

@@ -99,15 +99,31 @@ kj::AutoCloseFd OutputFiles::create(kj::StringPtr id) {
 
 kj::Promise<kj::AutoCloseFd> OutputFiles::createOnThread(kj::StringPtr id) {
   auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::AutoCloseFd>();
-  state.lockExclusive()->requests.add(Request{kj::str(id), kj::mv(paf.fulfiller)});
+  state.lockExclusive()->requests.add(Request{kj::str(id), kj::mv(paf.fulfiller), nullptr});
   return kj::mv(paf.promise);
 }
 
 void OutputFiles::removeOnThread(kj::StringPtr id) {
-  state.lockExclusive()->requests.add(Request{kj::str(id), nullptr});
+  state.lockExclusive()->requests.add(Request{kj::str(id), nullptr, nullptr});
+}
+
+void OutputFiles::releaseBlocksOnThread(kj::AutoCloseFd fd) {
+  state.lockExclusive()->requests.add(Request{kj::str(), nullptr, kj::mv(fd)});
 }
 
 void OutputFiles::handle(Request& request) {
+  if (request.shrink.get() >= 0) {
+    int fd = request.shrink.get();
+    struct stat st;
+    // Shrinking a file lets go of every block past its new end; a file system may skip a
+    // truncation to the size the file has, so it grows by a byte first.
+    if (fstat(fd, &st) < 0 || ftruncate(fd, st.st_size + 1) < 0 ||
+        ftruncate(fd, st.st_size) < 0) {
+      KJ_LOG(WARNING, "could not release the blocks past the end of an output file", dir,
+             strerror(errno));
+    }
+    return;
+  }
   KJ_IF_MAYBE (created, request.created) {
     kj::AutoCloseFd fd;
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { fd = create(request.id); })) {

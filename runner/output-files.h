@@ -50,14 +50,20 @@ class OutputFiles {
   // that is not there is no error.
   void removeOnThread(kj::StringPtr id);
 
+  // Gives back, on the thread, the blocks allocated past the end of the output file open as
+  // `fd` (fallocate with FALLOC_FL_KEEP_SIZE), then closes it.
+  void releaseBlocksOnThread(kj::AutoCloseFd fd);
+
   // Files ready now (for tests).
   size_t ready() const;
 
  private:
-  // A file to make (with whom to tell) or, without a fulfiller, to remove.
+  // A file to make (with whom to tell) or, without a fulfiller, to remove; or, with `shrink`,
+  // an open file whose blocks past its end to give back.
   struct Request {
     kj::String id;
     kj::Maybe<kj::Own<kj::CrossThreadPromiseFulfiller<kj::AutoCloseFd>>> created;
+    kj::AutoCloseFd shrink;
   };
 
   struct State {
