@@ -169,14 +169,16 @@ kj::Promise<kj::Array<kj::String>> RemoteExecutor::discardHeld() {
 }
 
 void RemoteExecutor::taskFailed(kj::Exception&& exception) {
-  log(kj::str("executor ", executorName, ": ", explain(kj::mv(exception)).getDescription()));
+  log(kj::str("executor ", executorName, " at ", where, ": ",
+              explain(kj::mv(exception)).getDescription()));
 }
 
 kj::Exception RemoteExecutor::explain(kj::Exception&& e) {
   if (e.getType() != kj::Exception::Type::DISCONNECTED) return kj::mv(e);
+  // Clients read this: no path of the server's (the log has it).
   return kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
-                       kj::str("the executor '", executorName, "' at ", where,
-                               " is not answering; try again later"));
+                       kj::str("the executor '", executorName,
+                               "' is not answering; try again later"));
 }
 
 }  // namespace runner::executor_rpc
