@@ -558,8 +558,12 @@ kj::Array<kj::Maybe<kj::Exception>> Store::apply(kj::ArrayPtr<const StoreWrite> 
   transaction.commit();
   for (auto& w : writes) {
     if (w.kind == StoreWrite::Kind::FORGET) {
-      // What the forgotten jobs freed goes back to the file system (on this thread).
-      db->execute("PRAGMA incremental_vacuum");
+      // What the forgotten jobs freed goes back to the file system (on this thread). The batch
+      // is committed whatever becomes of this: a failure here is only logged, and the pages go
+      // back after a later batch.
+      KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { db->execute("PRAGMA incremental_vacuum"); })) {
+        KJ_LOG(WARNING, "could not give the freed pages of the job store back", *e);
+      }
       break;
     }
   }
