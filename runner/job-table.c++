@@ -702,7 +702,8 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
 
   // Before anything is made for the job: an owner that cannot be mapped leaves nothing behind.
   // A new owner's uid and home are made off the event loop first.
-  return cfg.identities->prepare(owner).then(
+  // Making them waits for the state disk (a synced write): as long as any other write at most.
+  return withStoreDeadline(timer, cfg.identities->prepare(owner)).then(
       [this, owner = kj::str(owner), request = kj::mv(request), executor,
        executorName = kj::mv(executorName), maxOutput, slot = kj::mv(slot)]() mutable {
         return startPrepared(owner, kj::mv(request), *executor, kj::mv(executorName), maxOutput,

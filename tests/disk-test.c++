@@ -280,6 +280,26 @@ TEST(Disk, ANewOwnersFirstStartWithTheStateDiskFrozenHoldsUpNoOneElse) {
   f.stop();
 }
 
+TEST(Disk, ANewOwnersFirstStartOnAFrozenStateDiskFailsAtTheDeadline) {
+  LoopDisk state;
+  SKIP_UNLESS_DISKS(&state);
+  auto stateFlag = kj::str("--state-dir=", state.mountPoint);
+  kj::StringPtr flags[] = {stateFlag};
+  RunnerdFixture f(flags);
+  auto bob = f.connect("bob");
+  state.freeze();
+  KJ_DEFER(state.thaw());
+  auto& clock = kj::systemPreciseMonotonicClock();
+  auto begin = clock.now();
+  // Bob's uid cannot be assigned: his start fails like any other that needs the frozen disk.
+  auto error = errorOf(f, sendStart(*bob, "/bin/true"));
+  double waited = millisSince(begin);
+  auto& message = KJ_ASSERT_NONNULL(error, "a new owner's start went through a frozen disk");
+  EXPECT_TRUE(contains(message, STORE_NOT_ANSWERING)) << message.cStr();
+  EXPECT_GE(waited, DEADLINE_MS - 100);
+  EXPECT_LT(waited, DEADLINE_MS + 5000);
+}
+
 TEST(Disk, AStartOnAFullStateDiskSaysTheDiskIsFull) {
   LoopDisk state;
   SKIP_UNLESS_DISKS(&state);
