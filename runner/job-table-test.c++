@@ -307,6 +307,44 @@ TEST(JobTable, AStartWhoseRecordCannotBeWrittenLeavesNoOutputFile) {
   for (auto& name : leftBehind()) ADD_FAILURE() << "left behind: " << name.cStr();
 }
 
+TEST(JobTable, StartsAreRefusedAtOnceWhileTheStoreBacklogIsFull) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir, nullptr, 0, /*maxDiskBacklog=*/2);
+  // Another connection holds the database's write lock: the writer waits on the first insert,
+  // and the next ones queue behind it.
+  sqlite3* other;
+  ASSERT_EQ(sqlite3_open(kj::str(dir.path(), "/runner.db").cStr(), &other), SQLITE_OK);
+  KJ_DEFER(sqlite3_close(other));
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto startSleep = [&]() {
+    StartRequest request;
+    request.command = kj::str("/bin/sleep");
+    request.args = kj::heapArray<kj::String>(1);
+    request.args[0] = kj::str("1000");
+    return h.table->start("alice", kj::mv(request));
+  };
+  kj::Vector<kj::Promise<Job*>> pending;
+  for (int i = 0; i < 3; i++) {
+    pending.add(startSleep().eagerlyEvaluate(nullptr));
+    h.io.provider->getTimer().afterDelay(100 * kj::MILLISECONDS).wait(h.io.waitScope);
+  }
+  // One insert taken by the writer, two queued: the next start is refused, without waiting.
+  auto begin = h.io.provider->getTimer().now();
+  auto refused = kj::runCatchingExceptions([&]() { startSleep().wait(h.io.waitScope); });
+  auto& e = KJ_ASSERT_NONNULL(refused, "a start was queued past the backlog");
+  EXPECT_TRUE(strstr(e.getDescription().cStr(), "the state store is not answering") != nullptr)
+      << e.getDescription().cStr();
+  EXPECT_LT(h.io.provider->getTimer().now() - begin, 1 * kj::SECONDS);
+  // The lock gone, the queued starts go through.
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  for (auto& start : pending) {
+    auto& job = *start.wait(h.io.waitScope);
+    EXPECT_EQ(job.record().state, JobState::RUNNING);
+    job.release();
+  }
+}
+
 TEST(JobTable, OrphanStillRunningAfterARestartIsKilledAndLost) {
   SKIP_UNLESS_JOBS_CAN_RUN();
   TempDir dir;

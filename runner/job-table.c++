@@ -695,6 +695,15 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
     }
     maxOutput = request.maxOutputBytes;
   }
+  if (writer->backlog() >= cfg.maxDiskBacklog) {
+    kj::throwFatalException(kj::Exception(kj::Exception::Type::OVERLOADED, __FILE__, __LINE__,
+                                          kj::str("the job was not started: ", STORE_NOT_ANSWERING)));
+  }
+  if (outputFiles.backlog() >= cfg.maxDiskBacklog) {
+    kj::throwFatalException(kj::Exception(kj::Exception::Type::OVERLOADED, __FILE__, __LINE__,
+                                          kj::str("the job was not started: ",
+                                                  OUTPUT_NOT_ANSWERING)));
+  }
   auto slot = takeRunningSlot(owner);
   if (logFilesystemFull()) {
     KJ_FAIL_REQUIRE("no room for the job's output: the log directory's file system is full");

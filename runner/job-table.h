@@ -64,6 +64,10 @@ struct JobTableConfig {
   uint64_t maxStoredBytesPerUser = uint64_t(256) << 20;
   // ... and over all owners: past it, the owner who keeps the most gives way first.
   uint64_t maxStoredBytes = uint64_t(1) << 30;
+  // Writes queued for the state store, or requests for the log directory, past which a start is
+  // refused at once (the disk is not answering, and clients that retry must not make the queues
+  // grow without end).
+  size_t maxDiskBacklog = 4096;
   // Jobs one owner may have running (or starting) at once.
   uint32_t maxRunningPerUser = 256;
   // The most output a job may write; a spec may ask for less.

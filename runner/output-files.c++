@@ -148,6 +148,10 @@ void OutputFiles::failCreate(kj::StringPtr name, int error) {
   KJ_FAIL_REQUIRE(kj::str("cannot create the job's output file: ", strerror(error)));
 }
 
+size_t OutputFiles::backlog() const {
+  return state.lockShared()->requests.size();
+}
+
 size_t OutputFiles::ready() const {
   return state.lockShared()->spares.size();
 }

@@ -54,6 +54,9 @@ class OutputFiles {
   // `fd` (fallocate with FALLOC_FL_KEEP_SIZE), then closes it.
   void releaseBlocksOnThread(kj::AutoCloseFd fd);
 
+  // Requests queued and not yet taken by the thread.
+  size_t backlog() const;
+
   // Files ready now (for tests).
   size_t ready() const;
 

@@ -34,6 +34,10 @@ kj::Promise<void> StoreWriter::forget(kj::String id) {
   return queue(StoreWrite{StoreWrite::Kind::FORGET, kj::mv(record)});
 }
 
+size_t StoreWriter::backlog() const {
+  return state.lockShared()->writes.size();
+}
+
 uint64_t StoreWriter::transactions() const {
   return state.lockShared()->transactions;
 }

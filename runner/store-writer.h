@@ -45,6 +45,9 @@ class StoreWriter {
   kj::Promise<void> update(JobRecord record);
   kj::Promise<void> forget(kj::String id);
 
+  // Writes queued and not yet taken by the thread (which grows while the disk does not answer).
+  size_t backlog() const;
+
   // Transactions committed so far (for tests).
   uint64_t transactions() const;
 

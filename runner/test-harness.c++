@@ -40,7 +40,7 @@ TempDir::~TempDir() noexcept(false) {
 }
 
 Harness::Harness(TempDir& dir, kj::Maybe<std::pair<uint32_t, uint64_t>> retention,
-                 uint64_t maxStoredBytes)
+                 uint64_t maxStoredBytes, size_t maxDiskBacklog)
     : io(kj::setupAsyncIo()),
       log(STDERR_FILENO),
       store(Store::open(kj::str(dir.path(), "/runner.db"))),
@@ -58,6 +58,7 @@ Harness::Harness(TempDir& dir, kj::Maybe<std::pair<uint32_t, uint64_t>> retentio
     config.maxStoredBytesPerUser = r->second;
   }
   if (maxStoredBytes > 0) config.maxStoredBytes = maxStoredBytes;
+  if (maxDiskBacklog > 0) config.maxDiskBacklog = maxDiskBacklog;
   table = kj::heap<JobTable>(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher,
                              log);
   table->load();

@@ -36,10 +36,10 @@ class Harness {
  public:
   // `dir` holds logs/ and the store; pass the same one to simulate a restarted server.
   // `retention`, when given, are JobTableConfig's maxStoredPerUser and maxStoredBytesPerUser;
-  // `maxStoredBytes`, when not 0, its maxStoredBytes.
+  // `maxStoredBytes` and `maxDiskBacklog`, when not 0, the fields of the same names.
   explicit Harness(TempDir& dir,
                    kj::Maybe<std::pair<uint32_t, uint64_t>> retention = nullptr,
-                   uint64_t maxStoredBytes = 0);
+                   uint64_t maxStoredBytes = 0, size_t maxDiskBacklog = 0);
   ~Harness() noexcept(false);
 
   kj::AsyncIoContext io;
