@@ -451,17 +451,31 @@ TEST_F(CgroupRunnerd, StatusShowsLimitsCgroupVersionIoDeviceUsageAndEndCause) {
 
 // runnerd with its default executor, local: jobs still get the cgroup executor when their spec
 // asks for it.
-// The pids of live (not zombie) processes whose command line contains `marker`.
+pid_t parentOf(pid_t pid) {
+  std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 4 >= stat.size() ? 0 : atoi(&stat[paren + 4]);
+}
+
+// The pids of live (not zombie) processes whose command line contains `marker`. A shell's child
+// between its fork and its exec (of `sleep`, or the subshell that makes a daemon) carries its
+// parent's command line for a moment; it is not counted.
 std::vector<pid_t> processesMarked(const std::string& marker) {
   std::vector<pid_t> found;
   DIR* proc = opendir("/proc");
   KJ_ASSERT(proc != nullptr);
+  auto commandLine = [](pid_t pid) {
+    std::string cmdline = readFile("/proc/" + std::to_string(pid) + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    return cmdline;
+  };
   while (struct dirent* entry = readdir(proc)) {
     pid_t pid = atoi(entry->d_name);
     if (pid <= 0 || pid == getpid()) continue;
-    std::string cmdline = readFile("/proc/" + std::to_string(pid) + "/cmdline");
-    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    std::string cmdline = commandLine(pid);
     if (cmdline.find(marker) == std::string::npos) continue;
+    pid_t parent = parentOf(pid);
+    if (parent > 0 && commandLine(parent) == cmdline) continue;
     char state = processState(pid);
     if (state != 0 && state != 'Z') found.push_back(pid);
   }
