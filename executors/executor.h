@@ -97,6 +97,26 @@ struct ExitStatus {
   bool oomKilledMain = false;
 
   Usage usage;
+
+  // Non-empty when the executor lost track of the job (the process that ran it crashed): what
+  // was left of the job was killed, this says why, and the fields above mean nothing.
+  kj::String lost;
+
+  ExitStatus() = default;
+  ExitStatus(ExitStatus&&) = default;
+  ExitStatus& operator=(ExitStatus&&) = default;
+  // Copyable, as every branch of a forked end gets its own.
+  ExitStatus(const ExitStatus& other) { *this = other; }
+  ExitStatus& operator=(const ExitStatus& other) {
+    signaled = other.signaled;
+    exitCode = other.exitCode;
+    termSignal = other.termSignal;
+    oomKilled = other.oomKilled;
+    oomKilledMain = other.oomKilledMain;
+    usage = other.usage;
+    lost = kj::str(other.lost);
+    return *this;
+  }
 };
 
 // A running job. Destroying a Process whose job still runs kills the whole job (SIGKILL)
@@ -154,6 +174,26 @@ class Executor {
   virtual kj::Array<kj::String> sweepLeftovers(
       kj::FunctionParam<bool(kj::StringPtr name)> isOurs) {
     return nullptr;
+  }
+
+  // Whether this executor's jobs outlive the server (another process runs them): then a server
+  // that stops leaves them running, and the next one takes them back with adopt(). The jobs of
+  // an executor in the server's own process die with it.
+  virtual bool keepsJobs() const { return false; }
+
+  // At start-up, for an executor that keepsJobs(): the job `jobId` a previous run of the server
+  // launched, as a Process (running, or ended and not yet taken), or nullptr when the executor
+  // does not hold it.
+  virtual kj::Promise<kj::Maybe<kj::Own<Process>>> adopt(kj::StringPtr jobId) {
+    return kj::Maybe<kj::Own<Process>>(nullptr);
+  }
+
+  // At start-up, for an executor that keepsJobs(): kills and forgets every job it holds that
+  // `isKnown` rejects (launched by a server that crashed before recording it); resolves with
+  // their ids once they are gone.
+  virtual kj::Promise<kj::Array<kj::String>> discardUnknown(
+      kj::Function<bool(kj::StringPtr jobId)> isKnown) {
+    return kj::Array<kj::String>(nullptr);
   }
 };
 

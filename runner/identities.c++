@@ -160,10 +160,12 @@ class AccountIdentities final : public OwnerIdentities {
 
 class DynamicIdentities final : public OwnerIdentities {
  public:
-  DynamicIdentities(Store& store, UidRange range, kj::String homesDir, EventLog& log)
-      : store(store), range(range), homesDir(kj::mv(homesDir)), log(log) {
+  DynamicIdentities(Store& store, UidRange range, kj::String homesDir, EventLog& log,
+                    bool makeHomes)
+      : store(store), range(range), homesDir(kj::mv(homesDir)), log(log), makeHomes(makeHomes) {
     int fd;
-    KJ_SYSCALL(fd = open(this->homesDir.cStr(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW),
+    // O_PATH: an unprivileged runnerd may only pass through the homes (mode 0711), not list them.
+    KJ_SYSCALL(fd = open(this->homesDir.cStr(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW),
                this->homesDir);
     homes = kj::AutoCloseFd(fd);
   }
@@ -210,6 +212,8 @@ class DynamicIdentities final : public OwnerIdentities {
  private:
   Store& store;
   UidRange range;
+  // False when the supervisor makes each home as it launches the job (runnerd is not root).
+  bool makeHomes;
   kj::String homesDir;
   EventLog& log;
   kj::AutoCloseFd homes;
@@ -286,7 +290,7 @@ class DynamicIdentities final : public OwnerIdentities {
           KJ_EXCEPTION(OVERLOADED, kj::str("no uid is left for a new owner in runnerd's uid range ",
                                            describeRange(range), " (--uid-range)")));
     }
-    makeHome(uid);
+    if (makeHomes) makeHome(uid);
     return Known{uid, userNameFor(owner, uid)};
   }
 
@@ -459,8 +463,8 @@ kj::Own<OwnerIdentities> newAccountIdentities(uint32_t minUid) {
 }
 
 kj::Own<OwnerIdentities> newDynamicIdentities(Store& store, UidRange range, kj::String homesDir,
-                                              EventLog& log) {
-  return kj::heap<DynamicIdentities>(store, range, kj::mv(homesDir), log);
+                                              EventLog& log, bool makeHomes) {
+  return kj::heap<DynamicIdentities>(store, range, kj::mv(homesDir), log, makeHomes);
 }
 
 executors::Credentials cloneCredentials(const executors::Credentials& credentials) {

@@ -104,9 +104,10 @@ kj::Own<OwnerIdentities> newAccountIdentities(uint32_t minUid);
 // Each owner as a uid of its own from `range` (assigned through `store`), with gid = uid, no
 // supplementary groups, and the home `homesDir`/<uid>, created 0700 and owned by the uid on the
 // owner's first start. A uid whose home already exists without an assignment (a store that was
-// replaced) is retired, logged, and skipped. Needs root.
+// replaced) is retired, logged, and skipped. Needs root, unless `makeHomes` is false: then the
+// supervisor makes each home when it launches the job.
 kj::Own<OwnerIdentities> newDynamicIdentities(Store& store, UidRange range, kj::String homesDir,
-                                              EventLog& log);
+                                              EventLog& log, bool makeHomes = true);
 
 // A copy of `credentials`.
 executors::Credentials cloneCredentials(const executors::Credentials& credentials);

@@ -381,6 +381,34 @@ TEST(JobTable, OrphanStillRunningAfterARestartIsKilledAndLost) {
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
+TEST(JobTable, ARunningRecordWhosePidWasReusedIsLostAndTheNewProcessIsLeftAlone) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  kj::String id;
+  {
+    // This very test process holds the recorded pid now, with another start time: a job whose pid
+    // was reused after it ended. Killing its group would end this test.
+    auto store = Store::open(kj::str(dir.path(), "/runner.db"));
+    JobRecord record;
+    record.id = newJobId();
+    record.owner = kj::str("alice");
+    record.command = kj::str("/bin/sleep");
+    record.executor = kj::str("local");
+    record.createdAt = record.startedAt = nowMillis();
+    record.pid = getpid();
+    record.pidStartTime = KJ_ASSERT_NONNULL(executors::processStartTime(getpid())) + 1;
+    store->insert(record);
+    id = kj::mv(record.id);
+  }
+  Harness h(dir);
+  auto& job = KJ_ASSERT_NONNULL(h.table->find(id));
+  EXPECT_EQ(job.record().state, JobState::LOST);
+  EXPECT_EQ(job.record().error, Store::LOST_ERROR);
+  auto events = h.store->events(id);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].state, JobState::LOST);
+}
+
 // Stored jobs, as a restarted server finds them: `count` ended jobs, every third bob's, the
 // others alice's; every fifth failed.
 kj::Vector<kj::String> storeEndedJobs(Store& store, size_t count) {

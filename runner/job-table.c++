@@ -179,7 +179,14 @@ void Job::finish(const executors::ExitStatus& status) {
   end.oomKilled = status.oomKilled;
   end.oomKilledMain = status.oomKilledMain;
   end.usage = status.usage;
-  if (stopRequested) {
+  if (status.lost.size() > 0) {
+    end.state = JobState::LOST;
+    end.exitCode = 0;
+    end.termSignal = 0;
+    end.oomKilled = false;
+    end.oomKilledMain = false;
+    end.error = kj::str(status.lost);
+  } else if (stopRequested) {
     end.state = JobState::STOPPED;
   } else if (status.signaled) {
     end.state = JobState::KILLED;
@@ -201,8 +208,9 @@ void Job::finish(const executors::ExitStatus& status) {
   process = nullptr;
   killTimer = nullptr;
 
-  auto how =
-      status.signaled ? kj::str("signal=", status.termSignal) : kj::str("exit=", status.exitCode);
+  auto how = status.lost.size() > 0 ? kj::str("lost: ", status.lost)
+             : status.signaled        ? kj::str("signal=", status.termSignal)
+                                      : kj::str("exit=", status.exitCode);
   table.log("job ended id=", rec.id, " owner=", rec.owner, " state=", stateName(end.state), " ",
             how, status.oomKilled ? " oom-killed" : "");
 
@@ -301,11 +309,11 @@ bool JobTable::logFilesystemFull() const {
   return uint64_t(st.f_bavail) * st.f_frsize < LOG_ROOM_BYTES || (st.f_files > 0 && st.f_favail == 0);
 }
 
-kj::Own<void> JobTable::takeRunningSlot(kj::StringPtr owner) {
+kj::Own<void> JobTable::takeRunningSlot(kj::StringPtr owner, bool overLimit) {
   auto& count = running.findOrCreate(owner, [&]() {
     return kj::HashMap<kj::String, uint32_t>::Entry{kj::str(owner), 0};
   });
-  if (count >= cfg.maxRunningPerUser) {
+  if (count >= cfg.maxRunningPerUser && !overLimit) {
     kj::throwFatalException(KJ_EXCEPTION(
         OVERLOADED, kj::str("too many running jobs for ", owner, " (limit ",
                             cfg.maxRunningPerUser, "); wait for some to end or stop them")));
@@ -568,32 +576,44 @@ ListPage JobTable::list(const ListQuery& query) const {
   return page;
 }
 
-void JobTable::load() {
-  auto records = store.recover(nowMillis());
+kj::Promise<void> JobTable::load() {
+  auto records = store.loadAll();
   kj::HashSet<kj::StringPtr> known;
   for (auto& record : records) known.insert(record.id);
+  // Jobs of executors that keep them across runnerd's restarts (another process runs them):
+  // taken back below.
+  kj::Vector<kj::StringPtr> toAdopt;
   for (auto& record : records) {
-    if (record.state == JobState::RUNNING) {
-      // The previous runnerd left it running. Nothing can reap it or learn how it ends, so it
-      // does not outlive the restart: its process group is killed here, and its cgroup (with
-      // whatever left the group) below, as systemd's KillMode=control-group would have done with
-      // the server. A pid now another process's is not the job's: then its group is long gone.
-      if (record.pid > 0) {
-        auto start = executors::processStartTime(record.pid);
-        bool ours = true;
-        KJ_IF_MAYBE (s, start) {
-          ours = record.pidStartTime == 0 || *s == record.pidStartTime;
-        }
-        if (ours) kill(-record.pid, SIGKILL);
+    if (record.state != JobState::RUNNING) continue;
+    KJ_IF_MAYBE (executor, executors.find(record.executor)) {
+      if (executor->keepsJobs()) {
+        toAdopt.add(record.id);
+        continue;
       }
-      record.state = JobState::LOST;
-      record.endedAt = nowMillis();
-      record.error = kj::str("runnerd restarted while the job was running; the job was killed");
-      record.pid = 0;
-      record.pidStartTime = 0;
-      store.update(record);
-      log("job lost id=", record.id, " owner=", record.owner, ": ", record.error);
     }
+    // The previous runnerd ran it in its own process. Nothing can reap it or learn how it ends,
+    // so it does not outlive the restart: its process group is killed here, and its cgroup (with
+    // whatever left the group) below, as systemd's KillMode=control-group would have done with
+    // the server. A pid now another process's (its start time differs) is not the job's: then
+    // the job is long gone.
+    bool alive = false;
+    if (record.pid > 0) {
+      KJ_IF_MAYBE (start, executors::processStartTime(record.pid)) {
+        alive = record.pidStartTime == 0 || *start == record.pidStartTime;
+      }
+    }
+    if (alive) kill(-record.pid, SIGKILL);
+    record.state = JobState::LOST;
+    record.endedAt = nowMillis();
+    record.error = !alive ? kj::str(Store::LOST_ERROR)
+                   : executors.find(record.executor) == nullptr
+                       ? kj::str("runnerd restarted without the executor '", record.executor,
+                                 "' the job ran on; the job was killed")
+                       : kj::str("runnerd restarted while the job was running; the job was killed");
+    record.pid = 0;
+    record.pidStartTime = 0;
+    store.update(record);
+    log("job lost id=", record.id, " owner=", record.owner, ": ", record.error);
   }
 
   // Cgroups named after a job of this server's (one it recorded, or one whose output file it made
@@ -617,15 +637,74 @@ void JobTable::load() {
       swept.insert(kj::mv(cgroup));
     }
   }
+
+  // Jobs launched by a runnerd that crashed before recording them: nobody can ask for them.
+  kj::Vector<kj::Promise<void>> work;
+  for (auto name : executors.names()) {
+    auto& executor = KJ_ASSERT_NONNULL(executors.find(name));
+    if (!executor.keepsJobs()) continue;
+    auto recorded = kj::heap<kj::HashSet<kj::String>>();
+    for (auto& record : records) recorded->insert(kj::str(record.id));
+    auto isKnown = [&recorded = *recorded](kj::StringPtr id) { return recorded.contains(id); };
+    work.add(executor.discardUnknown(kj::mv(isKnown))
+                 .then([this, name](kj::Array<kj::String> ids) {
+                   for (auto& id : ids) {
+                     log("executor ", name, " held job ", id,
+                         ", which no runnerd recorded (it crashed while starting it): killed it");
+                   }
+                 })
+                 .attach(kj::mv(recorded)));
+  }
   for (auto& id : outputFiles.removeUnknown([&](kj::StringPtr id) { return known.contains(id); })) {
     log("removed the output file of a job a previous runnerd never recorded id=", id);
   }
 
   for (auto& record : records) add(kj::mv(record));
+  for (auto id : toAdopt) {
+    auto& job = *KJ_ASSERT_NONNULL(jobs.find(id));
+    auto& executor = KJ_ASSERT_NONNULL(executors.find(job.rec.executor));
+    work.add(executor.adopt(job.rec.id).then(
+        [this, &job](kj::Maybe<kj::Own<executors::Process>> process) {
+          KJ_IF_MAYBE (p, process) {
+            resume(job, kj::mv(*p));
+          } else {
+            executors::ExitStatus lost;
+            lost.lost = kj::str("the executor '", job.rec.executor,
+                                "' no longer held the job when runnerd restarted (its process "
+                                "was restarted without it); nothing is known of how it ended");
+            job.runningSlot = takeRunningSlot(job.rec.owner, true);
+            job.finish(lost);
+          }
+        }));
+  }
   kj::Vector<kj::String> owners;
   for (auto& entry : byOwner) owners.add(kj::str(entry.key));
   for (auto& owner : owners) forgetPastRetention(owner);
   forgetPastTotal();
+  return kj::joinPromises(work.releaseAsArray());
+}
+
+void JobTable::resume(Job& job, kj::Own<executors::Process> process) {
+  // The output file is where the job writes; runnerd needs it open for the size limit and to
+  // give back what was allocated past its end.
+  int fd = open(job.path.cStr(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+  if (fd >= 0) {
+    job.output = kj::AutoCloseFd(fd);
+  } else {
+    log("cannot open the output file of job ", job.rec.id, ": ", strerror(errno));
+  }
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { job.watch = watcher.watch(job.path); })) {
+    log("cannot watch the output of job ", job.rec.id, ": ", e->getDescription());
+  }
+  // Taken back whatever the owner's limit: the job runs already.
+  job.runningSlot = takeRunningSlot(job.rec.owner, true);
+  log("job taken back id=", job.rec.id, " owner=", job.rec.owner, " pid=", process->pid(),
+      " executor=", job.rec.executor);
+  tasks.add(process->onExit().then([&job](executors::ExitStatus status) { job.finish(status); }));
+  job.process = kj::mv(process);
+  job.outputLimit = job.enforceOutputLimit().eagerlyEvaluate([&job](kj::Exception&& e) {
+    job.table.log("cannot watch the output size of job ", job.rec.id, ": ", e.getDescription());
+  });
 }
 
 kj::Array<kj::String> JobTable::buildEnvironment(kj::ArrayPtr<const kj::String> extra,

@@ -178,13 +178,16 @@ class JobTable {
   ~JobTable() noexcept(false);
   KJ_DISALLOW_COPY(JobTable);
 
-  // Loads every job the store knows. A job recorded as running whose process is gone becomes
-  // `lost`; one whose process is still there (runnerd restarted under it) is killed, since
-  // nothing can observe its end any more, and becomes `lost` too: its process group, and every
-  // process in the cgroups named after this server's jobs (the executors' sweepLeftovers()),
-  // which are removed. Output files named like a job's that the store does not know (a start cut
-  // short by a crash) are removed. Call once, before the first start.
-  void load();
+  // Loads every job the store knows, and resolves once every job recorded as running has been
+  // taken back or ended. A running job of an executor that keeps its jobs across restarts
+  // (another process runs them) is taken back (Executor::adopt): it runs on, or reports the end
+  // it reached meanwhile; one that executor no longer holds becomes `lost`, and jobs it holds
+  // that the store does not know (a start cut short by a crash) are discarded. A running job of
+  // an executor in runnerd's own process is killed, since nothing can observe its end any more,
+  // and becomes `lost`: its process group, and every process in the cgroups named after this
+  // server's jobs (the executors' sweepLeftovers()), which are removed. Output files named like
+  // a job's that the store does not know are removed. Call once, before the first start.
+  kj::Promise<void> load();
 
   // Starts a job owned by `owner`; resolves once the executor's launch has resolved and the
   // job's record is on disk, with the job in the table (`running`, or `failed` for a command that
@@ -252,8 +255,10 @@ class JobTable {
   // unprivileged writers.
   bool logFilesystemFull() const;
   // Counts one more running job of `owner` until the result is dropped; throws OVERLOADED at
-  // the limit.
-  kj::Own<void> takeRunningSlot(kj::StringPtr owner);
+  // the limit, unless `overLimit` (a job taken back after a restart runs already).
+  kj::Own<void> takeRunningSlot(kj::StringPtr owner, bool overLimit = false);
+  // A job recorded as running, taken back from its executor after a restart.
+  void resume(Job& job, kj::Own<executors::Process> process);
   // start(), once the owner's identity is ready.
   kj::Promise<Job*> startPrepared(kj::StringPtr owner, StartRequest&& request,
                                   executors::Executor& executor, kj::String executorName,

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <kj/async-unix.h>
 #include <kj/debug.h>
+#include <kj/filesystem.h>
 #include <kj/main.h>
 #include <kj/vector.h>
 #include <signal.h>
@@ -23,6 +24,7 @@
 #include "client/quantities.h"
 #include "runner/job-table.h"
 #include "runner/output-watcher.h"
+#include "runner/privileges.h"
 #include "runner/server.h"
 #include "runner/store.h"
 #include "tls/tls-config.h"
@@ -67,10 +69,10 @@ kj::String octalMode(mode_t mode) {
 // runnerd's alone: another user who could write there, or in a directory above it, could swap
 // them for their own. Above it, a directory may be root's and world-writable if it is sticky
 // (like /tmp: nobody else can rename what root put there).
-void requireOwnDirectory(kj::StringPtr flag, kj::StringPtr path) {
+void requireOwnDirectory(kj::StringPtr flag, kj::StringPtr path, uid_t owner) {
   struct stat st;
   KJ_SYSCALL(stat(path.cStr(), &st), path);
-  if (st.st_uid != geteuid() || (st.st_mode & 022) != 0) {
+  if (st.st_uid != owner || (st.st_mode & 022) != 0) {
     KJ_FAIL_REQUIRE(kj::str(flag, " ", path, " must be owned by runnerd's user and writable by it "
                             "alone (it is owned by uid ", st.st_uid, ", mode ",
                             octalMode(st.st_mode), ")"));
@@ -80,7 +82,7 @@ void requireOwnDirectory(kj::StringPtr flag, kj::StringPtr path) {
     auto ancestor = kj::str(path.slice(0, i));
     KJ_SYSCALL(stat(ancestor.cStr(), &st), ancestor);
     bool othersWrite = (st.st_mode & 002) || ((st.st_mode & 020) && st.st_gid != 0);
-    if ((st.st_uid != 0 && st.st_uid != geteuid()) || (othersWrite && !(st.st_mode & S_ISVTX))) {
+    if ((st.st_uid != 0 && st.st_uid != owner) || (othersWrite && !(st.st_mode & S_ISVTX))) {
       KJ_FAIL_REQUIRE(kj::str(flag, " ", path, " is below ", ancestor,
                               ", which another user can change (owned by uid ", st.st_uid,
                               ", group ", st.st_gid, ", mode ", octalMode(st.st_mode), ")"));
@@ -157,8 +159,8 @@ class Runnerd {
                           "<name>=<path>",
                           "Run the jobs of executor <name> through the process serving "
                           "schema/executor.capnp on the Unix socket <path> (runner-supervisor, "
-                          "or an executor extension) instead of in runnerd (repeatable). Jobs it "
-                          "still holds from a previous runnerd are killed at start-up.")
+                          "or an executor extension) instead of the supervisor (repeatable). Its "
+                          "jobs outlive runnerd: the next runnerd takes them back.")
         .addOptionWithArg({"admin"}, KJ_BIND_METHOD(*this, addAdmin), "<user>",
                           "A user who may stop and read every job (repeatable).")
         .addOptionWithArg({"cgroup-parent"}, KJ_BIND_METHOD(*this, setCgroupParent), "<path>",
@@ -430,20 +432,32 @@ class Runnerd {
     return Store::open(path);
   }
 
-  kj::Own<OwnerIdentities> makeIdentities(Store& store, EventLog& log) {
+  // Who the jobs run as, decided while runnerd is still root: what the supervisor is to grant
+  // (--uid-range of runner-supervisor) follows from it.
+  enum class IdentityMode { OWN_USER, RUN_AS, ACCOUNTS, DYNAMIC };
+  IdentityMode identityMode = IdentityMode::DYNAMIC;
+  kj::Maybe<executors::Credentials> runAsUser;
+
+  // As root, before anything is served: checks and makes what the identities need.
+  void prepareIdentities() {
     if (geteuid() != 0) {
       if (users != nullptr) {
         KJ_FAIL_REQUIRE("--users needs a runnerd started as root (an unprivileged runnerd runs "
                         "every job as its own user)");
       }
-      return newSharedIdentity(currentUser());
+      identityMode = IdentityMode::OWN_USER;
+      return;
     }
     KJ_IF_MAYBE (name, runAs) {
-      return newSharedIdentity(resolveRunAs(*name));
+      identityMode = IdentityMode::RUN_AS;
+      runAsUser = resolveRunAs(*name);
+      return;
     }
     if (users.orDefault(kj::str("dynamic")) == "accounts") {
-      return newAccountIdentities(minUid);
+      identityMode = IdentityMode::ACCOUNTS;
+      return;
     }
+    identityMode = IdentityMode::DYNAMIC;
     KJ_IF_MAYBE (conflict, findUidRangeConflict(uidRange, readHostIdFiles())) {
       KJ_FAIL_REQUIRE(kj::str(*conflict, "; choose another with --uid-range"));
     }
@@ -483,7 +497,65 @@ class Runnerd {
       KJ_FAIL_REQUIRE(kj::str(homes, " must be a directory owned by root"));
     }
     KJ_SYSCALL(chmod(homes.cStr(), 0711), homes);
-    return newDynamicIdentities(store, uidRange, kj::mv(homes), log);
+  }
+
+  kj::Own<OwnerIdentities> makeIdentities(Store& store, EventLog& log, bool supervised) {
+    switch (identityMode) {
+      case IdentityMode::OWN_USER:
+        return newSharedIdentity(currentUser());
+      case IdentityMode::RUN_AS:
+        return newSharedIdentity(cloneCredentials(KJ_ASSERT_NONNULL(runAsUser)));
+      case IdentityMode::ACCOUNTS:
+        return newAccountIdentities(minUid);
+      case IdentityMode::DYNAMIC:
+        return newDynamicIdentities(store, uidRange, kj::str(stateDir, "/homes"), log,
+                                    !supervised);
+    }
+    KJ_UNREACHABLE;
+  }
+
+  // The supervisor's command line: what it is to grant follows from how owners map to users.
+  kj::Array<kj::String> supervisorArgs(const DaemonUser& daemon) {
+    kj::Vector<kj::String> args;
+    args.add(kj::str("--state-dir=", stateDir));
+    args.add(kj::str("--runnerd-user=", daemon.name));
+    switch (identityMode) {
+      case IdentityMode::OWN_USER:
+        break;
+      case IdentityMode::RUN_AS: {
+        auto& user = KJ_ASSERT_NONNULL(runAsUser);
+        args.add(kj::str("--uid-range=", user.uid, "-", user.uid));
+        break;
+      }
+      case IdentityMode::ACCOUNTS:
+        args.add(kj::str("--uid-range=", minUid, "-", 4294967294u));
+        break;
+      case IdentityMode::DYNAMIC:
+        args.add(kj::str("--uid-range=", uidRange.first, "-", uidRange.last));
+        break;
+    }
+    KJ_IF_MAYBE (parent, cgroupParent) {
+      args.add(kj::str("--cgroup-parent=", *parent));
+    }
+    args.add(kj::str("--grace=", graceSeconds));
+    return args.releaseAsArray();
+  }
+
+  // A root runnerd's files, made or left by root (an older runnerd, or this one before it
+  // dropped root), become the daemon user's.
+  void giveFilesTo(const DaemonUser& daemon) {
+    giveTo(logDir, daemon);
+    giveTo(stateDir, daemon);
+    for (auto name : {"runner.db", "runner.db-wal", "runner.db-shm", "runner.db-journal"}) {
+      auto path = kj::str(stateDir, '/', name);
+      struct stat st;
+      if (lstat(path.cStr(), &st) == 0) giveTo(path, daemon);
+    }
+    auto fs = kj::newDiskFilesystem();
+    auto dir = fs->getRoot().openSubdir(kj::Path::parse(logDir.slice(1)));
+    for (auto& entry : dir->listEntries()) {
+      if (entry.type == kj::FsNode::Type::FILE) giveTo(kj::str(logDir, '/', entry.name), daemon);
+    }
   }
 
   void serve() {
@@ -505,75 +577,25 @@ class Runnerd {
           "; lower those flags or raise the limit (LimitNOFILE=)"));
     }
 
+    // A root runnerd hands its jobs to a root supervisor and becomes DAEMON_USER for good; an
+    // unprivileged one runs them itself, as its own user.
+    bool supervised = geteuid() == 0;
+    kj::Maybe<DaemonUser> daemon;
+    if (supervised) daemon = daemonUser();
+
     prepareDirectory("--log-dir", logDir, 0750);
     // Jobs pass through the state directory to their homes (dynamic identities).
     prepareDirectory("--state-dir", stateDir, 0711);
-    if (geteuid() == 0) {
-      requireOwnDirectory("--log-dir", logDir);
-      requireOwnDirectory("--state-dir", stateDir);
+    KJ_IF_MAYBE (d, daemon) {
+      giveFilesTo(*d);
+      requireOwnDirectory("--log-dir", logDir, d->uid);
+      requireOwnDirectory("--state-dir", stateDir, d->uid);
     }
+    // Read while root: the key may be root's alone.
     tls::ServerTls tls({certPath, keyPath, caPath}, io.provider->getTimer());
-    auto store = openStore();
-    auto identities = makeIdentities(*store, log);
+    prepareIdentities();
 
-    // Connections to the executors that run elsewhere: they outlive the executor set.
-    kj::Vector<kj::Own<executor_rpc::ExecutorConnection>> connections;
-    executors::ExecutorSet executorSet;
-    for (auto& socket : executorSockets) {
-      kj::Maybe<executor_rpc::ExecutorConnection&> connection;
-      for (auto& c : connections) {
-        if (c->path() == socket.path) connection = *c;
-      }
-      if (connection == nullptr) {
-        connections.add(kj::heap<executor_rpc::ExecutorConnection>(
-            *io.lowLevelProvider, socket.path, [&log](kj::StringPtr line) { log.write(line); }));
-        connection = *connections.back();
-      }
-      auto remote =
-          KJ_ASSERT_NONNULL(connection).executor(socket.name).wait(io.waitScope);
-      // This runnerd cannot take back jobs a previous one left running: they are killed, and
-      // reported lost by the table's load().
-      for (auto& id : remote->discardHeld().wait(io.waitScope)) {
-        log("executor ", socket.name, " at ", socket.path,
-            " held job ", id, " of a previous runnerd: killed it");
-      }
-      log("executor ", socket.name, " runs its jobs through ", socket.path);
-      executorSet.add(kj::mv(remote));
-    }
-    executors::HostExecutorOptions hostOptions;
-    hostOptions.cgroupParent = cgroupParent.map([](kj::String& p) -> kj::StringPtr { return p; })
-                                   .orDefault(executors::cgroup::DEFAULT_CGROUP_PARENT);
-    hostOptions.wanted = [this](kj::StringPtr name) {
-      for (auto& socket : executorSockets) {
-        if (socket.name == name) return false;
-      }
-      return true;
-    };
-    // Without a writable cgroup hierarchy, runnerd still serves the local executor, unless
-    // cgroup was asked for.
-    hostOptions.requireCgroup = executor == "cgroup";
-    hostOptions.log = [&log](kj::StringPtr line) { log.write(line); };
-    executors::addHostExecutors(executorSet, io.unixEventPort, io.provider->getTimer(),
-                                kj::mv(hostOptions));
-    if (executorSet.find(executor) == nullptr) {
-      KJ_FAIL_REQUIRE(kj::str("unknown executor '", executor,
-                              "' (known: ", kj::strArray(executorSet.names(), ", "), ")"));
-    }
-
-    OutputWatcher watcher(io.unixEventPort);
-    JobTableConfig config;
-    config.logDir = kj::str(logDir);
-    config.identities = kj::mv(identities);
-    config.defaultExecutor = kj::str(executor);
-    config.defaultGrace = graceSeconds * kj::SECONDS;
-    config.maxRunningPerUser = maxRunningPerUser;
-    config.maxOutputBytes = maxOutputBytes;
-    config.maxStoredPerUser = maxStoredPerUser;
-    config.maxStoredBytesPerUser = maxStoredBytesPerUser;
-    config.maxStoredBytes = maxStoredBytes;
-    JobTable table(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher, log);
-    table.load();
-
+    // Bound while root: the port may be a privileged one.
     kj::Own<kj::ConnectionReceiver> listener;
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
                    auto address =
@@ -591,6 +613,103 @@ class Runnerd {
       }
       KJ_FAIL_REQUIRE(kj::str("cannot listen on ", listen, ": ", reason));
     }
+
+    pid_t startedSupervisor = 0;
+    KJ_IF_MAYBE (d, daemon) {
+      auto binary = supervisorBinaryBesideSelf();
+      startedSupervisor = ensureSupervisor(stateDir, binary, supervisorArgs(*d));
+      if (startedSupervisor != 0) {
+        log("started the supervisor ", binary, " pid=", startedSupervisor);
+      } else {
+        log("a supervisor runs on ", stateDir, " already");
+      }
+      dropPrivileges(*d);
+      log("runnerd runs as ", d->name, " (uid ", d->uid, ", gid ", d->gid,
+          ") with no capabilities");
+    }
+
+    auto store = openStore();
+    auto identities = makeIdentities(*store, log, supervised);
+
+    // Connections to the executors that run elsewhere: they outlive the executor set.
+    kj::Vector<kj::Own<executor_rpc::ExecutorConnection>> connections;
+    executors::ExecutorSet executorSet;
+    auto connectionTo = [&](kj::StringPtr path) -> executor_rpc::ExecutorConnection& {
+      for (auto& c : connections) {
+        if (c->path() == path) return *c;
+      }
+      connections.add(kj::heap<executor_rpc::ExecutorConnection>(
+          *io.lowLevelProvider, io.provider->getTimer(), path,
+          [&log](kj::StringPtr line) { log.write(line); }));
+      return *connections.back();
+    };
+    for (auto& socket : executorSockets) {
+      auto remote = connectionTo(socket.path).executor(socket.name).wait(io.waitScope);
+      log("executor ", socket.name, " runs its jobs through ", socket.path);
+      executorSet.add(kj::mv(remote));
+    }
+    auto namedBySocket = [this](kj::StringPtr name) {
+      for (auto& socket : executorSockets) {
+        if (socket.name == name) return true;
+      }
+      return false;
+    };
+    if (supervised) {
+      // The supervisor serves this host's executors (local, and cgroup where it can).
+      auto path = supervisorSocketPath(stateDir);
+      // A supervisor just started needs a moment to listen.
+      for (int attempt = 0;; attempt++) {
+        auto failure = kj::runCatchingExceptions([&]() { connectionTo(path); });
+        if (failure == nullptr) break;
+        if (attempt >= 1000 || (startedSupervisor != 0 && kill(startedSupervisor, 0) < 0 && errno == ESRCH)) {
+          KJ_FAIL_REQUIRE(kj::str("the supervisor does not answer on ", path, ": ",
+                                  KJ_ASSERT_NONNULL(failure).getDescription(),
+                                  startedSupervisor != 0 ? "; it exited (see its lines above)"
+                                                         : ""));
+        }
+        usleep(10000);
+      }
+      auto& connection = connectionTo(path);
+      for (auto& name : connection.names().wait(io.waitScope)) {
+        if (namedBySocket(name)) continue;
+        executorSet.add(connection.executor(name).wait(io.waitScope));
+      }
+      log("executors ", kj::strArray(executorSet.names(), ", "), " run their jobs through ",
+          path);
+    } else {
+      executors::HostExecutorOptions hostOptions;
+      hostOptions.cgroupParent =
+          cgroupParent.map([](kj::String& p) -> kj::StringPtr { return p; })
+              .orDefault(executors::cgroup::DEFAULT_CGROUP_PARENT);
+      hostOptions.wanted = [&](kj::StringPtr name) { return !namedBySocket(name); };
+      // Without a writable cgroup hierarchy, runnerd still serves the local executor, unless
+      // cgroup was asked for.
+      hostOptions.requireCgroup = executor == "cgroup";
+      hostOptions.log = [&log](kj::StringPtr line) { log.write(line); };
+      executors::addHostExecutors(executorSet, io.unixEventPort, io.provider->getTimer(),
+                                  kj::mv(hostOptions));
+    }
+    if (executorSet.find(executor) == nullptr) {
+      KJ_FAIL_REQUIRE(kj::str("unknown executor '", executor,
+                              "' (known: ", kj::strArray(executorSet.names(), ", "), ")"));
+    }
+
+    OutputWatcher watcher(io.unixEventPort);
+    JobTableConfig config;
+    config.logDir = kj::str(logDir);
+    config.identities = kj::mv(identities);
+    config.defaultExecutor = kj::str(executor);
+    config.defaultGrace = graceSeconds * kj::SECONDS;
+    config.maxRunningPerUser = maxRunningPerUser;
+    config.maxOutputBytes = maxOutputBytes;
+    config.maxStoredPerUser = maxStoredPerUser;
+    config.maxStoredBytesPerUser = maxStoredBytesPerUser;
+    config.maxStoredBytes = maxStoredBytes;
+    JobTable table(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher, log);
+    // Unwinding or stopping, the jobs the executors keep are left to them.
+    KJ_DEFER(for (auto& connection : connections) connection->leaveJobs());
+    table.load().wait(io.waitScope);
+
     DescriptorGauge gauge(descriptors, DESCRIPTORS_REFUSED_AT);
     serverLimits.perConnection.descriptors = &gauge;
     log("limits: ", serverLimits.connections, " connections, per user ",
@@ -612,12 +731,26 @@ class Runnerd {
                       .then([]() -> siginfo_t { KJ_UNREACHABLE; })
                       .exclusiveJoin(kj::mv(stopSignal))
                       .wait(io.waitScope);
-    log("runnerd shutting down on signal ", signal.si_signo, ": stopping running jobs");
+    // Jobs another process runs (the supervisor's) keep running: the next runnerd takes them
+    // back. Those runnerd runs itself end with it.
+    size_t kept = 0;
+    for (auto job : table.all()) {
+      if (job->hasEnded()) continue;
+      KJ_IF_MAYBE (e, executorSet.find(job->record().executor)) {
+        if (e->keepsJobs()) ++kept;
+      }
+    }
+    log("runnerd shutting down on signal ", signal.si_signo, ": ", kept,
+        " running jobs are left to their executors; stopping the others");
     kj::Vector<kj::Promise<void>> stopping;
     for (auto job : table.all()) {
+      bool keptElsewhere = false;
+      KJ_IF_MAYBE (e, executorSet.find(job->record().executor)) {
+        keptElsewhere = e->keepsJobs();
+      }
       // A job whose end cannot be recorded (the state store is not answering) has ended all
       // the same: the others are still waited for.
-      if (!job->hasEnded()) {
+      if (!job->hasEnded() && !keptElsewhere) {
         stopping.add(job->stop(2 * kj::SECONDS).catch_([&log, job](kj::Exception&& e) {
           log("job ", job->id(), " stopped, but its end was not on disk in time: ", e.getDescription());
         }));

@@ -312,87 +312,8 @@ TEST(Store, EventsRecordEveryStateChangeInOrder) {
   EXPECT_EQ(0u, store->events("no-such-job").size());
 }
 
-TEST(Store, RecoverMarksJobWhoseProcessExitedLost) {
-  TempDir dir;
-  pid_t pid;
-  const char* argv[] = {"/bin/true", nullptr};
-  ASSERT_EQ(0, posix_spawn(&pid, argv[0], nullptr, nullptr, const_cast<char**>(argv), environ));
-  // Unreaped, the process (or its zombie) is still there to read its start time from.
-  uint64_t startTime = startTimeOf(pid);
-  int status;
-  ASSERT_EQ(pid, waitpid(pid, &status, 0));
-  ASSERT_TRUE(WIFEXITED(status));
-
-  JobRecord record = runningRecord("gone");
-  record.pid = pid;
-  record.pidStartTime = startTime;
-  int64_t now = nowMs();
-  {
-    auto store = Store::open(dir.file("jobs.db"));
-    store->insert(record);
-    auto recovered = store->recover(now);
-    ASSERT_EQ(1u, recovered.size());
-    EXPECT_EQ(JobState::LOST, recovered[0].state);
-    EXPECT_EQ(now, recovered[0].endedAt);
-    EXPECT_EQ(Store::LOST_ERROR, recovered[0].error);
-  }
-
-  auto store = Store::open(dir.file("jobs.db"));
-  auto jobs = store->loadAll();
-  ASSERT_EQ(1u, jobs.size());
-  EXPECT_EQ(JobState::LOST, jobs[0].state);
-  EXPECT_EQ(now, jobs[0].endedAt);
-  EXPECT_EQ(Store::LOST_ERROR, jobs[0].error);
-
-  auto events = store->events("gone");
-  ASSERT_EQ(2u, events.size());
-  EXPECT_EQ(JobState::LOST, events[1].state);
-  EXPECT_EQ(now, events[1].at);
-  EXPECT_EQ(Store::LOST_ERROR, events[1].detail);
-
-  // A second recovery finds nothing more to do.
-  auto again = store->recover(now + 1000);
-  EXPECT_EQ(now, again[0].endedAt);
-  EXPECT_EQ(2u, store->events("gone").size());
-}
-
-TEST(Store, RecoverLeavesJobWhoseProcessStillRunsAlone) {
-  TempDir dir;
-  auto store = Store::open(dir.file("jobs.db"));
-  JobRecord record = runningRecord("alive");
-  record.pid = getpid();
-  record.pidStartTime = startTimeOf(getpid());
-  store->insert(record);
-
-  auto recovered = store->recover(nowMs());
-  ASSERT_EQ(1u, recovered.size());
-  expectSame(record, recovered[0]);
-  expectSame(record, found(*store, "alive"));
-  EXPECT_EQ(1u, store->events("alive").size());
-}
-
-TEST(Store, RecoverTreatsReusedPidAsLost) {
-  TempDir dir;
-  auto store = Store::open(dir.file("jobs.db"));
-  JobRecord record = runningRecord("reused");
-  record.pid = getpid();
-  record.pidStartTime = startTimeOf(getpid()) + 1;
-  store->insert(record);
-
-  JobRecord ended = runningRecord("ended");
-  ended.state = JobState::EXITED;
-  ended.endedAt = 1700000000100;
-  store->insert(ended);
-
-  auto recovered = store->recover(1800000000000);
-  ASSERT_EQ(2u, recovered.size());
-  EXPECT_EQ(JobState::LOST, recovered[0].state);
-  EXPECT_EQ(1800000000000, recovered[0].endedAt);
-  EXPECT_EQ(JobState::LOST, found(*store, "reused").state);
-  // Jobs that had already ended are not touched.
-  EXPECT_EQ(JobState::EXITED, recovered[1].state);
-  EXPECT_EQ(1700000000100, recovered[1].endedAt);
-}
+// Whether a job recorded as running still runs is decided by the job table (JobTable::load()),
+// in one place, not by the store: see runner/job-table-test.c++.
 
 TEST(Store, UsesWriteAheadLog) {
   TempDir dir;

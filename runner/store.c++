@@ -693,26 +693,4 @@ kj::Vector<OwnerUid> Store::ownerUids() {
   return result;
 }
 
-kj::Vector<JobRecord> Store::recover(int64_t nowMs) {
-  std::lock_guard<std::recursive_mutex> lock(mutex);
-  Transaction transaction(*this);
-  auto records = loadAll();
-  for (auto& record : records) {
-    if (record.state != JobState::RUNNING) continue;
-    bool alive = false;
-    if (record.pid > 0) {
-      KJ_IF_MAYBE (startTime, executors::processStartTime(record.pid)) {
-        alive = *startTime == record.pidStartTime;
-      }
-    }
-    if (alive) continue;
-    record.state = JobState::LOST;
-    record.endedAt = nowMs;
-    record.error = kj::str(LOST_ERROR);
-    write(record);
-  }
-  transaction.commit();
-  return records;
-}
-
 }  // namespace runner

@@ -55,7 +55,8 @@ class Store {
   // The schema version this code writes, kept in `PRAGMA user_version`.
   static constexpr int SCHEMA_VERSION = 3;
 
-  // The error given to a job that was running when runnerd went away and is gone now.
+  // The error given to a job that was running in runnerd's own process when runnerd went away,
+  // and is gone now.
   static constexpr kj::StringPtr LOST_ERROR =
       "runnerd stopped while the job was running; its end was not observed"_kj;
 
@@ -98,12 +99,6 @@ class Store {
   // The state changes of the job with this id, oldest first (empty for an unknown id).
   kj::Vector<EventRow> events(kj::StringPtr id);
 
-  // For a server that starts: loadAll(), except that each RUNNING job whose process is gone
-  // (no process with its pid, or one with a different start time, i.e. the pid was reused)
-  // becomes LOST with endedAt = nowMs and LOST_ERROR, which is persisted with its event.
-  // A RUNNING job whose process still exists is returned unchanged, for the caller to
-  // decide about.
-  kj::Vector<JobRecord> recover(int64_t nowMs);
 
   // The uid assigned to `owner` (dynamic identities), if any.
   kj::Maybe<uint32_t> ownerUid(kj::StringPtr owner);

@@ -61,7 +61,7 @@ Harness::Harness(TempDir& dir, kj::Maybe<std::pair<uint32_t, uint64_t>> retentio
   if (maxDiskBacklog > 0) config.maxDiskBacklog = maxDiskBacklog;
   table = kj::heap<JobTable>(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher,
                              log);
-  table->load();
+  table->load().wait(io.waitScope);
 }
 
 Harness::~Harness() noexcept(false) {
