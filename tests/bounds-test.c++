@@ -823,8 +823,7 @@ TEST(Bounds, NearTheDescriptorLimitRunnerdRefusesPolitelyAndKeepsAccepting) {
   // runnerd's limit lowered from outside to 150 above what it holds: a quarter of it is kept, so
   // about 100 are usable.
   rlim_t lowered = f.serverDescriptors() + 150;
-  struct rlimit low = {lowered, lowered};
-  ASSERT_EQ(prlimit(f.pid(), RLIMIT_NOFILE, &low, nullptr), 0) << strerror(errno);
+  f.lowerDescriptorLimit(lowered);
   sleepFor(f, 200 * kj::MILLISECONDS);
   kj::Vector<capnp::Response<api::Job::WatchOutputResults>> handles;
   kj::Maybe<kj::String> error;

@@ -9,6 +9,9 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <grp.h>
+#include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -88,6 +91,8 @@ RunnerdFixture::RunnerdFixture(kj::ArrayPtr<const kj::StringPtr> extraFlags)
 
 RunnerdFixture::~RunnerdFixture() noexcept(false) {
   if (serverPid != 0) stop();
+  // The supervisor outlives runnerd by design; the test's jobs end with it.
+  if (supervisorPid() != 0) signalSupervisor(SIGTERM);
   auto fs = kj::newDiskFilesystem();
   auto path = kj::Path::parse(root.slice(1));
   fs->getRoot().openSubdir(path.parent(), kj::WriteMode::MODIFY)->remove(path.basename());
@@ -184,6 +189,70 @@ void RunnerdFixture::crash() {
   int status;
   KJ_SYSCALL(waitpid(serverPid, &status, 0));
   serverPid = 0;
+}
+
+void RunnerdFixture::lowerDescriptorLimit(uint64_t limit) {
+  struct stat st;
+  KJ_SYSCALL(stat(kj::str("/proc/", serverPid).cStr(), &st));
+  pid_t child;
+  KJ_SYSCALL(child = fork());
+  if (child == 0) {
+    struct rlimit low = {limit, limit};
+    bool ok = setgroups(0, nullptr) == 0 && setresgid(st.st_gid, st.st_gid, st.st_gid) == 0 &&
+              setresuid(st.st_uid, st.st_uid, st.st_uid) == 0 &&
+              prlimit(serverPid, RLIMIT_NOFILE, &low, nullptr) == 0;
+    _exit(ok ? 0 : 1);
+  }
+  int status;
+  KJ_SYSCALL(waitpid(child, &status, 0));
+  KJ_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "cannot lower runnerd's limit");
+}
+
+pid_t RunnerdFixture::supervisorPid() const {
+  // The state directory runnerd was given last: the fixture's, unless a test's flag names another.
+  auto stateDir = kj::str(root, "/state");
+  for (auto& flag : extraFlags) {
+    if (flag.startsWith("--state-dir=")) stateDir = kj::str(flag.slice(strlen("--state-dir=")));
+  }
+  auto path = kj::str(stateDir, "/supervisor.pid");
+  int fd = open(path.cStr(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  kj::AutoCloseFd owned(fd);
+  // Only a running supervisor holds the lock on its pid file.
+  if (flock(fd, LOCK_SH | LOCK_NB) == 0) return 0;
+  char text[32] = {};
+  if (pread(fd, text, sizeof(text) - 1, 0) <= 0) return 0;
+  return atoi(text);
+}
+
+namespace {
+
+// Not this process's child: gone once /proc has no live process with this pid.
+bool processGone(pid_t pid) {
+  auto path = kj::str("/proc/", pid, "/stat");
+  int fd = open(path.cStr(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;
+  char text[512] = {};
+  ssize_t n = read(fd, text, sizeof(text) - 1);
+  close(fd);
+  const char* paren = n > 0 ? strrchr(text, ')') : nullptr;
+  return paren == nullptr || paren[1] == '\0' || paren[2] == 'Z' || paren[2] == 'X';
+}
+
+}  // namespace
+
+void RunnerdFixture::signalSupervisor(int signal) {
+  pid_t pid = supervisorPid();
+  KJ_REQUIRE(pid > 0, "no supervisor runs");
+  KJ_SYSCALL(kill(pid, signal));
+  if (signal != SIGTERM && signal != SIGKILL) return;
+  // A SIGTERM stops the jobs with their grace period first.
+  for (int i = 0; i < 3000 && !processGone(pid); i++) usleep(10000);
+  if (!processGone(pid)) {
+    kill(pid, SIGKILL);
+    for (int i = 0; i < 500 && !processGone(pid); i++) usleep(10000);
+    KJ_FAIL_ASSERT("the supervisor did not stop within 30 s of the signal", signal);
+  }
 }
 
 kj::String RunnerdFixture::serverLog() const {

@@ -30,6 +30,15 @@ class RunnerdFixture {
   // SIGKILL, as a crash would, then reaps it; its jobs are left as they are.
   void crash();
 
+  // Lowers runnerd's descriptor limit (soft and hard) from outside, as runnerd's own user: root
+  // here may lack CAP_SYS_RESOURCE, and runnerd is not root's.
+  void lowerDescriptorLimit(uint64_t limit);
+
+  // The supervisor a root runnerd started (its pid file under the state directory), or 0.
+  pid_t supervisorPid() const;
+  // Sends `signal` to the supervisor and, for SIGTERM and SIGKILL, waits until it is gone.
+  void signalSupervisor(int signal);
+
   kj::StringPtr dir() const { return root; }
 
   // runnerd's --uid-range is [firstUid, firstUid + UIDS): its own, unless extraFlags name one.

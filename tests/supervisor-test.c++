@@ -214,7 +214,7 @@ TEST_F(SupervisorEndToEnd, LaunchAsRootIsRefused) {
   auto& io = server->io;
   kj::Vector<kj::String> lines;
   executor_rpc::ExecutorConnection connection(
-      *io.lowLevelProvider, supervisor->socket,
+      *io.lowLevelProvider, io.provider->getTimer(), supervisor->socket,
       [&](kj::StringPtr line) { lines.add(kj::str(line)); });
   auto local = connection.executor("local").wait(io.waitScope);
   int devNull = open("/dev/null", O_WRONLY | O_CLOEXEC);
