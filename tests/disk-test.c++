@@ -365,7 +365,9 @@ TEST(Disk, AnAcknowledgedStartAndEndSurviveACrashOfTheirDisk) {
   KJ_ASSERT(run(kj::str("echo written >", control)));
   kill(f.pid(), SIGKILL);
   f.stop();
-  // The job goes too (a host crash ends it): it keeps the file system busy otherwise.
+  // The supervisor and the job go too (a host crash ends them): they keep the file system busy
+  // otherwise.
+  f.signalSupervisor(SIGKILL);
   pid_t jobPid = pidOf(f.serverLog(), running.id);
   kill(-jobPid, SIGKILL);
   for (int i = 0; i < 500 && kill(jobPid, 0) == 0; i++) usleep(10000);
