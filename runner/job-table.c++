@@ -73,8 +73,8 @@ kj::String newJobId() {
 // ---------------------------------------------------------------------------------------------
 // Job
 
-Job::Job(JobTable& table, JobRecord record, kj::String path)
-    : table(table), rec(kj::mv(record)), path(kj::mv(path)) {}
+Job::Job(JobContext& context, JobRecord record, kj::String path)
+    : context(context), rec(kj::mv(record)), path(kj::mv(path)) {}
 
 uint64_t Job::outputBytes() const {
   struct stat st;
@@ -99,11 +99,11 @@ void Job::releaseBlocksPastEnd() {
   // Truncating waits for the disk: on the output files' thread.
   int copy = dup(output.get());
   if (copy < 0) {
-    table.log("cannot release the blocks job ", rec.id, " allocated past its output: ",
+    context.log("cannot release the blocks job ", rec.id, " allocated past its output: ",
               strerror(errno));
     return;
   }
-  table.outputFiles.releaseBlocksOnThread(kj::AutoCloseFd(copy));
+  context.outputFiles.releaseBlocksOnThread(kj::AutoCloseFd(copy));
 }
 
 kj::Promise<void> Job::enforceOutputLimit() {
@@ -120,7 +120,7 @@ kj::Promise<void> Job::enforceOutputLimit() {
   }
   rec.error = kj::str("runnerd stopped the job: its output reached the limit of ",
                       rec.maxOutputBytes, " bytes");
-  table.log("job reached its output limit id=", rec.id, " owner=", rec.owner,
+  context.log("job reached its output limit id=", rec.id, " owner=", rec.owner,
             " limit=", rec.maxOutputBytes, " bytes=", size);
   // At once: a job that writes fast would write far past the limit during a grace period.
   stop(0 * kj::SECONDS).detach([](kj::Exception&&) {});
@@ -144,23 +144,23 @@ kj::Promise<void> Job::outputChanged() {
 kj::Promise<void> Job::stop(kj::Maybe<kj::Duration> grace) {
   KJ_IF_MAYBE (p, process) {
     auto& proc = **p;
-    auto delay = grace.orDefault(table.cfg.defaultGrace);
+    auto delay = grace.orDefault(context.config.defaultGrace);
     if (!stopRequested) {
       stopRequested = true;
-      table.log("job stopping id=", rec.id, " owner=", rec.owner, " grace=", delay);
+      context.log("job stopping id=", rec.id, " owner=", rec.owner, " grace=", delay);
     }
     proc.signalAll(delay == 0 * kj::SECONDS ? SIGKILL : SIGTERM);
-    auto deadline = table.timer.now() + delay;
+    auto deadline = context.timer.now() + delay;
     bool earlier = true;
     KJ_IF_MAYBE (current, killDeadline) {
       earlier = deadline < *current;
     }
     if (delay > 0 * kj::SECONDS && earlier) {
       killDeadline = deadline;
-      killTimer = table.timer.atTime(deadline)
+      killTimer = context.timer.atTime(deadline)
                       .then([this]() {
                         KJ_IF_MAYBE (still, process) {
-                          table.log("job did not end within its grace period, killing id=", rec.id);
+                          context.log("job did not end within its grace period, killing id=", rec.id);
                           (*still)->signalAll(SIGKILL);
                         }
                       })
@@ -197,7 +197,7 @@ void Job::finish(const executors::ExitStatus& status) {
   end.pidStartTime = 0;
   end.outputBytes = outputBytes();
   releaseBlocksPastEnd();
-  if (end.error.size() == 0 && table.logFilesystemFull()) {
+  if (end.error.size() == 0 && context.logFilesystemFull()) {
     // The job's writes past that point failed (ENOSPC), which only the job saw.
     end.error = kj::str("the log file system was full when the job ended: its output may be cut "
                         "short");
@@ -211,14 +211,14 @@ void Job::finish(const executors::ExitStatus& status) {
   auto how = status.lost.size() > 0 ? kj::str("lost: ", status.lost)
              : status.signaled        ? kj::str("signal=", status.termSignal)
                                       : kj::str("exit=", status.exitCode);
-  table.log("job ended id=", rec.id, " owner=", rec.owner, " state=", stateName(end.state), " ",
+  context.log("job ended id=", rec.id, " owner=", rec.owner, " state=", stateName(end.state), " ",
             how, status.oomKilled ? " oom-killed" : "");
 
   // Waiters are told when the store is not answering; the end is still published once the write
   // completes.
-  endDeadline = table.timer.afterDelay(STORE_DEADLINE)
+  endDeadline = context.timer.afterDelay(STORE_DEADLINE)
                     .then([this]() {
-                      table.log("the end of job ", rec.id, " is not on disk after ",
+                      context.log("the end of job ", rec.id, " is not on disk after ",
                                 STORE_DEADLINE / kj::SECONDS,
                                 " s: the state store is not answering");
                       endStalled = true;
@@ -226,12 +226,12 @@ void Job::finish(const executors::ExitStatus& status) {
                     })
                     .eagerlyEvaluate(nullptr);
   // The table outlives its tasks, and a job that has not ended is never forgotten.
-  table.tasks.add(table.writer->update(end.clone())
+  context.tasks.add(context.writer.update(end.clone())
                       .then([]() {},
                             [this](kj::Exception&& e) {
                               // Published all the same (the job has ended); a restarted server
                               // will report it lost.
-                              table.log("cannot record the end of job ", rec.id, ": ",
+                              context.log("cannot record the end of job ", rec.id, ": ",
                                         e.getDescription());
                             })
                       .then([this, end = kj::mv(end)]() mutable {
@@ -257,7 +257,7 @@ void Job::markEnded() {
   }
   watch = nullptr;
   ended.fire();
-  table.ended(*this);
+  context.ended(*this);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,7 +274,15 @@ JobTable::JobTable(JobTableConfig config, executors::ExecutorSet& executors, Sto
       watcher(watcher),
       log(log),
       errorHandler(log, "internal error"),
-      tasks(errorHandler) {
+      tasks(errorHandler),
+      jobContext{cfg,
+                 timer,
+                 *writer,
+                 outputFiles,
+                 tasks,
+                 log,
+                 [this](Job& job) { ended(job); },
+                 [this]() { return logFilesystemFull(); }} {
   KJ_REQUIRE(cfg.identities.get() != nullptr, "no owner identities configured");
   KJ_REQUIRE(executors.find(cfg.defaultExecutor) != nullptr, "unknown executor",
              cfg.defaultExecutor);
@@ -328,7 +336,7 @@ size_t estimatedInfoBytes(const JobRecord& rec);
 
 Job& JobTable::add(JobRecord record) {
   auto path = kj::str(cfg.logDir, '/', record.id, ".log");
-  auto job = kj::heap<Job>(*this, kj::mv(record), kj::mv(path));
+  auto job = kj::heap<Job>(jobContext, kj::mv(record), kj::mv(path));
   auto& ref = *job;
   ref.seq = nextSeq++;
   ref.storedBytes = estimatedInfoBytes(ref.rec);
@@ -703,7 +711,7 @@ void JobTable::resume(Job& job, kj::Own<executors::Process> process) {
   tasks.add(process->onExit().then([&job](executors::ExitStatus status) { job.finish(status); }));
   job.process = kj::mv(process);
   job.outputLimit = job.enforceOutputLimit().eagerlyEvaluate([&job](kj::Exception&& e) {
-    job.table.log("cannot watch the output size of job ", job.rec.id, ": ", e.getDescription());
+    job.context.log("cannot watch the output size of job ", job.rec.id, ": ", e.getDescription());
   });
 }
 
@@ -923,7 +931,7 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
           job.output = kj::mv(outputFd);
           job.runningSlot = kj::mv(slot);
           job.outputLimit = job.enforceOutputLimit().eagerlyEvaluate([&job](kj::Exception&& e) {
-            job.table.log("cannot watch the output size of job ", job.rec.id, ": ",
+            job.context.log("cannot watch the output size of job ", job.rec.id, ": ",
                           e.getDescription());
           });
         } else {

@@ -74,6 +74,23 @@ struct JobTableConfig {
   uint64_t maxOutputBytes = uint64_t(64) << 30;
 };
 
+class Job;
+
+// What a Job uses of the table it belongs to; the table makes it and it outlives every job. The
+// table reaches into its jobs (it is Job's friend), never the other way round.
+struct JobContext {
+  const JobTableConfig& config;
+  kj::Timer& timer;
+  StoreWriter& writer;
+  OutputFiles& outputFiles;
+  kj::TaskSet& tasks;
+  EventLog& log;
+  // The job has ended and its end is published: it counts against its owner's retention.
+  kj::Function<void(Job&)> ended;
+  // Whether the log directory's file system has (almost) no room left for unprivileged writers.
+  kj::Function<bool()> logFilesystemFull;
+};
+
 class Job {
  public:
   KJ_DISALLOW_COPY(Job);
@@ -91,7 +108,7 @@ class Job {
   kj::Promise<void> whenEnded();
 
   // Use JobTable::start().
-  Job(class JobTable& table, JobRecord record, kj::String path);
+  Job(JobContext& context, JobRecord record, kj::String path);
 
   // Sends SIGTERM to every process of the job, and SIGKILL once `grace` has passed (at once for
   // a zero grace). Resolves when the job has ended; the job ends `stopped`.
@@ -108,7 +125,7 @@ class Job {
  private:
   friend class JobTable;
 
-  class JobTable& table;
+  JobContext& context;
   JobRecord rec;
   kj::String path;
   // Its place in the order of creation: list cursors are sequence numbers.
@@ -215,8 +232,6 @@ class JobTable {
   const JobTableConfig& config() const { return cfg; }
 
  private:
-  friend class Job;
-
   JobTableConfig cfg;
   OutputFiles outputFiles;
   executors::ExecutorSet& executors;
@@ -242,6 +257,8 @@ class JobTable {
   kj::HashMap<kj::String, uint32_t> running;
   LoggedTaskErrors errorHandler;
   kj::TaskSet tasks;
+  // What the jobs use of the table.
+  JobContext jobContext;
 
   Job& add(JobRecord record);
   // Counts an ended job against its owner's retention, and forgets the oldest ended jobs past it.
