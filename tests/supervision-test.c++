@@ -232,6 +232,88 @@ TEST(Supervision, KillNineOfRunnerdWithFiftyRunningJobsLosesNone) {
             << std::endl;
 }
 
+// Kills runnerd at random moments, starts in flight included, and then compares every job it
+// knows with what the job really did: a job whose start was answered is known; every known job's
+// record (state, exit code) and output match the script it ran; no job runs unrecorded.
+TEST(Supervision, RandomKillsOfRunnerdLoseNoJobAndNoByte) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  bool cgroup = supervisorServesCgroup(f);
+  std::string marker = "random-kill-" + std::to_string(getpid());
+  srand(getpid());
+  kj::Vector<kj::String> answered;
+  size_t sent = 0;
+  for (int round = 0; round < 8; round++) {
+    {
+      auto alice = f.connect("alice");
+      kj::Vector<kj::Promise<void>> starts;
+      for (int k = 0; k < 8; k++) {
+        // The token says what the job does: its output lines and its exit code.
+        auto token = kj::str(marker, "-", round, "-", k);
+        auto request = alice->manager.startRequest();
+        auto spec = request.initSpec();
+        spec.setCommand("/bin/sh");
+        auto args = spec.initArgs(3);
+        args.set(0, "-c");
+        args.set(1, kj::str("i=0; while [ $i -lt ", 5 + k * 3,
+                            " ]; do echo \"$0 line $i\"; i=$((i+1)); sleep 0.02; done; exit ",
+                            round * 8 + k + 1));
+        args.set(2, token);
+        spec.setExecutor(cgroup && k % 2 == 1 ? "cgroup" : "local");
+        ++sent;
+        starts.add(request.send()
+                       .then([&answered](auto&& response) {
+                         answered.add(kj::str(response.getInfo().getId()));
+                       })
+                       .catch_([](kj::Exception&&) {}));
+      }
+      // Some starts are answered, some are under way, some not yet sent when runnerd dies.
+      f.io.provider->getTimer()
+          .afterDelay((rand() % 150) * kj::MILLISECONDS)
+          .exclusiveJoin(kj::joinPromises(starts.releaseAsArray()))
+          .wait(f.io.waitScope);
+    }
+    f.crash();
+    usleep((rand() % 200) * 1000);
+    f.start();
+  }
+
+  auto alice = f.connect("alice");
+  auto list = alice->manager.listRequest();
+  list.initFilter().setLimit(0);
+  auto listed = list.send().wait(f.io.waitScope);
+  kj::Vector<kj::String> known;
+  for (auto info : listed.getJobs()) known.add(kj::str(info.getId()));
+  for (auto& id : answered) {
+    bool found = false;
+    for (auto& k : known) found = found || k == id;
+    EXPECT_TRUE(found) << "a start that was answered is unknown: " << id.cStr();
+  }
+  EXPECT_LE(known.size(), sent);
+  size_t checked = 0;
+  for (auto info : listed.getJobs()) {
+    auto id = kj::str(info.getId());
+    auto token = kj::str(info.getArgs()[2]);
+    // <marker>-<round>-<k>
+    int round = -1, k = -1;
+    sscanf(token.cStr() + marker.size(), "-%d-%d", &round, &k);
+    ASSERT_GE(k, 0) << token.cStr();
+    auto end = waitFor(f, *alice, id);
+    EXPECT_EQ(end.state, api::State::EXITED) << token.cStr() << ": " << end.error.cStr();
+    EXPECT_EQ(end.exitCode, round * 8 + k + 1) << token.cStr();
+    kj::Vector<char> output;
+    for (int i = 0; i < 5 + k * 3; i++) output.addAll(kj::str(token, " line ", i, "\n"));
+    output.add('\0');
+    EXPECT_EQ(readLogs(f, *alice, id), kj::String(output.releaseAsArray())) << token.cStr();
+    ++checked;
+  }
+  for (int i = 0; i < 500 && processesMarked(marker) != 0; i++) usleep(10000);
+  EXPECT_EQ(processesMarked(marker), 0u) << "a job runs that runnerd does not know";
+  std::cout << sent << " starts over 8 kills of runnerd: " << answered.size() << " answered, "
+            << known.size() << " known, " << checked << " checked against what they did"
+            << std::endl;
+}
+
 TEST(Supervision, ASupervisorThatIsDownFailsStartsWhileStatusListAndLogsAnswer) {
   SKIP_UNLESS_SERVER_CAN_RUN();
   RunnerdFixture f;
