@@ -76,16 +76,19 @@ executors::LaunchRequest toLaunchRequest(wire::LaunchRequest::Reader in, int out
 }
 
 void fillPlacement(wire::Placement::Builder out, const executors::Placement& placement) {
-  out.setCgroupVersion(placement.cgroupVersion);
-  out.setCgroupPath(placement.cgroupPath);
-  out.setIoDevice(placement.ioDevice);
+  KJ_IF_MAYBE (cgroup, placement.cgroup) {
+    out.setCgroupVersion(cgroup->version);
+    out.setCgroupPath(cgroup->path);
+    out.setIoDevice(cgroup->ioDevice);
+  }
 }
 
 executors::Placement toPlacement(wire::Placement::Reader in) {
   executors::Placement placement;
-  placement.cgroupVersion = in.getCgroupVersion();
-  placement.cgroupPath = kj::str(in.getCgroupPath());
-  placement.ioDevice = kj::str(in.getIoDevice());
+  if (in.getCgroupVersion() != 0) {
+    placement.cgroup = executors::Placement::Cgroup{
+        in.getCgroupVersion(), kj::str(in.getCgroupPath()), kj::str(in.getIoDevice())};
+  }
   return placement;
 }
 

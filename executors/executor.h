@@ -76,13 +76,26 @@ struct Usage {
   uint64_t peakMemoryBytes = 0;
 };
 
-// Where an executor placed the job, for status output.
+// Where an executor placed the job, for status output. Each executor fills in what applies to
+// it; what it has nothing to say about stays empty.
 struct Placement {
-  // 1 or 2 for the cgroup version used; 0 when the job has no cgroup.
-  uint8_t cgroupVersion = 0;
-  kj::String cgroupPath;
-  // "MAJOR:MINOR (name)" of the block device the IO limits apply to; empty without them.
-  kj::String ioDevice;
+  // The cgroup the job's limits are applied in (the cgroup executor's).
+  struct Cgroup {
+    // 1 or 2.
+    uint8_t version = 0;
+    kj::String path;
+    // "MAJOR:MINOR (name)" of the block device the IO limits apply to; empty without them.
+    kj::String ioDevice;
+  };
+  kj::Maybe<Cgroup> cgroup;
+
+  Placement clone() const {
+    Placement copy;
+    KJ_IF_MAYBE (c, cgroup) {
+      copy.cgroup = Cgroup{c->version, kj::str(c->path), kj::str(c->ioDevice)};
+    }
+    return copy;
+  }
 };
 
 // How the job's main process ended.

@@ -42,9 +42,7 @@ JobRecord JobRecord::clone() const {
   copy.limits = limits;
   copy.isolation = isolation;
   copy.usage = usage;
-  copy.placement.cgroupVersion = placement.cgroupVersion;
-  copy.placement.cgroupPath = kj::str(placement.cgroupPath);
-  copy.placement.ioDevice = kj::str(placement.ioDevice);
+  copy.placement = placement.clone();
   copy.pid = pid;
   copy.pidStartTime = pidStartTime;
   copy.uid = uid;

@@ -509,9 +509,12 @@ kj::Maybe<Cursor> parseCursor(kj::StringPtr text, bool all) {
 
 // Approximately what one JobInfo costs on the wire.
 size_t estimatedInfoBytes(const JobRecord& rec) {
+  size_t cgroupBytes = 0;
+  KJ_IF_MAYBE (cgroup, rec.placement.cgroup) {
+    cgroupBytes = cgroup->path.size() + cgroup->ioDevice.size();
+  }
   size_t bytes = 512 + rec.id.size() + rec.owner.size() + rec.command.size() + rec.error.size() +
-                 rec.workingDir.size() + rec.executor.size() + rec.placement.cgroupPath.size() +
-                 rec.placement.ioDevice.size();
+                 rec.workingDir.size() + rec.executor.size() + cgroupBytes;
   for (auto& arg : rec.args) bytes += arg.size() + 16;
   return bytes;
 }
@@ -867,9 +870,7 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
         KJ_CASE_ONEOF(proc, kj::Own<executors::Process>) {
           record.pid = proc->pid();
           record.pidStartTime = executors::processStartTime(record.pid).orDefault(0);
-          record.placement.cgroupVersion = proc->placement().cgroupVersion;
-          record.placement.cgroupPath = kj::str(proc->placement().cgroupPath);
-          record.placement.ioDevice = kj::str(proc->placement().ioDevice);
+          record.placement = proc->placement().clone();
           process = kj::mv(proc);
         }
         KJ_CASE_ONEOF(failure, executors::LaunchFailure) {

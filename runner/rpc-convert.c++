@@ -84,9 +84,11 @@ void fillJobInfo(api::JobInfo::Builder info, const Job& job) {
   info.setOutputBytes(job.outputBytes());
   info.setWorkingDir(rec.workingDir);
   auto cgroup = info.initCgroup();
-  cgroup.setVersion(rec.placement.cgroupVersion);
-  cgroup.setPath(rec.placement.cgroupPath);
-  cgroup.setIoDevice(rec.placement.ioDevice);
+  KJ_IF_MAYBE (placed, rec.placement.cgroup) {
+    cgroup.setVersion(placed->version);
+    cgroup.setPath(placed->path);
+    cgroup.setIoDevice(placed->ioDevice);
+  }
   info.setUid(rec.uid);
   info.setMaxOutputBytes(rec.maxOutputBytes);
   info.setGid(rec.gid);

@@ -121,9 +121,8 @@ JobRecord fullRecord() {
   record.usage.cpuUserMicros = 1234567;
   record.usage.cpuSystemMicros = 765432;
   record.usage.peakMemoryBytes = 987654321;
-  record.placement.cgroupVersion = 2;
-  record.placement.cgroupPath = kj::str("/sys/fs/cgroup/runner/job-3f1c");
-  record.placement.ioDevice = kj::str("8:0 (sda)");
+  record.placement.cgroup = executors::Placement::Cgroup{
+      2, kj::str("/sys/fs/cgroup/runner/job-3f1c"), kj::str("8:0 (sda)")};
   record.pid = 31337;
   record.pidStartTime = UINT64_MAX - 1;
   return record;
@@ -159,9 +158,14 @@ void expectSame(const JobRecord& expected, const JobRecord& actual) {
   EXPECT_EQ(expected.usage.cpuUserMicros, actual.usage.cpuUserMicros);
   EXPECT_EQ(expected.usage.cpuSystemMicros, actual.usage.cpuSystemMicros);
   EXPECT_EQ(expected.usage.peakMemoryBytes, actual.usage.peakMemoryBytes);
-  EXPECT_EQ(expected.placement.cgroupVersion, actual.placement.cgroupVersion);
-  EXPECT_EQ(expected.placement.cgroupPath, actual.placement.cgroupPath);
-  EXPECT_EQ(expected.placement.ioDevice, actual.placement.ioDevice);
+  EXPECT_EQ(expected.placement.cgroup == nullptr, actual.placement.cgroup == nullptr);
+  KJ_IF_MAYBE (e, expected.placement.cgroup) {
+    KJ_IF_MAYBE (a, actual.placement.cgroup) {
+      EXPECT_EQ(e->version, a->version);
+      EXPECT_EQ(e->path, a->path);
+      EXPECT_EQ(e->ioDevice, a->ioDevice);
+    }
+  }
   EXPECT_EQ(expected.pid, actual.pid);
   EXPECT_EQ(expected.pidStartTime, actual.pidStartTime);
 }

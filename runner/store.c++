@@ -286,8 +286,10 @@ void bindRecord(sqlite::Statement& statement, const JobRecord& record,
   requireNoNul("workingDir", r.workingDir);
   requireNoNul("executor", r.executor);
   requireNoNul("error", r.error);
-  requireNoNul("cgroupPath", r.placement.cgroupPath);
-  requireNoNul("ioDevice", r.placement.ioDevice);
+  KJ_IF_MAYBE (cgroup, r.placement.cgroup) {
+    requireNoNul("cgroupPath", cgroup->path);
+    requireNoNul("ioDevice", cgroup->ioDevice);
+  }
   statement.bind(ID + 1, r.id);
   statement.bind(OWNER + 1, r.owner);
   statement.bind(COMMAND + 1, r.command);
@@ -314,9 +316,16 @@ void bindRecord(sqlite::Statement& statement, const JobRecord& record,
   statement.bind(CPU_USER_MICROS + 1, asSigned(r.usage.cpuUserMicros));
   statement.bind(CPU_SYSTEM_MICROS + 1, asSigned(r.usage.cpuSystemMicros));
   statement.bind(PEAK_MEMORY_BYTES + 1, asSigned(r.usage.peakMemoryBytes));
-  statement.bind(CGROUP_VERSION + 1, r.placement.cgroupVersion);
-  statement.bind(CGROUP_PATH + 1, r.placement.cgroupPath);
-  statement.bind(IO_DEVICE + 1, r.placement.ioDevice);
+  // Version 0 with empty texts: no cgroup.
+  KJ_IF_MAYBE (cgroup, r.placement.cgroup) {
+    statement.bind(CGROUP_VERSION + 1, cgroup->version);
+    statement.bind(CGROUP_PATH + 1, cgroup->path);
+    statement.bind(IO_DEVICE + 1, cgroup->ioDevice);
+  } else {
+    statement.bind(CGROUP_VERSION + 1, 0);
+    statement.bind(CGROUP_PATH + 1, ""_kj);
+    statement.bind(IO_DEVICE + 1, ""_kj);
+  }
   statement.bind(PID + 1, r.pid);
   statement.bind(PID_START_TIME + 1, asSigned(r.pidStartTime));
   statement.bind(UID + 1, int64_t(r.uid));
@@ -361,9 +370,11 @@ JobRecord readRecord(sqlite::Statement& row) {
   r.usage.cpuUserMicros = asUnsigned(row.getInt(CPU_USER_MICROS));
   r.usage.cpuSystemMicros = asUnsigned(row.getInt(CPU_SYSTEM_MICROS));
   r.usage.peakMemoryBytes = asUnsigned(row.getInt(PEAK_MEMORY_BYTES));
-  r.placement.cgroupVersion = row.getInt(CGROUP_VERSION);
-  r.placement.cgroupPath = row.getText(CGROUP_PATH);
-  r.placement.ioDevice = row.getText(IO_DEVICE);
+  if (row.getInt(CGROUP_VERSION) != 0) {
+    r.placement.cgroup = executors::Placement::Cgroup{uint8_t(row.getInt(CGROUP_VERSION)),
+                                                      row.getText(CGROUP_PATH),
+                                                      row.getText(IO_DEVICE)};
+  }
   r.pid = row.getInt(PID);
   r.pidStartTime = asUnsigned(row.getInt(PID_START_TIME));
   r.uid = row.getInt(UID);

@@ -236,9 +236,9 @@ class CgroupExecutorTest : public testing::Test {
 
 TEST_F(CgroupExecutorTest, PlacementNamesTheCgroup) {
   auto process = start(request({"true"}));
-  const Placement& placement = process->placement();
-  EXPECT_EQ(placement.cgroupVersion, version);
-  std::string path = placement.cgroupPath.cStr();
+  auto& placement = KJ_ASSERT_NONNULL(process->placement().cgroup);
+  EXPECT_EQ(placement.version, version);
+  std::string path = placement.path.cStr();
   EXPECT_NE(path.find(parent + "/job-1"), std::string::npos) << path;
   // The leftover checks below look in the right place: the job's cgroup is under them.
   bool underAParent = false;
@@ -300,7 +300,7 @@ TEST_F(CgroupExecutorTest, ForkBombStaysWithinThePidsLimitAndKillAllEndsIt) {
   limits.pids = 32;
   // The bomb runs in the background; the main process then becomes `sleep`, which needs no fork.
   auto process = start(request({"sh", "-c", "f() { f | f & }; f; exec sleep 60"}, limits));
-  std::string path = process->placement().cgroupPath.cStr();
+  std::string path = KJ_ASSERT_NONNULL(process->placement().cgroup).path.cStr();
   std::string pidsPath = pidsParentDir + path.substr(path.rfind('/'));
   // The bomb may burn out before it is sampled at its peak; the kernel's count of refused forks
   // ("max N" in pids.events) proves that it hit the limit.
@@ -345,7 +345,7 @@ TEST_F(CgroupExecutorTest, BusyLoopUnderHalfACoreGetsHalfACore) {
 TEST_F(CgroupExecutorTest, DaemonizedProcessDiesWithTheJob) {
   auto process = start(
       request({"sh", "-c", "setsid sh -c 'exec sleep 1000' </dev/null >/dev/null 2>&1 & echo $!"}));
-  std::string path = process->placement().cgroupPath.cStr();
+  std::string path = KJ_ASSERT_NONNULL(process->placement().cgroup).path.cStr();
   ExitStatus status = process->onExit().wait(io.waitScope);
   EXPECT_EQ(status.exitCode, 0);
   pid_t daemon = atoi(output().c_str());
@@ -365,7 +365,7 @@ TEST_F(CgroupExecutorTest, SignalAllReachesEveryProcessOfTheCgroup) {
   // The trap comes first: once the second process exists, the main one handles SIGTERM.
   auto process = start(
       request({"sh", "-c", "trap 'exit 7' TERM; setsid sleep 1000 & while :; do sleep 0.1; done"}));
-  std::string path = process->placement().cgroupPath.cStr();
+  std::string path = KJ_ASSERT_NONNULL(process->placement().cgroup).path.cStr();
   for (int i = 0; i < 100 && countProcesses(path) < 2; ++i) sleepFor(10 * kj::MILLISECONDS);
   process->signalAll(SIGTERM);
   ExitStatus status = process->onExit().wait(io.waitScope);
@@ -376,7 +376,7 @@ TEST_F(CgroupExecutorTest, SignalAllReachesEveryProcessOfTheCgroup) {
 TEST_F(CgroupExecutorTest, DestroyingARunningJobKillsItAndRemovesTheCgroup) {
   auto process = start(request({"sleep", "1000"}));
   pid_t pid = process->pid();
-  std::string path = process->placement().cgroupPath.cStr();
+  std::string path = KJ_ASSERT_NONNULL(process->placement().cgroup).path.cStr();
   process = nullptr;
   // Killed at once; reaped and removed on the executor's remover thread, not on the event loop.
   EXPECT_TRUE(removedSoon(path));
@@ -439,7 +439,7 @@ TEST_F(CgroupExecutorTest, DirectIoWritesAreThrottled) {
   auto started = Clock::now();
   auto process = start(
       request({"dd", "if=/dev/zero", "of=data", "bs=1M", "count=30", "oflag=direct"}, limits));
-  EXPECT_EQ(process->placement().ioDevice, device.describe());
+  EXPECT_EQ(KJ_ASSERT_NONNULL(process->placement().cgroup).ioDevice, device.describe());
   ExitStatus status = process->onExit().wait(io.waitScope);
   double wall = std::chrono::duration<double>(Clock::now() - started).count();
   double rate = 30.0 * (1 << 20) / wall;

@@ -279,12 +279,14 @@ kj::Promise<LaunchResult> CgroupExecutor::launch(LaunchRequest&& request) {
   }
   auto cgroup = driver->create(request.jobId, request.limits, ioDevice);
 
-  Placement placement;
-  placement.cgroupVersion = cgroup->version();
-  placement.cgroupPath = kj::heapString(cgroup->path());
+  Placement::Cgroup placed;
+  placed.version = cgroup->version();
+  placed.path = kj::heapString(cgroup->path());
   KJ_IF_MAYBE (device, ioDevice) {
-    placement.ioDevice = device->describe();
+    placed.ioDevice = device->describe();
   }
+  Placement placement;
+  placement.cgroup = kj::mv(placed);
   return launchIn(kj::mv(request), kj::mv(cgroup), kj::mv(placement), true);
 }
 
