@@ -33,7 +33,7 @@ using testing::RunnerdFixture;
 kj::String supervisorPath() {
   const char* srcdir = getenv("TEST_SRCDIR");
   KJ_REQUIRE(srcdir != nullptr, "TEST_SRCDIR is not set: run this test through bazel");
-  return kj::str(srcdir, "/runner/supervisor/runner-supervisor");
+  return kj::str(srcdir, "/runner/runner/runner-supervisor");
 }
 
 // A runner-supervisor of the test's own, on a fresh state directory; SIGTERM at the end.
