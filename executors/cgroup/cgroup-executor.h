@@ -47,9 +47,6 @@ class CgroupExecutor final : public Executor {
   kj::Array<kj::String> sweepLeftovers(
       kj::FunctionParam<bool(kj::StringPtr name)> isOurs) override;
 
-  // Emptied tracking cgroups kept for the next jobs (named after the job that first had them).
-  static constexpr size_t SPARE_TRACKING_CGROUPS = 32;
-
  private:
   kj::UnixEventPort& eventPort;
   kj::Timer& timer;
@@ -57,7 +54,8 @@ class CgroupExecutor final : public Executor {
   kj::Duration launchTimeout;
   // Removes ended jobs' cgroups.
   Disposer disposer;
-  // Removed (inline) with the executor.
+  // Emptied tracking cgroups kept for the next jobs (named after the job that first had them),
+  // at most SPARE_TRACKING_CGROUPS; removed (inline) with the executor.
   kj::Vector<kj::Own<JobCgroup>> spareTracking;
   Launcher launcher;
 
