@@ -1,12 +1,20 @@
 #include "executors/job-process.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <kj/debug.h>
+#include <kj/map.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "executors/reap.h"
+#include "executors/spawn.h"
 
 namespace runner::executors {
 namespace {
@@ -110,6 +118,25 @@ const Placement& JobProcess::placement() const {
     return use->placement;
   }
   return noPlacement;
+}
+
+JobTrace JobProcess::trace() const {
+  JobTrace trace;
+  trace.pid = mainPid;
+  trace.pidStartTime = startTime;
+  KJ_IF_MAYBE (use, inCgroup) {
+    if (use->cgroup.get() != nullptr) {
+      trace.cgroupVersion = use->cgroup->version();
+      trace.cgroupPaths = KJ_MAP(path, use->cgroup->allPaths()) {
+        return kj::str(path);
+      };
+    }
+    trace.accounting = use->accounting;
+    trace.placement.cgroupVersion = use->placement.cgroupVersion;
+    trace.placement.cgroupPath = kj::str(use->placement.cgroupPath);
+    trace.placement.ioDevice = kj::str(use->placement.ioDevice);
+  }
+  return trace;
 }
 
 kj::Promise<ExitStatus> JobProcess::finish() {
@@ -223,6 +250,94 @@ kj::Promise<void> JobProcess::waitUntilEmpty(JobCgroupUse& use, kj::TimePoint de
   return use.timer.afterDelay(pause).then([this, &use, deadline, nextKill, pause]() {
     return waitUntilEmpty(use, deadline, nextKill, kj::min(pause * 2, MAX_EMPTY_POLL));
   });
+}
+
+bool isUnreapedChild(pid_t pid, uint64_t startTime) {
+  if (pid <= 0) return false;
+  siginfo_t info = {};
+  // WNOWAIT: a child that has ended stays a zombie, to be reaped by whoever watches it again.
+  if (waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) < 0) return false;
+  KJ_IF_MAYBE (time, processStartTime(pid)) {
+    return startTime == 0 || *time == startTime;
+  }
+  return false;
+}
+
+kj::AutoCloseFd openPidfd(pid_t pid) {
+  int fd;
+  KJ_SYSCALL(fd = syscall(SYS_pidfd_open, pid, 0), pid);
+  return kj::AutoCloseFd(fd);
+}
+
+namespace {
+
+// Fields 5 (process group) and 6 (session) of /proc/PID/stat, or nullptr when the process is gone.
+struct GroupAndSession {
+  pid_t group;
+  pid_t session;
+};
+
+kj::Maybe<GroupAndSession> groupAndSessionOf(int procFd, kj::StringPtr pid) {
+  auto path = kj::str(pid, "/stat");
+  int fd = openat(procFd, path.cStr(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  kj::AutoCloseFd file(fd);
+  char buffer[1024];
+  ssize_t n = read(fd, buffer, sizeof(buffer) - 1);
+  if (n <= 0) return nullptr;
+  buffer[n] = '\0';
+  // Field 2 is "(comm)", and comm may hold spaces and ')': the rest follows the last ')'.
+  const char* rest = strrchr(buffer, ')');
+  if (rest == nullptr) return nullptr;
+  char state;
+  int parent, group, session;
+  if (sscanf(rest + 1, " %c %d %d %d", &state, &parent, &group, &session) != 4) return nullptr;
+  return GroupAndSession{group, session};
+}
+
+}  // namespace
+
+size_t killSessionOf(pid_t pid, uint64_t startTime) {
+  KJ_REQUIRE(pid > 1, "not a job's main process", pid);
+  // Holding a pidfd keeps the kernel from giving the pid to another process while this looks.
+  kj::AutoCloseFd pinned;
+  int fd = syscall(SYS_pidfd_open, pid, 0);
+  if (fd >= 0) {
+    pinned = kj::AutoCloseFd(fd);
+    KJ_IF_MAYBE (time, processStartTime(pid)) {
+      if (startTime != 0 && *time != startTime) return 0;  // another process has the pid now
+    }
+    syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
+  }
+
+  int procFd;
+  KJ_SYSCALL(procFd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  kj::AutoCloseFd proc(procFd);
+  kj::HashSet<pid_t> killed;
+  // A process of the session may fork between the listing and the kill; another round finds the
+  // child. A killed process waiting in the kernel stays listed until that wait is over, so a
+  // round that finds only those ends the search.
+  for (int round = 0; round < 10; ++round) {
+    bool foundNew = false;
+    DIR* dir = opendir("/proc");
+    if (dir == nullptr) KJ_FAIL_SYSCALL("opendir(/proc)", errno);
+    KJ_DEFER(closedir(dir));
+    while (struct dirent* entry = readdir(dir)) {
+      kj::StringPtr name = entry->d_name;
+      if (name.size() == 0 || name[0] < '0' || name[0] > '9') continue;
+      pid_t other = atoi(name.cStr());
+      if (killed.contains(other)) continue;
+      KJ_IF_MAYBE (ids, groupAndSessionOf(procFd, name)) {
+        if (ids->group != pid && ids->session != pid) continue;
+        if (kill(other, SIGKILL) == 0) {
+          killed.insert(other);
+          foundNew = true;
+        }
+      }
+    }
+    if (!foundNew) break;
+  }
+  return killed.size();
 }
 
 }  // namespace runner::executors

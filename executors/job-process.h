@@ -58,6 +58,8 @@ class JobProcess final : public Process {
 
   const Placement& placement() const override;
 
+  JobTrace trace() const override;
+
  private:
   pid_t mainPid;
   uint64_t startTime;
@@ -82,5 +84,21 @@ class JobProcess final : public Process {
   kj::Promise<void> waitUntilEmpty(JobCgroupUse& use, kj::TimePoint deadline,
                                    kj::TimePoint nextKill, kj::Duration pause);
 };
+
+// Whether `pid` is a child of this process that has not been reaped (running, or ended and
+// waiting to be), and was started at `startTime` (processStartTime()): after an exec, a job's main
+// process that this process can watch again.
+bool isUnreapedChild(pid_t pid, uint64_t startTime);
+
+// A pidfd of `pid`, for a JobProcess watching a job again (see isUnreapedChild()).
+kj::AutoCloseFd openPidfd(pid_t pid);
+
+// SIGKILLs every process of the session and of the process group `pid` leads (as spawn() makes
+// a job's main process do), itself included, unless `pid` now names a process started at another
+// time than `startTime`: then the pid was given to another process, which means that no process
+// of the job is left in that session or group (the kernel does not reuse a pid while a session or
+// group still uses it). Reads /proc; kills again what a fork made meanwhile, a few rounds at most.
+// Returns how many processes it sent SIGKILL.
+size_t killSessionOf(pid_t pid, uint64_t startTime);
 
 }  // namespace runner::executors

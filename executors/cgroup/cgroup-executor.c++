@@ -48,6 +48,51 @@ kj::Array<kj::String> CgroupExecutor::sweepLeftovers(
   return swept.releaseAsArray();
 }
 
+kj::Own<Process> CgroupExecutor::reattach(const JobTrace& trace) {
+  KJ_REQUIRE(trace.cgroupPaths.size() > 0, "the job has no cgroup to watch it by", trace.pid);
+  auto cgroup = KJ_REQUIRE_NONNULL(driver->reopen(trace.cgroupPaths), "the job's cgroup is gone",
+                                   trace.pid, trace.cgroupPaths);
+  Placement placement;
+  placement.cgroupVersion = trace.placement.cgroupVersion;
+  placement.cgroupPath = kj::str(trace.placement.cgroupPath);
+  placement.ioDevice = kj::str(trace.placement.ioDevice);
+  JobCgroupUse use{kj::mv(cgroup), timer, disposer, trace.accounting, nullptr, kj::mv(placement)};
+  if (!trace.accounting) use.spares = spareTracking;
+  return kj::heap<JobProcess>(eventPort, trace.pid, openPidfd(trace.pid), trace.pidStartTime,
+                              kj::mv(use));
+}
+
+kj::Promise<void> CgroupExecutor::killRemains(kj::StringPtr jobId, const JobTrace& trace) {
+  if (trace.pid > 1) killSessionOf(trace.pid, trace.pidStartTime);
+  kj::Maybe<kj::Own<JobCgroup>> found =
+      trace.cgroupPaths.size() > 0 ? driver->reopen(trace.cgroupPaths) : driver->open(jobId);
+  KJ_IF_MAYBE (cgroup, found) {
+    auto& job = **cgroup;
+    return kj::evalNow([this, &job]() { return job.killAll(timer); })
+        .catch_([&job](kj::Exception&& e) {
+          // A cgroup missing its freezer (v1) is killed without the freeze.
+          KJ_LOG(WARNING, "killing what is left of a job without freezing it", job.path(), e);
+          job.signalAll(SIGKILL);
+        })
+        .then([this, cgroup = kj::mv(*cgroup)]() mutable {
+          // The remover kills again whatever a fork let slip, and waits for what the kernel holds.
+          disposer.dispose(kj::mv(cgroup));
+        });
+  }
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> CgroupExecutor::drain() {
+  for (auto& spare : spareTracking) disposer.dispose(kj::mv(spare));
+  spareTracking.clear();
+  return whenRemoverIdle();
+}
+
+kj::Promise<void> CgroupExecutor::whenRemoverIdle() {
+  if (disposer.idle()) return kj::READY_NOW;
+  return timer.afterDelay(5 * kj::MILLISECONDS).then([this]() { return whenRemoverIdle(); });
+}
+
 kj::StringPtr CgroupExecutor::name() const {
   return "cgroup";
 }

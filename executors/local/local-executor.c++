@@ -40,6 +40,33 @@ kj::Array<kj::String> LocalExecutor::sweepLeftovers(
   return nullptr;
 }
 
+kj::Own<Process> LocalExecutor::reattach(const JobTrace& trace) {
+  if (trace.cgroupPaths.size() > 0) {
+    KJ_IF_MAYBE (t, tracker) {
+      return (*t)->reattach(trace);
+    }
+    KJ_FAIL_REQUIRE("the job was tracked in a cgroup, and this executor cannot track jobs so",
+                    trace.pid);
+  }
+  return kj::heap<JobProcess>(eventPort, trace.pid, openPidfd(trace.pid), trace.pidStartTime,
+                              nullptr);
+}
+
+kj::Promise<void> LocalExecutor::killRemains(kj::StringPtr jobId, const JobTrace& trace) {
+  KJ_IF_MAYBE (t, tracker) {
+    return (*t)->killRemains(jobId, trace);
+  }
+  if (trace.pid > 1) killSessionOf(trace.pid, trace.pidStartTime);
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> LocalExecutor::drain() {
+  KJ_IF_MAYBE (t, tracker) {
+    return (*t)->drain();
+  }
+  return kj::READY_NOW;
+}
+
 kj::StringPtr LocalExecutor::name() const {
   return "local";
 }
