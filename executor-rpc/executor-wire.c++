@@ -99,6 +99,7 @@ void fillExitStatus(wire::ExitStatus::Builder out, const executors::ExitStatus& 
   usage.setCpuUserMicros(status.usage.cpuUserMicros);
   usage.setCpuSystemMicros(status.usage.cpuSystemMicros);
   usage.setPeakMemoryBytes(status.usage.peakMemoryBytes);
+  if (status.lost.size() > 0) out.setLost(status.lost);
 }
 
 executors::ExitStatus toExitStatus(wire::ExitStatus::Reader in) {
@@ -112,6 +113,12 @@ executors::ExitStatus toExitStatus(wire::ExitStatus::Reader in) {
   status.usage.cpuUserMicros = usage.getCpuUserMicros();
   status.usage.cpuSystemMicros = usage.getCpuSystemMicros();
   status.usage.peakMemoryBytes = usage.getPeakMemoryBytes();
+  // One line, of bounded length, whatever the other side sent.
+  auto lost = in.getLost();
+  status.lost = kj::str(lost.slice(0, kj::min(lost.size(), size_t(1024))));
+  for (auto& c : status.lost) {
+    if (c == '\n' || c == '\0') c = ' ';
+  }
   return status;
 }
 

@@ -83,6 +83,14 @@ struct Placement {
   kj::String cgroupPath;
   // "MAJOR:MINOR (name)" of the block device the IO limits apply to; empty without them.
   kj::String ioDevice;
+
+  Placement clone() const {
+    Placement copy;
+    copy.cgroupVersion = cgroupVersion;
+    copy.cgroupPath = kj::str(cgroupPath);
+    copy.ioDevice = kj::str(ioDevice);
+    return copy;
+  }
 };
 
 // What finds every process of a job again once the Process that watched it is gone: the process
@@ -116,6 +124,26 @@ struct ExitStatus {
   bool oomKilledMain = false;
 
   Usage usage;
+
+  // Non-empty when the executor lost track of the job (the process that ran it crashed): what
+  // was left of the job was killed, this says why, and the fields above mean nothing.
+  kj::String lost;
+
+  ExitStatus() = default;
+  ExitStatus(ExitStatus&&) = default;
+  ExitStatus& operator=(ExitStatus&&) = default;
+  // Copyable, as every branch of a forked end gets its own.
+  ExitStatus(const ExitStatus& other) { *this = other; }
+  ExitStatus& operator=(const ExitStatus& other) {
+    signaled = other.signaled;
+    exitCode = other.exitCode;
+    termSignal = other.termSignal;
+    oomKilled = other.oomKilled;
+    oomKilledMain = other.oomKilledMain;
+    usage = other.usage;
+    lost = kj::str(other.lost);
+    return *this;
+  }
 };
 
 // A running job. Destroying a Process whose job still runs kills the whole job (SIGKILL)

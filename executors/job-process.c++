@@ -132,9 +132,7 @@ JobTrace JobProcess::trace() const {
       };
     }
     trace.accounting = use->accounting;
-    trace.placement.cgroupVersion = use->placement.cgroupVersion;
-    trace.placement.cgroupPath = kj::str(use->placement.cgroupPath);
-    trace.placement.ioDevice = kj::str(use->placement.ioDevice);
+    trace.placement = use->placement.clone();
   }
   return trace;
 }

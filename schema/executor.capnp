@@ -170,6 +170,10 @@ struct ExitStatus {
   # ... and it was the main process.
 
   usage @5 :Usage;
+
+  lost @6 :Text;
+  # Non-empty when the executor lost track of the job (a supervisor that crashed while it ran):
+  # what was left of the job was killed, this says why, and the fields above mean nothing.
 }
 
 struct Usage {

@@ -52,11 +52,8 @@ kj::Own<Process> CgroupExecutor::reattach(const JobTrace& trace) {
   KJ_REQUIRE(trace.cgroupPaths.size() > 0, "the job has no cgroup to watch it by", trace.pid);
   auto cgroup = KJ_REQUIRE_NONNULL(driver->reopen(trace.cgroupPaths), "the job's cgroup is gone",
                                    trace.pid, trace.cgroupPaths);
-  Placement placement;
-  placement.cgroupVersion = trace.placement.cgroupVersion;
-  placement.cgroupPath = kj::str(trace.placement.cgroupPath);
-  placement.ioDevice = kj::str(trace.placement.ioDevice);
-  JobCgroupUse use{kj::mv(cgroup), timer, disposer, trace.accounting, nullptr, kj::mv(placement)};
+  JobCgroupUse use{kj::mv(cgroup), timer, disposer, trace.accounting, nullptr,
+                   trace.placement.clone()};
   if (!trace.accounting) use.spares = spareTracking;
   return kj::heap<JobProcess>(eventPort, trace.pid, openPidfd(trace.pid), trace.pidStartTime,
                               kj::mv(use));
