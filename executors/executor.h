@@ -110,6 +110,17 @@ struct JobTrace {
   bool accounting = false;
 
   Placement placement;
+
+  JobTrace clone() const {
+    JobTrace copy;
+    copy.pid = pid;
+    copy.pidStartTime = pidStartTime;
+    copy.cgroupVersion = cgroupVersion;
+    copy.cgroupPaths = KJ_MAP(path, cgroupPaths) { return kj::str(path); };
+    copy.accounting = accounting;
+    copy.placement = placement.clone();
+    return copy;
+  }
 };
 
 // How the job's main process ended.
