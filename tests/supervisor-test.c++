@@ -59,7 +59,10 @@ class SupervisorProcess {
   void start() {
     auto binary = supervisorPath();
     auto stateFlag = kj::str("--state-dir=", root, "/state");
-    char* argv[] = {binary.begin(), stateFlag.begin(), nullptr};
+    // runnerd runs as root here, and gives its owners uids from the fixtures' ranges.
+    char userFlag[] = "--runnerd-user=root";
+    char uidsFlag[] = "--uid-range=2001000000-2140999999";
+    char* argv[] = {binary.begin(), stateFlag.begin(), userFlag, uidsFlag, nullptr};
     auto logPath = log();
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
@@ -71,11 +74,21 @@ class SupervisorProcess {
     waitForLog("runner-supervisor serving");
   }
 
+  // SIGTERM, and waits for it to stop its jobs and exit (30 s at most, then SIGKILL).
   void stop() {
     kill(pid, SIGTERM);
-    int status;
-    KJ_SYSCALL(waitpid(pid, &status, 0));
+    for (int i = 0; i < 3000; i++) {
+      int status;
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        pid = 0;
+        return;
+      }
+      usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
     pid = 0;
+    KJ_FAIL_ASSERT("runner-supervisor did not exit within 30 s of SIGTERM", logText());
   }
 
   kj::String log() const { return kj::str(root, "/supervisor.stderr"); }
