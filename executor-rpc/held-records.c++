@@ -209,7 +209,10 @@ kj::Array<HeldRecord> HeldRecords::load(kj::FunctionParam<void(kj::StringPtr lin
                    }
                    auto words = kj::heapArray<capnp::word>(st.st_size / sizeof(capnp::word));
                    kj::FdInputStream(fd).read(words.begin(), st.st_size);
-                   auto record = parse(words);
+                   HeldRecord record;
+                   KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { record = parse(words); })) {
+                     KJ_FAIL_REQUIRE(kj::str("it is not a record (", e->getDescription(), ")"));
+                   }
                    if (record.jobId != name) {
                      KJ_FAIL_REQUIRE(kj::str("it names another job (", record.jobId, ")"));
                    }
@@ -261,18 +264,22 @@ void HeldRecords::run() {
     kj::Vector<Work> batch;
     {
       auto lock = state.lockExclusive();
-      lock->working = false;
       lock.wait([](const State& s) { return s.stopping || !s.queue.empty(); });
       if (lock->queue.empty()) return;
       batch = kj::mv(lock->queue);
       lock->queue = kj::Vector<Work>();
       lock->working = true;
     }
-    for (auto& work : batch) {
-      KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { work.func(); })) {
-        work.done->reject(kj::mv(*e));
+    auto failures = KJ_MAP(work, batch) {
+      return kj::runCatchingExceptions(work.func);
+    };
+    // Idle (if nothing came meanwhile) before anyone hears that the batch is done.
+    state.lockExclusive()->working = false;
+    for (auto i : kj::indices(batch)) {
+      KJ_IF_MAYBE (e, failures[i]) {
+        batch[i].done->reject(kj::mv(*e));
       } else {
-        work.done->fulfill();
+        batch[i].done->fulfill();
       }
     }
   }
