@@ -82,8 +82,8 @@ class ExecutorService::JobServer final : public wire::Job::Server {
     auto& job = held();
     KJ_REQUIRE(job.end != nullptr, "the job is still running; only an ended job is acknowledged");
     service.log(kj::str("job acknowledged id=", jobId));
-    service.forget(jobId);
-    return kj::READY_NOW;
+    // Answered once the record is gone too: an acknowledged job never comes back.
+    return service.forget(jobId);
   }
 
  private:
@@ -234,12 +234,12 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
     auto jobId = kj::str(context.getParams().getJobId());
     KJ_IF_MAYBE (job, service.find(jobId, executor.name())) {
       if (job->running()) KJ_ASSERT_NONNULL(job->process)->signalAll(SIGKILL);
-      return job->ended.addBranch().then([&service = service, jobId = kj::mv(jobId)]() {
-        if (service.held.find(jobId) != nullptr) {
-          service.log(kj::str("job discarded id=", jobId));
-          service.forget(jobId);
-        }
-      });
+      return job->ended.addBranch().then(
+          [&service = service, jobId = kj::mv(jobId)]() -> kj::Promise<void> {
+            if (service.held.find(jobId) == nullptr) return kj::READY_NOW;
+            service.log(kj::str("job discarded id=", jobId));
+            return service.forget(jobId);
+          });
     }
     return kj::READY_NOW;
   }
@@ -397,11 +397,15 @@ kj::Maybe<ExecutorService::Held&> ExecutorService::find(kj::StringPtr jobId,
   return nullptr;
 }
 
-void ExecutorService::forget(kj::StringPtr jobId) {
+kj::Promise<void> ExecutorService::forget(kj::StringPtr jobId) {
   // After the job's end record, if that is still queued: the thread keeps the order.
-  tasks.add(records.remove(jobId));
+  auto removed = records.remove(jobId).catch_([this](kj::Exception&& e) -> kj::Promise<void> {
+    log(kj::str("held job records in ", records.path(), ": ", e.getDescription()));
+    return kj::mv(e);
+  });
   // The key points into the Held: erase it through the map, which destroys the Held last.
   held.erase(jobId);
+  return withinDiskDeadline(kj::mv(removed));
 }
 
 }  // namespace runner::executor_rpc

@@ -139,7 +139,8 @@ class ExecutorService {
   void watch(Held& job);
   HeldRecord recordOf(const Held& job) const;
   kj::Maybe<Held&> find(kj::StringPtr jobId, kj::StringPtr executor);
-  void forget(kj::StringPtr jobId);
+  // Forgets the job; resolves once its record is removed.
+  kj::Promise<void> forget(kj::StringPtr jobId);
   kj::Promise<void> waitUntilQuiet(kj::TimePoint deadline);
   kj::Promise<void> whenRecordsWritten(kj::TimePoint deadline);
 };
