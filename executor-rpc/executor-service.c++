@@ -164,7 +164,12 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
               launch.process = kj::mv(process);
               // Answered once the record says where the job's processes are.
               return service.withinDiskDeadline(service.records.write(launch.record))
-                  .then([this, context, &launch]() mutable {
+                  .then([this, context, &launch]() mutable -> kj::Promise<void> {
+                    if (service.stopping) {
+                      // stopAll() did not see it: it goes now (killed with its Process).
+                      return oneLine(kj::Exception::Type::FAILED,
+                                     kj::str("launch refused: the supervisor is shutting down"));
+                    }
                     auto job = kj::heap<Held>();
                     job->id = kj::str(launch.jobId);
                     job->executor = kj::str(executor.name());
@@ -178,6 +183,7 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
                     started.setJob(kj::heap<JobServer>(service, executor.name(), held.id));
                     service.log(kj::str("job started id=", held.id, " executor=", held.executor,
                                         " pid=", held.trace.pid));
+                    return kj::READY_NOW;
                   });
             }
             KJ_CASE_ONEOF(failure, executors::LaunchFailure) {
