@@ -69,7 +69,10 @@ kj::Promise<void> ExecutorService::recover(kj::Array<HeldRecord> found) {
     auto& kept = hold(kj::mv(job));
     // Written once the kill is sent: a supervisor that crashes before kills again.
     kills.add(
-        killed.then([this, record = recordOf(kept)]() { return records.write(record); })
+        killed
+            .then([this, record = recordOf(kept)]() {
+              return withinDiskDeadline(records.write(record));
+            })
             .catch_([this, id = kj::str(kept.id)](kj::Exception&& e) {
               log(kj::str("cannot record the end of lost job id=", id, ": ", e.getDescription()));
             }));
