@@ -3,12 +3,11 @@
 #include <capnp/capability.h>
 #include <kj/debug.h>
 #include <signal.h>
+#include <string.h>
 
-#include "executor-rpc/executor-wire.h"
-#include "executors/spawn.h"
+#include "executor-rpc/held-job.h"
 
 namespace runner::executor_rpc {
-namespace {
 
 bool isPlainName(kj::StringPtr id) {
   if (id.size() == 0 || id.size() > ExecutorService::MAX_JOB_ID) return false;
@@ -20,25 +19,42 @@ bool isPlainName(kj::StringPtr id) {
   return true;
 }
 
-}  // namespace
+kj::Exception oneLine(kj::Exception::Type type, kj::String line) {
+  return kj::Exception(type, __FILE__, __LINE__, kj::mv(line));
+}
 
-// A job the service holds. `ended` resolves when the main process has been reaped (the
-// Process's own exit, observed whether or not anyone waits); `end` is set then.
-struct ExecutorService::Held {
-  kj::String id;
-  kj::String executor;
-  pid_t pid;
-  uint64_t pidStartTime;
-  kj::Own<executors::Process> process;
-  kj::Maybe<executors::ExitStatus> end;
-  // Declared after `process`: its branches must not outlive it.
-  kj::ForkedPromise<void> ended = nullptr;
+kj::String describeEnd(const executors::ExitStatus& status) {
+  if (status.lost.size() > 0) return kj::str("lost");
+  return status.signaled ? kj::str("signal=", status.termSignal)
+                         : kj::str("exit=", status.exitCode);
+}
 
-  void fillStarted(wire::Started::Builder out) const {
-    out.setPid(pid);
-    out.setPidStartTime(pidStartTime);
-    fillPlacement(out.initPlacement(), process->placement());
+struct ExecutorService::Refusal {
+  kj::Exception::Type type;
+  kj::String reason;
+};
+
+// What one launch has made so far. Destroyed when the launch is done, failed or cancelled: a job
+// not handed to the service by then is killed (its Process goes) and its record removed.
+struct ExecutorService::Launch {
+  ExecutorService& service;
+  kj::String jobId;
+  wire::OutputFile::Client output;
+  int outputFd = -1;
+  HeldRecord record;
+  bool recorded = false;
+  kj::Maybe<kj::Own<executors::Process>> process;
+
+  Launch(ExecutorService& service, kj::StringPtr jobId, wire::OutputFile::Client output)
+      : service(service), jobId(kj::str(jobId)), output(kj::mv(output)) {
+    service.launching.insert(kj::str(jobId));
   }
+  ~Launch() noexcept(false) {
+    process = nullptr;
+    if (recorded) service.tasks.add(service.records.remove(jobId));
+    service.launching.eraseMatch(jobId);
+  }
+  KJ_DISALLOW_COPY(Launch);
 };
 
 class ExecutorService::JobServer final : public wire::Job::Server {
@@ -51,7 +67,7 @@ class ExecutorService::JobServer final : public wire::Job::Server {
     int number = context.getParams().getSignal();
     KJ_REQUIRE(number > 0 && number < NSIG, "not a signal", number);
     auto& job = held();
-    if (job.end == nullptr) job.process->signalAll(number);
+    if (job.running()) KJ_ASSERT_NONNULL(job.process)->signalAll(number);
     return kj::READY_NOW;
   }
 
@@ -66,8 +82,8 @@ class ExecutorService::JobServer final : public wire::Job::Server {
     auto& job = held();
     KJ_REQUIRE(job.end != nullptr, "the job is still running; only an ended job is acknowledged");
     service.log(kj::str("job acknowledged id=", jobId));
-    service.forget(jobId);
-    return kj::READY_NOW;
+    // Answered once the record is gone too: an acknowledged job never comes back.
+    return service.forget(jobId);
   }
 
  private:
@@ -96,78 +112,98 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
     auto params = context.getParams().getRequest();
     auto jobId = kj::str(params.getJobId());
     // Checked here, before the executor sees it: refusals are logged with the reason.
-    kj::Maybe<kj::String> refusal;
-    auto credentials = params.getCredentials();
-    if (!isPlainName(jobId)) {
-      refusal = kj::str("a job id is 1 to ", MAX_JOB_ID, " letters, digits, '-' or '_'");
-    } else if (credentials.getUid() == 0 || credentials.getGid() == 0) {
-      refusal = kj::str("a job may not run as root (uid ", credentials.getUid(), ", gid ",
-                        credentials.getGid(), ")");
-    } else if (service.held.find(jobId) != nullptr || service.launching.contains(jobId)) {
-      refusal = kj::str("a job with this id is already held");
-    }
-    KJ_IF_MAYBE (reason, refusal) {
+    KJ_IF_MAYBE (refusal, service.refuse(params, jobId, executor.name())) {
       service.log(kj::str("launch refused id=", jobId.slice(0, kj::min(jobId.size(), MAX_JOB_ID)),
-                          ": ", *reason));
-      return KJ_EXCEPTION(FAILED, kj::str("launch refused: ", *reason));
+                          ": ", refusal->reason));
+      return oneLine(refusal->type, kj::str("launch refused: ", refusal->reason));
     }
 
-    auto output = params.getOutput();
-    service.launching.insert(kj::str(jobId));
-    auto unreserve =
-        kj::defer([this, jobId = kj::str(jobId)]() { service.launching.eraseMatch(jobId); });
-    return output.getFd()
-        .then([this, context, output](kj::Maybe<int> fd) mutable {
+    auto state = kj::heap<Launch>(service, jobId, params.getOutput());
+    auto& launch = *state;
+    return launch.output.getFd()
+        .then([this, context, &launch](kj::Maybe<int> fd) mutable {
           KJ_IF_MAYBE (f, fd) {
-            auto request = toLaunchRequest(context.getParams().getRequest(), *f);
-            // The descriptor stays open with `output` until launch() has returned, which is as
-            // long as the executor needs it.
-            return executor.launch(kj::mv(request));
+            launch.outputFd = *f;
+          } else {
+            KJ_FAIL_REQUIRE("the launch request carried no output descriptor");
           }
-          KJ_FAIL_REQUIRE("the launch request carried no output descriptor");
+          // Nothing runs that no record names: the record goes first, after the job's home.
+          launch.record.jobId = kj::str(launch.jobId);
+          launch.record.executor = kj::str(executor.name());
+          launch.record.bootId = kj::str(service.bootId);
+          kj::Maybe<kj::Function<void()>> first;
+          KJ_IF_MAYBE (preparation, service.policy.preparation) {
+            auto credentials = toLaunchRequest(context.getParams().getRequest(), -1).credentials;
+            first = [preparation = &*preparation, credentials = kj::mv(credentials)]() {
+              preparation->prepare(credentials);
+            };
+          }
+          launch.recorded = true;
+          return service.withinDiskDeadline(service.records.write(launch.record, kj::mv(first)))
+              .catch_([](kj::Exception&& e) -> kj::Promise<void> {
+                // One line, from the supervisor: the home refused, the record not written.
+                return oneLine(e.getType(), kj::str("launch refused: ", e.getDescription()));
+              });
         })
-        .then(
-            [this, context, jobId = kj::mv(jobId)](executors::LaunchResult&& result) mutable {
-              auto out = context.getResults().initResult();
-              KJ_SWITCH_ONEOF(result) {
-                KJ_CASE_ONEOF(process, kj::Own<executors::Process>) {
-                  auto held = kj::heap<Held>();
-                  held->id = kj::mv(jobId);
-                  held->executor = kj::str(executor.name());
-                  held->pid = process->pid();
-                  held->pidStartTime = executors::processStartTime(held->pid).orDefault(0);
-                  held->process = kj::mv(process);
-                  auto& job = *held;
-                  // Outlives this ExecutorServer (its connection may close): refers to the
-                  // service only.
-                  job.ended = job.process->onExit()
-                                  .then([&service = service, &job](executors::ExitStatus status) {
-                                    auto how = status.signaled
-                                                   ? kj::str("signal=", status.termSignal)
-                                                   : kj::str("exit=", status.exitCode);
-                                    service.log(kj::str("job ended id=", job.id, " ", how));
-                                    job.end = kj::mv(status);
-                                  })
-                                  .fork();
-                  auto started = out.initStarted();
-                  job.fillStarted(started.initInfo());
-                  started.setJob(kj::heap<JobServer>(service, executor.name(), job.id));
-                  service.log(kj::str("job started id=", job.id, " executor=", job.executor,
-                                      " pid=", job.pid));
-                  service.held.insert(job.id, kj::mv(held));
-                }
-                KJ_CASE_ONEOF(failure, executors::LaunchFailure) {
-                  auto failed = out.initFailed();
-                  failed.setErrorNumber(failure.errorNumber);
-                  failed.setMessage(failure.message);
-                }
+        .then([this, context, &launch]() mutable {
+          // The descriptor stays open with `launch.output` until the launch has returned, which
+          // is as long as the executor needs it.
+          return executor.launch(
+              toLaunchRequest(context.getParams().getRequest(), launch.outputFd));
+        })
+        .then([this, context,
+               &launch](executors::LaunchResult&& result) mutable -> kj::Promise<void> {
+          KJ_SWITCH_ONEOF(result) {
+            KJ_CASE_ONEOF(process, kj::Own<executors::Process>) {
+              if (service.stopping) {
+                return oneLine(kj::Exception::Type::FAILED,
+                               kj::str("launch refused: the supervisor is shutting down"));
               }
-            },
-            [this](kj::Exception&& e) {
-              service.log(kj::str("launch refused: ", e.getDescription()));
-              kj::throwFatalException(kj::mv(e));
-            })
-        .attach(kj::mv(unreserve));
+              launch.record.state = HeldRecord::State::RUNNING;
+              launch.record.trace = process->trace();
+              launch.process = kj::mv(process);
+              // Answered once the record says where the job's processes are.
+              return service.withinDiskDeadline(service.records.write(launch.record))
+                  .then([this, context, &launch]() mutable -> kj::Promise<void> {
+                    if (service.stopping) {
+                      // stopAll() did not see it: it goes now (killed with its Process).
+                      return oneLine(kj::Exception::Type::FAILED,
+                                     kj::str("launch refused: the supervisor is shutting down"));
+                    }
+                    auto job = kj::heap<Held>();
+                    job->id = kj::str(launch.jobId);
+                    job->executor = kj::str(executor.name());
+                    job->trace = launch.record.trace.clone();
+                    job->process = kj::mv(launch.process);
+                    // The service's now, record and all.
+                    launch.recorded = false;
+                    auto& held = service.hold(kj::mv(job));
+                    auto started = context.getResults().initResult().initStarted();
+                    held.fillStarted(started.initInfo());
+                    started.setJob(kj::heap<JobServer>(service, executor.name(), held.id));
+                    service.log(kj::str("job started id=", held.id, " executor=", held.executor,
+                                        " pid=", held.trace.pid));
+                    return kj::READY_NOW;
+                  });
+            }
+            KJ_CASE_ONEOF(failure, executors::LaunchFailure) {
+              service.log(kj::str("job failed to start id=", launch.jobId, ": ", failure.message));
+              auto failed = context.getResults().initResult().initFailed();
+              failed.setErrorNumber(failure.errorNumber);
+              failed.setMessage(failure.message);
+              return kj::READY_NOW;
+            }
+          }
+          KJ_UNREACHABLE;
+        })
+        .catch_([this, &launch](kj::Exception&& e) -> kj::Promise<void> {
+          kj::StringPtr reason = e.getDescription();
+          if (reason.startsWith("launch refused: "))
+            reason = reason.slice(strlen("launch refused: "));
+          service.log(kj::str("launch refused id=", launch.jobId, ": ", reason));
+          return kj::mv(e);
+        })
+        .attach(kj::mv(state));
   }
 
   kj::Promise<void> list(ListContext context) override {
@@ -203,13 +239,13 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
     context.allowCancellation();
     auto jobId = kj::str(context.getParams().getJobId());
     KJ_IF_MAYBE (job, service.find(jobId, executor.name())) {
-      if (job->end == nullptr) job->process->signalAll(SIGKILL);
-      return job->ended.addBranch().then([&service = service, jobId = kj::mv(jobId)]() {
-        if (service.held.find(jobId) != nullptr) {
-          service.log(kj::str("job discarded id=", jobId));
-          service.forget(jobId);
-        }
-      });
+      if (job->running()) KJ_ASSERT_NONNULL(job->process)->signalAll(SIGKILL);
+      return job->ended.addBranch().then(
+          [&service = service, jobId = kj::mv(jobId)]() -> kj::Promise<void> {
+            if (service.held.find(jobId) == nullptr) return kj::READY_NOW;
+            service.log(kj::str("job discarded id=", jobId));
+            return service.forget(jobId);
+          });
     }
     return kj::READY_NOW;
   }
@@ -245,18 +281,118 @@ class ExecutorService::HostServer final : public wire::ExecutorHost::Server {
   ExecutorService& service;
 };
 
-ExecutorService::ExecutorService(executors::ExecutorSet& executors,
+ExecutorService::ExecutorService(executors::ExecutorSet& executors, HeldRecords& records,
+                                 kj::Timer& timer, LaunchPolicy policy,
                                  kj::Function<void(kj::StringPtr)> log)
-    : executors(executors), log(kj::mv(log)) {}
+    : executors(executors),
+      records(records),
+      timer(timer),
+      policy(kj::mv(policy)),
+      log(kj::mv(log)),
+      bootId(currentBootId()),
+      taskErrors(*this),
+      tasks(taskErrors) {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  hurried = kj::mv(paf.fulfiller);
+  hurriedPromise = kj::mv(paf.promise);
+}
 
 ExecutorService::~ExecutorService() noexcept(false) {
-  if (held.size() > 0) {
-    log(kj::str("killing the ", held.size(), " jobs still held"));
-  }
+  size_t running = 0;
+  for (auto& entry : held) running += entry.value->running();
+  if (running > 0) log(kj::str("killing the ", running, " jobs still running"));
+}
+
+void ExecutorService::TaskErrors::taskFailed(kj::Exception&& exception) {
+  service.log(
+      kj::str("held job records in ", service.records.path(), ": ", exception.getDescription()));
 }
 
 wire::ExecutorHost::Client ExecutorService::newHost() {
   return kj::heap<HostServer>(*this);
+}
+
+kj::Maybe<ExecutorService::Refusal> ExecutorService::refuse(wire::LaunchRequest::Reader request,
+                                                            kj::StringPtr jobId,
+                                                            kj::StringPtr executor) {
+  using Type = kj::Exception::Type;
+  auto credentials = request.getCredentials();
+  uint32_t uid = credentials.getUid();
+  uint32_t gid = credentials.getGid();
+  if (!isPlainName(jobId)) {
+    return Refusal{Type::FAILED,
+                   kj::str("a job id is 1 to ", MAX_JOB_ID, " letters, digits, '-' or '_'")};
+  }
+  if (stopping) return Refusal{Type::FAILED, kj::str("the supervisor is shutting down")};
+  if (quiescing) {
+    return Refusal{Type::FAILED,
+                   kj::str("the supervisor is restarting itself; try again in a moment")};
+  }
+  if (uid == 0 || gid == 0) {
+    return Refusal{Type::FAILED,
+                   kj::str("a job may not run as root (uid ", uid, ", gid ", gid, ")")};
+  }
+  for (auto group : credentials.getSupplementaryGroups()) {
+    if (group == 0) {
+      return Refusal{Type::FAILED,
+                     kj::str("a job may not run with group root (gid 0) among its groups")};
+    }
+  }
+  if (uid < policy.firstUid || uid > policy.lastUid) {
+    return Refusal{Type::FAILED,
+                   kj::str("uid ", uid, " is outside the uids this supervisor grants (",
+                           policy.firstUid, "-", policy.lastUid, ")")};
+  }
+  if (held.find(jobId) != nullptr || launching.contains(jobId)) {
+    return Refusal{Type::FAILED, kj::str("a job with this id is already held")};
+  }
+  if (held.size() + launching.size() >= MAX_HELD_JOBS) {
+    return Refusal{Type::OVERLOADED,
+                   kj::str("the supervisor holds ", held.size(),
+                           " jobs, as many as it may, until their ends are acknowledged")};
+  }
+  return nullptr;
+}
+
+kj::Promise<void> ExecutorService::withinDiskDeadline(kj::Promise<void> promise) {
+  return promise.exclusiveJoin(timer.afterDelay(DISK_DEADLINE).then([]() -> kj::Promise<void> {
+    return oneLine(kj::Exception::Type::FAILED,
+                   kj::str("the supervisor's state directory is not answering"));
+  }));
+}
+
+ExecutorService::Held& ExecutorService::hold(kj::Own<Held> job) {
+  auto& ref = *job;
+  held.insert(ref.id, kj::mv(job));
+  if (ref.end == nullptr) watch(ref);
+  return ref;
+}
+
+// The end is known to waiters at once; its record is written meanwhile (synced).
+void ExecutorService::watch(Held& job) {
+  auto& process = *KJ_ASSERT_NONNULL(job.process);
+  job.ended = process.onExit()
+                  .then([this, &job](executors::ExitStatus status) {
+                    log(kj::str("job ended id=", job.id, " ", describeEnd(status)));
+                    job.end = kj::mv(status);
+                    tasks.add(records.write(recordOf(job)));
+                  })
+                  .fork();
+}
+
+HeldRecord ExecutorService::recordOf(const Held& job) const {
+  HeldRecord record;
+  record.jobId = kj::str(job.id);
+  record.executor = kj::str(job.executor);
+  record.bootId = kj::str(bootId);
+  record.trace = job.trace.clone();
+  KJ_IF_MAYBE (end, job.end) {
+    record.state = HeldRecord::State::ENDED;
+    record.end = *end;
+  } else {
+    record.state = HeldRecord::State::RUNNING;
+  }
+  return record;
 }
 
 kj::Maybe<ExecutorService::Held&> ExecutorService::find(kj::StringPtr jobId,
@@ -267,9 +403,15 @@ kj::Maybe<ExecutorService::Held&> ExecutorService::find(kj::StringPtr jobId,
   return nullptr;
 }
 
-void ExecutorService::forget(kj::StringPtr jobId) {
+kj::Promise<void> ExecutorService::forget(kj::StringPtr jobId) {
+  // After the job's end record, if that is still queued: the thread keeps the order.
+  auto removed = records.remove(jobId).catch_([this](kj::Exception&& e) -> kj::Promise<void> {
+    log(kj::str("held job records in ", records.path(), ": ", e.getDescription()));
+    return kj::mv(e);
+  });
   // The key points into the Held: erase it through the map, which destroys the Held last.
   held.erase(jobId);
+  return withinDiskDeadline(kj::mv(removed));
 }
 
 }  // namespace runner::executor_rpc

@@ -4,52 +4,145 @@
 //
 // The jobs belong to the service, not to a connection: a client that goes away leaves them
 // running and their ends kept, and a client that connects later finds them (Executor.list) and
-// takes them back (Executor.adopt) or lets them go (Executor.discard). Destroying the service
-// kills every job it still holds (the Processes' destructors).
+// takes them back (Executor.adopt) or lets them go (Executor.discard).
 //
-// Every request is checked as if it came from a hostile client: a job id must be a plain name
-// (it names a cgroup), a job never runs as uid or gid 0, and the output arrives as a descriptor
-// the client already holds, never as a path. Refusals are logged, one line each.
+// Every job held has a record on disk (HeldRecords), written before its executor launches it, so
+// that the jobs also outlive the service: a service in a process that replaced itself with exec
+// watches them again, and one whose predecessor crashed kills what is left of them and keeps them
+// as ended, lost (recover()). Ended jobs are kept, with or without a Process, until acknowledged.
+//
+// Every request is checked as if it came from a hostile client: a job id must be a plain name (it
+// names a cgroup and a record), a job never runs as uid or gid 0 nor with group 0, its uid must be
+// one the service grants, and the output arrives as a descriptor the client already holds, never
+// as a path. Refusals are logged, one line each.
 
 #include <kj/function.h>
 #include <kj/map.h>
+#include <kj/timer.h>
 
+#include "executor-rpc/held-records.h"
 #include "executors/executor.h"
 #include "schema/executor.capnp.h"
 
 namespace runner::executor_rpc {
 
+// Makes ready what a job's user needs before the job is launched (its home).
+class UserPreparation {
+ public:
+  virtual ~UserPreparation() noexcept(false) = default;
+  // Runs on the records' thread, before a launch's first record is written. Throws one line to
+  // refuse the launch.
+  virtual void prepare(const executors::Credentials& credentials) const = 0;
+};
+
+// What the service grants.
+struct LaunchPolicy {
+  // The uids jobs may run as, both included.
+  uint32_t firstUid = 1;
+  uint32_t lastUid = 0xfffffffeu;
+  // Must outlive the HeldRecords of the service (its thread calls it).
+  kj::Maybe<const UserPreparation&> preparation;
+};
+
 class ExecutorService {
  public:
-  // `executors` must outlive the service; `log` receives one line per event (a launch refused, a
-  // job started, ended, acknowledged or discarded).
-  ExecutorService(executors::ExecutorSet& executors, kj::Function<void(kj::StringPtr)> log);
+  // `executors`, `records` and `timer` must outlive the service; `timer` keeps the disk deadline
+  // and the grace of stopAll(). `log` receives one line per event (a launch refused, a job
+  // started, ended, acknowledged, discarded, re-attached or lost).
+  ExecutorService(executors::ExecutorSet& executors, HeldRecords& records, kj::Timer& timer,
+                  LaunchPolicy policy, kj::Function<void(kj::StringPtr)> log);
+  // Kills every job still running (the Processes' destructors).
   ~ExecutorService() noexcept(false);
   KJ_DISALLOW_COPY(ExecutorService);
 
   // A bootstrap capability for one more connection.
   wire::ExecutorHost::Client newHost();
 
+  // At start-up, before serving: takes the jobs of `records` (HeldRecords::load()). A running job
+  // whose main process is still this process's child (it replaced itself with exec) is watched
+  // again by its executor; any other job that was running or being launched is killed, whatever
+  // is left of it (its predecessor crashed: see Executor::killRemains()), and kept as ended with
+  // ExitStatus.lost saying so; an ended job is kept as it ended. Resolves once every kill is sent.
+  kj::Promise<void> recover(kj::Array<HeldRecord> records);
+
+  // Refuses launches from now on, sends SIGTERM to every running job and SIGKILL to what still
+  // runs `grace` later (or at hurry()), and resolves once every job has ended and every record is
+  // written (or the disk deadline passed).
+  kj::Promise<void> stopAll(kj::Duration grace);
+  void hurry();
+
+  // Before this process replaces itself with exec: refuses launches, and resolves once nothing
+  // would be lost by it: no launch under way, no job between its reaping and its recorded end,
+  // every record written, every executor drained. Rejects with one line saying what is still
+  // busy when that takes longer than `deadline`. busyWith() is nullptr right after it resolves;
+  // check it again before the exec. resume() lets launches in again.
+  kj::Promise<void> quiesce(kj::Duration deadline);
+  kj::Maybe<kj::String> busyWith();
+  void resume();
+
   // Jobs held: running, or ended and not acknowledged.
   size_t heldCount() const { return held.size(); }
 
   // Longest job id accepted.
   static constexpr size_t MAX_JOB_ID = 64;
+  // Jobs held at most, running or ended and not acknowledged (launches under way included):
+  // past it, launches are refused (OVERLOADED) until runnerd acknowledges ends.
+  static constexpr size_t MAX_HELD_JOBS = 65536;
+  // How long a launch waits for the disk (its home, its record) before it is refused.
+  static constexpr kj::Duration DISK_DEADLINE = 10 * kj::SECONDS;
+
+  // ExitStatus.lost of a job whose supervisor crashed while it ran.
+  static constexpr kj::StringPtr LOST_WITH_SUPERVISOR =
+      "the supervisor ended while the job was running (it crashed or was killed); the next "
+      "supervisor killed what was left of the job"_kj;
+  // ExitStatus.lost of a job that was running when the machine restarted.
+  static constexpr kj::StringPtr LOST_WITH_MACHINE =
+      "the machine restarted while the job was running"_kj;
 
  private:
   struct Held;
+  struct Launch;
+  struct Refusal;
   class HostServer;
   class ExecutorServer;
   class JobServer;
+  class TaskErrors final : public kj::TaskSet::ErrorHandler {
+   public:
+    explicit TaskErrors(ExecutorService& service) : service(service) {}
+    void taskFailed(kj::Exception&& exception) override;
+
+   private:
+    ExecutorService& service;
+  };
 
   executors::ExecutorSet& executors;
+  HeldRecords& records;
+  kj::Timer& timer;
+  LaunchPolicy policy;
   kj::Function<void(kj::StringPtr)> log;
+  kj::String bootId;
   kj::HashMap<kj::StringPtr, kj::Own<Held>> held;
   // Ids of launches under way: a second launch of the same id is refused.
   kj::HashSet<kj::String> launching;
+  bool stopping = false;
+  bool quiescing = false;
+  kj::Own<kj::PromiseFulfiller<void>> hurried;
+  kj::Promise<void> hurriedPromise = nullptr;
+  TaskErrors taskErrors;
+  // Record writes and removals nobody waits for.
+  kj::TaskSet tasks;
 
+  kj::Maybe<Refusal> refuse(wire::LaunchRequest::Reader request, kj::StringPtr jobId,
+                            kj::StringPtr executor);
+  kj::Promise<void> withinDiskDeadline(kj::Promise<void> promise);
+  Held& hold(kj::Own<Held> job);
+  void watch(Held& job);
+  HeldRecord recordOf(const Held& job) const;
   kj::Maybe<Held&> find(kj::StringPtr jobId, kj::StringPtr executor);
-  void forget(kj::StringPtr jobId);
+  // Forgets the job; resolves once its record is removed.
+  kj::Promise<void> forget(kj::StringPtr jobId);
+  kj::Promise<void> waitUntilQuiet(kj::TimePoint deadline);
+  kj::Promise<void> whenRecordsWritten(kj::TimePoint deadline);
 };
 
 }  // namespace runner::executor_rpc

@@ -39,6 +39,9 @@ class ExecutorListener {
   // Connections open now.
   size_t connectionCount() const { return connections; }
 
+  // The listening socket (to hand it to the image a re-exec starts).
+  int fd() const { return listenFd.get(); }
+
  private:
   class Connection;
   kj::LowLevelAsyncIoProvider& provider;

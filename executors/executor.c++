@@ -4,6 +4,16 @@
 
 namespace runner::executors {
 
+kj::Own<Process> Executor::reattach(const JobTrace& trace) {
+  kj::throwFatalException(
+      KJ_EXCEPTION(UNIMPLEMENTED, "this executor cannot take a job back", name(), trace.pid));
+}
+
+kj::Promise<void> Executor::killRemains(kj::StringPtr jobId, const JobTrace& trace) {
+  return KJ_EXCEPTION(UNIMPLEMENTED, "this executor cannot find what is left of a job", name(),
+                      jobId);
+}
+
 void ExecutorSet::add(kj::Own<Executor> executor) {
   KJ_REQUIRE(find(executor->name()) == nullptr, "executor registered twice", executor->name());
   executors.add(kj::mv(executor));

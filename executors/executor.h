@@ -98,6 +98,36 @@ struct Placement {
   }
 };
 
+// What finds every process of a job again once the Process that watched it is gone: the process
+// that launched it replaced itself with exec (its children stay its children), or crashed.
+// spawn() makes the main process the leader of a session and a process group of its own, so
+// `pid` names those too.
+struct JobTrace {
+  pid_t pid = 0;
+  // Start time of `pid` (spawn.h's processStartTime()): tells the main process from a later
+  // process that was given the same pid. 0 when unknown.
+  uint64_t pidStartTime = 0;
+
+  // 1 or 2, and the job's cgroup directories (one per v1 hierarchy); none without a cgroup.
+  uint8_t cgroupVersion = 0;
+  kj::Array<kj::String> cgroupPaths;
+  // The cgroups' counters are the job's own (the cgroup executor's), not a tracking cgroup's.
+  bool accounting = false;
+
+  Placement placement;
+
+  JobTrace clone() const {
+    JobTrace copy;
+    copy.pid = pid;
+    copy.pidStartTime = pidStartTime;
+    copy.cgroupVersion = cgroupVersion;
+    copy.cgroupPaths = KJ_MAP(path, cgroupPaths) { return kj::str(path); };
+    copy.accounting = accounting;
+    copy.placement = placement.clone();
+    return copy;
+  }
+};
+
 // How the job's main process ended.
 struct ExitStatus {
   // Exactly one of these is meaningful: `signaled` says which.
@@ -152,6 +182,14 @@ class Process {
   virtual void signalAll(int signal) = 0;
 
   virtual const Placement& placement() const = 0;
+
+  // What finds the job's processes again without this object (see Executor::reattach() and
+  // Executor::killRemains()). By default, only the main process's pid.
+  virtual JobTrace trace() const {
+    JobTrace trace;
+    trace.pid = pid();
+    return trace;
+  }
 };
 
 // The command could not be started: exec (or a step before it, such as chdir) failed.
@@ -178,6 +216,24 @@ class Executor {
   // process and frees whatever was made for it (a cgroup). Must be called on the thread
   // running the event loop the executor was built with.
   virtual kj::Promise<LaunchResult> launch(LaunchRequest&& request) = 0;
+
+  // For a process that replaced itself with exec while its jobs ran on: the job `trace` describes
+  // (Process::trace() of a Process this executor returned before the exec), watched again. Its
+  // main process must still be this process's child, running or not yet reaped. Throws when the
+  // executor cannot (UNIMPLEMENTED by default).
+  virtual kj::Own<Process> reattach(const JobTrace& trace);
+
+  // For job `jobId`, whose Process is gone for good (the process that watched it crashed): kills
+  // every process of the session and the process group its main process led, unless that pid now
+  // names another process, and every process in its cgroups, which are removed (those `trace`
+  // names, or those named after `jobId` when it names none: the job was being launched). Resolves
+  // once the kills are sent; a process waiting in the kernel dies, and its cgroup goes, later, on
+  // a thread of the executor's. Never waits on a child or a disk.
+  virtual kj::Promise<void> killRemains(kj::StringPtr jobId, const JobTrace& trace);
+
+  // Before this process replaces itself with exec: gives back what the executor keeps for later
+  // jobs (spare cgroups), and resolves once its threads have nothing left to do.
+  virtual kj::Promise<void> drain() { return kj::READY_NOW; }
 
   // At start-up, before the first launch: kills every process that a previous run of this server
   // left in what this executor names after jobs (cgroups), for each name `isOurs` accepts, and

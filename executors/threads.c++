@@ -26,15 +26,22 @@ void Disposer::queue(kj::Function<void()> work) {
   state.lockExclusive()->queue.add(kj::mv(work));
 }
 
+bool Disposer::idle() const {
+  auto lock = state.lockShared();
+  return lock->queue.empty() && !lock->working;
+}
+
 void Disposer::run() {
   for (;;) {
     kj::Vector<kj::Function<void()>> batch;
     {
       auto lock = state.lockExclusive();
+      lock->working = false;
       lock.wait([](const State& state) { return state.stopping || !state.queue.empty(); });
       if (lock->queue.empty()) return;  // stopping
       batch = kj::mv(lock->queue);
       lock->queue = kj::Vector<kj::Function<void()>>();
+      lock->working = true;
     }
     for (auto& work : batch) {
       // Each piece of work logs what it could not do (a JobCgroup's destructor does).

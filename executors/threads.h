@@ -30,9 +30,13 @@ class Disposer {
     queue([object = kj::mv(object)]() mutable { object = nullptr; });
   }
 
+  // Nothing is queued and the thread is not destroying anything.
+  bool idle() const;
+
  private:
   struct State {
     kj::Vector<kj::Function<void()>> queue;
+    bool working = false;
     bool stopping = false;
   };
   kj::MutexGuarded<State> state;

@@ -15,6 +15,7 @@
 
 #include "executors/threads.h"
 #include "runner/credentials.h"
+#include "runner/homes.h"
 #include "runner/store.h"
 
 namespace runner {
@@ -205,6 +206,8 @@ class DynamicIdentities final : public OwnerIdentities {
     });
   }
 
+  bool homesMadeAtLaunch() const override { return !makeHomes; }
+
   kj::String describe() const override {
     return kj::str("dynamic uids ", describeRange(range), ", homes in ", homesDir);
   }
@@ -322,28 +325,7 @@ class DynamicIdentities final : public OwnerIdentities {
 
   // Creates <homes>/<uid> (0700, owned by uid:uid) or checks the one that is there. `homes` is
   // root's and not writable by anyone else, so nothing can race these calls with a symlink.
-  void makeHome(uint32_t uid) {
-    auto name = kj::str(uid);
-    auto path = kj::str(homesDir, '/', uid);
-    if (mkdirat(homes.get(), name.cStr(), 0700) == 0) {
-      if (fchownat(homes.get(), name.cStr(), uid, uid, AT_SYMLINK_NOFOLLOW) < 0) {
-        int error = errno;
-        unlinkat(homes.get(), name.cStr(), AT_REMOVEDIR);
-        KJ_FAIL_REQUIRE(kj::str("cannot give the home ", path, " to uid ", uid, ": ",
-                                strerror(error)));
-      }
-      return;
-    }
-    if (errno != EEXIST) {
-      KJ_FAIL_REQUIRE(kj::str("cannot create the home ", path, ": ", strerror(errno)));
-    }
-    struct stat st;
-    KJ_SYSCALL(fstatat(homes.get(), name.cStr(), &st, AT_SYMLINK_NOFOLLOW), path);
-    if (!S_ISDIR(st.st_mode) || st.st_uid != uid || st.st_gid != uid) {
-      KJ_FAIL_REQUIRE(kj::str("the home ", path, " is not a directory owned by uid ", uid,
-                              " and gid ", uid, "; refusing to use it"));
-    }
-  }
+  void makeHome(uint32_t uid) { runner::makeHome(homes.get(), homesDir, uid, uid); }
 };
 
 }  // namespace

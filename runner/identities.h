@@ -92,6 +92,10 @@ class OwnerIdentities {
 
   // For runnerd's start-up line, e.g. "dynamic uids 2000000000-2000999999".
   virtual kj::String describe() const = 0;
+
+  // Whether each owner's home is made by the supervisor as it launches the job (so it may not
+  // exist yet when the job is asked for).
+  virtual bool homesMadeAtLaunch() const { return false; }
 };
 
 // Every owner as `credentials` (--run-as, or runnerd's own user).

@@ -747,8 +747,9 @@ kj::Array<kj::String> JobTable::buildEnvironment(kj::ArrayPtr<const kj::String> 
 
 namespace {
 
-kj::String defaultWorkingDir(const executors::Credentials& user) {
+kj::String defaultWorkingDir(const executors::Credentials& user, bool homeMadeAtLaunch) {
   struct stat st;
+  if (homeMadeAtLaunch) return kj::str(user.homeDir);
   if (stat(user.homeDir.cStr(), &st) == 0 && S_ISDIR(st.st_mode)) {
     return kj::str(user.homeDir);
   }
@@ -822,7 +823,7 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
   record.command = kj::mv(request.command);
   record.args = kj::mv(request.args);
   record.workingDir =
-      request.workingDir.size() > 0 ? kj::mv(request.workingDir) : defaultWorkingDir(user);
+      request.workingDir.size() > 0 ? kj::mv(request.workingDir) : defaultWorkingDir(user, cfg.identities->homesMadeAtLaunch());
   record.executor = kj::mv(executorName);
   record.limits = request.limits;
   record.isolation = request.isolation;

@@ -518,14 +518,6 @@ class Runnerd {
   // The supervisor's command line: what it is to grant follows from how owners map to users.
   kj::Array<kj::String> supervisorArgs(const DaemonUser& daemon) {
     kj::Vector<kj::String> args;
-    if (getenv("RUNNER_SUPERVISOR_OLD_FLAGS") == nullptr || true) {
-      args.add(kj::str("--state-dir=", stateDir));
-      args.add(kj::str("--runnerd-user=", daemon.name));
-      KJ_IF_MAYBE (parent, cgroupParent) {
-        args.add(kj::str("--cgroup-parent=", *parent));
-      }
-      return args.releaseAsArray();  // TEMPORARY until the supervisor takes the flags below
-    }
     args.add(kj::str("--state-dir=", stateDir));
     args.add(kj::str("--runnerd-user=", daemon.name));
     switch (identityMode) {

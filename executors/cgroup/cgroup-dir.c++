@@ -173,6 +173,23 @@ kj::String joinPath(kj::ArrayPtr<const kj::StringPtr> pieces) {
   return kj::String(out.releaseAsArray());
 }
 
+bool isBelow(kj::StringPtr path, kj::StringPtr dir) {
+  size_t n = dir.size();
+  while (n > 1 && dir[n - 1] == '/') --n;
+  if (n == 0 || path.size() <= n + 1 || memcmp(path.begin(), dir.begin(), n) != 0) return false;
+  if (n > 1 && path[n] != '/') return false;
+  // No component may climb out again.
+  const char* component = path.begin();
+  for (const char* p = path.begin();; ++p) {
+    if (p == path.end() || *p == '/') {
+      auto piece = kj::arrayPtr(component, p);
+      if (piece == "."_kj.asArray() || piece == ".."_kj.asArray()) return false;
+      if (p == path.end()) return true;
+      component = p + 1;
+    }
+  }
+}
+
 bool tryRemoveDir(kj::StringPtr path) {
   KJ_SYSCALL_HANDLE_ERRORS(rmdir(path.cStr())) {
     case ENOENT:

@@ -65,6 +65,9 @@ void makeDirs(kj::StringPtr root, kj::StringPtr relative);
 // Joins path pieces with exactly one '/' between them; empty pieces are skipped.
 kj::String joinPath(kj::ArrayPtr<const kj::StringPtr> pieces);
 
+// `path` is a directory strictly below `dir` and has no "." or ".." component.
+bool isBelow(kj::StringPtr path, kj::StringPtr dir);
+
 // rmdir() of a cgroup directory that should be empty. Returns false while the kernel still
 // says EBUSY (the last process has died but is not yet released); true once the directory is
 // gone (or was already). Throws for any other error.

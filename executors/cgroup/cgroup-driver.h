@@ -90,6 +90,13 @@ class CgroupDriver {
   // in it and remove it; nullptr when there is none. Only signalAll(), isEmpty() and removal are
   // meant for it.
   virtual kj::Maybe<kj::Own<JobCgroup>> open(kj::StringPtr name) = 0;
+
+  // The existing cgroup whose directories are `paths` (JobCgroup::allPaths() of one this driver
+  // made, or made in an earlier run of this process), without its cgroup.procs descriptors: for a
+  // job watched again (everything but spawnProcsFds() works), or to kill what is left in it.
+  // Directories that no longer exist are left out; nullptr when none does. Throws for a path
+  // outside this driver's hierarchies.
+  virtual kj::Maybe<kj::Own<JobCgroup>> reopen(kj::ArrayPtr<const kj::String> paths) = 0;
 };
 
 // The cgroup of the calling process as listed in `procSelfCgroup` (the text of

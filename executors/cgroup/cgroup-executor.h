@@ -42,13 +42,22 @@ class CgroupExecutor final : public Executor {
   // main process's own usage.
   kj::Promise<LaunchResult> launchTracked(LaunchRequest&& request);
 
+  // The job in the cgroup `trace` names, watched again (a tracking cgroup when !trace.accounting,
+  // for the local executor). Throws when its cgroup is gone.
+  kj::Own<Process> reattach(const JobTrace& trace) override;
+
+  // What is left in the job's session and process group, and in its cgroups: killed (v2's
+  // cgroup.kill; v1 freezes first, waiting on the timer, which also thaws a cgroup a crashed
+  // supervisor left frozen), then the cgroups removed on the remover's thread.
+  kj::Promise<void> killRemains(kj::StringPtr jobId, const JobTrace& trace) override;
+
+  // Removes the spare tracking cgroups; resolves once the remover's thread is idle.
+  kj::Promise<void> drain() override;
+
   // Kills every process in each cgroup below the parent whose name `isOurs` accepts (a job id of
   // this server's) and removes those cgroups (on the remover's thread). Returns their names.
   kj::Array<kj::String> sweepLeftovers(
       kj::FunctionParam<bool(kj::StringPtr name)> isOurs) override;
-
-  // Emptied tracking cgroups kept for the next jobs (named after the job that first had them).
-  static constexpr size_t SPARE_TRACKING_CGROUPS = 32;
 
  private:
   kj::UnixEventPort& eventPort;
@@ -57,10 +66,12 @@ class CgroupExecutor final : public Executor {
   kj::Duration launchTimeout;
   // Removes ended jobs' cgroups.
   Disposer disposer;
-  // Removed (inline) with the executor.
+  // Emptied tracking cgroups kept for the next jobs (named after the job that first had them),
+  // at most SPARE_TRACKING_CGROUPS; removed (inline) with the executor.
   kj::Vector<kj::Own<JobCgroup>> spareTracking;
   Launcher launcher;
 
+  kj::Promise<void> whenRemoverIdle();
   kj::Promise<LaunchResult> launchIn(LaunchRequest&& request, kj::Own<JobCgroup> cgroup,
                                      Placement placement, bool accounting);
 };

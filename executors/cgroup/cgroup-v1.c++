@@ -245,6 +245,25 @@ kj::Maybe<kj::Own<JobCgroup>> CgroupV1Driver::open(kj::StringPtr name) {
   return kj::mv(result);
 }
 
+kj::Maybe<kj::Own<JobCgroup>> CgroupV1Driver::reopen(kj::ArrayPtr<const kj::String> paths) {
+  auto job = kj::heap<JobCgroupV1>();
+  bool any = false;
+  for (auto& path : paths) {
+    const CgroupV1Hierarchy* holder = nullptr;
+    for (auto& hierarchy : hierarchies) {
+      if (isBelow(path, hierarchy.mountPoint)) holder = &hierarchy;
+    }
+    KJ_REQUIRE(holder != nullptr, "not a cgroup of a v1 hierarchy this driver knows", path);
+    struct stat info;
+    if (stat(path.cStr(), &info) < 0 || !S_ISDIR(info.st_mode)) continue;
+    job->add(holder->controllers, kj::str(path));
+    any = true;
+  }
+  if (!any) return nullptr;
+  kj::Own<JobCgroup> result = kj::mv(job);
+  return kj::mv(result);
+}
+
 kj::Maybe<const CgroupV1Hierarchy&> CgroupV1Driver::find(kj::StringPtr controller) const {
   for (auto& hierarchy : hierarchies) {
     for (auto& c : hierarchy.controllers) {

@@ -190,6 +190,15 @@ kj::Maybe<kj::Own<JobCgroup>> CgroupV2Driver::open(kj::StringPtr name) {
   return kj::mv(job);
 }
 
+kj::Maybe<kj::Own<JobCgroup>> CgroupV2Driver::reopen(kj::ArrayPtr<const kj::String> paths) {
+  KJ_REQUIRE(paths.size() == 1, "a v2 job has one cgroup", paths.size());
+  KJ_REQUIRE(isBelow(paths[0], root), "not a cgroup of this driver's hierarchy", paths[0], root);
+  struct stat info;
+  if (stat(paths[0].cStr(), &info) < 0 || !S_ISDIR(info.st_mode)) return nullptr;
+  kj::Own<JobCgroup> job = kj::heap<JobCgroupV2>(CgroupDir(kj::str(paths[0])));
+  return kj::mv(job);
+}
+
 kj::Own<JobCgroup> CgroupV2Driver::create(kj::StringPtr jobId, const Limits& limits,
                                           kj::Maybe<const IoDevice&> ioDevice) {
   requireCgroupName(jobId);

@@ -26,6 +26,7 @@ class CgroupV2Driver final : public CgroupDriver {
   kj::Own<JobCgroup> createTracking(kj::StringPtr jobId) override;
   kj::Array<kj::String> listJobCgroups() override;
   kj::Maybe<kj::Own<JobCgroup>> open(kj::StringPtr name) override;
+  kj::Maybe<kj::Own<JobCgroup>> reopen(kj::ArrayPtr<const kj::String> paths) override;
 
   // CPU bandwidth period written to cpu.max, in microseconds.
   static constexpr uint32_t CPU_PERIOD_MICROS = 100000;

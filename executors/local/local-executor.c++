@@ -4,7 +4,7 @@
 #include <kj/debug.h>
 #include <signal.h>
 
-#include "executors/reap.h"
+#include "executors/job-process.h"
 #include "executors/spawn.h"
 
 namespace runner::executors {
@@ -20,69 +20,6 @@ kj::String describeLimits(const Limits& limits) {
   if (limits.pids) names.add("pids");
   return kj::strArray(names, ", ");
 }
-
-// A job started by spawn(): its process group is its pid. The exit is observed once, by a
-// promise forked at construction, so onExit() may be called any number of times and the
-// process is reaped as soon as the event loop sees the pidfd readable, whether or not anyone
-// is waiting.
-class LocalProcess final : public Process {
- public:
-  LocalProcess(kj::UnixEventPort& eventPort, Spawned spawned)
-      : mainPid(spawned.pid),
-        pidfd(kj::mv(spawned.pidfd)),
-        observer(eventPort, pidfd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ),
-        exited(observer.whenBecomesReadable().then([this]() { return reap(); }).fork()) {}
-
-  ~LocalProcess() noexcept(false) {
-    if (reaped) return;
-    // The job outlives its owner: kill it all and reap synchronously, so that nothing leaks.
-    killGroup(SIGKILL);
-    KJ_IF_MAYBE (exception,
-                 kj::runCatchingExceptions([&]() { reapExited(pidfd.get(), mainPid); })) {
-      KJ_LOG(ERROR, "could not reap a killed job", mainPid, *exception);
-    }
-  }
-
-  KJ_DISALLOW_COPY(LocalProcess);
-
-  pid_t pid() const override { return mainPid; }
-
-  // Each call returns a new branch of the same exit; branches must not outlive this Process.
-  kj::Promise<ExitStatus> onExit() override { return exited.addBranch(); }
-
-  void signalAll(int signal) override {
-    if (!reaped) killGroup(signal);
-  }
-
-  const Placement& placement() const override { return noPlacement; }
-
- private:
-  pid_t mainPid;
-  kj::AutoCloseFd pidfd;
-  kj::UnixEventPort::FdObserver observer;
-  kj::ForkedPromise<ExitStatus> exited;
-  bool reaped = false;
-  Placement noPlacement;
-
-  void killGroup(int signal) {
-    KJ_SYSCALL_HANDLE_ERRORS(kill(-mainPid, signal)) {
-      case ESRCH:
-        break;
-      default:
-        KJ_FAIL_SYSCALL("kill", error, -mainPid, signal);
-    }
-  }
-
-  ExitStatus reap() {
-    // The main process is a zombie: it still holds the process group id, so no other group
-    // can have taken it and this reaches exactly what the job left behind.
-    killGroup(SIGKILL);
-
-    auto status = reapExited(pidfd.get(), mainPid);
-    reaped = true;
-    return status;
-  }
-};
 
 }  // namespace
 
@@ -101,6 +38,33 @@ kj::Array<kj::String> LocalExecutor::sweepLeftovers(
     return (*t)->sweepLeftovers(isOurs);
   }
   return nullptr;
+}
+
+kj::Own<Process> LocalExecutor::reattach(const JobTrace& trace) {
+  if (trace.cgroupPaths.size() > 0) {
+    KJ_IF_MAYBE (t, tracker) {
+      return (*t)->reattach(trace);
+    }
+    KJ_FAIL_REQUIRE("the job was tracked in a cgroup, and this executor cannot track jobs so",
+                    trace.pid);
+  }
+  return kj::heap<JobProcess>(eventPort, trace.pid, openPidfd(trace.pid), trace.pidStartTime,
+                              nullptr);
+}
+
+kj::Promise<void> LocalExecutor::killRemains(kj::StringPtr jobId, const JobTrace& trace) {
+  KJ_IF_MAYBE (t, tracker) {
+    return (*t)->killRemains(jobId, trace);
+  }
+  if (trace.pid > 1) killSessionOf(trace.pid, trace.pidStartTime);
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> LocalExecutor::drain() {
+  KJ_IF_MAYBE (t, tracker) {
+    return (*t)->drain();
+  }
+  return kj::READY_NOW;
 }
 
 kj::StringPtr LocalExecutor::name() const {
@@ -124,7 +88,9 @@ kj::Promise<LaunchResult> LocalExecutor::launch(LaunchRequest&& request) {
   return spawn(launcher, timer, options).then([this](SpawnResult&& result) -> LaunchResult {
     KJ_SWITCH_ONEOF(result) {
       KJ_CASE_ONEOF(spawned, Spawned) {
-        kj::Own<Process> process = kj::heap<LocalProcess>(eventPort, kj::mv(spawned));
+        auto startTime = processStartTime(spawned.pid).orDefault(0);
+        kj::Own<Process> process =
+            kj::heap<JobProcess>(eventPort, spawned.pid, kj::mv(spawned.pidfd), startTime, nullptr);
         return kj::mv(process);
       }
       KJ_CASE_ONEOF(failure, LaunchFailure) {

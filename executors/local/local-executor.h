@@ -36,6 +36,16 @@ class LocalExecutor final : public Executor {
   // Throws UNIMPLEMENTED, naming the limits, for a request with any limit set.
   kj::Promise<LaunchResult> launch(LaunchRequest&& request) override;
 
+  // A job of this executor, watched again: in its tracking cgroup when it had one, by its process
+  // group otherwise.
+  kj::Own<Process> reattach(const JobTrace& trace) override;
+
+  // What is left of the job: its session and process group, and its tracking cgroup.
+  kj::Promise<void> killRemains(kj::StringPtr jobId, const JobTrace& trace) override;
+
+  // The tracking cgroups kept for later jobs are removed.
+  kj::Promise<void> drain() override;
+
   // The tracking cgroups a previous server left (see CgroupExecutor::sweepLeftovers()); nothing
   // without tracking.
   kj::Array<kj::String> sweepLeftovers(

@@ -1,0 +1,171 @@
+#include "executor-rpc/held-records.h"
+
+#include <errno.h>
+#include <gtest/gtest.h>
+#include <kj/async-io.h>
+#include <kj/debug.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace runner::executor_rpc {
+namespace {
+
+// A supervisor directory of the test's own (root's, 0700), holding held/.
+class HeldRecordsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/var/tmp/held-records-test.XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr) << strerror(errno);
+    dir = pattern;
+    held = dir + "/held";
+  }
+  void TearDown() override {
+    if (!dir.empty()) EXPECT_EQ(system(("rm -rf '" + dir + "'").c_str()), 0);
+  }
+
+  template <typename T>
+  T wait(kj::Promise<T>&& promise) {
+    return promise.wait(io->waitScope);
+  }
+
+  std::string dir;
+  std::string held;
+  // std::unique_ptr: gtest's fixture destructor is noexcept, kj's are not.
+  std::unique_ptr<kj::AsyncIoContext> io = std::make_unique<kj::AsyncIoContext>(kj::setupAsyncIo());
+};
+
+HeldRecord running(kj::StringPtr id) {
+  HeldRecord record;
+  record.jobId = kj::str(id);
+  record.executor = kj::str("cgroup");
+  record.bootId = currentBootId();
+  record.state = HeldRecord::State::RUNNING;
+  record.trace.pid = 4242;
+  record.trace.pidStartTime = 987654321;
+  record.trace.cgroupVersion = 1;
+  record.trace.cgroupPaths = kj::arr(kj::str("/sys/fs/cgroup/memory/runner/", id),
+                                     kj::str("/sys/fs/cgroup/freezer/runner/", id));
+  record.trace.accounting = true;
+  record.trace.placement.cgroup = executors::Placement::Cgroup{
+      1, kj::str("/sys/fs/cgroup/memory/runner/", id), kj::str("")};
+  return record;
+}
+
+TEST_F(HeldRecordsTest, WhatIsWrittenIsReadBackByTheNextSupervisor) {
+  {
+    HeldRecords records(held.c_str());
+    wait(records.write(running("a")));
+    wait(records.write(running("b")));
+    auto ended = running("b");
+    ended.state = HeldRecord::State::ENDED;
+    ended.end.signaled = true;
+    ended.end.termSignal = 9;
+    ended.end.oomKilled = true;
+    ended.end.usage.peakMemoryBytes = 1 << 20;
+    wait(records.write(ended));
+    auto lost = running("c");
+    lost.state = HeldRecord::State::ENDED;
+    lost.end.lost = kj::str("gone");
+    wait(records.write(lost));
+    wait(records.write(running("d")));
+    wait(records.remove("d"));
+  }
+  struct stat st;
+  ASSERT_EQ(stat(held.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+
+  HeldRecords records(held.c_str());
+  std::vector<std::string> lines;
+  auto found = records.load([&](kj::StringPtr line) { lines.push_back(line.cStr()); });
+  EXPECT_TRUE(lines.empty());
+  ASSERT_EQ(found.size(), 3u);
+  std::sort(found.begin(), found.end(),
+            [](const HeldRecord& x, const HeldRecord& y) { return x.jobId < y.jobId; });
+  EXPECT_EQ(found[0].jobId, "a");
+  EXPECT_EQ(found[0].executor, "cgroup");
+  EXPECT_EQ(found[0].bootId, currentBootId());
+  EXPECT_TRUE(found[0].state == HeldRecord::State::RUNNING);
+  EXPECT_EQ(found[0].trace.pid, 4242);
+  EXPECT_EQ(found[0].trace.pidStartTime, 987654321u);
+  ASSERT_EQ(found[0].trace.cgroupPaths.size(), 2u);
+  EXPECT_EQ(found[0].trace.cgroupPaths[1], "/sys/fs/cgroup/freezer/runner/a");
+  EXPECT_TRUE(found[0].trace.accounting);
+  EXPECT_EQ(KJ_ASSERT_NONNULL(found[0].trace.placement.cgroup).path,
+            "/sys/fs/cgroup/memory/runner/a");
+  EXPECT_TRUE(found[1].state == HeldRecord::State::ENDED);
+  EXPECT_TRUE(found[1].end.signaled);
+  EXPECT_EQ(found[1].end.termSignal, 9);
+  EXPECT_TRUE(found[1].end.oomKilled);
+  EXPECT_EQ(found[1].end.usage.peakMemoryBytes, 1u << 20);
+  EXPECT_EQ(found[1].end.lost, "");
+  EXPECT_EQ(found[2].end.lost, "gone");
+}
+
+TEST_F(HeldRecordsTest, FilesThatAreNotRootsRecordsAreLeftAndReported) {
+  {
+    HeldRecords records(held.c_str());
+    wait(records.write(running("mine")));
+  }
+  // Another user's file, a record under another job's name, garbage, a replacement cut short.
+  ASSERT_EQ(system(("cp " + held + "/mine " + held + "/theirs && chown 65534 " + held +
+                    "/theirs && cp " + held + "/mine " + held + "/renamed && echo garbage > " +
+                    held + "/garbage && touch " + held + "/.mine.new")
+                       .c_str()),
+            0);
+  HeldRecords records(held.c_str());
+  std::vector<std::string> lines;
+  auto found = records.load([&](kj::StringPtr line) { lines.push_back(line.cStr()); });
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].jobId, "mine");
+  ASSERT_EQ(lines.size(), 3u);
+  std::sort(lines.begin(), lines.end());
+  EXPECT_NE(lines[0].find("/garbage, left as it is: it is not a record"), std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[1].find("/renamed, left as it is: it names another job (mine)"),
+            std::string::npos)
+      << lines[1];
+  EXPECT_NE(lines[2].find("/theirs, left as it is: it is not a file of this supervisor's user"),
+            std::string::npos)
+      << lines[2];
+  struct stat st;
+  EXPECT_NE(lstat((held + "/.mine.new").c_str(), &st), 0);
+  EXPECT_EQ(lstat((held + "/theirs").c_str(), &st), 0);
+}
+
+TEST_F(HeldRecordsTest, ADirectoryOthersMayWriteIsRefused) {
+  ASSERT_EQ(chmod(dir.c_str(), 0777), 0);
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { HeldRecords records(held.c_str()); })) {
+    EXPECT_EQ(e->getDescription(), kj::str(dir.c_str(),
+                                           " must be owned by uid 0 and writable by "
+                                           "nobody else (it is owned by uid 0, mode "
+                                           "0777)"));
+  } else {
+    ADD_FAILURE() << "records were kept in a directory anyone may change";
+  }
+}
+
+TEST_F(HeldRecordsTest, AFailedFirstStepWritesNothing) {
+  HeldRecords records(held.c_str());
+  auto failed = kj::runCatchingExceptions([&]() {
+    wait(records.write(running("refused"), kj::Function<void()>([]() {
+                         KJ_FAIL_REQUIRE("the home is someone else's");
+                       })));
+  });
+  KJ_IF_MAYBE (e, failed) {
+    EXPECT_TRUE(e->getDescription().endsWith("the home is someone else's"))
+        << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "the write went on";
+  }
+  EXPECT_EQ(records.load([](kj::StringPtr) {}).size(), 0u);
+  EXPECT_TRUE(records.idle());
+}
+
+}  // namespace
+}  // namespace runner::executor_rpc

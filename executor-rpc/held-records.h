@@ -1,0 +1,95 @@
+#pragma once
+// HeldRecords: runner-supervisor's record on disk of each job it holds, one small file per job in
+// <state-dir>/supervisor/held/ (schema/held-job.capnp), and the thread that writes them.
+//
+// A job's record is written before its executor launches it, so that nothing runs that no record
+// names; rewritten once it runs with what finds its processes again (executors::JobTrace);
+// rewritten with its end when it ends; removed once that end is acknowledged. The next supervisor
+// reads them (see ExecutorService::recover()). They must survive the supervisor's process, not the
+// machine: a write replaces the file whole (a new file renamed over the old one) without a sync,
+// except the end, the one fact nothing else keeps until runnerd has it, which is synced.
+//
+// The event loop never waits for the disk: writes go to one thread, in the order they are asked
+// for, and come back as promises.
+
+#include <kj/async.h>
+#include <kj/function.h>
+#include <kj/io.h>
+#include <kj/mutex.h>
+#include <kj/thread.h>
+#include <kj/vector.h>
+
+#include "executors/executor.h"
+
+namespace runner::executor_rpc {
+
+struct HeldRecord {
+  enum class State { LAUNCHING, RUNNING, ENDED };
+
+  kj::String jobId;
+  kj::String executor;
+  // The boot it was launched in (currentBootId()).
+  kj::String bootId;
+  State state = State::LAUNCHING;
+  // Where its processes are; pid 0 while launching.
+  executors::JobTrace trace;
+  // Its end, when ENDED.
+  executors::ExitStatus end;
+
+  HeldRecord clone() const;
+};
+
+// /proc/sys/kernel/random/boot_id, without its newline.
+kj::String currentBootId();
+
+class HeldRecords {
+ public:
+  // Opens the directory `dir`, making it when missing (mode 0700). It must be root's and closed to
+  // others, and so must its parent: a record says which processes the next supervisor kills.
+  // Throws one line otherwise. Starts the thread.
+  explicit HeldRecords(kj::StringPtr dir);
+  // Writes what is queued (waiting for the disk if it must), then stops the thread.
+  ~HeldRecords() noexcept(false);
+  KJ_DISALLOW_COPY(HeldRecords);
+
+  kj::StringPtr path() const { return dirPath; }
+
+  // At start-up, before the first write: every record in the directory, read on the calling
+  // thread. A file that is not a readable record is reported to `log`, one line each, and left.
+  kj::Array<HeldRecord> load(kj::FunctionParam<void(kj::StringPtr line)> log);
+
+  // On the event loop. Each is done on the thread in the order asked, and resolves on the event
+  // loop once done; it rejects with one line, naming no path, when it failed. `first`, if given,
+  // runs on the thread just before the write (making the job's home); what it throws fails the
+  // write, which then does not happen.
+  kj::Promise<void> write(const HeldRecord& record,
+                          kj::Maybe<kj::Function<void()>> first = nullptr);
+  kj::Promise<void> remove(kj::StringPtr jobId);
+
+  // Nothing is queued, and the thread is not writing.
+  bool idle() const;
+
+  // Largest record read back, in bytes: a job id, a few cgroup paths and an end.
+  static constexpr size_t MAX_RECORD_BYTES = 64 * 1024;
+
+ private:
+  struct Work {
+    kj::Function<void()> func;
+    kj::Own<kj::CrossThreadPromiseFulfiller<void>> done;
+  };
+  struct State {
+    kj::Vector<Work> queue;
+    bool working = false;
+    bool stopping = false;
+  };
+
+  kj::String dirPath;
+  kj::AutoCloseFd dirFd;
+  kj::MutexGuarded<State> state;
+  kj::Own<kj::Thread> thread;
+
+  kj::Promise<void> queue(kj::Function<void()> func);
+  void run();
+};
+
+}  // namespace runner::executor_rpc

@@ -1,0 +1,826 @@
+// runner-supervisor's own life, driven through its socket with schema/executor.capnp as runnerd
+// would: what it grants (uids, groups, homes), its re-exec on SIGHUP with jobs running, its crash
+// (kill -9) and the next supervisor's cleanup, and SIGTERM with a grace. Real processes, real
+// cgroups (v1 here), real files.
+
+#include <capnp/rpc-twoparty.h>
+#include <capnp/serialize.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <kj/async-io.h>
+#include <kj/debug.h>
+#include <kj/filesystem.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "executor-rpc/executor-service.h"
+#include "executors/spawn.h"
+#include "schema/executor.capnp.h"
+#include "schema/held-job.capnp.h"
+
+namespace runner {
+namespace {
+
+constexpr kj::Duration DEADLINE = 10 * kj::SECONDS;
+
+kj::String readFile(kj::StringPtr path) {
+  int fd = open(path.cStr(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return kj::str();
+  kj::AutoCloseFd owned(fd);
+  kj::Vector<char> text;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof(buffer))) > 0) text.addAll(kj::arrayPtr(buffer, n));
+  text.add('\0');
+  return kj::String(text.releaseAsArray());
+}
+
+// For gtest's comparisons, which do not know kj::String.
+std::string fileText(kj::StringPtr path) {
+  return readFile(path).cStr();
+}
+
+bool contains(kj::StringPtr text, kj::StringPtr part) {
+  return strstr(text.cStr(), part.cStr()) != nullptr;
+}
+
+// Pids of the processes whose command line contains `marker`.
+kj::Vector<pid_t> processesWith(kj::StringPtr marker) {
+  kj::Vector<pid_t> found;
+  DIR* dir = opendir("/proc");
+  KJ_ASSERT(dir != nullptr);
+  KJ_DEFER(closedir(dir));
+  while (struct dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    auto raw = readFile(kj::str("/proc/", entry->d_name, "/cmdline"));
+    kj::Vector<char> line;
+    for (char c : raw) line.add(c == '\0' ? ' ' : c);
+    line.add('\0');
+    if (strstr(line.begin(), marker.cStr()) != nullptr) found.add(atoi(entry->d_name));
+  }
+  return found;
+}
+
+// Waits (polling, up to 10 s) until `done()` holds; false if it never did.
+template <typename Func>
+bool eventually(Func&& done) {
+  for (int i = 0; i < 1000; i++) {
+    if (done()) return true;
+    usleep(10000);
+  }
+  return done();
+}
+
+kj::String supervisorBinary() {
+  const char* srcdir = getenv("TEST_SRCDIR");
+  KJ_REQUIRE(srcdir != nullptr, "TEST_SRCDIR is not set: run this test through bazel");
+  return kj::str(srcdir, "/runner/runner/runner-supervisor");
+}
+
+// Uids of this test process's jobs: a range of its own, so that tests running at once never share
+// one.
+uint32_t firstUid() {
+  return 2141000000u + uint32_t(getpid() % 100000) * 100;
+}
+
+// A runner-supervisor of the test's own: a copy of the binary (so that a test can break it), a
+// fresh state directory, a cgroup parent of its own, runnerd's user root (the test connects).
+class SupervisorProcess {
+ public:
+  explicit SupervisorProcess(kj::ArrayPtr<const kj::StringPtr> extraFlags = nullptr)
+      : extraFlags(KJ_MAP(flag, extraFlags) { return kj::str(flag); }) {
+    mkdir("/var/lib/runner-tests", 0755);
+    auto tmpl = kj::str("/var/lib/runner-tests/supervisor-lifecycle.XXXXXX");
+    KJ_ASSERT(mkdtemp(tmpl.begin()) != nullptr, strerror(errno));
+    KJ_SYSCALL(chmod(tmpl.cStr(), 0755));
+    root = kj::mv(tmpl);
+    cgroupParent = kj::str("/runner-lifecycle-test-", getpid(), "-", counter++);
+    KJ_SYSCALL(mkdir(kj::str(root, "/bin").cStr(), 0755));
+    binary = kj::str(root, "/bin/runner-supervisor");
+    KJ_ASSERT(system(kj::str("cp ", supervisorBinary(), " ", binary).cStr()) == 0);
+    socket = kj::str(root, "/state/supervisor/executor.sock");
+  }
+
+  ~SupervisorProcess() noexcept(false) {
+    if (pid != 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    // Nothing of the test's jobs may outlive it, whatever happened.
+    system(kj::str("pkill -KILL -f '", root, "' >/dev/null 2>&1").cStr());
+    for (auto& hierarchy : cgroupHierarchies()) {
+      auto parent = kj::str(hierarchy, cgroupParent);
+      system(kj::str("find ", parent, " -depth -type d -exec rmdir {} + 2>/dev/null").cStr());
+    }
+    system(kj::str("rm -rf '", root, "'").cStr());
+  }
+
+  void start() {
+    auto stateFlag = kj::str("--state-dir=", root, "/state");
+    auto parentFlag = kj::str("--cgroup-parent=", cgroupParent);
+    auto uidsFlag = kj::str("--uid-range=", firstUid(), "-", firstUid() + 99);
+    kj::Vector<char*> argv;
+    argv.add(binary.begin());
+    argv.add(stateFlag.begin());
+    argv.add(const_cast<char*>("--runnerd-user=root"));
+    argv.add(uidsFlag.begin());
+    argv.add(parentFlag.begin());
+    for (auto& flag : extraFlags) argv.add(flag.begin());
+    argv.add(nullptr);
+    auto logPath = log();
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, logPath.cStr(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+    logOffset = logText().size();
+    int error = posix_spawn(&pid, binary.cStr(), &actions, nullptr, argv.begin(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    KJ_ASSERT(error == 0, "cannot start runner-supervisor", strerror(error));
+    bool serving = eventually([&]() {
+      if (contains(recentLog(), "serving")) return true;
+      int status;
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        pid = 0;
+        KJ_FAIL_ASSERT("runner-supervisor exited", recentLog());
+      }
+      return false;
+    });
+    KJ_ASSERT(serving, "runner-supervisor did not start serving within 10 s", logText());
+  }
+
+  // kill -9, as a crash would; reaps it. Its jobs are left as they are.
+  void crash() {
+    KJ_SYSCALL(kill(pid, SIGKILL));
+    KJ_SYSCALL(waitpid(pid, nullptr, 0));
+    pid = 0;
+  }
+
+  // Waits up to `seconds` for it to exit; its wait status, or -1 if it did not.
+  int waitExit(int seconds = 10) {
+    for (int i = 0; i < seconds * 100; i++) {
+      int status;
+      pid_t done = waitpid(pid, &status, WNOHANG);
+      if (done == pid) {
+        pid = 0;
+        return status;
+      }
+      usleep(10000);
+    }
+    return -1;
+  }
+
+  kj::String log() const { return kj::str(root, "/supervisor.stderr"); }
+  kj::String logText() const { return readFile(log()); }
+  // What it logged since its last start.
+  kj::String recentLog() const { return kj::str(logText().slice(logOffset)); }
+
+  void waitForLog(kj::StringPtr text) const {
+    if (!eventually([&]() { return contains(recentLog(), text); })) {
+      KJ_FAIL_ASSERT("runner-supervisor did not log this within 10 s", text, logText());
+    }
+  }
+
+  kj::String homes() const { return kj::str(root, "/state/homes"); }
+
+  // The supervisor's record of job `id` (schema/held-job.capnp) holds its end.
+  bool recordSaysEnded(kj::StringPtr id) const {
+    auto text = readFile(kj::str(root, "/state/supervisor/held/", id));
+    if (text.size() == 0 || text.size() % sizeof(capnp::word) != 0) return false;
+    auto words = kj::heapArray<capnp::word>(text.size() / sizeof(capnp::word));
+    memcpy(words.begin(), text.begin(), text.size());
+    capnp::FlatArrayMessageReader message(words);
+    return message.getRoot<wire::HeldJobRecord>().getState().isEnded();
+  }
+
+  // The cgroup directories named `jobId` in every hierarchy, that exist.
+  kj::Vector<kj::String> cgroupsOf(kj::StringPtr jobId) const {
+    kj::Vector<kj::String> found;
+    for (auto& hierarchy : cgroupHierarchies()) {
+      auto path = kj::str(hierarchy, cgroupParent, "/", jobId);
+      struct stat st;
+      if (stat(path.cStr(), &st) == 0) found.add(kj::mv(path));
+    }
+    return found;
+  }
+
+  kj::String root;
+  kj::String binary;
+  kj::String socket;
+  kj::String cgroupParent;
+  pid_t pid = 0;
+
+ private:
+  kj::Array<kj::String> extraFlags;
+  size_t logOffset = 0;
+  static inline uint counter = 0;
+
+  static kj::Vector<kj::String> cgroupHierarchies() {
+    kj::Vector<kj::String> found;
+    DIR* dir = opendir("/sys/fs/cgroup");
+    if (dir == nullptr) return found;
+    KJ_DEFER(closedir(dir));
+    while (struct dirent* entry = readdir(dir)) {
+      if (entry->d_name[0] == '.') continue;
+      found.add(kj::str("/sys/fs/cgroup/", entry->d_name));
+    }
+    return found;
+  }
+};
+
+// Hands a job's output descriptor to the supervisor, as runnerd does.
+class OutputFileServer final : public wire::OutputFile::Server {
+ public:
+  explicit OutputFileServer(kj::AutoCloseFd fd) : fd(kj::mv(fd)) {}
+  kj::Maybe<int> getFd() override { return fd.get(); }
+
+ private:
+  kj::AutoCloseFd fd;
+};
+
+struct JobSpec {
+  kj::StringPtr id;
+  kj::StringPtr executor = "local";
+  kj::Array<kj::String> argv;
+  uint32_t uid = firstUid();
+  uint32_t gid = firstUid();
+  kj::Array<uint32_t> groups;
+  kj::String home = kj::str("/");
+  uint32_t pids = 0;
+};
+
+// One connection to the supervisor, as runnerd's would be.
+class Connection {
+ public:
+  Connection(kj::AsyncIoContext& io, kj::StringPtr socket)
+      : io(io),
+        stream(connect(io, socket)),
+        client(*stream, 1),
+        host(client.bootstrap().castAs<wire::ExecutorHost>()) {}
+
+  template <typename T>
+  T wait(kj::Promise<T> promise) {
+    return promise
+        .exclusiveJoin(io.provider->getTimer().afterDelay(DEADLINE).then(
+            []() -> T { KJ_FAIL_ASSERT("the supervisor did not answer within 10 s"); }))
+        .wait(io.waitScope);
+  }
+
+  wire::Executor::Client executor(kj::StringPtr name) {
+    auto request = host.executorRequest();
+    request.setName(name);
+    return request.send().getExecutor();
+  }
+
+  // Launches `spec` with its output appended to `outputPath`: its Job and pid, or an exception.
+  kj::Maybe<kj::Exception> tryLaunch(JobSpec spec, kj::StringPtr outputPath, wire::Job::Client& job,
+                                     pid_t& pid) {
+    int fd = open(outputPath.cStr(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    KJ_ASSERT(fd >= 0, strerror(errno));
+    auto call = executor(spec.executor).launchRequest();
+    auto request = call.initRequest();
+    request.setJobId(spec.id);
+    auto argv = request.initArgv(spec.argv.size());
+    for (auto i : kj::indices(spec.argv)) argv.set(i, spec.argv[i]);
+    auto env = request.initEnv(2);
+    env.set(0, "PATH=/usr/bin:/bin");
+    env.set(1, kj::str("HOME=", spec.home));
+    request.setWorkingDir("/");
+    request.setOutput(kj::heap<OutputFileServer>(kj::AutoCloseFd(fd)));
+    auto credentials = request.initCredentials();
+    credentials.setUid(spec.uid);
+    credentials.setGid(spec.gid);
+    auto groups = credentials.initSupplementaryGroups(spec.groups.size());
+    for (auto i : kj::indices(spec.groups)) groups.set(i, spec.groups[i]);
+    credentials.setUserName("job");
+    credentials.setHomeDir(spec.home);
+    request.initLimits().setPids(spec.pids);
+    return kj::runCatchingExceptions([&]() {
+      auto response = wait(call.send());
+      auto result = response.getResult();
+      KJ_ASSERT(result.isStarted(), "the job did not start", result.getFailed().getMessage());
+      job = result.getStarted().getJob();
+      pid = result.getStarted().getInfo().getPid();
+    });
+  }
+
+  wire::Job::Client launch(JobSpec spec, kj::StringPtr outputPath, pid_t& pid) {
+    wire::Job::Client job = nullptr;
+    KJ_IF_MAYBE (e, tryLaunch(kj::mv(spec), outputPath, job, pid)) {
+      KJ_FAIL_ASSERT("launch failed", *e);
+    }
+    return job;
+  }
+
+  // The job's end (wait), as a copy.
+  struct End {
+    bool signaled;
+    int exitCode;
+    int termSignal;
+    std::string lost;
+  };
+  End end(wire::Job::Client& job) {
+    auto response = wait(job.waitRequest().send());
+    auto end = response.getEnd();
+    return End{end.getSignaled(), end.getExitCode(), end.getTermSignal(), end.getLost().cStr()};
+  }
+
+  void signal(wire::Job::Client& job, int number) {
+    auto request = job.signalRequest();
+    request.setSignal(number);
+    wait(request.send());
+  }
+
+  void acknowledge(wire::Job::Client& job) { wait(job.acknowledgeRequest().send()); }
+
+  wire::Job::Client adopt(kj::StringPtr executorName, kj::StringPtr id, pid_t& pid) {
+    auto request = executor(executorName).adoptRequest();
+    request.setJobId(id);
+    auto response = wait(request.send());
+    pid = response.getStarted().getPid();
+    return response.getJob();
+  }
+
+  struct Listed {
+    std::string id;
+    pid_t pid;
+    bool ended;
+    int exitCode;
+    std::string lost;
+  };
+  std::vector<Listed> list(kj::StringPtr executorName) {
+    auto response = wait(executor(executorName).listRequest().send());
+    std::vector<Listed> jobs;
+    for (auto job : response.getJobs()) {
+      jobs.push_back(Listed{job.getJobId().cStr(), job.getStarted().getPid(), job.getEnded(),
+                            job.getEnd().getExitCode(), job.getEnd().getLost().cStr()});
+    }
+    return jobs;
+  }
+
+ private:
+  kj::AsyncIoContext& io;
+  kj::Own<kj::AsyncCapabilityStream> stream;
+  capnp::TwoPartyClient client;
+  wire::ExecutorHost::Client host;
+
+  static kj::Own<kj::AsyncCapabilityStream> connect(kj::AsyncIoContext& io, kj::StringPtr socket) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    KJ_ASSERT(fd >= 0);
+    sockaddr_un address = {};
+    address.sun_family = AF_UNIX;
+    strncpy(address.sun_path, socket.cStr(), sizeof(address.sun_path) - 1);
+    KJ_SYSCALL(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), socket);
+    return io.lowLevelProvider->wrapUnixSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  }
+};
+
+kj::Array<kj::String> shell(kj::StringPtr script) {
+  return kj::arr(kj::str("/bin/sh"), kj::str("-c"), kj::str(script));
+}
+
+class SupervisorLifecycle : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "runner-supervisor switches users: needs root";
+  }
+
+  // A string no other process's command line holds: sleep takes it as a number of seconds.
+  kj::String marker() { return kj::str("1000.", getpid(), markers++); }
+
+  // std::unique_ptr: gtest's fixture destructor is noexcept, kj's are not.
+  std::unique_ptr<kj::AsyncIoContext> io = std::make_unique<kj::AsyncIoContext>(kj::setupAsyncIo());
+  uint markers = 1;
+};
+
+TEST_F(SupervisorLifecycle, UidsOutsideTheRangeAndRootGroupsAreRefused) {
+  SupervisorProcess supervisor;
+  supervisor.start();
+  Connection connection(*io, supervisor.socket);
+  auto output = kj::str(supervisor.root, "/out");
+  wire::Job::Client job = nullptr;
+  pid_t pid;
+
+  JobSpec outside;
+  outside.id = "outside";
+  outside.argv = kj::arr(kj::str("/bin/true"));
+  outside.uid = firstUid() + 100;
+  outside.gid = firstUid();
+  auto refusal = kj::str("launch refused: uid ", firstUid() + 100,
+                         " is outside the uids this supervisor grants (", firstUid(), "-",
+                         firstUid() + 99, ")");
+  KJ_IF_MAYBE (e, connection.tryLaunch(kj::mv(outside), output, job, pid)) {
+    EXPECT_TRUE(e->getDescription().endsWith(refusal)) << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "a uid outside --uid-range was granted";
+  }
+  supervisor.waitForLog(kj::str("launch refused id=outside: ", refusal.slice(16)));
+
+  JobSpec rootGroup;
+  rootGroup.id = "root-group";
+  rootGroup.argv = kj::arr(kj::str("/bin/true"));
+  rootGroup.gid = 0;
+  KJ_IF_MAYBE (e, connection.tryLaunch(kj::mv(rootGroup), output, job, pid)) {
+    EXPECT_TRUE(contains(e->getDescription(), "launch refused: a job may not run as root"))
+        << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "gid 0 was granted";
+  }
+
+  JobSpec rootAmongGroups;
+  rootAmongGroups.id = "root-among-groups";
+  rootAmongGroups.argv = kj::arr(kj::str("/bin/true"));
+  rootAmongGroups.groups = kj::arr(uint32_t(firstUid()), uint32_t(0));
+  KJ_IF_MAYBE (e, connection.tryLaunch(kj::mv(rootAmongGroups), output, job, pid)) {
+    EXPECT_TRUE(
+        contains(e->getDescription(), "launch refused: a job may not run with group root (gid 0)"))
+        << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "supplementary group 0 was granted";
+  }
+  supervisor.waitForLog("launch refused id=root-among-groups");
+
+  // Nothing was recorded for the refused launches, and a uid inside the range runs.
+  EXPECT_EQ(connection.list("local").size(), 0u);
+  JobSpec inside;
+  inside.id = "inside";
+  inside.argv = shell("id -u");
+  job = connection.launch(kj::mv(inside), output, pid);
+  EXPECT_EQ(connection.end(job).exitCode, 0);
+  EXPECT_EQ(fileText(output), std::to_string(firstUid()) + "\n");
+}
+
+TEST_F(SupervisorLifecycle, HomesAreMadePrivateOrRefusedWhenSomeoneElseOwnsThem) {
+  SupervisorProcess supervisor;
+  supervisor.start();
+  Connection connection(*io, supervisor.socket);
+  auto output = kj::str(supervisor.root, "/out");
+  pid_t pid;
+
+  JobSpec spec;
+  spec.id = "with-home";
+  spec.argv = shell("echo hello > \"$HOME/greeting\" && cat \"$HOME/greeting\"");
+  spec.uid = firstUid() + 1;
+  spec.gid = firstUid() + 2;
+  auto home = kj::str(supervisor.homes(), "/", firstUid() + 1);
+  spec.home = kj::str(home);
+  auto job = connection.launch(kj::mv(spec), output, pid);
+  EXPECT_EQ(connection.end(job).exitCode, 0);
+  EXPECT_EQ(fileText(output), "hello\n");
+  struct stat st;
+  ASSERT_EQ(lstat(home.cStr(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  EXPECT_EQ(st.st_uid, firstUid() + 1);
+  EXPECT_EQ(st.st_gid, firstUid() + 2);
+
+  // A home that is there but not the job's own is refused, and left as it is.
+  auto taken = kj::str(supervisor.homes(), "/", firstUid() + 3);
+  KJ_SYSCALL(mkdir(taken.cStr(), 0755));
+  JobSpec intruder;
+  intruder.id = "intruder";
+  intruder.argv = kj::arr(kj::str("/bin/true"));
+  intruder.uid = firstUid() + 3;
+  intruder.gid = firstUid() + 3;
+  intruder.home = kj::str(taken);
+  wire::Job::Client refused = nullptr;
+  KJ_IF_MAYBE (e, connection.tryLaunch(kj::mv(intruder), output, refused, pid)) {
+    auto line = kj::str("launch refused: the home ", taken, " is not a directory owned by uid ",
+                        firstUid() + 3, " and gid ", firstUid() + 3, "; refusing to use it");
+    EXPECT_TRUE(e->getDescription().endsWith(line)) << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "a launch into root's directory was accepted";
+  }
+  ASSERT_EQ(lstat(taken.cStr(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  supervisor.waitForLog("launch refused id=intruder: the home");
+  EXPECT_EQ(connection.list("local").size(), 1u);  // with-home, not acknowledged
+}
+
+TEST_F(SupervisorLifecycle, HomesThatOthersMayWriteAreRefusedAtStart) {
+  mkdir("/var/lib/runner-tests", 0755);
+  char dir[] = "/var/lib/runner-tests/open-homes.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  KJ_DEFER(rmdir(dir));
+  KJ_SYSCALL(chmod(dir, 0777));
+  auto flag = kj::str("--homes=", dir);
+  kj::StringPtr flags[] = {flag};
+  SupervisorProcess supervisor(flags);
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { supervisor.start(); })) {
+    EXPECT_TRUE(contains(e->getDescription(), kj::str("runner-supervisor: --homes ", dir,
+                                                      " must be owned by root and writable by "
+                                                      "nobody else (it is owned by uid 0, mode "
+                                                      "0777)")))
+        << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "a supervisor started with homes anyone may write";
+  }
+}
+
+// The jobs that these tests watch across a re-exec: each says "before", and on SIGTERM "term",
+// then exits 7. (The shell's word on its sleep killed by the same SIGTERM goes to /dev/null.)
+kj::Array<kj::String> trapping() {
+  return shell(
+      "trap 'echo term; exit 7' TERM; echo before; while :; do sleep 0.05; done 2>/dev/null");
+}
+
+pid_t parentOf(pid_t pid) {
+  auto stat = readFile(kj::str("/proc/", pid, "/stat"));
+  auto close = strrchr(stat.cStr(), ')');
+  if (close == nullptr) return 0;
+  char state;
+  int parent = 0;
+  sscanf(close + 1, " %c %d", &state, &parent);
+  return parent;
+}
+
+TEST_F(SupervisorLifecycle, ReexecKeepsRunningAndEndedJobsAndTheirOutput) {
+  SupervisorProcess supervisor;
+  supervisor.start();
+  auto output = [&](kj::StringPtr id) { return kj::str(supervisor.root, "/", id, ".out"); };
+  pid_t localPid, cgroupPid, endingPid, endedPid;
+  uint64_t localStart;
+  {
+    Connection connection(*io, supervisor.socket);
+    JobSpec local;
+    local.id = "local-job";
+    local.argv = trapping();
+    connection.launch(kj::mv(local), output("local-job"), localPid);
+    JobSpec cgroup;
+    cgroup.id = "cgroup-job";
+    cgroup.executor = "cgroup";
+    cgroup.argv = trapping();
+    cgroup.pids = 64;
+    connection.launch(kj::mv(cgroup), output("cgroup-job"), cgroupPid);
+    JobSpec ended;
+    ended.id = "ended-job";
+    ended.argv = shell("exit 3");
+    auto endedJob = connection.launch(kj::mv(ended), output("ended-job"), endedPid);
+    EXPECT_EQ(connection.end(endedJob).exitCode, 3);
+    // Ends while the supervisor re-execs, or just after.
+    JobSpec ending;
+    ending.id = "ending-job";
+    ending.argv = shell("sleep 0.3; echo done; exit 5");
+    connection.launch(kj::mv(ending), output("ending-job"), endingPid);
+    ASSERT_TRUE(eventually([&]() {
+      return readFile(output("local-job")) == "before\n" &&
+             readFile(output("cgroup-job")) == "before\n";
+    }));
+    localStart = KJ_ASSERT_NONNULL(executors::processStartTime(localPid));
+
+    KJ_SYSCALL(kill(supervisor.pid, SIGHUP));
+    supervisor.waitForLog("re-exec'd, serving");
+  }
+  auto log = supervisor.recentLog();
+  EXPECT_TRUE(contains(log, kj::str("re-executing ", supervisor.binary, " (pid ", supervisor.pid,
+                                    ") with 4 jobs held")))
+      << log.cStr();
+  EXPECT_TRUE(contains(log, kj::str("re-attached job id=local-job executor=local pid=", localPid)))
+      << log.cStr();
+  EXPECT_TRUE(
+      contains(log, kj::str("re-attached job id=cgroup-job executor=cgroup pid=", cgroupPid)))
+      << log.cStr();
+  EXPECT_TRUE(contains(log, "job kept id=ended-job ended exit=3")) << log.cStr();
+  EXPECT_FALSE(contains(log, "job lost")) << log.cStr();
+
+  // The same process, still the jobs' parent.
+  EXPECT_EQ(kill(supervisor.pid, 0), 0);
+  EXPECT_EQ(parentOf(localPid), supervisor.pid);
+  EXPECT_EQ(parentOf(cgroupPid), supervisor.pid);
+  EXPECT_EQ(KJ_ASSERT_NONNULL(executors::processStartTime(localPid)), localStart);
+
+  // runnerd connects again and takes its jobs back: signals and waits work.
+  Connection connection(*io, supervisor.socket);
+  pid_t pid;
+  auto local = connection.adopt("local", "local-job", pid);
+  EXPECT_EQ(pid, localPid);
+  connection.signal(local, SIGTERM);
+  auto end = connection.end(local);
+  EXPECT_FALSE(end.signaled);
+  EXPECT_EQ(end.exitCode, 7);
+  EXPECT_EQ(fileText(output("local-job")), "before\nterm\n");
+
+  auto cgroup = connection.adopt("cgroup", "cgroup-job", pid);
+  EXPECT_EQ(pid, cgroupPid);
+  connection.signal(cgroup, SIGTERM);
+  EXPECT_EQ(connection.end(cgroup).exitCode, 7);
+  EXPECT_EQ(fileText(output("cgroup-job")), "before\nterm\n");
+  EXPECT_TRUE(eventually([&]() { return supervisor.cgroupsOf("cgroup-job").size() == 0; }));
+
+  // A job that ended across the re-exec reports its true end.
+  auto ending = connection.adopt("local", "ending-job", pid);
+  EXPECT_EQ(pid, endingPid);
+  EXPECT_EQ(connection.end(ending).exitCode, 5);
+  EXPECT_EQ(fileText(output("ending-job")), "done\n");
+
+  // An ended job nobody acknowledged is still held, with its end.
+  auto listed = connection.list("local");
+  bool found = false;
+  for (auto& job : listed) {
+    if (job.id == "ended-job") {
+      found = true;
+      EXPECT_TRUE(job.ended);
+      EXPECT_EQ(job.exitCode, 3);
+      EXPECT_EQ(job.pid, endedPid);
+    }
+  }
+  EXPECT_TRUE(found);
+  auto ended = connection.adopt("local", "ended-job", pid);
+  EXPECT_EQ(connection.end(ended).exitCode, 3);
+
+  for (auto job : {&local, &ending, &ended}) connection.acknowledge(*job);
+  connection.acknowledge(cgroup);
+  EXPECT_EQ(connection.list("local").size(), 0u);
+  EXPECT_EQ(connection.list("cgroup").size(), 0u);
+  auto held = kj::str(supervisor.root, "/state/supervisor/held");
+  EXPECT_TRUE(eventually([&]() {
+    auto fs = kj::newDiskFilesystem();
+    return fs->getRoot().openSubdir(kj::Path::parse(held.slice(1)))->listNames().size() == 0;
+  }));
+}
+
+TEST_F(SupervisorLifecycle, AReexecThatCannotStartKeepsServing) {
+  SupervisorProcess supervisor;
+  supervisor.start();
+  Connection connection(*io, supervisor.socket);
+  auto output = kj::str(supervisor.root, "/out");
+  JobSpec spec;
+  spec.id = "survivor";
+  spec.argv = shell("sleep 1000");
+  pid_t pid;
+  auto job = connection.launch(kj::mv(spec), output, pid);
+
+  KJ_SYSCALL(chmod(supervisor.binary.cStr(), 0644));
+  KJ_SYSCALL(kill(supervisor.pid, SIGHUP));
+  supervisor.waitForLog("re-exec failed: ");
+  EXPECT_TRUE(contains(supervisor.recentLog(), "; still serving")) << supervisor.recentLog().cStr();
+  // Nothing was dropped: the same connection, the same job, and launches are taken again.
+  auto listed = connection.list("local");
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_FALSE(listed[0].ended);
+  JobSpec another;
+  another.id = "after-failed-reexec";
+  another.argv = kj::arr(kj::str("/bin/true"));
+  auto second = connection.launch(kj::mv(another), output, pid);
+  EXPECT_EQ(connection.end(second).exitCode, 0);
+
+  // Once the binary can start, the re-exec happens.
+  KJ_SYSCALL(chmod(supervisor.binary.cStr(), 0755));
+  KJ_SYSCALL(kill(supervisor.pid, SIGHUP));
+  supervisor.waitForLog("re-exec'd, serving");
+  Connection again(*io, supervisor.socket);
+  auto adopted = again.adopt("local", "survivor", pid);
+  again.signal(adopted, SIGKILL);
+  auto end = again.end(adopted);
+  EXPECT_TRUE(end.signaled);
+  EXPECT_EQ(end.termSignal, SIGKILL);
+}
+
+TEST_F(SupervisorLifecycle,
+       AfterACrashTheNextSupervisorKillsEverythingOfItsJobsAndReportsThemLost) {
+  SupervisorProcess supervisor;
+  supervisor.start();
+  auto output = kj::str(supervisor.root, "/out");
+  auto mark = marker();
+  pid_t localPid, cgroupPid, endedPid;
+  {
+    Connection connection(*io, supervisor.socket);
+    // A daemon that leaves the job's session (setsid -f), a background process, and the main one.
+    JobSpec local;
+    local.id = "crash-local";
+    local.argv = shell(kj::str("setsid -f sleep ", mark, "; sleep ", mark, " & sleep ", mark));
+    connection.launch(kj::mv(local), output, localPid);
+    JobSpec cgroup;
+    cgroup.id = "crash-cgroup";
+    cgroup.executor = "cgroup";
+    cgroup.argv = shell(kj::str("sleep ", mark, " & sleep ", mark));
+    cgroup.pids = 64;
+    connection.launch(kj::mv(cgroup), output, cgroupPid);
+    JobSpec ended;
+    ended.id = "crash-ended";
+    ended.argv = shell("exit 4");
+    auto endedJob = connection.launch(kj::mv(ended), output, endedPid);
+    EXPECT_EQ(connection.end(endedJob).exitCode, 4);
+    // Its end is told at once and written meanwhile: once written, it survives the crash.
+    ASSERT_TRUE(eventually([&]() { return supervisor.recordSaysEnded("crash-ended"); }));
+    // Two shells and five sleeps.
+    ASSERT_TRUE(eventually([&]() { return processesWith(mark).size() == 7; }))
+        << processesWith(mark).size();
+  }
+  EXPECT_GT(supervisor.cgroupsOf("crash-local").size(), 0u);
+  EXPECT_GT(supervisor.cgroupsOf("crash-cgroup").size(), 0u);
+
+  supervisor.crash();
+  // The jobs outlived it, daemon and all.
+  EXPECT_EQ(processesWith(mark).size(), 7u);
+
+  supervisor.start();
+  auto log = supervisor.recentLog();
+  EXPECT_TRUE(contains(log, kj::str("job lost id=crash-local executor=local pid=", localPid)))
+      << log.cStr();
+  EXPECT_TRUE(contains(log, kj::str("job lost id=crash-cgroup executor=cgroup pid=", cgroupPid)))
+      << log.cStr();
+  EXPECT_TRUE(contains(log, "job kept id=crash-ended ended exit=4")) << log.cStr();
+  // Nothing of the jobs is left: no process, no cgroup.
+  EXPECT_TRUE(eventually([&]() { return processesWith(mark).size() == 0; }))
+      << processesWith(mark).size();
+  EXPECT_TRUE(eventually([&]() {
+    return supervisor.cgroupsOf("crash-local").size() == 0 &&
+           supervisor.cgroupsOf("crash-cgroup").size() == 0;
+  }));
+
+  // runnerd finds them ended, lost, with the reason, and acknowledges them.
+  Connection connection(*io, supervisor.socket);
+  auto listed = connection.list("local");
+  ASSERT_EQ(listed.size(), 2u);
+  for (auto& job : listed) {
+    EXPECT_TRUE(job.ended) << job.id;
+    if (job.id == "crash-local") {
+      EXPECT_EQ(job.lost, executor_rpc::ExecutorService::LOST_WITH_SUPERVISOR.cStr());
+      EXPECT_EQ(job.pid, localPid);
+    } else {
+      EXPECT_EQ(job.id, "crash-ended");
+      EXPECT_EQ(job.lost, "");
+      EXPECT_EQ(job.exitCode, 4);
+    }
+  }
+  pid_t pid;
+  auto lost = connection.adopt("cgroup", "crash-cgroup", pid);
+  EXPECT_EQ(pid, cgroupPid);
+  EXPECT_EQ(connection.end(lost).lost, executor_rpc::ExecutorService::LOST_WITH_SUPERVISOR.cStr());
+  connection.acknowledge(lost);
+  for (auto id : {"crash-local", "crash-ended"}) {
+    auto job = connection.adopt("local", id, pid);
+    connection.acknowledge(job);
+  }
+
+  // Acknowledged, they are gone for good: a third supervisor holds nothing.
+  supervisor.crash();
+  supervisor.start();
+  EXPECT_TRUE(contains(supervisor.recentLog(), "; 0 jobs held")) << supervisor.recentLog().cStr();
+}
+
+TEST_F(SupervisorLifecycle, SigtermGivesRunningJobsTheirGraceThenExits) {
+  kj::StringPtr flags[] = {"--grace=2"};
+  SupervisorProcess supervisor(flags);
+  supervisor.start();
+  auto output = [&](kj::StringPtr id) { return kj::str(supervisor.root, "/", id, ".out"); };
+  {
+    Connection connection(*io, supervisor.socket);
+    JobSpec polite;
+    polite.id = "polite";
+    polite.argv = shell(
+        "trap 'echo got TERM; exit 9' TERM; echo ready; "
+        "while :; do sleep 0.05; done 2>/dev/null");
+    pid_t pid;
+    connection.launch(kj::mv(polite), output("polite"), pid);
+    JobSpec stubborn;
+    stubborn.id = "stubborn";
+    stubborn.argv = shell("trap '' TERM; echo ready; while :; do sleep 0.05; done 2>/dev/null");
+    connection.launch(kj::mv(stubborn), output("stubborn"), pid);
+    ASSERT_TRUE(eventually([&]() {
+      return readFile(output("polite")) == "ready\n" && readFile(output("stubborn")) == "ready\n";
+    }));
+  }
+  struct timespec before, after;
+  clock_gettime(CLOCK_MONOTONIC, &before);
+  KJ_SYSCALL(kill(supervisor.pid, SIGTERM));
+  int status = supervisor.waitExit(10);
+  clock_gettime(CLOCK_MONOTONIC, &after);
+  ASSERT_NE(status, -1) << "the supervisor did not exit within 10 s";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  double seconds = (after.tv_sec - before.tv_sec) + (after.tv_nsec - before.tv_nsec) / 1e9;
+  // The stubborn job had its two seconds, then SIGKILL.
+  EXPECT_GE(seconds, 1.9);
+  EXPECT_EQ(fileText(output("polite")), "ready\ngot TERM\n");
+  auto log = supervisor.recentLog();
+  EXPECT_TRUE(contains(log, "job ended id=polite exit=9")) << log.cStr();
+  EXPECT_TRUE(contains(log, "job ended id=stubborn signal=9")) << log.cStr();
+  EXPECT_TRUE(contains(log, "runner-supervisor stopped")) << log.cStr();
+
+  // Their ends are kept for runnerd, until acknowledged.
+  supervisor.start();
+  Connection connection(*io, supervisor.socket);
+  auto listed = connection.list("local");
+  ASSERT_EQ(listed.size(), 2u);
+  for (auto& job : listed) {
+    EXPECT_TRUE(job.ended);
+    EXPECT_EQ(job.lost, "");
+  }
+}
+
+}  // namespace
+}  // namespace runner
