@@ -346,7 +346,7 @@ kj::Maybe<ExecutorService::Refusal> ExecutorService::refuse(wire::LaunchRequest:
   if (held.find(jobId) != nullptr || launching.contains(jobId)) {
     return Refusal{Type::FAILED, kj::str("a job with this id is already held")};
   }
-  if (held.size() + launching.size() >= MAX_HELD_JOBS) {
+  if (held.size() + launching.size() >= policy.maxHeldJobs) {
     return Refusal{Type::OVERLOADED,
                    kj::str("the supervisor holds ", held.size(),
                            " jobs, as many as it may, until their ends are acknowledged")};

@@ -40,6 +40,9 @@ struct LaunchPolicy {
   // The uids jobs may run as, both included.
   uint32_t firstUid = 1;
   uint32_t lastUid = 0xfffffffeu;
+  // Jobs held at most, running or ended and not acknowledged (launches under way included):
+  // past it, launches are refused (OVERLOADED) until runnerd acknowledges ends.
+  size_t maxHeldJobs = 65536;
   // Must outlive the HeldRecords of the service (its thread calls it).
   kj::Maybe<const UserPreparation&> preparation;
 };
@@ -85,8 +88,7 @@ class ExecutorService {
 
   // Longest job id accepted.
   static constexpr size_t MAX_JOB_ID = 64;
-  // Jobs held at most, running or ended and not acknowledged (launches under way included):
-  // past it, launches are refused (OVERLOADED) until runnerd acknowledges ends.
+  // The default of LaunchPolicy::maxHeldJobs.
   static constexpr size_t MAX_HELD_JOBS = 65536;
   // How long a launch waits for the disk (its home, its record) before it is refused.
   static constexpr kj::Duration DISK_DEADLINE = 10 * kj::SECONDS;

@@ -129,6 +129,10 @@ class Supervisor {
         .addOptionWithArg({"grace"}, KJ_BIND_METHOD(*this, setGrace), "<seconds>",
                           "On SIGTERM or SIGINT, how long running jobs have between SIGTERM and "
                           "SIGKILL (default 10); a second signal kills at once.")
+        .addOptionWithArg({"max-held-jobs"}, KJ_BIND_METHOD(*this, setMaxHeldJobs), "<n>",
+                          "Jobs held at most, running or ended and not yet acknowledged by "
+                          "runnerd (default 65536, at most 1048576); past it, launches are "
+                          "refused with one line until runnerd has taken ends.")
         .callAfterParsing(KJ_BIND_METHOD(*this, run))
         .build();
   }
@@ -146,6 +150,7 @@ class Supervisor {
   uint32_t lastUid = DEFAULT_LAST_UID;
   kj::Maybe<kj::String> homesDir;
   uint32_t graceSeconds = 10;
+  size_t maxHeldJobs = executor_rpc::ExecutorService::MAX_HELD_JOBS;
 
   kj::MainBuilder::Validity setStateDir(kj::StringPtr v) {
     if (!v.startsWith("/")) return "--state-dir must be an absolute path";
@@ -207,6 +212,16 @@ class Supervisor {
       }
     }
     return "--grace takes a whole number of seconds, at most 3600";
+  }
+
+  kj::MainBuilder::Validity setMaxHeldJobs(kj::StringPtr v) {
+    KJ_IF_MAYBE (n, parseId(v)) {
+      if (*n >= 1 && *n <= (1u << 20)) {
+        maxHeldJobs = *n;
+        return true;
+      }
+    }
+    return "--max-held-jobs takes a whole number from 1 to 1048576";
   }
 
   kj::MainBuilder::Validity run() {
@@ -342,6 +357,7 @@ class Supervisor {
     executor_rpc::LaunchPolicy policy;
     policy.firstUid = firstUid;
     policy.lastUid = lastUid;
+    policy.maxHeldJobs = maxHeldJobs;
     policy.preparation = preparation;
     {
       executor_rpc::ExecutorService service(executorSet, records, timer, kj::mv(policy), logLine);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <kj/debug.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -20,6 +21,15 @@ CgroupDir::CgroupDir(kj::String path) : dirPath(kj::mv(path)) {
   int fd;
   KJ_SYSCALL(fd = open(dirPath.cStr(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), dirPath);
   dirFd = kj::AutoCloseFd(fd);
+}
+
+void CgroupDir::rename(kj::StringPtr name) {
+  KJ_REQUIRE(name.size() > 0 && name.findFirst('/') == nullptr && name != "." && name != "..",
+             "not a cgroup name", name);
+  auto slash = KJ_REQUIRE_NONNULL(dirPath.findLast('/'), "a cgroup path has a parent", dirPath);
+  auto renamed = kj::str(dirPath.slice(0, slash + 1), name);
+  KJ_SYSCALL(::rename(dirPath.cStr(), renamed.cStr()), "renaming a cgroup", dirPath, renamed);
+  dirPath = kj::mv(renamed);
 }
 
 kj::Maybe<kj::String> CgroupDir::tryRead(kj::StringPtr name) const {

@@ -53,6 +53,10 @@ class CgroupDir {
 
   bool exists(kj::StringPtr name) const;
 
+  // Renames the directory to `name` under the same parent (rename(2); cgroupfs v1 allows it within
+  // one parent, v2 refuses with EPERM), keeping its descriptor. Throws on failure, naming both.
+  void rename(kj::StringPtr name);
+
  private:
   kj::String dirPath;
   kj::AutoCloseFd dirFd;

@@ -57,6 +57,11 @@ class JobCgroup {
   // CPU time and peak memory from the cgroup's counters, for all its processes, dead or alive.
   virtual Usage usage() const = 0;
 
+  // Gives the cgroup(s) the name `jobId` under the same parent: a spare tracking cgroup taken by a
+  // new job is found by that job's id (CgroupDriver::open()) if a crash leaves it. Only where the
+  // driver says renamesCgroups(); throws on failure.
+  virtual void rename(kj::StringPtr jobId) = 0;
+
   // Removes the cgroup directories. Returns false while the kernel still reports EBUSY (the
   // last process died but is not yet released): call again shortly. True once all are gone.
   virtual bool tryRemove() = 0;
@@ -68,6 +73,9 @@ class CgroupDriver {
 
   // 1 or 2.
   virtual uint8_t version() const = 0;
+
+  // Whether JobCgroup::rename() works: v1 renames within a parent; v2 has no rename of cgroups.
+  virtual bool renamesCgroups() const = 0;
 
   // Creates the cgroup of job `jobId` (a child of the driver's parent cgroup named after the
   // job) and applies `limits`; IO limits apply to `ioDevice`, which they require. A limit that

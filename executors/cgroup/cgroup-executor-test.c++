@@ -389,6 +389,44 @@ TEST_F(CgroupExecutorTest, DestroyingARunningJobKillsItAndRemovesTheCgroup) {
   expectNothingLeftBehind();
 }
 
+// A supervisor that crashes after a tracked job started and before recording where it runs
+// knows only the job's id: the job's tracking cgroup must bear it, a reused spare too.
+TEST_F(CgroupExecutorTest, ASpareTrackingCgroupTakesTheNameOfItsNextJob) {
+  auto tracked = [&](LaunchRequest&& r) {
+    auto result = executor->launchTracked(kj::mv(r)).wait(io.waitScope);
+    return kj::mv(KJ_ASSERT_NONNULL(result.tryGet<kj::Own<Process>>(), "the job did not start"));
+  };
+  auto first = tracked(request({"true"}));
+  EXPECT_EQ(first->onExit().wait(io.waitScope).exitCode, 0);
+  first = nullptr;
+
+  auto second = tracked(request({"sleep", "1000"}));
+  pid_t pid = second->pid();
+  auto named = [&](const char* name) {
+    for (auto& dir : parentDirs) {
+      if (exists(dir + "/" + name)) return dir + "/" + name;
+    }
+    return std::string();
+  };
+  std::string path = named("job-2");
+  ASSERT_FALSE(path.empty()) << "the second job's cgroup is named after it";
+  EXPECT_NE(readFile(path + "/cgroup.procs").find(std::to_string(pid)), std::string::npos);
+  EXPECT_TRUE(named("job-1").empty()) << "no cgroup keeps the first job's name: " << named("job-1");
+
+  // What a recovering supervisor does with a job it knows only by id.
+  executor->killRemains("job-2", JobTrace()).wait(io.waitScope);
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    gone = processIsGone(pid);
+    if (!gone) sleepFor(10 * kj::MILLISECONDS);
+  }
+  EXPECT_TRUE(gone) << "the job ran on in a cgroup its id does not name";
+  EXPECT_EQ(second->onExit().wait(io.waitScope).termSignal, SIGKILL);
+  second = nullptr;
+  executor->drain().wait(io.waitScope);
+  expectNothingLeftBehind();
+}
+
 TEST_F(CgroupExecutorTest, UsageComesFromTheCgroupCounters) {
   auto process = start(request({"sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"}));
   ExitStatus status = process->onExit().wait(io.waitScope);

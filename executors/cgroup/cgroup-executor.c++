@@ -54,7 +54,7 @@ kj::Own<Process> CgroupExecutor::reattach(const JobTrace& trace) {
                                    trace.pid, trace.cgroupPaths);
   JobCgroupUse use{kj::mv(cgroup), timer, disposer, trace.accounting, nullptr,
                    trace.placement.clone()};
-  if (!trace.accounting) use.spares = spareTracking;
+  if (!trace.accounting && driver->renamesCgroups()) use.spares = spareTracking;
   return kj::heap<JobProcess>(eventPort, trace.pid, openPidfd(trace.pid), trace.pidStartTime,
                               kj::mv(use));
 }
@@ -117,13 +117,23 @@ kj::Promise<LaunchResult> CgroupExecutor::launch(LaunchRequest&& request) {
 kj::Promise<LaunchResult> CgroupExecutor::launchTracked(LaunchRequest&& request) {
   KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
   KJ_REQUIRE(!request.limits.any(), "a tracked launch applies no limits");
-  kj::Own<JobCgroup> cgroup;
-  if (spareTracking.empty()) {
-    cgroup = driver->createTracking(request.jobId);
-  } else {
-    cgroup = kj::mv(spareTracking.back());
+  kj::Maybe<kj::Own<JobCgroup>> spare;
+  if (!spareTracking.empty()) {
+    spare = kj::mv(spareTracking.back());
     spareTracking.removeLast();
   }
+  kj::Own<JobCgroup> cgroup;
+  KJ_IF_MAYBE (s, spare) {
+    // Named after this job before it runs in it: a supervisor that crashes before recording where
+    // the job is finds its cgroup by the job's id (killRemains()).
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { (*s)->rename(request.jobId); })) {
+      KJ_LOG(WARNING, "a spare tracking cgroup could not be renamed; making a new one", *e);
+      disposer.dispose(kj::mv(*s));
+    } else {
+      cgroup = kj::mv(*s);
+    }
+  }
+  if (cgroup.get() == nullptr) cgroup = driver->createTracking(request.jobId);
   return launchIn(kj::mv(request), kj::mv(cgroup), Placement(), false);
 }
 
@@ -144,7 +154,7 @@ kj::Promise<LaunchResult> CgroupExecutor::launchIn(LaunchRequest&& request,
         auto startTime = processStartTime(spawned.pid).orDefault(0);
         JobCgroupUse use{kj::mv(handoff->cgroup), timer, disposer, accounting, nullptr,
                          kj::mv(placement)};
-        if (!accounting) use.spares = spareTracking;
+        if (!accounting && driver->renamesCgroups()) use.spares = spareTracking;
         kj::Own<Process> process = kj::heap<JobProcess>(
             eventPort, spawned.pid, kj::mv(spawned.pidfd), startTime, kj::mv(use));
         return kj::mv(process);

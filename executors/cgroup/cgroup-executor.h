@@ -66,8 +66,9 @@ class CgroupExecutor final : public Executor {
   kj::Duration launchTimeout;
   // Removes ended jobs' cgroups.
   Disposer disposer;
-  // Emptied tracking cgroups kept for the next jobs (named after the job that first had them),
-  // at most SPARE_TRACKING_CGROUPS; removed (inline) with the executor.
+  // Emptied tracking cgroups kept for the next jobs, at most SPARE_TRACKING_CGROUPS, where the
+  // driver can rename them (v1): each is renamed after the job that takes it. Removed (inline)
+  // with the executor.
   kj::Vector<kj::Own<JobCgroup>> spareTracking;
   Launcher launcher;
 

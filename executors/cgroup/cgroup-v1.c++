@@ -132,6 +132,10 @@ class JobCgroupV1 final : public JobCgroup {
     return usage;
   }
 
+  void rename(kj::StringPtr jobId) override {
+    for (auto& cgroup : cgroups) cgroup.dir.rename(jobId);
+  }
+
   bool tryRemove() override {
     bool all = true;
     for (auto& cgroup : cgroups) {

@@ -29,6 +29,7 @@ class CgroupV1Driver final : public CgroupDriver {
   explicit CgroupV1Driver(kj::Array<CgroupV1Hierarchy> hierarchies);
 
   uint8_t version() const override { return 1; }
+  bool renamesCgroups() const override { return true; }
   kj::Own<JobCgroup> create(kj::StringPtr jobId, const Limits& limits,
                             kj::Maybe<const IoDevice&> ioDevice) override;
   kj::Own<JobCgroup> createTracking(kj::StringPtr jobId) override;

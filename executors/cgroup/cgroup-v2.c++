@@ -88,6 +88,8 @@ class JobCgroupV2 final : public JobCgroup {
     return usage;
   }
 
+  void rename(kj::StringPtr jobId) override { dir.rename(jobId); }
+
   bool tryRemove() override {
     if (!removed) removed = tryRemoveDir(dir.path());
     return removed;

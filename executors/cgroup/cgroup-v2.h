@@ -21,6 +21,8 @@ class CgroupV2Driver final : public CgroupDriver {
   CgroupV2Driver(kj::String root, kj::String parent);
 
   uint8_t version() const override { return 2; }
+  // The kernel refuses to rename a cgroup of the unified hierarchy (EPERM).
+  bool renamesCgroups() const override { return false; }
   kj::Own<JobCgroup> create(kj::StringPtr jobId, const Limits& limits,
                             kj::Maybe<const IoDevice&> ioDevice) override;
   kj::Own<JobCgroup> createTracking(kj::StringPtr jobId) override;
