@@ -29,6 +29,7 @@
 
 #include "executor-rpc/executor-service.h"
 #include "executors/spawn.h"
+#include "tests/loop-disk.h"
 #include "schema/executor.capnp.h"
 #include "schema/held-job.capnp.h"
 
@@ -274,8 +275,8 @@ class Connection {
   template <typename T>
   T wait(kj::Promise<T> promise) {
     return promise
-        .exclusiveJoin(io.provider->getTimer().afterDelay(DEADLINE).then(
-            []() -> T { KJ_FAIL_ASSERT("the supervisor did not answer within 10 s"); }))
+        .exclusiveJoin(io.provider->getTimer().afterDelay(deadline).then(
+            [this]() -> T { KJ_FAIL_ASSERT("the supervisor did not answer in time", deadline); }))
         .wait(io.waitScope);
   }
 
@@ -345,6 +346,9 @@ class Connection {
   }
 
   void acknowledge(wire::Job::Client& job) { wait(job.acknowledgeRequest().send()); }
+
+  // How long wait() lets the supervisor take before the test fails.
+  kj::Duration deadline = DEADLINE;
 
   wire::Job::Client adopt(kj::StringPtr executorName, kj::StringPtr id, pid_t& pid) {
     auto request = executor(executorName).adoptRequest();
@@ -687,6 +691,156 @@ TEST_F(SupervisorLifecycle, AReexecThatCannotStartKeepsServing) {
   auto end = again.end(adopted);
   EXPECT_TRUE(end.signaled);
   EXPECT_EQ(end.termSignal, SIGKILL);
+}
+
+TEST_F(SupervisorLifecycle, PastItsHeldJobsLimitLaunchesAreRefusedUntilAnEndIsAcknowledged) {
+  kj::StringPtr flags[] = {"--max-held-jobs=2"};
+  SupervisorProcess supervisor(flags);
+  supervisor.start();
+  Connection connection(*io, supervisor.socket);
+  auto output = kj::str(supervisor.root, "/out");
+  auto mark = marker();
+  pid_t pid;
+  JobSpec running;
+  running.id = "held-running";
+  running.argv = kj::arr(kj::str("sleep"), kj::str(mark));
+  auto runningJob = connection.launch(kj::mv(running), output, pid);
+  JobSpec ended;
+  ended.id = "held-ended";
+  ended.argv = kj::arr(kj::str("/bin/true"));
+  auto endedJob = connection.launch(kj::mv(ended), output, pid);
+  EXPECT_EQ(connection.end(endedJob).exitCode, 0);
+
+  // An ended job is held until runnerd has taken its end: two are as many as it may hold.
+  JobSpec third;
+  third.id = "held-third";
+  third.argv = kj::arr(kj::str("/bin/true"));
+  wire::Job::Client job = nullptr;
+  KJ_IF_MAYBE (e, connection.tryLaunch(kj::mv(third), output, job, pid)) {
+    EXPECT_EQ(e->getType(), kj::Exception::Type::OVERLOADED);
+    EXPECT_TRUE(contains(e->getDescription(),
+                         "launch refused: the supervisor holds 2 jobs, as many as it may, until "
+                         "their ends are acknowledged"))
+        << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "a third job was held past --max-held-jobs=2";
+  }
+  supervisor.waitForLog("launch refused id=held-third: the supervisor holds 2 jobs");
+  EXPECT_EQ(connection.list("local").size(), 2u);
+
+  connection.acknowledge(endedJob);
+  JobSpec again;
+  again.id = "held-third";
+  again.argv = kj::arr(kj::str("/bin/true"));
+  job = connection.launch(kj::mv(again), output, pid);
+  EXPECT_EQ(connection.end(job).exitCode, 0);
+  connection.signal(runningJob, SIGKILL);
+  EXPECT_EQ(connection.end(runningJob).termSignal, SIGKILL);
+}
+
+TEST_F(SupervisorLifecycle, ALaunchWhoseRecordTheDiskDoesNotTakeIsRefusedAtTheDeadline) {
+  testing::LoopDisk disk;
+  KJ_IF_MAYBE (reason, disk.failure) {
+    GTEST_SKIP() << reason->cStr();
+  }
+  rmdir(kj::str(disk.mountPoint, "/lost+found").cStr());
+  SupervisorProcess supervisor;
+  // The supervisor's state directory, records and all, on the disk that will freeze.
+  KJ_SYSCALL(symlink(disk.mountPoint.cStr(), kj::str(supervisor.root, "/state").cStr()));
+  supervisor.start();
+  Connection connection(*io, supervisor.socket);
+  connection.deadline = 3 * DEADLINE;
+  auto output = kj::str(supervisor.root, "/out");
+  auto mark = marker();
+  pid_t pid;
+  JobSpec before;
+  before.id = "before-freeze";
+  before.argv = kj::arr(kj::str("/bin/true"));
+  auto beforeJob = connection.launch(kj::mv(before), output, pid);
+  EXPECT_EQ(connection.end(beforeJob).exitCode, 0);
+
+  disk.freeze();
+  auto& clock = kj::systemPreciseMonotonicClock();
+  auto begin = clock.now();
+  EXPECT_EQ(connection.list("local").size(), 1u);
+  EXPECT_LT(clock.now() - begin, kj::SECONDS) << "list waited on the frozen disk";
+
+  JobSpec frozen;
+  frozen.id = "frozen";
+  frozen.argv = kj::arr(kj::str("sleep"), kj::str(mark));
+  wire::Job::Client job = nullptr;
+  begin = clock.now();
+  KJ_IF_MAYBE (e, connection.tryLaunch(kj::mv(frozen), output, job, pid)) {
+    EXPECT_TRUE(contains(e->getDescription(),
+                         "launch refused: the supervisor's state directory is not answering"))
+        << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "a job was launched with no record of it";
+  }
+  auto waited = clock.now() - begin;
+  EXPECT_GE(waited, executor_rpc::ExecutorService::DISK_DEADLINE - 500 * kj::MILLISECONDS);
+  EXPECT_LT(waited, executor_rpc::ExecutorService::DISK_DEADLINE + 5 * kj::SECONDS);
+  supervisor.waitForLog("launch refused id=frozen: the supervisor's state directory is not answering");
+  // Nothing of it ran, and the supervisor still answers at once.
+  EXPECT_EQ(processesWith(mark).size(), 0u);
+  begin = clock.now();
+  EXPECT_EQ(connection.list("local").size(), 1u);
+  EXPECT_LT(clock.now() - begin, kj::SECONDS);
+
+  // Thawed: the record written late is removed again, and launches are taken.
+  disk.thaw();
+  auto record = kj::str(disk.mountPoint, "/supervisor/held/frozen");
+  EXPECT_TRUE(eventually([&]() { return access(record.cStr(), F_OK) != 0; }))
+      << "the refused launch's record stayed: " << record.cStr();
+  JobSpec after;
+  after.id = "after-thaw";
+  after.argv = kj::arr(kj::str("/bin/true"));
+  auto afterJob = connection.launch(kj::mv(after), output, pid);
+  EXPECT_EQ(connection.end(afterJob).exitCode, 0);
+  EXPECT_EQ(processesWith(mark).size(), 0u);
+}
+
+// The --version check before a re-exec catches a binary that cannot start; one that starts and
+// then fails is caught by nothing but the next supervisor, which treats it as a crash.
+TEST_F(SupervisorLifecycle, AReexecIntoABinaryThatFailsAfterItsVersionCheckLosesNoProcess) {
+  SupervisorProcess supervisor;
+  supervisor.start();
+  auto output = kj::str(supervisor.root, "/out");
+  auto mark = marker();
+  pid_t pid;
+  {
+    Connection connection(*io, supervisor.socket);
+    JobSpec spec;
+    spec.id = "under-broken-upgrade";
+    spec.argv = shell(kj::str("sleep ", mark, " & sleep ", mark));
+    connection.launch(kj::mv(spec), output, pid);
+    ASSERT_TRUE(eventually([&]() { return processesWith(mark).size() == 3; }));
+  }
+  auto good = kj::str(supervisor.root, "/bin/runner-supervisor.good");
+  KJ_SYSCALL(rename(supervisor.binary.cStr(), good.cStr()));
+  {
+    auto script = kj::str("#!/bin/sh\n[ \"$1\" = --version ] && exec ", good,
+                          " --version\necho broken upgrade >&2\nexit 3\n");
+    int fd = open(supervisor.binary.cStr(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+    KJ_ASSERT(fd >= 0, strerror(errno));
+    kj::FdOutputStream(kj::AutoCloseFd(fd)).write(script.begin(), script.size());
+  }
+  KJ_SYSCALL(kill(supervisor.pid, SIGHUP));
+  int status = supervisor.waitExit();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 3);
+  EXPECT_TRUE(contains(supervisor.logText(), "broken upgrade")) << supervisor.logText().cStr();
+
+  // The next supervisor (the good binary) kills what is left and reports the job lost.
+  KJ_SYSCALL(rename(good.cStr(), supervisor.binary.cStr()));
+  supervisor.start();
+  EXPECT_TRUE(eventually([&]() { return processesWith(mark).size() == 0; }))
+      << processesWith(mark).size();
+  Connection connection(*io, supervisor.socket);
+  auto listed = connection.list("local");
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_TRUE(listed[0].ended);
+  EXPECT_EQ(listed[0].lost, executor_rpc::ExecutorService::LOST_WITH_SUPERVISOR.cStr());
 }
 
 TEST_F(SupervisorLifecycle,
