@@ -304,6 +304,131 @@ void checkUserName(kj::StringPtr user) {
   }
 }
 
+namespace {
+
+X509_CRL* parseCrl(kj::StringPtr what, kj::StringPtr pem) {
+  BIO* bio = BIO_new_mem_buf(pem.begin(), pem.size());
+  RUNNER_OPENSSL_CHECK(bio != nullptr);
+  KJ_DEFER(BIO_free(bio));
+  X509_CRL* crl = PEM_read_bio_X509_CRL(bio, nullptr, noPassphrase, nullptr);
+  if (crl == nullptr) {
+    KJ_FAIL_REQUIRE(kj::str(what, " is not a PEM certificate revocation list: ",
+                            takeOpensslErrors()));
+  }
+  return crl;
+}
+
+kj::String hexOf(const ASN1_INTEGER* number) {
+  BIGNUM* big = ASN1_INTEGER_to_BN(number, nullptr);
+  RUNNER_OPENSSL_CHECK(big != nullptr);
+  KJ_DEFER(BN_free(big));
+  char* hex = BN_bn2hex(big);
+  RUNNER_OPENSSL_CHECK(hex != nullptr);
+  KJ_DEFER(OPENSSL_free(hex));
+  return kj::str(hex);
+}
+
+kj::String commonNameOf(X509* cert) {
+  X509_NAME* subject = X509_get_subject_name(cert);
+  int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  if (index < 0) return kj::str();
+  ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index));
+  return kj::heapString(reinterpret_cast<const char*>(ASN1_STRING_get0_data(data)),
+                        ASN1_STRING_length(data));
+}
+
+void setTime(int (*set)(X509_CRL*, const ASN1_TIME*), X509_CRL* crl, int64_t when) {
+  ASN1_TIME* time = ASN1_TIME_set(nullptr, when);
+  RUNNER_OPENSSL_CHECK(time != nullptr);
+  KJ_DEFER(ASN1_TIME_free(time));
+  RUNNER_OPENSSL_CHECK(set(crl, time) == 1);
+}
+
+}  // namespace
+
+Authority::Revocation Authority::issueCrl(kj::Maybe<kj::StringPtr> revokedPem,
+                                          kj::Maybe<kj::StringPtr> currentCrlPem,
+                                          Validity validity) const {
+  checkValidity(validity);
+  X509* caCert = parseCert("CA certificate", credentials.certPem);
+  KJ_DEFER(X509_free(caCert));
+  EVP_PKEY* caKey = parseKey("CA key", credentials.keyPem);
+  KJ_DEFER(EVP_PKEY_free(caKey));
+  X509* cert = nullptr;
+  KJ_DEFER(if (cert != nullptr) X509_free(cert));
+  KJ_IF_MAYBE (pem, revokedPem) {
+    cert = parseCert("the certificate to revoke", *pem);
+    if (X509_check_issued(caCert, cert) != X509_V_OK || X509_verify(cert, caKey) != 1) {
+      ERR_clear_error();
+      KJ_FAIL_REQUIRE("the certificate to revoke was not issued by this CA");
+    }
+  }
+
+  X509_CRL* crl = X509_CRL_new();
+  RUNNER_OPENSSL_CHECK(crl != nullptr);
+  KJ_DEFER(X509_CRL_free(crl));
+  RUNNER_OPENSSL_CHECK(X509_CRL_set_version(crl, X509_CRL_VERSION_2) == 1);
+  RUNNER_OPENSSL_CHECK(X509_CRL_set_issuer_name(crl, X509_get_subject_name(caCert)) == 1);
+  setTime(X509_CRL_set1_lastUpdate, crl, validity.notBefore);
+  setTime(X509_CRL_set1_nextUpdate, crl, validity.notAfter);
+
+  long number = 1;
+  bool alreadyListed = false;
+  KJ_IF_MAYBE (pem, currentCrlPem) {
+    X509_CRL* current = parseCrl("the CA's current CRL", *pem);
+    KJ_DEFER(X509_CRL_free(current));
+    if (X509_NAME_cmp(X509_CRL_get_issuer(current), X509_get_subject_name(caCert)) != 0 ||
+        X509_CRL_verify(current, caKey) != 1) {
+      ERR_clear_error();
+      KJ_FAIL_REQUIRE("the current CRL was not signed by this CA");
+    }
+    STACK_OF(X509_REVOKED)* listed = X509_CRL_get_REVOKED(current);
+    for (int i = 0; i < sk_X509_REVOKED_num(listed); i++) {
+      X509_REVOKED* entry = sk_X509_REVOKED_value(listed, i);
+      if (cert != nullptr && ASN1_INTEGER_cmp(X509_REVOKED_get0_serialNumber(entry),
+                                              X509_get_serialNumber(cert)) == 0) {
+        alreadyListed = true;
+      }
+      X509_REVOKED* copy = X509_REVOKED_dup(entry);
+      RUNNER_OPENSSL_CHECK(copy != nullptr);
+      RUNNER_OPENSSL_CHECK(X509_CRL_add0_revoked(crl, copy) == 1);
+    }
+    ASN1_INTEGER* previous =
+        static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(current, NID_crl_number, nullptr, nullptr));
+    if (previous != nullptr) {
+      number = ASN1_INTEGER_get(previous) + 1;
+      ASN1_INTEGER_free(previous);
+    }
+  }
+  if (cert != nullptr && !alreadyListed) {
+    X509_REVOKED* entry = X509_REVOKED_new();
+    RUNNER_OPENSSL_CHECK(entry != nullptr);
+    RUNNER_OPENSSL_CHECK(X509_REVOKED_set_serialNumber(entry, X509_get_serialNumber(cert)) == 1);
+    ASN1_TIME* now = ASN1_TIME_set(nullptr, time(nullptr));
+    RUNNER_OPENSSL_CHECK(now != nullptr);
+    KJ_DEFER(ASN1_TIME_free(now));
+    RUNNER_OPENSSL_CHECK(X509_REVOKED_set_revocationDate(entry, now) == 1);
+    RUNNER_OPENSSL_CHECK(X509_CRL_add0_revoked(crl, entry) == 1);
+  }
+  ASN1_INTEGER* crlNumber = ASN1_INTEGER_new();
+  RUNNER_OPENSSL_CHECK(crlNumber != nullptr);
+  KJ_DEFER(ASN1_INTEGER_free(crlNumber));
+  RUNNER_OPENSSL_CHECK(ASN1_INTEGER_set(crlNumber, number) == 1);
+  RUNNER_OPENSSL_CHECK(X509_CRL_add1_ext_i2d(crl, NID_crl_number, crlNumber, 0, 0) == 1);
+  RUNNER_OPENSSL_CHECK(X509_CRL_sort(crl) == 1);
+  RUNNER_OPENSSL_CHECK(X509_CRL_sign(crl, caKey, EVP_sha256()) > 0);
+
+  BIO* bio = BIO_new(BIO_s_mem());
+  RUNNER_OPENSSL_CHECK(bio != nullptr);
+  KJ_DEFER(BIO_free(bio));
+  RUNNER_OPENSSL_CHECK(PEM_write_bio_X509_CRL(bio, crl) == 1);
+  return Revocation{bioText(bio),
+                    cert == nullptr ? kj::str() : hexOf(X509_get_serialNumber(cert)),
+                    cert == nullptr ? kj::str() : commonNameOf(cert),
+                    size_t(kj::max(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), 0)),
+                    alreadyListed};
+}
+
 void checkDnsName(kj::StringPtr name) {
   auto fail = [&](kj::StringPtr why) {
     KJ_FAIL_REQUIRE(kj::str("not a valid DNS name (", why, "): ", name));

@@ -63,6 +63,28 @@ class Authority {
   // extendedKeyUsage clientAuth. See checkUserName() for what a user name may be.
   Credentials issueClient(kj::StringPtr user, Validity validity) const;
 
+  // What revoking a certificate made: the CA's new certificate revocation list.
+  struct Revocation {
+    // The new CRL (PEM): version 2, signed with SHA-256 by this CA, a CRL number one above the
+    // one it replaces.
+    kj::String crlPem;
+    // The revoked certificate's serial number (hex) and subject common name (empty without one).
+    kj::String serial;
+    kj::String commonName;
+    // Certificates the new CRL lists.
+    size_t listed;
+    // The certificate was listed already (the CRL is renewed all the same).
+    bool alreadyListed;
+  };
+
+  // A new CRL listing what `currentCrlPem` (a CRL this CA signed, when there is one) listed, and
+  // `revokedPem`, a certificate this CA issued, when given (without, the CRL is only renewed).
+  // The CRL is valid (thisUpdate..nextUpdate) for `validity`; past its nextUpdate a server that
+  // checks it refuses every client. Throws a one-line error when the certificate is not this
+  // CA's, or the current CRL not one of its.
+  Revocation issueCrl(kj::Maybe<kj::StringPtr> revokedPem, kj::Maybe<kj::StringPtr> currentCrlPem,
+                      Validity validity) const;
+
   kj::StringPtr certPem() const { return credentials.certPem; }
   kj::StringPtr keyPem() const { return credentials.keyPem; }
 

@@ -15,6 +15,8 @@ constexpr const char* CA_CERT_FILE = "ca.pem";
 constexpr const char* CA_KEY_FILE = "ca-key.pem";
 constexpr const char* SERVER_CERT_FILE = "server.pem";
 constexpr const char* SERVER_KEY_FILE = "server-key.pem";
+// The CA's certificate revocation list, which `runner-certs revoke` keeps beside the CA's files.
+constexpr const char* CRL_FILE = "crl.pem";
 
 // Writes `credentials` as DIR/BASE.pem (0644) and DIR/BASE-key.pem (0600). Refuses, before
 // writing anything, when either file exists and `overwrite` is false. With `overwrite`, existing

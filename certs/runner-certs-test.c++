@@ -123,6 +123,56 @@ TEST(RunnerCerts, UsageErrorsExit2AndFailuresExit1) {
   EXPECT_NE(strstr(help.out.cStr(), "--dns=<name>"), nullptr) << help.out.cStr();
 }
 
+TEST(RunnerCerts, RevokeKeepsTheCasListAndCrlMakesAnEmptyOne) {
+  TempDir dir;
+  ASSERT_EQ(runCerts(dir, kj::str("ca --out-dir ", dir.path)).status, 0);
+  ASSERT_EQ(runCerts(dir, kj::str("client --ca-dir ", dir.path, " --out-dir ", dir.path,
+                                  " --user bob")).status, 0);
+  ASSERT_EQ(runCerts(dir, kj::str("client --ca-dir ", dir.path, " --out-dir ", dir.path,
+                                  " --user carol")).status, 0);
+
+  auto made = runCerts(dir, kj::str("crl --ca-dir ", dir.path));
+  EXPECT_EQ(made.status, 0) << made.err.cStr();
+  EXPECT_EQ(made.out, kj::str("wrote ", dir / "crl.pem", ", which lists 0 certificates\n"));
+
+  auto revoked = runCerts(dir, kj::str("revoke --ca-dir ", dir.path, " --cert ", dir / "bob.pem"));
+  EXPECT_EQ(revoked.status, 0) << revoked.err.cStr();
+  EXPECT_TRUE(revoked.out.startsWith(kj::str("revoked ", dir / "bob.pem", " (CN=bob, serial ")))
+      << revoked.out.cStr();
+  EXPECT_TRUE(revoked.out.endsWith(" lists 1 certificate; reload runnerd (SIGHUP) to refuse it\n"))
+      << revoked.out.cStr();
+  auto again = runCerts(dir, kj::str("revoke --ca-dir ", dir.path, " --cert ", dir / "bob.pem"));
+  EXPECT_TRUE(again.out.startsWith("already revoked: ")) << again.out.cStr();
+  EXPECT_NE(strstr(again.out.cStr(), " lists 1 certificate;"), nullptr) << again.out.cStr();
+  auto second = runCerts(dir, kj::str("revoke --ca-dir ", dir.path, " --cert ", dir / "carol.pem"));
+  EXPECT_NE(strstr(second.out.cStr(), " lists 2 certificates;"), nullptr) << second.out.cStr();
+
+  // The list is the CA's (OpenSSL checks its signature) and names both serials.
+  auto check = kj::str("openssl crl -in ", dir / "crl.pem", " -CAfile ", dir / "ca.pem",
+                       " -noout -text >", dir / "crl.txt", " 2>&1");
+  EXPECT_EQ(system(check.cStr()), 0) << readFile(dir / "crl.txt").cStr();
+  auto text = readFile(dir / "crl.txt");
+  EXPECT_NE(strstr(text.cStr(), "verify OK"), nullptr) << text.cStr();
+  size_t serials = 0;
+  for (const char* p = text.cStr(); (p = strstr(p, "Serial Number:")) != nullptr; ++p) ++serials;
+  EXPECT_EQ(serials, 2u) << text.cStr();
+
+  // A certificate of another CA, or none at all: one line, nothing written.
+  TempDir other;
+  ASSERT_EQ(runCerts(other, kj::str("ca --out-dir ", other.path)).status, 0);
+  ASSERT_EQ(runCerts(other, kj::str("client --ca-dir ", other.path, " --out-dir ", other.path,
+                                    " --user mallory")).status, 0);
+  auto before = readFile(dir / "crl.pem");
+  auto foreign = runCerts(dir, kj::str("revoke --ca-dir ", dir.path, " --cert ",
+                                       other / "mallory.pem"));
+  EXPECT_EQ(foreign.status, 1);
+  EXPECT_EQ(foreign.err,
+            "runner-certs: the certificate to revoke was not issued by this CA\n");
+  EXPECT_EQ(readFile(dir / "crl.pem"), before);
+  auto missing = runCerts(dir, kj::str("revoke --ca-dir ", dir.path));
+  EXPECT_EQ(missing.status, 2) << missing.err.cStr();
+}
+
 }  // namespace
 }  // namespace certs
 }  // namespace runner

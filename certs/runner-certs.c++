@@ -83,6 +83,10 @@ class RunnerCerts {
                        "issue a certificate for runnerd")
         .addSubCommand("client", KJ_BIND_METHOD(*this, getClientMain),
                        "issue a certificate for a user of runctl")
+        .addSubCommand("revoke", KJ_BIND_METHOD(*this, getRevokeMain),
+                       "revoke a certificate: add it to the CA's revocation list")
+        .addSubCommand("crl", KJ_BIND_METHOD(*this, getCrlMain),
+                       "make or renew the CA's revocation list (for runnerd --tls-crl)")
         .build();
   }
 
@@ -96,6 +100,7 @@ class RunnerCerts {
   kj::Vector<kj::StringPtr> dnsNames;
   kj::Vector<kj::StringPtr> ipAddresses;
   kj::StringPtr user;
+  kj::StringPtr certPath;
   bool force = false;
 
   kj::MainBuilder& addOutDir(kj::MainBuilder& builder) {
@@ -155,6 +160,41 @@ class RunnerCerts {
                              "The user's name (becomes the common name). Required.");
     addCommon(builder, "Valid for <n> days from now (default 365).");
     return builder.callAfterParsing(KJ_BIND_METHOD(*this, issueClient)).build();
+  }
+
+  kj::MainFunc getRevokeMain() {
+    kj::MainBuilder builder(
+        context, "runner-certs revoke",
+        "Adds a certificate the CA issued to the CA's certificate revocation list, "
+        "<ca-dir>/crl.pem (made when missing, renewed otherwise). runnerd started with "
+        "--tls-crl <ca-dir>/crl.pem refuses the certificate from its next reload (SIGHUP) or "
+        "start; connections already open keep going.");
+    addCaDir(builder);
+    builder.addOptionWithArg({"cert"}, KJ_BIND_METHOD(*this, setCert), "<file>",
+                             "The certificate to revoke (PEM). Required.");
+    builder.addOptionWithArg({"days"}, KJ_BIND_METHOD(*this, setDays), "<n>",
+                             "The list is valid for <n> days from now (default 1825); past that, "
+                             "runnerd refuses every client until it is renewed (revoke again).");
+    return builder.callAfterParsing(KJ_BIND_METHOD(*this, revoke)).build();
+  }
+
+  kj::MainFunc getCrlMain() {
+    kj::MainBuilder builder(
+        context, "runner-certs crl",
+        "Writes the CA's certificate revocation list, <ca-dir>/crl.pem: empty when there is none "
+        "yet, otherwise renewed with what it lists. Give it to runnerd (--tls-crl); runner-certs "
+        "revoke adds certificates to it.");
+    addCaDir(builder);
+    builder.addOptionWithArg({"days"}, KJ_BIND_METHOD(*this, setDays), "<n>",
+                             "The list is valid for <n> days from now (default 1825); past that, "
+                             "runnerd refuses every client until it is renewed.");
+    return builder.callAfterParsing(KJ_BIND_METHOD(*this, renewCrl)).build();
+  }
+
+  kj::MainBuilder::Validity setCert(kj::StringPtr path) {
+    if (path.size() == 0) return kj::str("--cert must not be empty");
+    certPath = path;
+    return true;
   }
 
   kj::MainBuilder::Validity setOutDir(kj::StringPtr dir) {
@@ -222,6 +262,41 @@ class RunnerCerts {
       writeCredentials(outDir, "server", ca.issueServer(names, validity(DEFAULT_CERT_DAYS)), force);
       return kj::str("wrote ", outDir, '/', SERVER_CERT_FILE, " and ", outDir, '/',
                      SERVER_KEY_FILE);
+    }));
+  }
+
+  // Writes the CA's new CRL (with `revoked` added, when given) over the current one.
+  Authority::Revocation writeCrl(kj::Maybe<kj::StringPtr> revoked) {
+    auto ca = readAuthority(caDir);
+    auto crlPath = kj::str(caDir, '/', CRL_FILE);
+    kj::Maybe<kj::String> current;
+    if (access(crlPath.cStr(), F_OK) == 0) current = readFile(crlPath);
+    auto revocation =
+        ca.issueCrl(revoked, current.map([](kj::String& s) -> kj::StringPtr { return s; }),
+                    validity(DEFAULT_CA_DAYS));
+    writeFile(crlPath, revocation.crlPem, 0644, true);
+    return revocation;
+  }
+
+  kj::MainBuilder::Validity revoke() {
+    if (caDir.size() == 0) return kj::str("missing --ca-dir");
+    if (certPath.size() == 0) return kj::str("missing --cert");
+    context.exitInfo(runOrFail(context, [&]() {
+      auto revocation = writeCrl(kj::StringPtr(readFile(certPath)));
+      return kj::str(revocation.alreadyListed ? "already revoked: " : "revoked ", certPath,
+                     " (CN=", revocation.commonName, ", serial ", revocation.serial, "); ", caDir,
+                     '/', CRL_FILE, " lists ", revocation.listed,
+                     revocation.listed == 1 ? " certificate" : " certificates",
+                     "; reload runnerd (SIGHUP) to refuse it");
+    }));
+  }
+
+  kj::MainBuilder::Validity renewCrl() {
+    if (caDir.size() == 0) return kj::str("missing --ca-dir");
+    context.exitInfo(runOrFail(context, [&]() {
+      auto revocation = writeCrl(nullptr);
+      return kj::str("wrote ", caDir, '/', CRL_FILE, ", which lists ", revocation.listed,
+                     revocation.listed == 1 ? " certificate" : " certificates");
     }));
   }
 

@@ -8,6 +8,8 @@
 #include <kj/main.h>
 #include <kj/vector.h>
 #include <signal.h>
+
+#include <algorithm>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -18,6 +20,7 @@
 #include "executors/cgroup/cgroup-driver.h"
 #include "executors/host-executors.h"
 #include "executors/mount-namespaces.h"
+#include "executors/threads.h"
 #include "runner/credentials.h"
 #include "runner/event-log.h"
 #include "runner/identities.h"
@@ -113,9 +116,35 @@ constexpr uint64_t DESCRIPTOR_RESERVE = 2048;
 // way may still take a few: a pending handshake, a launch).
 constexpr uint64_t DESCRIPTORS_REFUSED_AT = 1024;
 
+// Parses runnerd's arguments again on a reload: what MainBuilder would print and exit with
+// becomes an exception, so that a bad configuration is refused rather than fatal.
+class ReloadContext final : public kj::ProcessContext {
+ public:
+  explicit ReloadContext(kj::StringPtr programName) : programName(programName) {}
+  kj::StringPtr getProgramName() override { return programName; }
+  void exit() override { KJ_FAIL_REQUIRE("the arguments did not parse"); }
+  void warning(kj::StringPtr message) override {}
+  void error(kj::StringPtr message) override { exitError(message); }
+  void exitError(kj::StringPtr message) override {
+    // MainBuilder's text is "runnerd: REASON\nTry 'runnerd --help' ...": the reason is the line.
+    auto line = kj::str(message.slice(0, message.findFirst('\n').orDefault(message.size())));
+    auto prefix = kj::str(programName, ": ");
+    if (line.startsWith(prefix)) line = kj::str(line.slice(prefix.size()));
+    kj::throwFatalException(
+        kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::mv(line)));
+  }
+  void exitInfo(kj::StringPtr message) override { exitError(message); }
+  void increaseLoggingVerbosity() override {}
+
+ private:
+  kj::StringPtr programName;
+};
+
 class Runnerd {
  public:
-  explicit Runnerd(kj::ProcessContext& context) : context(context) {}
+  // `argv` is main()'s: a reload parses it again.
+  Runnerd(kj::ProcessContext& context, kj::ArrayPtr<char* const> argv)
+      : context(context), argv(argv) {}
 
   kj::MainFunc getMain() {
     return kj::MainBuilder(context, VERSION,
@@ -133,6 +162,10 @@ class Runnerd {
                           "The server certificate's private key (PEM).")
         .addOptionWithArg({"tls-ca"}, KJ_BIND_METHOD(*this, setCa), "<file>",
                           "The only CA trusted to issue client certificates (PEM).")
+        .addOptionWithArg({"tls-crl"}, KJ_BIND_METHOD(*this, setCrl), "<file>",
+                          "The CA's certificate revocation list (PEM, as runner-certs revoke "
+                          "keeps it): every handshake checks the client's certificate against "
+                          "it. Re-read with the certificates on SIGHUP.")
         .addOptionWithArg({"log-dir"}, KJ_BIND_METHOD(*this, setLogDir), "<dir>",
                           "Where job output files are kept (default /var/log/runner).")
         .addOptionWithArg({"state-dir"}, KJ_BIND_METHOD(*this, setStateDir), "<dir>",
@@ -210,8 +243,11 @@ class Runnerd {
 
  private:
   kj::ProcessContext& context;
+  kj::ArrayPtr<char* const> argv;
+  // Set on a reload's parse: the arguments are checked, nothing is started.
+  bool parseOnly = false;
   kj::String listen = kj::str("127.0.0.1:7443");
-  kj::String certPath, keyPath, caPath;
+  kj::String certPath, keyPath, caPath, crlPath;
   kj::String logDir = kj::str("/var/log/runner");
   kj::String stateDir = kj::str("/var/lib/runner");
   kj::Maybe<kj::String> runAs;
@@ -334,6 +370,10 @@ class Runnerd {
     caPath = kj::str(v);
     return true;
   }
+  kj::MainBuilder::Validity setCrl(kj::StringPtr v) {
+    crlPath = kj::str(v);
+    return true;
+  }
   kj::MainBuilder::Validity setLogDir(kj::StringPtr v) {
     logDir = kj::str(v);
     return true;
@@ -415,6 +455,7 @@ class Runnerd {
     if (runAs != nullptr && users != nullptr) {
       return "--run-as (every job as one user) and --users exclude each other";
     }
+    if (parseOnly) return true;
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { serve(); })) {
       context.exitError(kj::str("runnerd: ", e->getDescription()));
     }
@@ -559,7 +600,141 @@ class Runnerd {
     }
   }
 
+  tls::TlsFiles tlsFiles() const { return {certPath, keyPath, caPath, crlPath}; }
+
+  // One setting as the command line (or a configuration file) gave it, to tell what a reload
+  // changed. Only the TLS files and the admins take effect on a reload.
+  struct Setting {
+    kj::StringPtr flag;
+    kj::String value;
+  };
+  kj::Array<Setting> settings() const {
+    auto orNone = [](const kj::Maybe<kj::String>& v) {
+      return v.map([](const kj::String& s) { return kj::str(s); }).orDefault(kj::str("(none)"));
+    };
+    auto sockets = KJ_MAP(socket, executorSockets) { return kj::str(socket.name, '=', socket.path); };
+    return kj::arr(
+        Setting{"listen", kj::str(listen)}, Setting{"log-dir", kj::str(logDir)},
+        Setting{"state-dir", kj::str(stateDir)}, Setting{"run-as", orNone(runAs)},
+        Setting{"users", orNone(users)},
+        Setting{"uid-range", kj::str(uidRange.first, '-', uidRange.last)},
+        Setting{"min-uid", kj::str(minUid)}, Setting{"executor", kj::str(executor)},
+        Setting{"executor-socket", kj::strArray(sockets, ",")},
+        Setting{"cgroup-parent", orNone(cgroupParent)}, Setting{"grace", kj::str(graceSeconds)},
+        Setting{"max-connections", kj::str(serverLimits.connections)},
+        Setting{"max-connections-per-user", kj::str(serverLimits.connectionsPerUser)},
+        Setting{"max-watches-per-user", kj::str(serverLimits.perConnection.watchesPerUser)},
+        Setting{"idle-timeout", kj::str(serverLimits.idleTimeout)},
+        Setting{"max-running-per-user", kj::str(maxRunningPerUser)},
+        Setting{"max-stored-per-user", kj::str(maxStoredPerUser)},
+        Setting{"max-stored-bytes-per-user", kj::str(maxStoredBytesPerUser)},
+        Setting{"max-stored-bytes", kj::str(maxStoredBytes)},
+        Setting{"max-output", kj::str(maxOutputBytes)});
+  }
+
+  // What a reload read: the arguments parsed again and the TLS files they name.
+  struct Reloaded {
+    ReloadContext context;
+    kj::Own<Runnerd> settings;
+    kj::Own<tls::ServerTls> tls;
+    Reloaded(kj::StringPtr programName, kj::ArrayPtr<char* const> argv)
+        : context(programName), settings(kj::heap<Runnerd>(context, argv)) {}
+  };
+
+  // Parses the arguments again and reads the TLS files they name, off the event loop (a disk
+  // that does not answer holds up nothing but the reload). Rejects with one line.
+  kj::Promise<kj::Own<Reloaded>> readConfiguration(kj::Timer& timer, kj::Duration handshakeTimeout) {
+    auto programName = kj::str(context.getProgramName());
+    auto args = argv;
+    return executors::runOffLoop<kj::Own<Reloaded>>(
+        [programName = kj::mv(programName), args, &timer, handshakeTimeout]() {
+          auto reloaded = kj::heap<Reloaded>(programName, args);
+          reloaded->settings->parseOnly = true;
+          auto params = KJ_MAP(arg, args.slice(1, args.size())) { return kj::StringPtr(arg); };
+          reloaded->settings->getMain()(programName, params);
+          reloaded->tls =
+              kj::heap<tls::ServerTls>(reloaded->settings->tlsFiles(), timer, handshakeTimeout);
+          return reloaded;
+        });
+  }
+
+  // SIGHUP: the TLS files (certificate, key, CA, revocation list) and the admins are read again
+  // and used for new connections, each change logged; other settings that changed are logged as
+  // taking effect at the next start. A configuration that does not parse, or TLS files that do not
+  // load, are refused with one line and everything stays as it was.
+  kj::Promise<void> reloadOnSignal(kj::UnixEventPort& port, kj::Timer& timer, Server& server,
+                                   kj::Own<tls::ServerTls>& current, EventLog& log) {
+    return port.onSignal(SIGHUP).then([this, &port, &timer, &server, &current,
+                                       &log](siginfo_t) {
+      return readConfiguration(timer, current->getHandshakeTimeout())
+          .then(
+              [this, &server, &current, &log](kj::Own<Reloaded> reloaded) {
+                apply(*reloaded, server, current, log);
+              },
+              [&log](kj::Exception&& e) {
+                log("reload on SIGHUP refused: ", e.getDescription(),
+                    "; the configuration in force stays");
+              })
+          .then([this, &port, &timer, &server, &current, &log]() {
+            return reloadOnSignal(port, timer, server, current, log);
+          });
+    });
+  }
+
+  void apply(Reloaded& reloaded, Server& server, kj::Own<tls::ServerTls>& current,
+             EventLog& log) {
+    auto& fresh = *reloaded.settings;
+    auto before = settings();
+    auto after = fresh.settings();
+    for (auto i : kj::indices(before)) {
+      if (before[i].value != after[i].value) {
+        log("reload: --", before[i].flag, " changed (", before[i].value, " -> ", after[i].value,
+            "); it takes effect at the next start");
+      }
+    }
+    auto& was = current->summary();
+    auto& now = reloaded.tls->summary();
+    auto changed = [](kj::StringPtr a, kj::StringPtr b) { return a == b ? "unchanged" : "changed"; };
+    log("reload: certificate ", now.certificate, " (", changed(was.certificate, now.certificate),
+        "); CA ", now.ca, " (", changed(was.ca, now.ca), ")");
+    auto revoked = [](const kj::Maybe<size_t>& n) {
+      return n.map([](size_t v) { return kj::str(v, " certificates revoked"); })
+          .orDefault(kj::str("no revocation list"));
+    };
+    log("reload: ", revoked(now.revoked), " (before: ", revoked(was.revoked), ")");
+    kj::Vector<kj::String> added, removed;
+    for (auto& name : fresh.admins) {
+      if (std::find(admins.begin(), admins.end(), name) == admins.end()) added.add(kj::str(name));
+    }
+    for (auto& name : admins) {
+      if (std::find(fresh.admins.begin(), fresh.admins.end(), name) == fresh.admins.end()) {
+        removed.add(kj::str(name));
+      }
+    }
+    if (added.size() > 0 || removed.size() > 0) {
+      log("reload: admins now ", fresh.admins.size() == 0 ? kj::str("(none)") : kj::strArray(fresh.admins, ", "),
+          added.size() > 0 ? kj::str("; added ", kj::strArray(added, ", ")) : kj::str(),
+          removed.size() > 0 ? kj::str("; removed ", kj::strArray(removed, ", ")) : kj::str());
+    }
+    certPath = kj::mv(fresh.certPath);
+    keyPath = kj::mv(fresh.keyPath);
+    caPath = kj::mv(fresh.caPath);
+    crlPath = kj::mv(fresh.crlPath);
+    admins = kj::mv(fresh.admins);
+    auto serverAdmins = KJ_MAP(name, admins) { return kj::str(name); };
+    server.reload(*reloaded.tls, kj::mv(serverAdmins));
+    // Handshakes under way hold the TLS state they began with (OpenSSL counts its references),
+    // not this object; the one before is kept a reload longer all the same.
+    previousTls = kj::mv(current);
+    current = kj::mv(reloaded.tls);
+    log("reloaded on SIGHUP: new connections use the certificate, CA, revocation list and admins "
+        "just read; open connections and running jobs are untouched");
+  }
+  kj::Own<tls::ServerTls> previousTls;
+
   void serve() {
+    // Taken from the start: a SIGHUP during start-up is a reload once runnerd serves, not death.
+    kj::UnixEventPort::captureSignal(SIGHUP);
     tls::tuneAllocatorForStreaming();
     uint64_t descriptors = raiseDescriptorLimit();
     auto io = kj::setupAsyncIo();
@@ -592,8 +767,8 @@ class Runnerd {
       requireOwnDirectory("--state-dir", stateDir, d->uid);
       giveFilesTo(*d);
     }
-    // Read while root: the key may be root's alone.
-    tls::ServerTls tls({certPath, keyPath, caPath}, io.provider->getTimer());
+    // Read while root: the key may be root's alone (then a reload cannot read it again).
+    auto tls = kj::heap<tls::ServerTls>(tlsFiles(), io.provider->getTimer());
     prepareIdentities();
 
     // Bound while root: the port may be a privileged one.
@@ -718,8 +893,8 @@ class Runnerd {
         " watches, ", maxRunningPerUser, " running jobs (", perUser, " of ", descriptors,
         " descriptors); idle connections close after ", serverLimits.idleTimeout,
         "; output per job ", maxOutputBytes, " bytes");
-    Server server(table, tls, io.provider->getTimer(), log, admins.releaseAsArray(),
-                  kj::mv(serverLimits));
+    Server server(table, *tls, io.provider->getTimer(), log,
+                  KJ_MAP(name, admins) { return kj::str(name); }, kj::mv(serverLimits));
     auto host = listen.slice(0, listen.findLast(':').orDefault(listen.size()));
     log("runnerd listening on ", host, ":", listener->getPort(),
         " executor=", executor, "; jobs run as ", table.config().identities->describe());
@@ -728,6 +903,11 @@ class Runnerd {
     kj::UnixEventPort::captureSignal(SIGINT);
     auto stopSignal =
         io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT));
+    auto reloads = reloadOnSignal(io.unixEventPort, io.provider->getTimer(), server, tls, log)
+                       .eagerlyEvaluate([&log](kj::Exception&& e) {
+                         log("reloading failed for good (SIGHUP is ignored from now on): ",
+                             e.getDescription());
+                       });
     auto signal = server.listen(*listener)
                       .then([]() -> siginfo_t { KJ_UNREACHABLE; })
                       .exclusiveJoin(kj::mv(stopSignal))
@@ -765,4 +945,8 @@ class Runnerd {
 }  // namespace
 }  // namespace runner
 
-KJ_MAIN(runner::Runnerd)
+int main(int argc, char* argv[]) {
+  kj::TopLevelProcessContext context(argv[0]);
+  runner::Runnerd runnerd(context, kj::arrayPtr(argv, argc));
+  return kj::runMainAndExit(context, runnerd.getMain(), argc, argv);
+}

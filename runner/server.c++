@@ -62,7 +62,7 @@ class Server::Connection {
 Server::Server(JobTable& table, tls::ServerTls& tls, kj::Timer& timer, EventLog& log,
                kj::Array<kj::String> admins, ServerLimits limits)
     : table(table),
-      tls(tls),
+      tls(&tls),
       timer(timer),
       log(log),
       admins(kj::mv(admins)),
@@ -75,6 +75,11 @@ Server::~Server() noexcept(false) {
   kj::Vector<uint64_t> ids;
   for (auto& entry : pending) ids.add(entry.key);
   for (auto id : ids) removeHandshake(id);
+}
+
+void Server::reload(tls::ServerTls& newTls, kj::Array<kj::String> newAdmins) {
+  tls = &newTls;
+  admins = kj::mv(newAdmins);
 }
 
 bool Server::isAdmin(kj::StringPtr user) const {
@@ -151,7 +156,7 @@ void Server::handshake(kj::AuthenticatedStream stream) {
   handshake.id = nextHandshakeId++;
   handshake.peer = kj::mv(peer);
   handshake.task =
-      tls.wrapServer(kj::mv(stream))
+      tls->wrapServer(kj::mv(stream))
           .then(
               [this, &handshake](kj::AuthenticatedStream secured) {
                 tasks.add(serve(kj::mv(secured), kj::mv(handshake.peer)));

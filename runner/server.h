@@ -72,6 +72,11 @@ class Server {
   ~Server() noexcept(false);
   KJ_DISALLOW_COPY(Server);
 
+  // From now on, handshakes use `tls` (which must outlive them, or the next reload) and
+  // connections are authorized with `admins`. Connections already established keep their
+  // identity and their rights; handshakes under way finish with the TLS they began with.
+  void reload(tls::ServerTls& tls, kj::Array<kj::String> admins);
+
   // Accepts connections until the promise is dropped. Errors of single connections, and of
   // accept() itself (out of descriptors, say), are logged, never fatal.
   // Refusals are logged at most REFUSALS_LOGGED_PER_WINDOW per window (logRefusal).
@@ -79,7 +84,7 @@ class Server {
 
  private:
   JobTable& table;
-  tls::ServerTls& tls;
+  tls::ServerTls* tls;
   kj::Timer& timer;
   EventLog& log;
   kj::Array<kj::String> admins;

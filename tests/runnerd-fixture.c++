@@ -86,6 +86,9 @@ RunnerdFixture::RunnerdFixture(kj::ArrayPtr<const kj::StringPtr> extraFlags)
   for (auto user : {"alice", "bob", "admin"}) {
     certs::writeCredentials(root, user, ca.issueClient(user, certs::Validity::forDays(1)), false);
   }
+  // runnerd checks every client against the CA's revocation list, empty to begin with.
+  certs::writeFile(kj::str(root, "/crl.pem"),
+                   ca.issueCrl(nullptr, nullptr, certs::Validity::forDays(1)).crlPem, 0644, false);
   start();
 }
 
@@ -106,6 +109,16 @@ kj::String RunnerdFixture::keyPath(kj::StringPtr user) const {
 }
 kj::String RunnerdFixture::caPath() const {
   return kj::str(root, "/ca.pem");
+}
+
+void RunnerdFixture::revoke(kj::StringPtr user) {
+  auto ca = certs::Authority::load(readWholeFile(kj::str(root, "/ca.pem")),
+                                   readWholeFile(kj::str(root, "/ca-key.pem")));
+  auto crlPath = kj::str(root, "/crl.pem");
+  auto cert = readWholeFile(certPath(user));
+  auto current = readWholeFile(crlPath);
+  auto crl = ca.issueCrl(kj::StringPtr(cert), kj::StringPtr(current), certs::Validity::forDays(1));
+  certs::writeFile(crlPath, crl.crlPem, 0644, true);
 }
 
 void RunnerdFixture::issue(kj::StringPtr user, int64_t notBeforeOffset, int64_t notAfterOffset) {
@@ -131,6 +144,7 @@ void RunnerdFixture::start() {
   argv.add(kj::str("--tls-cert=", root, "/server.pem"));
   argv.add(kj::str("--tls-key=", root, "/server-key.pem"));
   argv.add(kj::str("--tls-ca=", root, "/ca.pem"));
+  argv.add(kj::str("--tls-crl=", root, "/crl.pem"));
   argv.add(kj::str("--log-dir=", root, "/logs"));
   argv.add(kj::str("--state-dir=", root, "/state"));
   argv.add(kj::str("--admin=admin"));

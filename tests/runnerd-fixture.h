@@ -54,6 +54,9 @@ class RunnerdFixture {
 
   // Issues a certificate for `user` from the test CA with the given validity (seconds from now).
   void issue(kj::StringPtr user, int64_t notBeforeOffset, int64_t notAfterOffset);
+  // Adds `user`'s certificate to the CA's revocation list (runnerd's --tls-crl), which runnerd
+  // reads again on SIGHUP.
+  void revoke(kj::StringPtr user);
   // Issues a certificate for `user` from a different CA.
   void issueFromOtherCa(kj::StringPtr user);
 

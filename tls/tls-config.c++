@@ -8,6 +8,7 @@
 #include <kj/io.h>
 #include <kj/vector.h>
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -204,6 +205,8 @@ X509* certificateOf(kj::TlsPeerIdentity& identity) {
 // "library" of runner's own, and the callback raises that error. handshakeFailureReason() then
 // finds it as the first line (OpenSSL's own "certificate verify failed" comes after it).
 constexpr int CHECK_FAILED_REASON = 100;
+constexpr int REVOKED_REASON = 101;
+constexpr int CRL_EXPIRED_REASON = 102;
 
 int refusalLibrary() {
   static const int library = []() {
@@ -224,6 +227,10 @@ int refusalLibrary() {
         problem(NameProblem::NOT_UTF8),
         problem(NameProblem::CONTROL_CHARACTER),
         entry(CHECK_FAILED_REASON, "client certificate's name could not be checked"),
+        entry(REVOKED_REASON, "client certificate is revoked (listed in --tls-crl)"),
+        entry(CRL_EXPIRED_REASON,
+              "the revocation list (--tls-crl) is past its next update; renew it "
+              "(runner-certs revoke) and reload runnerd"),
         {0, nullptr},
     };
     KJ_ASSERT(ERR_load_strings_const(strings) == 1);
@@ -236,6 +243,17 @@ int refusalLibrary() {
 // refuses a leaf certificate that names no user (see client-name.h), with a "bad certificate"
 // alert to the client. Never throws: OpenSSL's C frames are below it.
 int verifyClientName(int preverified, X509_STORE_CTX* store) {
+  if (preverified != 1 && X509_STORE_CTX_get_error_depth(store) == 0) {
+    // Said in runner's words: OpenSSL's own line is only "certificate verify failed".
+    switch (X509_STORE_CTX_get_error(store)) {
+      case X509_V_ERR_CERT_REVOKED:
+        ERR_raise(refusalLibrary(), REVOKED_REASON);
+        break;
+      case X509_V_ERR_CRL_HAS_EXPIRED:
+        ERR_raise(refusalLibrary(), CRL_EXPIRED_REASON);
+        break;
+    }
+  }
   if (preverified != 1 || X509_STORE_CTX_get_error_depth(store) != 0) return preverified;
   int reason = CHECK_FAILED_REASON;
   auto exception = kj::runCatchingExceptions([&]() {
@@ -445,6 +463,70 @@ class BatchingStream final : public kj::AsyncIoStream, private kj::TaskSet::Erro
   }
 };
 
+// The text of an X509_NAME, one line, for the log.
+kj::String nameText(X509_NAME* name) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  KJ_ASSERT(bio != nullptr);
+  KJ_DEFER(BIO_free(bio));
+  X509_NAME_print_ex(bio, name, 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
+  char* data;
+  long size = BIO_get_mem_data(bio, &data);
+  return kj::heapString(data, size);
+}
+
+kj::String describeCertificate(X509* cert) {
+  BIGNUM* serial = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), nullptr);
+  KJ_ASSERT(serial != nullptr);
+  KJ_DEFER(BN_free(serial));
+  char* hex = BN_bn2hex(serial);
+  KJ_ASSERT(hex != nullptr);
+  KJ_DEFER(OPENSSL_free(hex));
+  BIO* bio = BIO_new(BIO_s_mem());
+  KJ_ASSERT(bio != nullptr);
+  KJ_DEFER(BIO_free(bio));
+  ASN1_TIME_print(bio, X509_get0_notAfter(cert));
+  char* data;
+  long size = BIO_get_mem_data(bio, &data);
+  return kj::str(nameText(X509_get_subject_name(cert)), ", serial ", hex, ", valid until ",
+                 kj::heapString(data, size));
+}
+
+// Adds the CRLs of `path` to `ssl`'s trust store and has every client certificate checked against
+// them. Each must be signed by `ca` and not be past its next update. Returns how many
+// certificates they list.
+size_t loadRevocationLists(SSL_CTX* ssl, X509* ca, kj::StringPtr path) {
+  auto pem = readFile("revocation list", path);
+  BIO* bio = BIO_new_mem_buf(pem.begin(), pem.size());
+  KJ_ASSERT(bio != nullptr);
+  KJ_DEFER(BIO_free(bio));
+  X509_STORE* store = SSL_CTX_get_cert_store(ssl);
+  size_t lists = 0, revoked = 0;
+  while (X509_CRL* crl = PEM_read_bio_X509_CRL(bio, nullptr, noPassphrase, nullptr)) {
+    KJ_DEFER(X509_CRL_free(crl));
+    ++lists;
+    if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) != 0 ||
+        X509_CRL_verify(crl, X509_get0_pubkey(ca)) != 1) {
+      ERR_clear_error();
+      KJ_FAIL_REQUIRE(kj::str("revocation list ", path, " is not signed by the CA"));
+    }
+    const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl);
+    if (next != nullptr && X509_cmp_current_time(next) <= 0) {
+      KJ_FAIL_REQUIRE(kj::str("revocation list ", path,
+                              " is past its next update; renew it (runner-certs revoke)"));
+    }
+    KJ_ASSERT(X509_STORE_add_crl(store, crl) == 1);
+    // An empty list has no stack at all (and sk_num(nullptr) is -1).
+    revoked += kj::max(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), 0);
+  }
+  ERR_clear_error();  // the loop always ends with a "no start line" error
+  if (lists == 0) {
+    KJ_FAIL_REQUIRE(kj::str("revocation list ", path, " is not a PEM certificate revocation list"));
+  }
+  // The client's own certificate is checked (CRL_CHECK); runner's chains have no intermediates.
+  KJ_ASSERT(X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK) == 1);
+  return revoked;
+}
+
 }  // namespace
 
 // =======================================================================================
@@ -473,6 +555,14 @@ ServerTls::ServerTls(const TlsFiles& files, kj::Timer& timer, kj::Duration hands
   // Keeps kj-tls's mode (a client certificate is required) and adds the name check.
   refusalLibrary();
   SSL_CTX_set_verify(ssl, SSL_CTX_get_verify_mode(ssl), verifyClientName);
+
+  CertList cert("TLS certificate", files.cert, checked.cert);
+  CertList caCert("CA certificate", files.ca, checked.ca);
+  loaded.certificate = describeCertificate(cert.first());
+  loaded.ca = nameText(X509_get_subject_name(caCert.first()));
+  if (files.crl != nullptr && files.crl.size() > 0) {
+    loaded.revoked = loadRevocationLists(ssl, caCert.first(), files.crl);
+  }
 }
 
 kj::Promise<kj::AuthenticatedStream> ServerTls::wrapServer(kj::AuthenticatedStream stream) {

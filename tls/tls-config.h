@@ -20,6 +20,8 @@ struct TlsFiles {
   kj::StringPtr cert;
   kj::StringPtr key;
   kj::StringPtr ca;
+  // runnerd's side only, optional: the CA's certificate revocation lists (PEM).
+  kj::StringPtr crl = nullptr;
 };
 
 // kj-tls 0.9.2 has no TlsVersion::TLS_1_3, but it turns every version below `minVersion` into an
@@ -37,7 +39,10 @@ class ServerTls {
  public:
   // Reads and checks the files. Throws one line naming the problem when a file cannot be read,
   // is not a PEM certificate or key, when the key does not belong to the certificate, or when the
-  // certificate is not a server certificate signed by the CA (or has expired).
+  // certificate is not a server certificate signed by the CA (or has expired). With `files.crl`,
+  // every client certificate is also checked against the CA's revocation lists in it (each must
+  // be signed by the CA and not past its next update: throws otherwise); a revoked client is
+  // refused in the handshake ("client certificate is revoked").
   ServerTls(const TlsFiles& files, kj::Timer& timer,
             kj::Duration handshakeTimeout = DEFAULT_HANDSHAKE_TIMEOUT);
   KJ_DISALLOW_COPY(ServerTls);
@@ -58,8 +63,19 @@ class ServerTls {
 
   kj::Duration getHandshakeTimeout() const { return handshakeTimeout; }
 
+  // What was loaded, for the log: the server certificate's subject, serial number and end of
+  // validity, the CA's subject, and how many certificates the revocation lists name (nullptr
+  // without --tls-crl).
+  struct Summary {
+    kj::String certificate;
+    kj::String ca;
+    kj::Maybe<size_t> revoked;
+  };
+  const Summary& summary() const { return loaded; }
+
  private:
   kj::Duration handshakeTimeout;
+  Summary loaded;
   kj::Own<kj::TlsContext> context;
 };
 
