@@ -1,7 +1,9 @@
 #include "executor-rpc/executor-service.h"
 
 #include <capnp/capability.h>
+#include <grp.h>
 #include <kj/debug.h>
+#include <pwd.h>
 #include <signal.h>
 #include <string.h>
 
@@ -17,6 +19,54 @@ bool isPlainName(kj::StringPtr id) {
     if (!ok) return false;
   }
   return true;
+}
+
+// Groups are privileges too (disk, shadow, docker): a job gets the groups of its uid and no
+// others. A uid with an account (accounts, --run-as) gets its primary group and the groups it is a
+// member of; a uid without one (runnerd's dynamic uids) gets ids from the range it was granted.
+kj::Maybe<kj::String> refuseGroups(uint32_t uid, uint32_t gid,
+                                   capnp::List<uint32_t>::Reader groups, uint32_t first,
+                                   uint32_t last) {
+  struct passwd pw;
+  struct passwd* found = nullptr;
+  char buffer[16384];
+  getpwuid_r(uid, &pw, buffer, sizeof(buffer), &found);
+  if (found == nullptr) {
+    auto granted = [&](uint32_t id) { return id >= first && id <= last; };
+    if (!granted(gid)) {
+      return kj::str("gid ", gid, " is outside the ids this supervisor grants (", first, "-", last,
+                     ")");
+    }
+    for (auto group : groups) {
+      if (!granted(group)) {
+        return kj::str("group ", group, " is outside the ids this supervisor grants (", first, "-",
+                       last, ")");
+      }
+    }
+    return nullptr;
+  }
+  if (gid != found->pw_gid) {
+    return kj::str("gid ", gid, " is not the primary group of uid ", uid, " (", found->pw_gid,
+                   ")");
+  }
+  int count = 64;
+  kj::Array<gid_t> member;
+  for (;;) {
+    member = kj::heapArray<gid_t>(count);
+    int n = count;
+    if (getgrouplist(found->pw_name, found->pw_gid, member.begin(), &n) >= 0) {
+      member = kj::heapArray(member.slice(0, n));
+      break;
+    }
+    if (n <= count) return kj::str("cannot read the groups of uid ", uid);
+    count = n;
+  }
+  for (auto group : groups) {
+    bool ok = false;
+    for (auto m : member) ok = ok || m == group;
+    if (!ok) return kj::str("group ", group, " is not one of the groups of uid ", uid);
+  }
+  return nullptr;
 }
 
 kj::Exception oneLine(kj::Exception::Type type, kj::String line) {
@@ -342,6 +392,10 @@ kj::Maybe<ExecutorService::Refusal> ExecutorService::refuse(wire::LaunchRequest:
     return Refusal{Type::FAILED,
                    kj::str("uid ", uid, " is outside the uids this supervisor grants (",
                            policy.firstUid, "-", policy.lastUid, ")")};
+  }
+  KJ_IF_MAYBE (reason, refuseGroups(uid, gid, credentials.getSupplementaryGroups(),
+                                    policy.firstUid, policy.lastUid)) {
+    return Refusal{Type::FAILED, kj::mv(*reason)};
   }
   if (held.find(jobId) != nullptr || launching.contains(jobId)) {
     return Refusal{Type::FAILED, kj::str("a job with this id is already held")};

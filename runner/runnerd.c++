@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -534,11 +535,18 @@ class Runnerd {
     if (mkdir(homes.cStr(), 0711) < 0 && errno != EEXIST) {
       KJ_FAIL_REQUIRE(kj::str("cannot create ", homes, ": ", strerror(errno)));
     }
-    KJ_SYSCALL(lstat(homes.cStr(), &st), homes);
+    // Checked and changed through one descriptor: the state directory is the daemon user's, who
+    // could swap the name for a symbolic link between a check by path and a chmod() by path.
+    int homesFd = open(homes.cStr(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (homesFd < 0) {
+      KJ_FAIL_REQUIRE(kj::str(homes, " must be a directory owned by root: ", strerror(errno)));
+    }
+    kj::AutoCloseFd homesDir(homesFd);
+    KJ_SYSCALL(fstat(homesFd, &st), homes);
     if (!S_ISDIR(st.st_mode) || st.st_uid != 0) {
       KJ_FAIL_REQUIRE(kj::str(homes, " must be a directory owned by root"));
     }
-    KJ_SYSCALL(chmod(homes.cStr(), 0711), homes);
+    KJ_SYSCALL(fchmod(homesFd, 0711), homes);
   }
 
   kj::Own<OwnerIdentities> makeIdentities(Store& store, EventLog& log, bool supervised) {

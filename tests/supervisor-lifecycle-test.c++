@@ -457,6 +457,32 @@ TEST_F(SupervisorLifecycle, UidsOutsideTheRangeAndRootGroupsAreRefused) {
   }
   supervisor.waitForLog("launch refused id=root-among-groups");
 
+  // Groups are privileges too: no group outside the range a dynamic uid was granted (42 is
+  // Debian's shadow, 6 its disk), as primary or supplementary group.
+  JobSpec shadowGroup;
+  shadowGroup.id = "shadow-group";
+  shadowGroup.argv = kj::arr(kj::str("/bin/true"));
+  shadowGroup.gid = 42;
+  KJ_IF_MAYBE (e, connection.tryLaunch(kj::mv(shadowGroup), output, job, pid)) {
+    EXPECT_TRUE(contains(e->getDescription(), "launch refused: gid 42 is outside the ids"))
+        << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "gid 42 was granted";
+  }
+  supervisor.waitForLog("launch refused id=shadow-group: gid 42 is outside the ids");
+
+  JobSpec diskAmongGroups;
+  diskAmongGroups.id = "disk-among-groups";
+  diskAmongGroups.argv = kj::arr(kj::str("/bin/true"));
+  diskAmongGroups.groups = kj::arr(uint32_t(firstUid()), uint32_t(6));
+  KJ_IF_MAYBE (e, connection.tryLaunch(kj::mv(diskAmongGroups), output, job, pid)) {
+    EXPECT_TRUE(contains(e->getDescription(), "launch refused: group 6 is outside the ids"))
+        << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "supplementary group 6 was granted";
+  }
+  supervisor.waitForLog("launch refused id=disk-among-groups: group 6 is outside the ids");
+
   // Nothing was recorded for the refused launches, and a uid inside the range runs.
   EXPECT_EQ(connection.list("local").size(), 0u);
   JobSpec inside;
