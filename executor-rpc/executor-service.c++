@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "executor-rpc/held-job.h"
+#include "runner/printable.h"
 
 namespace runner::executor_rpc {
 
@@ -115,7 +116,12 @@ class ExecutorService::JobServer final : public wire::Job::Server {
  protected:
   kj::Promise<void> signal(SignalContext context) override {
     int number = context.getParams().getSignal();
-    KJ_REQUIRE(number > 0 && number < NSIG, "not a signal", number);
+    if (number <= 0 || number >= NSIG) {
+      auto line = kj::str("signal refused id=", jobId, ": ", number, " is not a signal");
+      service.log(line);
+      return oneLine(kj::Exception::Type::FAILED, kj::str("signal refused: ", number,
+                                                          " is not a signal"));
+    }
     auto& job = held();
     if (job.running()) KJ_ASSERT_NONNULL(job.process)->signalAll(number);
     return kj::READY_NOW;
@@ -323,8 +329,10 @@ class ExecutorService::HostServer final : public wire::ExecutorHost::Server {
       context.getResults().setExecutor(kj::heap<ExecutorServer>(service, *found));
       return kj::READY_NOW;
     }
-    KJ_FAIL_REQUIRE(kj::str("unknown executor '", name,
-                            "' (known: ", kj::strArray(service.executors.names(), ", "), ")"));
+    auto reason = kj::str("unknown executor '", printable(name), "' (known: ",
+                          kj::strArray(service.executors.names(), ", "), ")");
+    service.log(kj::str("executor refused: ", reason));
+    return oneLine(kj::Exception::Type::FAILED, kj::mv(reason));
   }
 
  private:

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -47,6 +48,55 @@ void giveTo(kj::StringPtr path, const DaemonUser& user) {
   }
   if (st.st_uid != user.uid || st.st_gid != user.gid) {
     KJ_SYSCALL(lchown(path.cStr(), user.uid, user.gid), path);
+  }
+}
+
+void secureStateDirectory(kj::StringPtr stateDir, const DaemonUser& user) {
+  int fd = open(stateDir.cStr(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    KJ_FAIL_REQUIRE(kj::str("--state-dir ", stateDir, " must be a directory: ", strerror(errno)));
+  }
+  kj::AutoCloseFd dir(fd);
+  KJ_SYSCALL(fchown(fd, 0, 0), stateDir);
+  KJ_SYSCALL(fchmod(fd, 0711), stateDir);
+
+  auto database = kj::str(stateDir, '/', DATABASE_DIR);
+  if (mkdirat(fd, DATABASE_DIR.cStr(), 0700) < 0 && errno != EEXIST) {
+    KJ_FAIL_REQUIRE(kj::str("cannot create ", database, ": ", strerror(errno)));
+  }
+  int subFd = openat(fd, DATABASE_DIR.cStr(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (subFd < 0) {
+    KJ_FAIL_REQUIRE(kj::str(database, " must be a directory: ", strerror(errno)));
+  }
+  kj::AutoCloseFd sub(subFd);
+  KJ_SYSCALL(fchown(subFd, user.uid, user.gid), database);
+  KJ_SYSCALL(fchmod(subFd, 0700), database);
+
+  // What only root writes: a pid file anyone else made is not a supervisor's (a supervisor makes
+  // its own), and a socket directory of anyone else's is refused.
+  struct stat st;
+  if (fstatat(fd, "supervisor.pid", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      (!S_ISREG(st.st_mode) || st.st_uid != 0)) {
+    KJ_SYSCALL(unlinkat(fd, "supervisor.pid", 0), stateDir);
+  }
+  if (fstatat(fd, "supervisor", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      (!S_ISDIR(st.st_mode) || st.st_uid != 0)) {
+    KJ_FAIL_REQUIRE(kj::str(stateDir, "/supervisor is not a directory of root's (owner uid ",
+                            st.st_uid, "); remove it"));
+  }
+
+  // An older runnerd kept its database in the state directory itself.
+  for (auto name : DATABASE_FILES) {
+    if (fstatat(fd, name.cStr(), &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
+    auto path = kj::str(stateDir, '/', name);
+    if (!S_ISREG(st.st_mode)) {
+      KJ_FAIL_REQUIRE(kj::str(path, " is not a regular file; runnerd's database must be"));
+    }
+    if (fstatat(subFd, name.cStr(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      KJ_FAIL_REQUIRE(kj::str("both ", path, " and ", database, '/', name,
+                              " exist; keep the one to use in ", database));
+    }
+    KJ_SYSCALL(renameat(fd, name.cStr(), subFd, name.cStr()), path, database);
   }
 }
 

@@ -27,6 +27,20 @@ DaemonUser daemonUser();
 // symlink is refused, not followed.
 void giveTo(kj::StringPtr path, const DaemonUser& user);
 
+// The directory of runnerd's job database below the state directory, and the files of that
+// database.
+constexpr kj::StringPtr DATABASE_DIR = "runnerd"_kj;
+constexpr kj::StringPtr DATABASE_FILES[] = {"runner.db"_kj, "runner.db-wal"_kj, "runner.db-shm"_kj,
+                                            "runner.db-journal"_kj};
+
+// Makes `stateDir` root's (owner and group root, mode 0711) and its DATABASE_DIR the daemon
+// user's (mode 0700), moving a database an older runnerd kept in the state directory itself into
+// it. The supervisor keeps its pid file, socket and records in the state directory and the homes
+// are there: a user who could write it could rename any of them and put something else in its
+// place for root to signal, chmod or chown. Works through descriptors opened with O_NOFOLLOW: a
+// state directory the daemon user owned until now may hold anything it put there.
+void secureStateDirectory(kj::StringPtr stateDir, const DaemonUser& user);
+
 // Becomes `user` for good: no supplementary groups, real, effective and saved uid and gid
 // `user`'s, every capability gone (the bounding set too, so nothing can be regained by exec),
 // and no new privileges. Throws if any of it did not hold.

@@ -11,6 +11,7 @@
 #include <kj/main.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -262,10 +263,43 @@ class Supervisor {
 
   // <state-dir>/supervisor.pid, locked for the supervisor's life (and across its re-execs): a
   // second supervisor on the same state directory is refused.
+  static kj::String octal(mode_t mode) {
+    char text[8];
+    snprintf(text, sizeof(text), "%04o", unsigned(mode));
+    return kj::str(text);
+  }
+
+  // The state directory holds what root trusts (the pid file, the socket's directory, the
+  // records, the homes): nobody but root may rename or replace anything in it, or above it.
+  void requireRootsAlone(kj::StringPtr dir) {
+    for (size_t i = dir.size(); i > 0; i--) {
+      if (i != dir.size() && dir[i] != '/') continue;
+      auto path = kj::str(dir.slice(0, i));
+      struct stat st;
+      KJ_SYSCALL(lstat(path.cStr(), &st), path);
+      bool othersWrite = (st.st_mode & 002) || ((st.st_mode & 020) && st.st_gid != 0);
+      bool ours = S_ISDIR(st.st_mode) && st.st_uid == geteuid();
+      if (i == dir.size() ? (!ours || othersWrite)
+                          : (st.st_uid != geteuid() || (othersWrite && !(st.st_mode & S_ISVTX)))) {
+        KJ_FAIL_REQUIRE(kj::str(
+            "--state-dir ", dir, i == dir.size() ? kj::str() : kj::str(" is below ", path, ", which"),
+            " must be root's and writable by root alone (it is owned by uid ", st.st_uid,
+            ", group ", st.st_gid, ", mode ", octal(st.st_mode & 07777),
+            "): the supervisor keeps its pid file, socket and job records there. A runnerd "
+            "started as root makes its state directory so"));
+      }
+    }
+  }
+
   kj::AutoCloseFd writePidFile(kj::StringPtr path) {
     int fd;
     KJ_SYSCALL(fd = open(path.cStr(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644), path);
     kj::AutoCloseFd owned(fd);
+    struct stat st;
+    KJ_SYSCALL(fstat(fd, &st), path);
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+      KJ_FAIL_REQUIRE(kj::str(path, " is not a file of root's; remove it"));
+    }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
       KJ_FAIL_REQUIRE(kj::str("another supervisor holds ", path, " (", strerror(errno), ")"));
     }
@@ -315,6 +349,7 @@ class Supervisor {
     auto exe = ownBinaryPath();
 
     makeDirectories(stateDir, 0711);
+    requireRootsAlone(stateDir);
     auto pidPath = kj::str(stateDir, "/supervisor.pid");
     auto socket = socketPath.map([](kj::String& p) { return kj::str(p); }).orDefault([&]() {
       return kj::str(stateDir, "/supervisor/executor.sock");

@@ -463,10 +463,15 @@ class Runnerd {
     return true;
   }
 
-  // The job database, readable by root alone: the state directory may have to be traversable by
-  // the jobs (their homes are below it).
+  // runnerd's own part of the state directory: the job database. The state directory itself is
+  // root's when runnerd starts as root: the supervisor keeps its pid file, socket and records
+  // there, and nothing root trusts may sit in a directory the daemon user could write.
+  kj::String databaseDir() const { return kj::str(stateDir, '/', DATABASE_DIR); }
+
+  // The job database, readable by runnerd's user alone: the state directory may have to be
+  // traversable by the jobs (their homes are below it).
   kj::Own<Store> openStore() {
-    auto path = kj::str(stateDir, "/runner.db");
+    auto path = kj::str(databaseDir(), "/runner.db");
     int fd = open(path.cStr(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd >= 0) {
       fchmod(fd, 0600);
@@ -592,12 +597,13 @@ class Runnerd {
   }
 
   // A root runnerd's files, made or left by root (an older runnerd, or this one before it
-  // dropped root), become the daemon user's.
+  // dropped root), become the daemon user's: the log directory and its files, and the database
+  // directory; the state directory becomes root's (see databaseDir()).
   void giveFilesTo(const DaemonUser& daemon) {
     giveTo(logDir, daemon);
-    giveTo(stateDir, daemon);
-    for (auto name : {"runner.db", "runner.db-wal", "runner.db-shm", "runner.db-journal"}) {
-      auto path = kj::str(stateDir, '/', name);
+    secureStateDirectory(stateDir, daemon);
+    for (auto name : DATABASE_FILES) {
+      auto path = kj::str(databaseDir(), '/', name);
       struct stat st;
       if (lstat(path.cStr(), &st) == 0) giveTo(path, daemon);
     }
@@ -774,6 +780,8 @@ class Runnerd {
       requireOwnDirectory("--log-dir", logDir, d->uid);
       requireOwnDirectory("--state-dir", stateDir, d->uid);
       giveFilesTo(*d);
+    } else {
+      prepareDirectory("the database directory", databaseDir(), 0700);
     }
     // Read while root: the key may be root's alone (then a reload cannot read it again).
     auto tls = kj::heap<tls::ServerTls>(tlsFiles(), io.provider->getTimer());

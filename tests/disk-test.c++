@@ -229,6 +229,9 @@ TEST(Disk, AStartOnAFullStateDiskSaysTheDiskIsFull) {
   auto filler = kj::str(state.mountPoint, "/filler");
   run(kj::str("dd if=/dev/zero of=", filler, " bs=1M"));
   run(kj::str("dd if=/dev/zero of=", filler, " bs=4k oflag=append conv=notrunc"));
+  run(kj::str("dd if=/dev/zero of=", filler, " bs=1k oflag=append conv=notrunc"));
+  // Room for the supervisor's small record of the launch, not for runnerd's.
+  run(kj::str("truncate -s -16K ", filler));
   sync();
   // A start whose record needs new pages (512 KiB of arguments) cannot be written.
   auto request = alice->manager.startRequest();
@@ -298,7 +301,7 @@ TEST(Disk, AnAcknowledgedStartAndEndSurviveACrashOfTheirDisk) {
                     "synced record from an unsynced one";
   }
 
-  ASSERT_EQ(stat(kj::str(state.mountPoint, "/runner.db").cStr(), &st), 0);
+  ASSERT_EQ(stat(kj::str(state.mountPoint, "/runnerd/runner.db").cStr(), &st), 0);
   f.start();
   auto again = f.connect("alice");
   auto get = again->manager.getRequest();

@@ -137,10 +137,18 @@ TEST(Supervision, RunnerdRunsAsItsOwnUserWithNoCapabilitiesAndTheSupervisorAsRoo
   EXPECT_EQ(st.st_uid, 0u);
   EXPECT_EQ(st.st_gid, runner->pw_gid);
   EXPECT_EQ(st.st_mode & 07777, 0750u);
-  // runnerd's files are its own.
-  auto db = kj::str(f.dir(), "/state/runner.db");
+  // runnerd's files are its own; the state directory, where the supervisor keeps its pid file,
+  // socket and records, is root's alone.
+  auto db = kj::str(f.dir(), "/state/runnerd/runner.db");
   ASSERT_EQ(stat(db.cStr(), &st), 0);
   EXPECT_EQ(st.st_uid, runner->pw_uid);
+  ASSERT_EQ(stat(kj::str(f.dir(), "/state/runnerd").cStr(), &st), 0);
+  EXPECT_EQ(st.st_uid, runner->pw_uid);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  ASSERT_EQ(stat(kj::str(f.dir(), "/state").cStr(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_gid, 0u);
+  EXPECT_EQ(st.st_mode & 07777, 0711u);
 
   // The jobs still run as their owners' uids.
   auto alice = f.connect("alice");
@@ -151,6 +159,45 @@ TEST(Supervision, RunnerdRunsAsItsOwnUserWithNoCapabilitiesAndTheSupervisorAsRoo
 
 // The issue's case: kill -9 of runnerd with 50 jobs running on both executors, some writing,
 // some ending (by exit code, by signal, by the OOM killer) while runnerd is down.
+// An older runnerd kept its database in the state directory, which was its user's: a user who
+// could write there could rename the supervisor's pid file or socket directory and put its own in
+// place. The next root runnerd makes the state directory root's and moves the database into a
+// directory of its own, keeping every job.
+TEST(Supervision, AnOlderStateDirectoryBecomesRootsWithTheDatabaseMovedAndNoJobLost) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  struct passwd* runner = getpwnam("runner");
+  ASSERT_NE(runner, nullptr);
+  auto alice = f.connect("alice");
+  auto job = launch(f, *alice, "local", "echo kept");
+  EXPECT_EQ(waitFor(f, *alice, job.id).state, api::State::EXITED);
+  alice = nullptr;
+  f.stop();
+
+  auto state = kj::str(f.dir(), "/state");
+  for (auto name : {"runner.db", "runner.db-wal", "runner.db-shm"}) {
+    auto from = kj::str(state, "/runnerd/", name);
+    if (access(from.cStr(), F_OK) == 0) {
+      KJ_SYSCALL(rename(from.cStr(), kj::str(state, '/', name).cStr()));
+    }
+  }
+  KJ_SYSCALL(rmdir(kj::str(state, "/runnerd").cStr()));
+  KJ_SYSCALL(chown(state.cStr(), runner->pw_uid, runner->pw_gid));
+  KJ_SYSCALL(chmod(state.cStr(), 0711));
+
+  f.start();
+  struct stat st;
+  ASSERT_EQ(stat(state.cStr(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_mode & 07777, 0711u);
+  EXPECT_NE(access(kj::str(state, "/runner.db").cStr(), F_OK), 0);
+  ASSERT_EQ(stat(kj::str(state, "/runnerd/runner.db").cStr(), &st), 0);
+  EXPECT_EQ(st.st_uid, runner->pw_uid);
+  alice = f.connect("alice");
+  EXPECT_EQ(waitFor(f, *alice, job.id).state, api::State::EXITED);
+  EXPECT_EQ(readLogs(f, *alice, job.id), "kept\n");
+}
+
 TEST(Supervision, KillNineOfRunnerdWithFiftyRunningJobsLosesNone) {
   SKIP_UNLESS_SERVER_CAN_RUN();
   RunnerdFixture f;

@@ -113,7 +113,8 @@ class SupervisorProcess {
     KJ_SYSCALL(mkdir(kj::str(root, "/bin").cStr(), 0755));
     binary = kj::str(root, "/bin/runner-supervisor");
     KJ_ASSERT(system(kj::str("cp ", supervisorBinary(), " ", binary).cStr()) == 0);
-    socket = kj::str(root, "/state/supervisor/executor.sock");
+    stateDir = kj::str(root, "/state");
+    socket = kj::str(stateDir, "/supervisor/executor.sock");
   }
 
   ~SupervisorProcess() noexcept(false) {
@@ -131,7 +132,7 @@ class SupervisorProcess {
   }
 
   void start() {
-    auto stateFlag = kj::str("--state-dir=", root, "/state");
+    auto stateFlag = kj::str("--state-dir=", stateDir);
     auto parentFlag = kj::str("--cgroup-parent=", cgroupParent);
     auto uidsFlag = kj::str("--uid-range=", firstUid(), "-", firstUid() + 99);
     kj::Vector<char*> argv;
@@ -195,11 +196,17 @@ class SupervisorProcess {
     }
   }
 
-  kj::String homes() const { return kj::str(root, "/state/homes"); }
+  kj::String homes() const { return kj::str(stateDir, "/homes"); }
+
+  // Its --state-dir: <root>/state unless a test moves it (then setStateDir(), before start()).
+  void setStateDir(kj::StringPtr dir) {
+    stateDir = kj::str(dir);
+    socket = kj::str(stateDir, "/supervisor/executor.sock");
+  }
 
   // The supervisor's record of job `id` (schema/held-job.capnp) holds its end.
   bool recordSaysEnded(kj::StringPtr id) const {
-    auto text = readFile(kj::str(root, "/state/supervisor/held/", id));
+    auto text = readFile(kj::str(stateDir, "/supervisor/held/", id));
     if (text.size() == 0 || text.size() % sizeof(capnp::word) != 0) return false;
     auto words = kj::heapArray<capnp::word>(text.size() / sizeof(capnp::word));
     memcpy(words.begin(), text.begin(), text.size());
@@ -219,6 +226,7 @@ class SupervisorProcess {
   }
 
   kj::String root;
+  kj::String stateDir;
   kj::String binary;
   kj::String socket;
   kj::String cgroupParent;
@@ -675,7 +683,7 @@ TEST_F(SupervisorLifecycle, ReexecKeepsRunningAndEndedJobsAndTheirOutput) {
   connection.acknowledge(cgroup);
   EXPECT_EQ(connection.list("local").size(), 0u);
   EXPECT_EQ(connection.list("cgroup").size(), 0u);
-  auto held = kj::str(supervisor.root, "/state/supervisor/held");
+  auto held = kj::str(supervisor.stateDir, "/supervisor/held");
   EXPECT_TRUE(eventually([&]() {
     auto fs = kj::newDiskFilesystem();
     return fs->getRoot().openSubdir(kj::Path::parse(held.slice(1)))->listNames().size() == 0;
@@ -717,6 +725,49 @@ TEST_F(SupervisorLifecycle, AReexecThatCannotStartKeepsServing) {
   auto end = again.end(adopted);
   EXPECT_TRUE(end.signaled);
   EXPECT_EQ(end.termSignal, SIGKILL);
+}
+
+// The supervisor keeps its pid file, socket and records in the state directory: a user who could
+// rename what is there could have root signal, chmod or chown what it chose.
+TEST_F(SupervisorLifecycle, AStateDirectoryAnotherUserCouldChangeIsRefused) {
+  SupervisorProcess supervisor;
+  auto state = kj::str(supervisor.root, "/state");
+  KJ_SYSCALL(mkdir(state.cStr(), 0711));
+  KJ_SYSCALL(chown(state.cStr(), 65534, 65534));
+  auto err = kj::str(supervisor.root, "/refused.err");
+  auto command = kj::str(supervisor.binary, " --state-dir=", state, " --runnerd-user=root 2>", err);
+  int status = system(command.cStr());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_EQ(fileText(err),
+            std::string("runner-supervisor: --state-dir ") + state.cStr() +
+                " must be root's and writable by root alone (it is owned by uid 65534, group "
+                "65534, mode 0711): the supervisor keeps its pid file, socket and job records "
+                "there. A runnerd started as root makes its state directory so\n");
+  struct stat st;
+  EXPECT_NE(lstat(kj::str(state, "/supervisor.pid").cStr(), &st), 0) << "it wrote a pid file";
+
+  // Root's but writable by its group, or below a directory others may write: refused too.
+  KJ_SYSCALL(chown(state.cStr(), 0, 65534));
+  KJ_SYSCALL(chmod(state.cStr(), 0771));
+  EXPECT_NE(system(command.cStr()), 0);
+  EXPECT_TRUE(contains(readFile(err), "mode 0771")) << fileText(err);
+  KJ_SYSCALL(chmod(state.cStr(), 0711));
+  KJ_SYSCALL(chmod(supervisor.root.cStr(), 0777));
+  EXPECT_NE(system(command.cStr()), 0);
+  EXPECT_TRUE(contains(readFile(err), kj::str(" is below ", supervisor.root, ", which must be")))
+      << fileText(err);
+  KJ_SYSCALL(chmod(supervisor.root.cStr(), 0755));
+  // A pid file someone else made is refused as well.
+  KJ_SYSCALL(chown(state.cStr(), 0, 0));
+  auto pid = kj::str(state, "/supervisor.pid");
+  int fd = open(pid.cStr(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  KJ_SYSCALL(chown(pid.cStr(), 65534, 65534));
+  EXPECT_NE(system(command.cStr()), 0);
+  EXPECT_TRUE(contains(readFile(err), "supervisor.pid is not a file of root's; remove it"))
+      << fileText(err);
 }
 
 TEST_F(SupervisorLifecycle, PastItsHeldJobsLimitLaunchesAreRefusedUntilAnEndIsAcknowledged) {
@@ -772,7 +823,7 @@ TEST_F(SupervisorLifecycle, ALaunchWhoseRecordTheDiskDoesNotTakeIsRefusedAtTheDe
   rmdir(kj::str(disk.mountPoint, "/lost+found").cStr());
   SupervisorProcess supervisor;
   // The supervisor's state directory, records and all, on the disk that will freeze.
-  KJ_SYSCALL(symlink(disk.mountPoint.cStr(), kj::str(supervisor.root, "/state").cStr()));
+  supervisor.setStateDir(disk.mountPoint);
   supervisor.start();
   Connection connection(*io, supervisor.socket);
   connection.deadline = 3 * DEADLINE;
