@@ -267,6 +267,10 @@ class Executor {
 };
 
 // Executors by name, built in main() and handed to whoever launches jobs.
+// `executor` under another name: everything else is `executor`'s own. Lets one process serve an
+// executor under the name its clients ask for (runner-supervisor --executor NAME=KIND).
+kj::Own<Executor> renamed(kj::Own<Executor> executor, kj::StringPtr name);
+
 class ExecutorSet {
  public:
   void add(kj::Own<Executor> executor);

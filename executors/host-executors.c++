@@ -34,7 +34,9 @@ kj::Maybe<kj::Own<cgroup::CgroupDriver>> trackingDriver(HostExecutorOptions& opt
 void addHostExecutors(ExecutorSet& set, kj::UnixEventPort& eventPort, kj::Timer& timer,
                       HostExecutorOptions options) {
   if (options.wanted("local")) {
-    set.add(kj::heap<LocalExecutor>(eventPort, timer, LAUNCH_TIMEOUT, trackingDriver(options)));
+    set.add(renamed(kj::heap<LocalExecutor>(eventPort, timer, LAUNCH_TIMEOUT,
+                                            trackingDriver(options)),
+                    options.nameOf("local")));
   }
   if (!options.wanted("cgroup")) return;
   // The cgroup executor needs a cgroup hierarchy this process may write to.
@@ -42,7 +44,9 @@ void addHostExecutors(ExecutorSet& set, kj::UnixEventPort& eventPort, kj::Timer&
                  auto driver = cgroup::newHostCgroupDriver(options.cgroupParent);
                  options.log(kj::str("the cgroup executor uses cgroup v", driver->version(),
                                      ", job cgroups under ", options.cgroupParent));
-                 set.add(kj::heap<cgroup::CgroupExecutor>(eventPort, timer, kj::mv(driver)));
+                 set.add(renamed(kj::heap<cgroup::CgroupExecutor>(eventPort, timer,
+                                                                  kj::mv(driver)),
+                                 options.nameOf("cgroup")));
                })) {
     if (options.requireCgroup) {
       KJ_FAIL_REQUIRE(kj::str("the cgroup executor is not available: ", e->getDescription()));

@@ -16,6 +16,11 @@ struct HostExecutorOptions {
   kj::StringPtr cgroupParent;
   // Which executors to build, by name; the others are left out.
   kj::Function<bool(kj::StringPtr name)> wanted = [](kj::StringPtr) { return true; };
+  // The name each executor is served under, by its kind ("local", "cgroup"); its kind when
+  // left alone.
+  kj::Function<kj::StringPtr(kj::StringPtr kind)> nameOf = [](kj::StringPtr kind) {
+    return kind;
+  };
   // When the cgroup executor cannot be built, throw (saying why) rather than leave it out.
   bool requireCgroup = false;
   // Receives one line per decision (which cgroup version, why an executor is missing).

@@ -4,6 +4,7 @@
 // of each on disk, re-execs itself on SIGHUP keeping them (an upgrade), and after a crash of its
 // predecessor kills what was left of its jobs and reports them lost.
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <kj/async-unix.h>
@@ -134,6 +135,11 @@ class Supervisor {
                           "Jobs held at most, running or ended and not yet acknowledged by "
                           "runnerd (default 65536, at most 1048576); past it, launches are "
                           "refused with one line until runnerd has taken ends.")
+        .addOptionWithArg({"executor"}, KJ_BIND_METHOD(*this, addServed), "<name>=<kind>",
+                          "Serve this host's executor <kind> (local or cgroup) under <name>, the "
+                          "name a runnerd asks for with --executor-socket <name>=<socket> "
+                          "(repeatable, one name per kind). Given once, only the executors "
+                          "named so are served; by default both are, under their kinds' names.")
         .callAfterParsing(KJ_BIND_METHOD(*this, run))
         .build();
   }
@@ -152,6 +158,12 @@ class Supervisor {
   kj::Maybe<kj::String> homesDir;
   uint32_t graceSeconds = 10;
   size_t maxHeldJobs = executor_rpc::ExecutorService::MAX_HELD_JOBS;
+  // --executor: the name each kind is served under; empty serves every kind under its own.
+  struct Served {
+    kj::String name;
+    kj::String kind;
+  };
+  kj::Vector<Served> served;
 
   kj::MainBuilder::Validity setStateDir(kj::StringPtr v) {
     if (!v.startsWith("/")) return "--state-dir must be an absolute path";
@@ -223,6 +235,31 @@ class Supervisor {
       }
     }
     return "--max-held-jobs takes a whole number from 1 to 1048576";
+  }
+
+  kj::MainBuilder::Validity addServed(kj::StringPtr v) {
+    KJ_IF_MAYBE (eq, v.findFirst('=')) {
+      auto name = v.slice(0, *eq);
+      auto kind = v.slice(*eq + 1);
+      if (kind != "local" && kind != "cgroup") {
+        return "--executor takes NAME=KIND, KIND local or cgroup";
+      }
+      if (name.size() == 0 || name.size() > 64) {
+        return "--executor takes NAME=KIND, NAME 1 to 64 characters";
+      }
+      for (char c : name) {
+        if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+          return "--executor takes NAME=KIND, NAME of letters, digits, '-', '_' and '.'";
+        }
+      }
+      for (auto& s : served) {
+        if (s.name == name) return "--executor names an executor twice";
+        if (s.kind == kind) return "--executor serves one kind under one name";
+      }
+      served.add(Served{kj::str(name), kj::str(kind)});
+      return true;
+    }
+    return "--executor takes NAME=KIND, KIND local or cgroup";
   }
 
   kj::MainBuilder::Validity run() {
@@ -387,6 +424,21 @@ class Supervisor {
     options.cgroupParent = cgroupParent.map([](kj::String& p) -> kj::StringPtr { return p; })
                                .orDefault(executors::cgroup::DEFAULT_CGROUP_PARENT);
     options.log = logLine;
+    if (served.size() > 0) {
+      options.wanted = [this](kj::StringPtr kind) {
+        for (auto& s : served) {
+          if (s.kind == kind) return true;
+        }
+        return false;
+      };
+      options.nameOf = [this](kj::StringPtr kind) -> kj::StringPtr {
+        for (auto& s : served) {
+          if (s.kind == kind) return s.name;
+        }
+        return kind;
+      };
+      options.requireCgroup = options.wanted("cgroup");
+    }
     executors::addHostExecutors(executorSet, port, timer, kj::mv(options));
 
     executor_rpc::LaunchPolicy policy;

@@ -40,7 +40,9 @@ kj::String supervisorPath() {
 // A runner-supervisor of the test's own, on a fresh state directory; SIGTERM at the end.
 class SupervisorProcess {
  public:
-  SupervisorProcess() {
+  // `extra`: flags beyond the state directory, runnerd's user and the uid range.
+  explicit SupervisorProcess(kj::ArrayPtr<const kj::StringPtr> extra = nullptr)
+      : extra(KJ_MAP(flag, extra) { return kj::str(flag); }) {
     mkdir("/var/lib/runner-tests", 0755);
     auto tmpl = kj::str("/var/lib/runner-tests/supervisor-test.XXXXXX");
     KJ_ASSERT(mkdtemp(tmpl.begin()) != nullptr, strerror(errno));
@@ -63,13 +65,17 @@ class SupervisorProcess {
     // runnerd runs as root here, and gives its owners uids from the fixtures' ranges.
     char userFlag[] = "--runnerd-user=runner";
     char uidsFlag[] = "--uid-range=2001000000-2140999999";
-    char* argv[] = {binary.begin(), stateFlag.begin(), userFlag, uidsFlag, nullptr};
+    kj::Vector<char*> argv;
+    argv.addAll(std::initializer_list<char*>{binary.begin(), stateFlag.begin(), userFlag,
+                                             uidsFlag});
+    for (auto& flag : extra) argv.add(flag.begin());
+    argv.add(nullptr);
     auto logPath = log();
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, logPath.cStr(),
                                      O_WRONLY | O_CREAT | O_APPEND, 0644);
-    int error = posix_spawn(&pid, binary.cStr(), &actions, nullptr, argv, environ);
+    int error = posix_spawn(&pid, binary.cStr(), &actions, nullptr, argv.begin(), environ);
     posix_spawn_file_actions_destroy(&actions);
     KJ_ASSERT(error == 0, "cannot start runner-supervisor", strerror(error));
     waitForLog("runner-supervisor serving");
@@ -107,6 +113,7 @@ class SupervisorProcess {
     KJ_FAIL_ASSERT("runner-supervisor did not log this within 10 s", text, logText());
   }
 
+  kj::Array<kj::String> extra;
   kj::String root;
   kj::String socket;
   pid_t pid = 0;
@@ -294,6 +301,72 @@ TEST_F(SupervisorEndToEnd, SupervisorDownFailsStartsButStatusAndListAnswer) {
 
 // What a crash of runnerd does to the supervisor's jobs (they are taken back) is tested in
 // tests/supervision-test.c++.
+
+TEST(TwoExecutorSockets, OneRunnerdStartsJobsOnTheExecutorsOfTwoSupervisors) {
+  KJ_IF_MAYBE (reason, testing::cannotRunServer()) {
+    GTEST_SKIP() << reason->cStr();
+  }
+  // The first supervisor serves this host's executors (local, cgroup) in runnerd's state
+  // directory; a second one, of its own, serves its local executor under the name "remote",
+  // with the first's homes (where runnerd's owners' homes are) and cgroups of its own.
+  auto first = std::make_unique<SupervisorProcess>();
+  auto homes = kj::str("--homes=", first->root, "/state/homes");
+  auto parentName = kj::str("runner-two-sockets-", getpid());
+  KJ_DEFER(system(kj::str("for d in /sys/fs/cgroup/*/", parentName, "; do [ -d $d ] && find $d "
+                          "-depth -type d -exec rmdir {} + 2>/dev/null; done; true")
+                      .cStr()));
+  auto parent = kj::str("--cgroup-parent=", parentName);
+  kj::StringPtr secondFlags[] = {"--executor=remote=local", homes, parent};
+  auto second = std::make_unique<SupervisorProcess>(secondFlags);
+  second->waitForLog("serving remote on");
+
+  auto state = kj::str("--state-dir=", first->root, "/state");
+  auto remote = kj::str("--executor-socket=remote=", second->socket);
+  kj::StringPtr flags[] = {state, remote};
+  auto server = std::make_unique<RunnerdFixture>(flags);
+  EXPECT_NE(strstr(server->serverLog().cStr(), "executor remote runs its jobs through"), nullptr)
+      << server->serverLog().cStr();
+
+  // Each job's parent is the supervisor serving the executor it named, and each end is exact.
+  kj::StringPtr onRemote[] = {"run", "--executor", "remote", "--", "/bin/sh", "-c",
+                              "echo $PPID; exit 4"};
+  auto ranRemote = testing::runctl(*server, onRemote);
+  EXPECT_EQ(ranRemote.status, 4) << ranRemote.err;
+  EXPECT_EQ(ranRemote.out, std::to_string(second->pid) + "\n");
+  kj::StringPtr onLocal[] = {"run", "--executor", "local", "--", "/bin/sh", "-c",
+                             "echo $PPID; exit 5"};
+  auto ranLocal = testing::runctl(*server, onLocal);
+  EXPECT_EQ(ranLocal.status, 5) << ranLocal.err;
+  EXPECT_EQ(ranLocal.out, std::to_string(first->pid) + "\n");
+  EXPECT_NE(strstr(second->logText().cStr(), "executor=remote"), nullptr)
+      << second->logText().cStr();
+
+  // An executor neither serves is refused by runnerd with one line; the second supervisor
+  // refuses a name it does not serve, and logs it.
+  kj::StringPtr unknown[] = {"run", "--executor", "nowhere", "--", "/bin/true"};
+  auto refused = testing::runctl(*server, unknown);
+  EXPECT_NE(refused.status, 0);
+  EXPECT_NE(refused.err.find("nowhere"), std::string::npos) << refused.err;
+
+  // A job of the second supervisor outlives runnerd and is taken back by the next one.
+  kj::StringPtr longRemote[] = {"start", "--executor", "remote", "--", "/bin/sleep", "100"};
+  auto started = testing::runctl(*server, longRemote);
+  ASSERT_EQ(started.status, 0) << started.err;
+  auto id = started.out.substr(0, started.out.find('\n'));
+  server->stop();
+  server->start();
+  kj::StringPtr status[] = {"status", "--json", id.c_str()};
+  auto afterRestart = testing::runctl(*server, status);
+  EXPECT_NE(afterRestart.out.find("\"state\": \"running\""), std::string::npos)
+      << afterRestart.out << afterRestart.err;
+  kj::StringPtr stop[] = {"stop", "--grace", "5s", id.c_str()};
+  EXPECT_EQ(testing::runctl(*server, stop).status, 0);
+  second->waitForLog(kj::str("job acknowledged id=", id.c_str()));
+
+  server = nullptr;
+  second = nullptr;
+  first = nullptr;
+}
 
 }  // namespace
 }  // namespace runner
