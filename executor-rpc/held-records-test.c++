@@ -167,5 +167,92 @@ TEST_F(HeldRecordsTest, AFailedFirstStepWritesNothing) {
   EXPECT_TRUE(records.idle());
 }
 
+TEST_F(HeldRecordsTest, EachVersionIsAppendedAndTheLastWholeOneIsTheRecord) {
+  auto path = held + "/job";
+  struct stat st;
+  {
+    HeldRecords records(held.c_str());
+    auto launching = running("job");
+    launching.state = HeldRecord::State::LAUNCHING;
+    launching.trace.pid = 0;
+    wait(records.write(launching));
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    auto firstSize = st.st_size;
+    auto inode = st.st_ino;
+    wait(records.write(running("job")));
+    auto ended = running("job");
+    ended.state = HeldRecord::State::ENDED;
+    ended.end.exitCode = 7;
+    wait(records.write(ended));
+    // The same file, grown by the later versions: no file is made per version.
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_ino, inode);
+    EXPECT_GT(st.st_size, 2 * firstSize);
+  }
+  HeldRecords records(held.c_str());
+  std::vector<std::string> lines;
+  auto found = records.load([&](kj::StringPtr line) { lines.push_back(line.cStr()); });
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_TRUE(found[0].state == HeldRecord::State::ENDED);
+  EXPECT_EQ(found[0].end.exitCode, 7);
+  EXPECT_EQ(found[0].trace.pid, 4242);
+  EXPECT_TRUE(lines.empty());
+}
+
+TEST_F(HeldRecordsTest, AWriteTheMachineCutShortIsDroppedAndTheFileCutBack) {
+  auto path = held + "/job";
+  off_t whole = 0;
+  {
+    HeldRecords records(held.c_str());
+    wait(records.write(running("job")));
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    whole = st.st_size;
+  }
+  // Half of a second version, as a machine that stopped mid-write leaves it.
+  ASSERT_EQ(system(("head -c " + std::to_string(whole / 2 + 3) + " " + path + " >> " + path)
+                       .c_str()),
+            0);
+  {
+    HeldRecords records(held.c_str());
+    std::vector<std::string> lines;
+    auto found = records.load([&](kj::StringPtr line) { lines.push_back(line.cStr()); });
+    ASSERT_EQ(found.size(), 1u);
+    EXPECT_TRUE(found[0].state == HeldRecord::State::RUNNING);
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_NE(lines[0].find("ended in a write cut short; its last whole version is kept"),
+              std::string::npos)
+        << lines[0];
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, whole);
+    // The next version follows the whole one and is read back.
+    auto ended = running("job");
+    ended.state = HeldRecord::State::ENDED;
+    ended.end.exitCode = 3;
+    wait(records.write(ended));
+  }
+  HeldRecords records(held.c_str());
+  auto found = records.load([](kj::StringPtr) {});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].end.exitCode, 3);
+}
+
+TEST_F(HeldRecordsTest, AFileGrownPastItsBoundIsReplacedByItsLastVersion) {
+  auto path = held + "/job";
+  HeldRecords records(held.c_str());
+  struct stat st;
+  for (int i = 0; i < 100; i++) {
+    auto record = running("job");
+    record.trace.pid = 1000 + i;
+    wait(records.write(record));
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    EXPECT_LE(size_t(st.st_size), HeldRecords::COMPACT_AT);
+  }
+  auto found = records.load([](kj::StringPtr) {});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].trace.pid, 1099);
+}
+
 }  // namespace
 }  // namespace runner::executor_rpc

@@ -70,11 +70,7 @@ kj::Array<capnp::word> serialize(const HeldRecord& record) {
   return capnp::messageToFlatArray(message);
 }
 
-HeldRecord parse(kj::ArrayPtr<const capnp::word> words) {
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = HeldRecords::MAX_RECORD_BYTES / sizeof(capnp::word);
-  capnp::FlatArrayMessageReader message(words, options);
-  auto in = message.getRoot<wire::HeldJobRecord>();
+HeldRecord parse(wire::HeldJobRecord::Reader in) {
   HeldRecord record;
   record.jobId = kj::str(in.getJobId());
   record.executor = kj::str(in.getExecutor());
@@ -105,6 +101,35 @@ HeldRecord parse(kj::ArrayPtr<const capnp::word> words) {
   return record;
 }
 
+// The versions of a record file, oldest first: `words` holds whole messages, possibly followed by
+// one cut short (a write the machine did not finish). `wholeWords` is how many words they take.
+struct Versions {
+  kj::Vector<HeldRecord> records;
+  size_t wholeWords = 0;
+};
+
+Versions parseVersions(kj::ArrayPtr<const capnp::word> words) {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = HeldRecords::MAX_RECORD_BYTES / sizeof(capnp::word);
+  Versions versions;
+  auto rest = words;
+  while (rest.size() > 0) {
+    auto failure = kj::runCatchingExceptions([&]() {
+      capnp::FlatArrayMessageReader message(rest, options);
+      auto record = parse(message.getRoot<wire::HeldJobRecord>());
+      rest = kj::arrayPtr(message.getEnd(), rest.end());
+      versions.records.add(kj::mv(record));
+    });
+    if (failure != nullptr) {
+      if (versions.records.size() == 0) kj::throwFatalException(kj::mv(KJ_ASSERT_NONNULL(failure)));
+      break;
+    }
+    versions.wholeWords = words.size() - rest.size();
+  }
+  KJ_REQUIRE(versions.records.size() > 0, "it is empty");
+  return versions;
+}
+
 // Writes `bytes` as the file `name` of `dirFd`, replacing it whole; synced when `sync`.
 void replaceFile(int dirFd, kj::StringPtr name, kj::ArrayPtr<const kj::byte> bytes, bool sync) {
   auto temporary = kj::str(".", name, ".new");
@@ -124,6 +149,35 @@ void replaceFile(int dirFd, kj::StringPtr name, kj::ArrayPtr<const kj::byte> byt
   }
   if (sync && fdatasync(fd) < 0) fail("sync", errno);
   if (renameat(dirFd, temporary.cStr(), dirFd, name.cStr()) < 0) fail("replace", errno);
+}
+
+// Appends `bytes`, a new version of the record, to the file `name` of `dirFd` (made when
+// missing); synced when `sync`. A file past COMPACT_AT is replaced by this version alone instead.
+// Appending makes no new file (no inode, no rename) for each version of a job's record; a
+// supervisor's crash cannot cut a write short (only the machine's can: load() keeps the last
+// whole version).
+void appendFile(int dirFd, kj::StringPtr name, kj::ArrayPtr<const kj::byte> bytes, bool sync) {
+  auto fail = [&](kj::StringPtr step, int error) {
+    KJ_FAIL_REQUIRE(kj::str("cannot ", step, " the record of job ", name, ": ", strerror(error)));
+  };
+  int fd = openat(dirFd, name.cStr(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) fail("open", errno);
+  kj::AutoCloseFd file(fd);
+  struct stat st;
+  if (fstat(fd, &st) < 0) fail("stat", errno);
+  if (size_t(st.st_size) + bytes.size() > HeldRecords::COMPACT_AT ||
+      st.st_size % sizeof(capnp::word) != 0) {
+    file = nullptr;
+    replaceFile(dirFd, name, bytes, sync);
+    return;
+  }
+  while (bytes.size() > 0) {
+    ssize_t n = ::write(fd, bytes.begin(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("write", errno);
+    bytes = bytes.slice(n, bytes.size());
+  }
+  if (sync && fdatasync(fd) < 0) fail("sync", errno);
 }
 
 }  // namespace
@@ -203,18 +257,27 @@ kj::Array<HeldRecord> HeldRecords::load(kj::FunctionParam<void(kj::StringPtr lin
                        (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
                      KJ_FAIL_REQUIRE("it is not a file of this supervisor's user alone");
                    }
-                   if (st.st_size % sizeof(capnp::word) != 0 ||
-                       size_t(st.st_size) > MAX_RECORD_BYTES) {
+                   if (size_t(st.st_size) > MAX_RECORD_BYTES) {
                      KJ_FAIL_REQUIRE(kj::str("it is not a record (", st.st_size, " bytes)"));
                    }
                    auto words = kj::heapArray<capnp::word>(st.st_size / sizeof(capnp::word));
-                   kj::FdInputStream(fd).read(words.begin(), st.st_size);
-                   HeldRecord record;
-                   KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { record = parse(words); })) {
+                   kj::FdInputStream(fd).read(words.begin(), words.asBytes().size());
+                   Versions versions;
+                   KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                                       [&]() { versions = parseVersions(words); })) {
                      KJ_FAIL_REQUIRE(kj::str("it is not a record (", e->getDescription(), ")"));
                    }
-                   if (record.jobId != name) {
-                     KJ_FAIL_REQUIRE(kj::str("it names another job (", record.jobId, ")"));
+                   for (auto& version : versions.records) {
+                     if (version.jobId != name) {
+                       KJ_FAIL_REQUIRE(kj::str("it names another job (", version.jobId, ")"));
+                     }
+                   }
+                   auto record = kj::mv(versions.records.back());
+                   if (versions.wholeWords * sizeof(capnp::word) != size_t(st.st_size)) {
+                     // A write the machine cut short: the next one must not follow it.
+                     replaceFile(dirFd, name, words.slice(0, versions.wholeWords).asBytes(), true);
+                     log(kj::str("the held job record ", dirPath, "/", name,
+                                 " ended in a write cut short; its last whole version is kept"));
                    }
                    records.add(kj::mv(record));
                  })) {
@@ -234,7 +297,7 @@ kj::Promise<void> HeldRecords::write(const HeldRecord& record,
     KJ_IF_MAYBE (f, first) {
       (*f)();
     }
-    replaceFile(dirFd, name, bytes.asBytes(), sync);
+    appendFile(dirFd, name, bytes.asBytes(), sync);
   });
 }
 

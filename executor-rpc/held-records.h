@@ -6,8 +6,9 @@
 // names; rewritten once it runs with what finds its processes again (executors::JobTrace);
 // rewritten with its end when it ends; removed once that end is acknowledged. The next supervisor
 // reads them (see ExecutorService::recover()). They must survive the supervisor's process, not the
-// machine: a write replaces the file whole (a new file renamed over the old one) without a sync,
-// except the end, the one fact nothing else keeps until runnerd has it, which is synced.
+// machine: a write appends the new version of the record to its file (the last whole version is
+// the record) without a sync, except the end, the one fact nothing else keeps until runnerd has
+// it, which is synced. A file past COMPACT_AT is replaced whole (a new file renamed over it).
 //
 // The event loop never waits for the disk: writes go to one thread, in the order they are asked
 // for, and come back as promises.
@@ -71,6 +72,8 @@ class HeldRecords {
 
   // Largest record read back, in bytes: a job id, a few cgroup paths and an end.
   static constexpr size_t MAX_RECORD_BYTES = 64 * 1024;
+  // Size of a record file past which a write replaces it rather than appends to it.
+  static constexpr size_t COMPACT_AT = 16 * 1024;
 
  private:
   struct Work {

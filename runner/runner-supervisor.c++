@@ -239,8 +239,8 @@ class Supervisor {
 
   kj::MainBuilder::Validity addServed(kj::StringPtr v) {
     KJ_IF_MAYBE (eq, v.findFirst('=')) {
-      auto name = v.slice(0, *eq);
-      auto kind = v.slice(*eq + 1);
+      auto name = kj::str(v.slice(0, *eq));
+      auto kind = kj::str(v.slice(*eq + 1));
       if (kind != "local" && kind != "cgroup") {
         return "--executor takes NAME=KIND, KIND local or cgroup";
       }
@@ -256,7 +256,7 @@ class Supervisor {
         if (s.name == name) return "--executor names an executor twice";
         if (s.kind == kind) return "--executor serves one kind under one name";
       }
-      served.add(Served{kj::str(name), kj::str(kind)});
+      served.add(Served{kj::mv(name), kj::mv(kind)});
       return true;
     }
     return "--executor takes NAME=KIND, KIND local or cgroup";

@@ -357,7 +357,7 @@ TEST(TwoExecutorSockets, OneRunnerdStartsJobsOnTheExecutorsOfTwoSupervisors) {
   server->start();
   kj::StringPtr status[] = {"status", "--json", id.c_str()};
   auto afterRestart = testing::runctl(*server, status);
-  EXPECT_NE(afterRestart.out.find("\"state\": \"running\""), std::string::npos)
+  EXPECT_NE(afterRestart.out.find("\"state\":\"running\""), std::string::npos)
       << afterRestart.out << afterRestart.err;
   kj::StringPtr stop[] = {"stop", "--grace", "5s", id.c_str()};
   EXPECT_EQ(testing::runctl(*server, stop).status, 0);
