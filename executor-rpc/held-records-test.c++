@@ -254,5 +254,30 @@ TEST_F(HeldRecordsTest, AFileGrownPastItsBoundIsReplacedByItsLastVersion) {
   EXPECT_EQ(found[0].trace.pid, 1099);
 }
 
+TEST_F(HeldRecordsTest, ARemovedRecordsFileIsEmptiedAndTakenByTheNextJob) {
+  HeldRecords records(held.c_str());
+  wait(records.write(running("first")));
+  struct stat st;
+  ASSERT_EQ(stat((held + "/first").c_str(), &st), 0);
+  auto inode = st.st_ino;
+  wait(records.remove("first"));
+  EXPECT_NE(lstat((held + "/first").c_str(), &st), 0);
+  wait(records.write(running("second")));
+  ASSERT_EQ(stat((held + "/second").c_str(), &st), 0);
+  EXPECT_EQ(st.st_ino, inode);
+  auto found = records.load([](kj::StringPtr) {});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].jobId, "second");
+  // A spare left by a supervisor that stopped is removed by the next one's load().
+  wait(records.write(running("third")));
+  wait(records.remove("third"));
+  HeldRecords next(held.c_str());
+  std::vector<std::string> lines;
+  auto again = next.load([&](kj::StringPtr line) { lines.push_back(line.cStr()); });
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_TRUE(lines.empty());
+  EXPECT_EQ(system(("test -z \"$(ls -A " + held + " | grep -v '^second$')\"").c_str()), 0);
+}
+
 }  // namespace
 }  // namespace runner::executor_rpc

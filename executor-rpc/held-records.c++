@@ -156,11 +156,23 @@ void replaceFile(int dirFd, kj::StringPtr name, kj::ArrayPtr<const kj::byte> byt
 // Appending makes no new file (no inode, no rename) for each version of a job's record; a
 // supervisor's crash cannot cut a write short (only the machine's can: load() keeps the last
 // whole version).
-void appendFile(int dirFd, kj::StringPtr name, kj::ArrayPtr<const kj::byte> bytes, bool sync) {
+// `spare`, when given, names an empty file of the directory to take (rename) when the record's
+// file is missing, rather than making one: see HeldRecords::spares.
+void appendFile(int dirFd, kj::StringPtr name, kj::ArrayPtr<const kj::byte> bytes, bool sync,
+                kj::FunctionParam<kj::Maybe<kj::String>()> spare) {
   auto fail = [&](kj::StringPtr step, int error) {
     KJ_FAIL_REQUIRE(kj::str("cannot ", step, " the record of job ", name, ": ", strerror(error)));
   };
-  int fd = openat(dirFd, name.cStr(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  constexpr int FLAGS = O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC;
+  int fd = openat(dirFd, name.cStr(), FLAGS);
+  if (fd < 0 && errno == ENOENT) {
+    KJ_IF_MAYBE (taken, spare()) {
+      if (renameat(dirFd, taken->cStr(), dirFd, name.cStr()) == 0) {
+        fd = openat(dirFd, name.cStr(), FLAGS);
+      }
+    }
+    if (fd < 0) fd = openat(dirFd, name.cStr(), FLAGS | O_CREAT, 0600);
+  }
   if (fd < 0) fail("open", errno);
   kj::AutoCloseFd file(fd);
   struct stat st;
@@ -243,7 +255,8 @@ kj::Array<HeldRecord> HeldRecords::load(kj::FunctionParam<void(kj::StringPtr lin
   kj::Vector<HeldRecord> records;
   for (auto& name : names) {
     if (name.startsWith(".")) {
-      // A replacement a supervisor did not get to rename: the record it replaces is whole.
+      // A replacement a supervisor did not get to rename (the record it replaces is whole), or
+      // a spare file.
       unlinkat(dirFd, name.cStr(), 0);
       continue;
     }
@@ -297,12 +310,33 @@ kj::Promise<void> HeldRecords::write(const HeldRecord& record,
     KJ_IF_MAYBE (f, first) {
       (*f)();
     }
-    appendFile(dirFd, name, bytes.asBytes(), sync);
+    appendFile(dirFd, name, bytes.asBytes(), sync, [this]() -> kj::Maybe<kj::String> {
+      if (spares.size() == 0) return nullptr;
+      auto taken = kj::mv(spares.back());
+      spares.removeLast();
+      return kj::mv(taken);
+    });
   });
 }
 
 kj::Promise<void> HeldRecords::remove(kj::StringPtr jobId) {
   return queue([this, name = kj::str(jobId)]() {
+    if (spares.size() < MAX_SPARES) {
+      // Kept, emptied, for a later job: making a file costs far more than renaming one where
+      // files come and go by the thousand (ext4 looks for a free inode past the recently freed).
+      auto spare = kj::str(".spare-", nextSpare++);
+      if (renameat(dirFd, name.cStr(), dirFd, spare.cStr()) == 0) {
+        int fd = openat(dirFd, spare.cStr(), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+          close(fd);
+          spares.add(kj::mv(spare));
+        } else {
+          unlinkat(dirFd, spare.cStr(), 0);
+        }
+        return;
+      }
+      if (errno == ENOENT) return;
+    }
     if (unlinkat(dirFd, name.cStr(), 0) < 0 && errno != ENOENT) {
       KJ_FAIL_REQUIRE(kj::str("cannot remove the record of job ", name, ": ", strerror(errno)));
     }

@@ -86,6 +86,12 @@ class HeldRecords {
     bool stopping = false;
   };
 
+  // Emptied files of removed records (".spare-N"), taken by the next records instead of new
+  // files; at most MAX_SPARES, used on the thread only. load() removes those of earlier runs.
+  static constexpr size_t MAX_SPARES = 1024;
+  kj::Vector<kj::String> spares;
+  uint64_t nextSpare = 0;
+
   kj::String dirPath;
   kj::AutoCloseFd dirFd;
   kj::MutexGuarded<State> state;

@@ -210,8 +210,15 @@ class SupervisorProcess {
     if (text.size() == 0 || text.size() % sizeof(capnp::word) != 0) return false;
     auto words = kj::heapArray<capnp::word>(text.size() / sizeof(capnp::word));
     memcpy(words.begin(), text.begin(), text.size());
-    capnp::FlatArrayMessageReader message(words);
-    return message.getRoot<wire::HeldJobRecord>().getState().isEnded();
+    // The file holds each version of the record in turn; the last is the record.
+    kj::ArrayPtr<const capnp::word> rest = words;
+    bool ended = false;
+    while (rest.size() > 0) {
+      capnp::FlatArrayMessageReader message(rest);
+      ended = message.getRoot<wire::HeldJobRecord>().getState().isEnded();
+      rest = kj::arrayPtr(message.getEnd(), rest.end());
+    }
+    return ended;
   }
 
   // The cgroup directories named `jobId` in every hierarchy, that exist.
@@ -686,7 +693,11 @@ TEST_F(SupervisorLifecycle, ReexecKeepsRunningAndEndedJobsAndTheirOutput) {
   auto held = kj::str(supervisor.stateDir, "/supervisor/held");
   EXPECT_TRUE(eventually([&]() {
     auto fs = kj::newDiskFilesystem();
-    return fs->getRoot().openSubdir(kj::Path::parse(held.slice(1)))->listNames().size() == 0;
+    // Spare files (".spare-N") are not records.
+    for (auto& name : fs->getRoot().openSubdir(kj::Path::parse(held.slice(1)))->listNames()) {
+      if (!name.startsWith(".")) return false;
+    }
+    return true;
   }));
 }
 
