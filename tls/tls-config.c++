@@ -580,6 +580,48 @@ kj::Promise<kj::AuthenticatedStream> ServerTls::wrapServer(kj::AuthenticatedStre
       });
 }
 
+namespace {
+constexpr kj::StringPtr REFUSAL_NAMES[] = {
+    "timeout"_kj,         "disconnected"_kj, "protocol"_kj,    "no_certificate"_kj,
+    "bad_certificate"_kj, "revoked"_kj,      "bad_name"_kj,    "crl_expired"_kj,
+    "other"_kj,
+};
+static_assert(kj::size(REFUSAL_NAMES) == HANDSHAKE_REFUSALS, "a name for each refusal");
+}  // namespace
+
+kj::StringPtr refusalName(HandshakeRefusal refusal) {
+  return REFUSAL_NAMES[static_cast<uint>(refusal)];
+}
+
+HandshakeRefusal classifyRefusal(const kj::Exception& failure) {
+  switch (failure.getType()) {
+    case kj::Exception::Type::OVERLOADED: return HandshakeRefusal::TIMEOUT;
+    case kj::Exception::Type::DISCONNECTED: return HandshakeRefusal::DISCONNECTED;
+    default: break;
+  }
+  // The texts are runner's own (refusalLibrary()) or OpenSSL's reason strings.
+  auto text = failure.getDescription();
+  auto has = [&text](kj::StringPtr part) { return strstr(text.cStr(), part.cStr()) != nullptr; };
+  if (has(describe(NameProblem::NO_COMMON_NAME)) ||
+      has(describe(NameProblem::SEVERAL_COMMON_NAMES)) ||
+      has(describe(NameProblem::EMPTY_COMMON_NAME)) || has(describe(NameProblem::NOT_UTF8)) ||
+      has(describe(NameProblem::CONTROL_CHARACTER)) || has("name could not be checked")) {
+    return HandshakeRefusal::BAD_NAME;
+  }
+  if (has("certificate is revoked")) return HandshakeRefusal::REVOKED;
+  if (has("revocation list")) return HandshakeRefusal::CRL_EXPIRED;
+  if (has("unexpected eof") || has("Connection reset") || has("Broken pipe")) {
+    return HandshakeRefusal::DISCONNECTED;
+  }
+  if (has("did not return a certificate")) return HandshakeRefusal::NO_CERTIFICATE;
+  if (has("certificate") || has("unknown ca")) return HandshakeRefusal::BAD_CERTIFICATE;
+  if (has("version") || has("protocol") || has("http request") || has("record") ||
+      has("wrong") || has("no shared cipher") || has("no suitable")) {
+    return HandshakeRefusal::PROTOCOL;
+  }
+  return HandshakeRefusal::OTHER;
+}
+
 kj::String ServerTls::peerCommonName(kj::PeerIdentity& identity) {
   KJ_IF_MAYBE (tlsIdentity, kj::dynamicDowncastIfAvailable<kj::TlsPeerIdentity>(identity)) {
     X509* cert = certificateOf(*tlsIdentity);
