@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "tests/e2e-support.h"
+#include "tests/loop-disk.h"
 
 namespace runner::testing {
 namespace {
@@ -374,6 +375,58 @@ TEST(Monitoring, HealthzSaysOkThenWhyWhenTheSupervisorIsGone) {
   EXPECT_NE(reply.body.find("the supervisor"), std::string::npos) << reply.body;
   EXPECT_EQ(std::count(reply.body.begin(), reply.body.end(), '\n'), 1) << "one line";
   EXPECT_EQ(value(scrape(address), "runner_executor_connections_up"), 0);
+}
+
+// A job's end waits for a frozen state disk: /healthz says so once the write has waited 5 s, and
+// is ok again when the disk answers.
+TEST(Monitoring, HealthzSaysTheStoreIsNotAnsweringWhileItsDiskIsFrozen) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  LoopDisk state;
+  KJ_IF_MAYBE (reason, state.failure) {
+    GTEST_SKIP() << reason->cStr();
+  }
+  auto stateFlag = kj::str("--state-dir=", state.mountPoint);
+  kj::StringPtr flags[] = {stateFlag, METRICS_FLAGS[0]};
+  RunnerdFixture f(flags);
+  auto address = metricsAddress(f);
+  auto alice = f.connect("alice");
+  auto running = startJob(f, *alice, {"/bin/sleep", "100"});
+  ASSERT_EQ(httpRequest(address, "GET", "/healthz").status, 200);
+
+  state.freeze();
+  {
+    bool frozen = true;
+    KJ_DEFER(if (frozen) state.thaw());
+    auto stop = running.job.stopRequest();
+    stop.setGraceMillis(1);
+    auto stopping = stop.send().eagerlyEvaluate(nullptr);
+    auto begun = kj::systemPreciseMonotonicClock().now();
+    HttpReply reply;
+    for (int i = 0; i < 100; i++) {
+      f.io.provider->getTimer().afterDelay(100 * kj::MILLISECONDS).wait(f.io.waitScope);
+      reply = httpRequest(address, "GET", "/healthz");
+      if (reply.status != 200) break;
+    }
+    auto waited = kj::systemPreciseMonotonicClock().now() - begun;
+    EXPECT_EQ(reply.status, 503);
+    EXPECT_NE(reply.body.find("the state store is not answering"), std::string::npos)
+        << reply.body;
+    EXPECT_GE(waited, 4 * kj::SECONDS);
+    EXPECT_LT(waited, 8 * kj::SECONDS);
+    // Scrapes answer meanwhile.
+    EXPECT_GE(value(scrape(address), "runner_jobs{state=\"running\",executor=\"local\"}"), 1);
+    state.thaw();
+    frozen = false;
+    stopping.wait(f.io.waitScope);
+  }
+  HttpReply reply;
+  for (int i = 0; i < 100; i++) {
+    reply = httpRequest(address, "GET", "/healthz");
+    if (reply.status == 200) break;
+    f.io.provider->getTimer().afterDelay(50 * kj::MILLISECONDS).wait(f.io.waitScope);
+  }
+  EXPECT_EQ(reply.status, 200) << reply.body;
+  f.stop();
 }
 
 TEST(Monitoring, OtherPathsAre404AndOtherMethods405) {
