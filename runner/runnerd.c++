@@ -771,15 +771,12 @@ class Runnerd {
                                      .wait(io.waitScope);
                    listener = parsed->listen();
                  })) {
-      // KJ's text is "syscall(...): reason; address"; the reason is what a user needs.
+      // KJ's text is "...syscall(...): reason; address"; the reason is what a user needs.
       auto description = e->getDescription();
-      kj::StringPtr reason = description;
-      KJ_IF_MAYBE (colon, description.findFirst(':')) {
-        reason = description.slice(*colon + 2);
-      }
-      KJ_IF_MAYBE (semicolon, reason.findFirst(';')) {
-        KJ_FAIL_REQUIRE(
-            kj::str(flag, "cannot listen on ", address, ": ", reason.slice(0, *semicolon)));
+      auto text = kj::str(description.slice(0, description.findFirst(';').orDefault(description.size())));
+      kj::StringPtr reason = text;
+      for (size_t i = 0; i + 1 < text.size(); i++) {
+        if (text[i] == ':' && text[i + 1] == ' ') reason = text.slice(i + 2);
       }
       KJ_FAIL_REQUIRE(kj::str(flag, "cannot listen on ", address, ": ", reason));
     }

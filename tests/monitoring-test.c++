@@ -489,6 +489,50 @@ TEST(Monitoring, SlowAndGreedyClientsAreBoundedAndOthersServed) {
   EXPECT_GE(value(m, "runner_metrics_connections_refused_total"), 1);
 }
 
+// runnerd's output and exit status, run with `flags` on the fixture's files.
+std::pair<std::string, int> runRunnerd(RunnerdFixture& f, kj::StringPtr flags) {
+  auto command = kj::str(getenv("TEST_SRCDIR"), "/runner/runner/runnerd --listen=127.0.0.1:0",
+                         " --tls-cert=", f.dir(), "/server.pem --tls-key=", f.dir(),
+                         "/server-key.pem --tls-ca=", f.dir(), "/ca.pem --log-dir=", f.dir(),
+                         "/logs --state-dir=", f.dir(), "/state --uid-range=", f.uidRangeFirst(),
+                         "-", f.uidRangeFirst() + RunnerdFixture::UIDS - 1, " ", flags, " 2>&1");
+  FILE* pipe = popen(command.cStr(), "r");
+  KJ_ASSERT(pipe != nullptr);
+  std::string said;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) said.append(buffer, n);
+  return {said, pclose(pipe)};
+}
+
+TEST(Monitoring, AMetricsAddressThatCannotBeBoundIsOneLineAtStart) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f;
+  f.stop();
+  int busy = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  KJ_DEFER(close(busy));
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+  ASSERT_EQ(bind(busy, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
+  ASSERT_EQ(::listen(busy, 1), 0);
+  socklen_t length = sizeof(sin);
+  getsockname(busy, reinterpret_cast<sockaddr*>(&sin), &length);
+  auto port = ntohs(sin.sin_port);
+
+  auto taken = runRunnerd(f, kj::str("--metrics-listen=127.0.0.1:", port));
+  EXPECT_NE(taken.second, 0);
+  EXPECT_NE(taken.first.find(kj::str("--metrics-listen cannot listen on 127.0.0.1:", port,
+                                     ": Address already in use").cStr()),
+            std::string::npos)
+      << taken.first;
+  EXPECT_EQ(taken.first.find("listening on"), std::string::npos) << taken.first;
+  auto empty = runRunnerd(f, "--metrics-listen=");
+  EXPECT_NE(empty.second, 0);
+  EXPECT_NE(empty.first.find("--metrics-listen needs HOST:PORT"), std::string::npos)
+      << empty.first;
+}
+
 // The number of listening TCP sockets `pid` holds.
 size_t listeningSockets(pid_t pid) {
   std::set<std::string> listening;
