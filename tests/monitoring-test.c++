@@ -252,8 +252,17 @@ TEST(Monitoring, PromtoolAcceptsTheScrape) {
   auto alice = f.connect("alice");
   runToEnd(f, *alice, {"/bin/true"});
   auto running = startJob(f, *alice, {"/bin/sleep", "100"});
+  // An owner whose name needs escaping in a label value.
+  kj::StringPtr hostile = "ev\"il\\\xc3\xa9 }{,=";
+  f.issue(hostile, -60, 3600);
+  auto other = f.connect(hostile);
+  auto hers = startJob(f, *other, {"/bin/sleep", "100"});
+  ASSERT_EQ(hers.state, api::State::RUNNING) << hers.error.cStr();
   auto reply = httpRequest(metricsAddress(f), "GET", "/metrics");
   ASSERT_EQ(reply.status, 200);
+  auto samples = parseMetrics(reply.body);
+  EXPECT_EQ(value(samples, "runner_owner_running_jobs{owner=\"ev\\\"il\\\\\xc3\xa9 }{,=\"}"), 1);
+  EXPECT_EQ(value(samples, "runner_owner_running_jobs{owner=\"alice\"}"), 1);
   auto path = kj::str(f.dir(), "/scrape.txt");
   FILE* file = fopen(path.cStr(), "w");
   ASSERT_NE(file, nullptr);
