@@ -175,7 +175,10 @@ void Server::handshake(kj::AuthenticatedStream stream) {
                 tasks.add(serve(kj::mv(secured), kj::mv(handshake.peer)));
               },
               [this, &handshake](kj::Exception&& e) {
-                ++counted.handshakesRefused[uint(tls::classifyRefusal(e))];
+                auto kind = tls::classifyRefusal(e);
+                ++counted.handshakesRefused[uint(kind)];
+                // A TCP probe (connect, close) is not a client: counted, not logged.
+                if (kind == tls::HandshakeRefusal::SILENT) return;
                 logRefusal("refused TLS handshake peer=", handshake.peer, ": ",
                            e.getDescription());
               })

@@ -231,16 +231,22 @@ TEST(Monitoring, RefusedHandshakesAreCountedByReason) {
   std::map<std::string, double> m;
   for (int i = 0; i < 200; i++) {
     m = scrape(address);
-    if (value(m, "runner_tls_handshakes_refused_total{reason=\"disconnected\"}") +
+    if (value(m, "runner_tls_handshakes_refused_total{reason=\"silent\"}") +
             value(m, "runner_tls_handshakes_refused_total{reason=\"protocol\"}") >= 2) {
       break;
     }
     usleep(10000);
   }
-  EXPECT_EQ(value(m, "runner_tls_handshakes_refused_total{reason=\"disconnected\"}"), 1);
+  EXPECT_EQ(value(m, "runner_tls_handshakes_refused_total{reason=\"silent\"}"), 1);
+  EXPECT_EQ(value(m, "runner_tls_handshakes_refused_total{reason=\"disconnected\"}"), 0);
   EXPECT_EQ(value(m, "runner_tls_handshakes_refused_total{reason=\"protocol\"}"), 1);
   EXPECT_EQ(value(m, "runner_tls_handshakes_refused_total{reason=\"other\"}"), 0);
   EXPECT_EQ(value(m, "runner_connections_accepted_total"), 2);
+  // The probe is not logged; plain HTTP is.
+  auto log = f.serverLog();
+  EXPECT_TRUE(contains(log, "failed: http request")) << log.cStr();
+  EXPECT_FALSE(contains(log, "SSL unable")) << log.cStr();
+  EXPECT_FALSE(contains(log, tls::CLOSED_SILENT)) << log.cStr();
 }
 
 TEST(Monitoring, PromtoolAcceptsTheScrape) {

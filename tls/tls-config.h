@@ -83,7 +83,8 @@ class ServerTls {
 // never the peer's own text). NO_CERTIFICATE: the client presented none; BAD_CERTIFICATE: its
 // certificate is not from the CA, has expired, or is not a client certificate; BAD_NAME: it names
 // no single user (client-name.h); PROTOCOL: not TLS 1.3 (an older TLS, plain HTTP, garbage);
-// DISCONNECTED: the peer went away first (a TCP probe that connects and closes).
+// DISCONNECTED: the peer went away during the handshake; SILENT: it closed the connection without
+// sending a byte (a TCP probe that connects and closes).
 enum class HandshakeRefusal : uint8_t {
   TIMEOUT,
   DISCONNECTED,
@@ -94,10 +95,15 @@ enum class HandshakeRefusal : uint8_t {
   BAD_NAME,
   CRL_EXPIRED,
   OTHER,
+  SILENT,
 };
-constexpr size_t HANDSHAKE_REFUSALS = 9;
+constexpr size_t HANDSHAKE_REFUSALS = 10;
 // "timeout", "disconnected", "protocol", "no_certificate", ...
 kj::StringPtr refusalName(HandshakeRefusal refusal);
+// The reason wrapServer() gives (type DISCONNECTED) when the peer closed the connection without
+// sending anything.
+constexpr kj::StringPtr CLOSED_SILENT = "the peer closed the connection without sending anything"_kj;
+
 // The kind of a failure of wrapServer().
 HandshakeRefusal classifyRefusal(const kj::Exception& failure);
 
