@@ -15,12 +15,17 @@ kj::StringPtr endCauseName(EndCause cause) {
 EndCause endCauseOf(const JobRecord& record) {
   if (record.oomKilled) return EndCause::OOM;
   switch (record.state) {
-    case JobState::KILLED: return EndCause::KILLED;
-    case JobState::STOPPED: return EndCause::STOPPED;
-    case JobState::FAILED: return EndCause::FAILED;
-    case JobState::LOST: return EndCause::LOST;
+    case JobState::KILLED:
+      return EndCause::KILLED;
+    case JobState::STOPPED:
+      return EndCause::STOPPED;
+    case JobState::FAILED:
+      return EndCause::FAILED;
+    case JobState::LOST:
+      return EndCause::LOST;
     case JobState::EXITED:
-    case JobState::RUNNING: break;
+    case JobState::RUNNING:
+      break;
   }
   return EndCause::EXITED;
 }

@@ -10,8 +10,7 @@ namespace runner {
 // connection then reads as closed), and a write not taken within limits.writeTimeout fails.
 class MetricsHttp::BoundedStream final : public kj::AsyncIoStream {
  public:
-  BoundedStream(kj::Own<kj::AsyncIoStream> inner, kj::Timer& timer,
-                const MetricsHttpLimits& limits)
+  BoundedStream(kj::Own<kj::AsyncIoStream> inner, kj::Timer& timer, const MetricsHttpLimits& limits)
       : inner(kj::mv(inner)), timer(timer), limits(limits) {}
 
   kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override {
@@ -83,9 +82,8 @@ kj::Promise<void> MetricsHttp::listen(kj::ConnectionReceiver& receiver) {
         } else {
           ++open;
           auto bounded = kj::heap<BoundedStream>(kj::mv(stream), timer, bounds);
-          connections.add(server.listenHttp(kj::mv(bounded)).attach(kj::defer([this]() {
-            --open;
-          })));
+          connections.add(
+              server.listenHttp(kj::mv(bounded)).attach(kj::defer([this]() { --open; })));
         }
         return listen(receiver);
       },
@@ -109,7 +107,8 @@ kj::Promise<void> MetricsHttp::request(kj::HttpMethod method, kj::StringPtr url,
   }
   constexpr kj::StringPtr TEXT = "text/plain; charset=utf-8"_kj;
   if (path != "/metrics" && path != "/healthz") {
-    return reply(response, 404, "Not Found", TEXT, kj::str("not found: try /metrics or /healthz\n"));
+    return reply(response, 404, "Not Found", TEXT,
+                 kj::str("not found: try /metrics or /healthz\n"));
   }
   if (method != kj::HttpMethod::GET) {
     return reply(response, 405, "Method Not Allowed", TEXT, kj::str("only GET is allowed\n"),

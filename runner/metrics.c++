@@ -63,10 +63,17 @@ void Exposition::sample(kj::StringPtr name, kj::ArrayPtr<const Label> labels, do
       append("=\"");
       for (char c : labels[i].value) {
         switch (c) {
-          case '\\': append("\\\\"); break;
-          case '"': append("\\\""); break;
-          case '\n': append("\\n"); break;
-          default: text.add(c);
+          case '\\':
+            append("\\\\");
+            break;
+          case '"':
+            append("\\\"");
+            break;
+          case '\n':
+            append("\\n");
+            break;
+          default:
+            text.add(c);
         }
       }
       text.add('"');

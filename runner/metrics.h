@@ -19,9 +19,9 @@ namespace runner {
 // Upper bounds, in seconds, of the buckets of the histograms runnerd keeps.
 constexpr double START_LATENCY_BOUNDS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                            0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-constexpr double STORE_LATENCY_BOUNDS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                           0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
-                                           5,      10};
+constexpr double STORE_LATENCY_BOUNDS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                           0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                           1,      2.5,     5,      10};
 
 // A distribution of observations in fixed buckets, with their count and sum.
 class Histogram {

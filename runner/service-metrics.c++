@@ -75,7 +75,8 @@ kj::String renderMetrics(MetricsSources& sources) {
                double(server.connectionsRefused[i]));
   }
   out.family("runner_tls_handshakes_in_progress", "gauge", "TLS handshakes under way.");
-  out.sample("runner_tls_handshakes_in_progress", {}, double(sources.server.handshakesInProgress()));
+  out.sample("runner_tls_handshakes_in_progress", {},
+             double(sources.server.handshakesInProgress()));
   out.family("runner_tls_handshakes_refused_total", "counter",
              "TLS handshakes that failed, by reason (evicted: dropped to make room for others).");
   for (uint i = 0; i < tls::HANDSHAKE_REFUSALS; i++) {
@@ -125,8 +126,9 @@ kj::Maybe<kj::String> unhealthyReason(MetricsSources& sources) {
   }
   for (auto& connection : sources.executorConnections) {
     if (!connection->connected()) {
-      return kj::str("the supervisor (the process that runs the jobs) is not connected; runnerd "
-                     "is connecting again");
+      return kj::str(
+          "the supervisor (the process that runs the jobs) is not connected; runnerd "
+          "is connecting again");
     }
   }
   return nullptr;

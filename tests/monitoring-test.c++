@@ -92,7 +92,8 @@ std::map<std::string, double> parseMetrics(const std::string& text) {
   static const std::regex help("# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*");
   static const std::regex type("# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)");
   static const std::regex sample(
-      "([a-zA-Z_:][a-zA-Z0-9_:]*)(\\{([a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\\\n]|\\\\[\\\\\"n])*\",?)*\\})?"
+      "([a-zA-Z_:][a-zA-Z0-9_:]*)(\\{([a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\\\n]|\\\\[\\\\\"n])*\",?)*"
+      "\\})?"
       " (-?[0-9.e+-]+|[+-]Inf|NaN)");
   std::map<std::string, double> samples;
   std::string family;
@@ -232,7 +233,8 @@ TEST(Monitoring, RefusedHandshakesAreCountedByReason) {
   for (int i = 0; i < 200; i++) {
     m = scrape(address);
     if (value(m, "runner_tls_handshakes_refused_total{reason=\"silent\"}") +
-            value(m, "runner_tls_handshakes_refused_total{reason=\"protocol\"}") >= 2) {
+            value(m, "runner_tls_handshakes_refused_total{reason=\"protocol\"}") >=
+        2) {
       break;
     }
     usleep(10000);
@@ -293,9 +295,10 @@ TEST(Monitoring, ScrapesDuringLoadAreValidAndCountersOnlyGrow) {
   RunnerdFixture f(METRICS_FLAGS);
   auto address = metricsAddress(f);
   auto alice = f.connect("alice");
-  auto printer = startJob(
-      f, *alice, {"/bin/sh", "-c", "i=0; while [ $i -lt 100 ]; do head -c 40000 /dev/zero; "
-                                   "sleep 0.01; i=$((i+1)); done"});
+  auto printer = startJob(f, *alice,
+                          {"/bin/sh", "-c",
+                           "i=0; while [ $i -lt 100 ]; do head -c 40000 /dev/zero; "
+                           "sleep 0.01; i=$((i+1)); done"});
   auto collector = kj::heap<Collector>();
   auto& collected = *collector;
   auto watch = printer.job.watchOutputRequest();
@@ -424,8 +427,7 @@ TEST(Monitoring, HealthzSaysTheStoreIsNotAnsweringWhileItsDiskIsFrozen) {
     }
     auto waited = kj::systemPreciseMonotonicClock().now() - begun;
     EXPECT_EQ(reply.status, 503);
-    EXPECT_NE(reply.body.find("the state store is not answering"), std::string::npos)
-        << reply.body;
+    EXPECT_NE(reply.body.find("the state store is not answering"), std::string::npos) << reply.body;
     EXPECT_GE(waited, 4 * kj::SECONDS);
     EXPECT_LT(waited, 8 * kj::SECONDS);
     // Scrapes answer meanwhile.
@@ -538,14 +540,14 @@ TEST(Monitoring, AMetricsAddressThatCannotBeBoundIsOneLineAtStart) {
   auto taken = runRunnerd(f, kj::str("--metrics-listen=127.0.0.1:", port));
   EXPECT_NE(taken.second, 0);
   EXPECT_NE(taken.first.find(kj::str("--metrics-listen cannot listen on 127.0.0.1:", port,
-                                     ": Address already in use").cStr()),
+                                     ": Address already in use")
+                                 .cStr()),
             std::string::npos)
       << taken.first;
   EXPECT_EQ(taken.first.find("listening on"), std::string::npos) << taken.first;
   auto empty = runRunnerd(f, "--metrics-listen=");
   EXPECT_NE(empty.second, 0);
-  EXPECT_NE(empty.first.find("--metrics-listen needs HOST:PORT"), std::string::npos)
-      << empty.first;
+  EXPECT_NE(empty.first.find("--metrics-listen needs HOST:PORT"), std::string::npos) << empty.first;
 }
 
 // The number of listening TCP sockets `pid` holds.
