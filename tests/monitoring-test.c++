@@ -21,11 +21,12 @@
 namespace runner::testing {
 namespace {
 
-// The metrics listener's address, from runnerd's log.
+// The metrics listener's address, from runnerd's log (its latest start's).
 kj::String metricsAddress(RunnerdFixture& f) {
   auto log = f.serverLog();
   const char* marker = "metrics served over plain HTTP on ";
-  const char* at = strstr(log.cStr(), marker);
+  const char* at = nullptr;
+  for (const char* p = log.cStr(); (p = strstr(p, marker)) != nullptr; p++) at = p;
   KJ_ASSERT(at != nullptr, "runnerd did not say where it serves metrics", log);
   at += strlen(marker);
   return kj::heapString(at, strchr(at, ' ') - at);
@@ -215,6 +216,52 @@ TEST(Monitoring, MetricsCountJobsByEndOwnersFollowersAndConnections) {
   watch.setFollow(true);
   auto subscription = watch.send().wait(f.io.waitScope);
   EXPECT_EQ(value(scrape(address), "runner_followers"), 1);
+}
+
+// The kernel's OOM killer ends a job of the cgroup executor: its end counts as `oom`.
+TEST(Monitoring, AnOomKilledJobEndsAsOom) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f(METRICS_FLAGS);
+  if (!contains(f.serverLog(), "executors local, cgroup run their jobs")) {
+    GTEST_SKIP() << "the supervisor serves no cgroup executor on this host";
+  }
+  auto alice = f.connect("alice");
+  auto request = alice->manager.startRequest();
+  auto spec = request.initSpec();
+  spec.setCommand("/bin/sh");
+  auto args = spec.initArgs(2);
+  args.set(0, "-c");
+  args.set(1, "exec tail /dev/zero");
+  spec.setExecutor("cgroup");
+  spec.initLimits().setMemoryBytes(32 << 20);
+  auto started = request.send().wait(f.io.waitScope);
+  auto end = started.getJob().waitRequest().send().wait(f.io.waitScope).getInfo();
+  ASSERT_TRUE(end.getOomKilled()) << "the job was not OOM-killed";
+  auto m = scrape(metricsAddress(f));
+  EXPECT_EQ(value(m, "runner_job_ends_total{cause=\"oom\"}"), 1);
+  EXPECT_EQ(value(m, "runner_job_ends_total{cause=\"killed\"}"), 0);
+  EXPECT_EQ(value(m, "runner_job_starts_total{executor=\"cgroup\"}"), 1);
+  EXPECT_EQ(value(m, "runner_jobs{state=\"killed\",executor=\"cgroup\"}"), 1);
+}
+
+// A restarted runnerd shows the jobs its store keeps; its counters start again from zero.
+TEST(Monitoring, AfterARestartJobsComeFromTheStoreAndCountersFromZero) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f(METRICS_FLAGS);
+  {
+    auto alice = f.connect("alice");
+    runToEnd(f, *alice, {"/bin/true"});
+    runToEnd(f, *alice, {"/bin/sh", "-c", "exit 1"});
+    startJob(f, *alice, {"/bin/sleep", "100"});
+  }
+  f.stop();
+  f.start();
+  auto m = scrape(metricsAddress(f));
+  EXPECT_EQ(value(m, "runner_jobs{state=\"exited\",executor=\"local\"}"), 2);
+  EXPECT_EQ(value(m, "runner_jobs{state=\"running\",executor=\"local\"}"), 1);
+  EXPECT_EQ(value(m, "runner_owner_running_jobs{owner=\"alice\"}"), 1);
+  EXPECT_EQ(value(m, "runner_job_starts_total{executor=\"local\"}"), 0);
+  EXPECT_EQ(value(m, "runner_job_ends_total{cause=\"exited\"}"), 0);
 }
 
 TEST(Monitoring, RefusedHandshakesAreCountedByReason) {
