@@ -515,6 +515,22 @@ TEST(Monitoring, SlowAndGreedyClientsAreBoundedAndOthersServed) {
 
   int silent = connectTcp(address);
   KJ_DEFER(close(silent));
+  // A client that sends its request a byte every 300 ms (slowloris) is cut off too.
+  int trickle = connectTcp(address);
+  KJ_DEFER(close(trickle));
+  std::atomic<int64_t> trickleCutMillis(-1);
+  std::thread trickler([&]() {
+    auto since = kj::systemPreciseMonotonicClock().now();
+    const char request[] = "GET /metrics HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for (size_t i = 0; i < sizeof(request) - 1; i++) {
+      if (readable(trickle, 300)) break;  // closed by the server
+      if (write(trickle, request + i, 1) != 1) break;
+    }
+    if (readable(trickle, 10000)) {
+      trickleCutMillis = (kj::systemPreciseMonotonicClock().now() - since) / kj::MILLISECONDS;
+    }
+  });
+  KJ_DEFER(if (trickler.joinable()) trickler.join());
   // Another client is served meanwhile.
   auto begun = kj::systemPreciseMonotonicClock().now();
   EXPECT_EQ(httpRequest(address, "GET", "/healthz").status, 200);
@@ -544,6 +560,11 @@ TEST(Monitoring, SlowAndGreedyClientsAreBoundedAndOthersServed) {
   ASSERT_TRUE(readable(silent, 7000)) << "a silent client is not dropped after 5 s";
   EXPECT_LE(read(silent, &byte, 1), 0);
   EXPECT_GE(kj::systemPreciseMonotonicClock().now() - begun, 4 * kj::SECONDS);
+  trickler.join();
+  EXPECT_GE(trickleCutMillis.load(), 4000) << "the trickling client was cut off early";
+  EXPECT_LT(trickleCutMillis.load(), 7000) << "the trickling client was not cut off at 5 s";
+  auto trickled = readAll(trickle, 100);
+  EXPECT_EQ(trickled.find("200 OK"), std::string::npos) << trickled;
   auto heldSince = kj::systemPreciseMonotonicClock().now();
   for (int fd : held) {
     ASSERT_TRUE(readable(fd, 7000)) << "a silent client is not dropped after 5 s";
