@@ -298,6 +298,40 @@ TEST(Monitoring, RefusedHandshakesAreCountedByReason) {
   EXPECT_FALSE(contains(log, tls::CLOSED_SILENT)) << log.cStr();
 }
 
+// Clients the handshake refuses, each counted under its reason.
+TEST(Monitoring, RefusedCertificatesAreCountedAsBadOrRevoked) {
+  SKIP_UNLESS_SERVER_CAN_RUN();
+  RunnerdFixture f(METRICS_FLAGS);
+  auto address = metricsAddress(f);
+  f.issue("carol", -7200, -3600);  // expired
+  f.issueFromOtherCa("mallory");
+  f.revoke("bob");
+  // The reload reads the key as runnerd's daemon user.
+  KJ_SYSCALL(chmod(f.keyPath("server").cStr(), 0644));
+  KJ_SYSCALL(kill(f.pid(), SIGHUP));
+  f.waitForLog("reloaded on SIGHUP");
+  for (auto user : {"carol", "mallory", "bob"}) {
+    auto e = kj::runCatchingExceptions([&]() {
+      auto client = f.connect(user);
+      client->manager.whoamiRequest().send().wait(f.io.waitScope);
+    });
+    EXPECT_NE(e, nullptr) << user << " was let in";
+  }
+  std::map<std::string, double> m;
+  for (int i = 0; i < 200; i++) {
+    m = scrape(address);
+    if (value(m, "runner_tls_handshakes_refused_total{reason=\"bad_certificate\"}") +
+            value(m, "runner_tls_handshakes_refused_total{reason=\"revoked\"}") >=
+        3) {
+      break;
+    }
+    usleep(10000);
+  }
+  EXPECT_EQ(value(m, "runner_tls_handshakes_refused_total{reason=\"bad_certificate\"}"), 2);
+  EXPECT_EQ(value(m, "runner_tls_handshakes_refused_total{reason=\"revoked\"}"), 1);
+  EXPECT_EQ(value(m, "runner_tls_handshakes_refused_total{reason=\"other\"}"), 0);
+}
+
 TEST(Monitoring, PromtoolAcceptsTheScrape) {
   SKIP_UNLESS_SERVER_CAN_RUN();
   if (access("/usr/bin/promtool", X_OK) != 0) {
