@@ -17,7 +17,11 @@ class Follower {
         sink(sink),
         fd(openOutput(job)),
         offset(offset),
-        follow(follow) {}
+        follow(follow) {
+    ++job.metrics().followers;
+  }
+  ~Follower() noexcept(false) { --job.metrics().followers; }
+  KJ_DISALLOW_COPY(Follower);
 
   kj::Promise<void> run() {
     // Whether the job had ended before this read: if so, a short read is the true end.
@@ -76,6 +80,7 @@ class Follower {
 
   kj::Promise<void> deliver(size_t n) {
     buffer = nullptr;
+    job.metrics().followerBytes += n;
     return sink.write(n).then([this]() { return run(); });
   }
 };

@@ -282,7 +282,15 @@ JobTable::JobTable(JobTableConfig config, executors::ExecutorSet& executors, Sto
                  tasks,
                  log,
                  [this](Job& job) { ended(job); },
-                 [this]() { return logFilesystemFull(); }} {
+                 [this]() { return logFilesystemFull(); },
+                 jobMetrics} {
+  // Every executor shows in the metrics, with no jobs yet.
+  for (auto name : executors.names()) {
+    jobMetrics.count(name, JobState::RUNNING, 0);
+    jobMetrics.starts.findOrCreate(name, [&]() {
+      return kj::HashMap<kj::String, uint64_t>::Entry{kj::str(name), 0};
+    });
+  }
   KJ_REQUIRE(cfg.identities.get() != nullptr, "no owner identities configured");
   KJ_REQUIRE(executors.find(cfg.defaultExecutor) != nullptr, "unknown executor",
              cfg.defaultExecutor);
@@ -341,6 +349,7 @@ Job& JobTable::add(JobRecord record) {
   ref.seq = nextSeq++;
   ref.storedBytes = estimatedInfoBytes(ref.rec);
   order.add(&ref);
+  jobMetrics.count(ref.rec.executor, ref.rec.state, 1);
   auto& owner = byOwner.findOrCreate(ref.rec.owner, [&]() {
     return kj::HashMap<kj::String, OwnerJobs>::Entry{kj::str(ref.rec.owner), OwnerJobs()};
   });
@@ -355,6 +364,9 @@ Job& JobTable::add(JobRecord record) {
 }
 
 void JobTable::ended(Job& job) {
+  jobMetrics.count(job.rec.executor, JobState::RUNNING, -1);
+  jobMetrics.count(job.rec.executor, job.rec.state, 1);
+  ++jobMetrics.ends[static_cast<uint>(endCauseOf(job.rec))];
   KJ_IF_MAYBE (owner, byOwner.find(job.rec.owner)) {
     ++owner->ended;
     owner->storedBytes += job.storedBytes;
@@ -456,6 +468,7 @@ void JobTable::forget(Job& job) {
   KJ_ASSERT(at != order.end() && *at == &job);
   for (auto p = at; p + 1 < order.end(); ++p) *p = *(p + 1);
   order.removeLast();
+  jobMetrics.count(job.rec.executor, job.rec.state, -1);
   log("job forgotten id=", job.rec.id, " owner=", job.rec.owner,
       ": past its owner's retention of ended jobs");
   // The key is the job's own id: erase by a copy, as the job goes with it.
@@ -624,6 +637,7 @@ kj::Promise<void> JobTable::load() {
     record.pid = 0;
     record.pidStartTime = 0;
     store.update(record);
+    ++jobMetrics.ends[static_cast<uint>(EndCause::LOST)];
     log("job lost id=", record.id, " owner=", record.owner, ": ", record.error);
   }
 
@@ -803,11 +817,18 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   // Before anything is made for the job: an owner that cannot be mapped leaves nothing behind.
   // A new owner's uid and home are made off the event loop first.
   // Making them waits for the state disk (a synced write): as long as any other write at most.
-  return withStoreDeadline(timer, cfg.identities->prepare(owner)).then(
-      [this, owner = kj::str(owner), request = kj::mv(request), executor,
-       executorName = kj::mv(executorName), maxOutput, slot = kj::mv(slot)]() mutable {
+  auto begun = kj::systemPreciseMonotonicClock().now();
+  return withStoreDeadline(timer, cfg.identities->prepare(owner))
+      .then([this, owner = kj::str(owner), request = kj::mv(request), executor,
+             executorName = kj::mv(executorName), maxOutput, slot = kj::mv(slot)]() mutable {
         return startPrepared(owner, kj::mv(request), *executor, kj::mv(executorName), maxOutput,
                              kj::mv(slot));
+      })
+      .then([this, begun](Job* job) {
+        if (job->record().state == JobState::RUNNING) {
+          jobMetrics.startLatency.observe(kj::systemPreciseMonotonicClock().now() - begun);
+        }
+        return job;
       });
 }
 
@@ -922,6 +943,9 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
         }
         output->keep();
         auto& job = add(kj::mv(record));
+        jobMetrics.starts.upsert(kj::str(job.rec.executor), 1,
+                                 [](uint64_t& count, uint64_t) { ++count; });
+        if (job.hasEnded()) ++jobMetrics.ends[static_cast<uint>(EndCause::FAILED)];
 
         KJ_IF_MAYBE (proc, process) {
           job.watch = kj::mv(watch);
@@ -949,6 +973,18 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
       });
     });
   });
+}
+
+Histogram JobTable::storeLatency() const {
+  return writer->latency();
+}
+
+size_t JobTable::storeBacklog() const {
+  return writer->backlog();
+}
+
+kj::Maybe<kj::Duration> JobTable::storeWaiting() const {
+  return writer->waiting();
 }
 
 kj::Maybe<Job&> JobTable::find(kj::StringPtr id) {

@@ -19,6 +19,7 @@
 #include "executors/executor.h"
 #include "runner/event-log.h"
 #include "runner/identities.h"
+#include "runner/job-metrics.h"
 #include "runner/job-record.h"
 #include "runner/output-files.h"
 #include "runner/output-watcher.h"
@@ -89,6 +90,7 @@ struct JobContext {
   kj::Function<void(Job&)> ended;
   // Whether the log directory's file system has (almost) no room left for unprivileged writers.
   kj::Function<bool()> logFilesystemFull;
+  JobMetrics& metrics;
 };
 
 class Job {
@@ -117,6 +119,9 @@ class Job {
   // Resolves at the next write to the output or at the job's end, possibly spuriously. Call it
   // before re-reading the output, so that no write can slip between the read and the wait.
   kj::Promise<void> outputChanged();
+
+  // What the table counts for the metrics (followers count themselves there).
+  JobMetrics& metrics() { return context.metrics; }
 
   // While held (by a capability or a watch that refers to it), the job is never forgotten.
   void hold() { ++holders; }
@@ -231,6 +236,15 @@ class JobTable {
 
   const JobTableConfig& config() const { return cfg; }
 
+  // For the metrics: what the table counts, the running (or starting) jobs of each owner that
+  // has any, the store's commit times, its writes waiting, and how long the oldest write has
+  // waited (nullptr when none waits).
+  const JobMetrics& metrics() const { return jobMetrics; }
+  const kj::HashMap<kj::String, uint32_t>& runningByOwner() const { return running; }
+  Histogram storeLatency() const;
+  size_t storeBacklog() const;
+  kj::Maybe<kj::Duration> storeWaiting() const;
+
  private:
   JobTableConfig cfg;
   OutputFiles outputFiles;
@@ -255,6 +269,7 @@ class JobTable {
   uint64_t nextSeq = 0;
   // Jobs running or starting, per owner (owners with none are not in it).
   kj::HashMap<kj::String, uint32_t> running;
+  JobMetrics jobMetrics;
   LoggedTaskErrors errorHandler;
   kj::TaskSet tasks;
   // What the jobs use of the table.

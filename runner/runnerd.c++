@@ -27,9 +27,11 @@
 #include "runner/identities.h"
 #include "client/quantities.h"
 #include "runner/job-table.h"
+#include "runner/metrics-http.h"
 #include "runner/output-watcher.h"
 #include "runner/privileges.h"
 #include "runner/server.h"
+#include "runner/service-metrics.h"
 #include "runner/store.h"
 #include "tls/tls-config.h"
 
@@ -157,6 +159,12 @@ class Runnerd {
         .addOptionWithArg({"listen"}, KJ_BIND_METHOD(*this, setListen), "<host:port>",
                           "Address to listen on (default 127.0.0.1:7443; port 0 picks a free "
                           "port, which is logged).")
+        .addOptionWithArg({"metrics-listen"}, KJ_BIND_METHOD(*this, setMetricsListen),
+                          "<host:port>",
+                          "Also serve plain HTTP here, for monitoring: GET /metrics (Prometheus "
+                          "text format) and GET /healthz (200 ok, or 503 and why). No "
+                          "authentication: use an address only the monitoring reaches. Off by "
+                          "default; port 0 picks a free port, which is logged.")
         .addOptionWithArg({"tls-cert"}, KJ_BIND_METHOD(*this, setCert), "<file>",
                           "The server's certificate (PEM).")
         .addOptionWithArg({"tls-key"}, KJ_BIND_METHOD(*this, setKey), "<file>",
@@ -248,6 +256,7 @@ class Runnerd {
   // Set on a reload's parse: the arguments are checked, nothing is started.
   bool parseOnly = false;
   kj::String listen = kj::str("127.0.0.1:7443");
+  kj::Maybe<kj::String> metricsListen;
   kj::String certPath, keyPath, caPath, crlPath;
   kj::String logDir = kj::str("/var/log/runner");
   kj::String stateDir = kj::str("/var/lib/runner");
@@ -357,6 +366,11 @@ class Runnerd {
 
   kj::MainBuilder::Validity setListen(kj::StringPtr v) {
     listen = kj::str(v);
+    return true;
+  }
+  kj::MainBuilder::Validity setMetricsListen(kj::StringPtr v) {
+    if (v.size() == 0) return "--metrics-listen needs HOST:PORT";
+    metricsListen = kj::str(v);
     return true;
   }
   kj::MainBuilder::Validity setCert(kj::StringPtr v) {
@@ -628,7 +642,8 @@ class Runnerd {
     };
     auto sockets = KJ_MAP(socket, executorSockets) { return kj::str(socket.name, '=', socket.path); };
     return kj::arr(
-        Setting{"listen", kj::str(listen)}, Setting{"log-dir", kj::str(logDir)},
+        Setting{"listen", kj::str(listen)}, Setting{"metrics-listen", orNone(metricsListen)},
+        Setting{"log-dir", kj::str(logDir)},
         Setting{"state-dir", kj::str(stateDir)}, Setting{"run-as", orNone(runAs)},
         Setting{"users", orNone(users)},
         Setting{"uid-range", kj::str(uidRange.first, '-', uidRange.last)},
@@ -746,6 +761,28 @@ class Runnerd {
   }
   kj::Own<tls::ServerTls> previousTls;
 
+  // Listens on `address` (HOST:PORT, or HOST with `defaultPort`); throws one line saying why not.
+  static kj::Own<kj::ConnectionReceiver> listenOn(kj::AsyncIoContext& io, kj::StringPtr flag,
+                                                  kj::StringPtr address, uint defaultPort) {
+    kj::Own<kj::ConnectionReceiver> listener;
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                   auto parsed = io.provider->getNetwork()
+                                     .parseAddress(address, defaultPort)
+                                     .wait(io.waitScope);
+                   listener = parsed->listen();
+                 })) {
+      // KJ's text is "...syscall(...): reason; address"; the reason is what a user needs.
+      auto description = e->getDescription();
+      auto text = kj::str(description.slice(0, description.findFirst(';').orDefault(description.size())));
+      kj::StringPtr reason = text;
+      for (size_t i = 0; i + 1 < text.size(); i++) {
+        if (text[i] == ':' && text[i + 1] == ' ') reason = text.slice(i + 2);
+      }
+      KJ_FAIL_REQUIRE(kj::str(flag, "cannot listen on ", address, ": ", reason));
+    }
+    return listener;
+  }
+
   void serve() {
     // Taken from the start: a SIGHUP during start-up is a reload once runnerd serves, not death.
     kj::UnixEventPort::captureSignal(SIGHUP);
@@ -787,23 +824,11 @@ class Runnerd {
     auto tls = kj::heap<tls::ServerTls>(tlsFiles(), io.provider->getTimer());
     prepareIdentities();
 
-    // Bound while root: the port may be a privileged one.
-    kj::Own<kj::ConnectionReceiver> listener;
-    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
-                   auto address =
-                       io.provider->getNetwork().parseAddress(listen, 7443).wait(io.waitScope);
-                   listener = address->listen();
-                 })) {
-      // KJ's text is "syscall(...): reason; address"; the reason is what a user needs.
-      auto description = e->getDescription();
-      kj::StringPtr reason = description;
-      KJ_IF_MAYBE (colon, description.findFirst(':')) {
-        reason = description.slice(*colon + 2);
-      }
-      KJ_IF_MAYBE (semicolon, reason.findFirst(';')) {
-        KJ_FAIL_REQUIRE(kj::str("cannot listen on ", listen, ": ", reason.slice(0, *semicolon)));
-      }
-      KJ_FAIL_REQUIRE(kj::str("cannot listen on ", listen, ": ", reason));
+    // Bound while root: the ports may be privileged ones.
+    auto listener = listenOn(io, "", listen, 7443);
+    kj::Maybe<kj::Own<kj::ConnectionReceiver>> metricsListener;
+    KJ_IF_MAYBE (address, metricsListen) {
+      metricsListener = listenOn(io, "--metrics-listen ", *address, 9464);
     }
 
     pid_t startedSupervisor = 0;
@@ -911,6 +936,25 @@ class Runnerd {
         "; output per job ", maxOutputBytes, " bytes");
     Server server(table, *tls, io.provider->getTimer(), log,
                   KJ_MAP(name, admins) { return kj::str(name); }, kj::mv(serverLimits));
+    // Off the event loop's path: what it shows is kept as things change (service-metrics.h).
+    MetricsSources metricsSources{table, server, connections.asPtr(), gauge, nullptr};
+    kj::Maybe<kj::Own<MetricsHttp>> metrics;
+    kj::Promise<void> servingMetrics = kj::NEVER_DONE;
+    KJ_IF_MAYBE (receiver, metricsListener) {
+      auto& http = *metrics.emplace(kj::heap<MetricsHttp>(
+          io.provider->getTimer(), [&metricsSources]() { return renderMetrics(metricsSources); },
+          [&metricsSources]() { return unhealthyReason(metricsSources); }));
+      metricsSources.http = http;
+      servingMetrics = http.listen(**receiver);
+      auto& address = KJ_ASSERT_NONNULL(metricsListen);
+      auto& bounds = http.limits();
+      // Said before runnerd's "listening on" line, which tells that runnerd serves.
+      log("metrics served over plain HTTP on ",
+          address.slice(0, address.findLast(':').orDefault(address.size())), ":",
+          (*receiver)->getPort(), " (/metrics, /healthz; at most ", bounds.connections,
+          " connections, ", bounds.requestBytes, " bytes and ", bounds.requestTimeout,
+          " per request)");
+    }
     auto host = listen.slice(0, listen.findLast(':').orDefault(listen.size()));
     log("runnerd listening on ", host, ":", listener->getPort(),
         " executor=", executor, "; jobs run as ", table.config().identities->describe());
@@ -925,6 +969,7 @@ class Runnerd {
                              e.getDescription());
                        });
     auto signal = server.listen(*listener)
+                      .exclusiveJoin(kj::mv(servingMetrics))
                       .then([]() -> siginfo_t { KJ_UNREACHABLE; })
                       .exclusiveJoin(kj::mv(stopSignal))
                       .wait(io.waitScope);

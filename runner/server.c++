@@ -59,6 +59,16 @@ class Server::Connection {
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpcSystem;
 };
 
+namespace {
+constexpr kj::StringPtr CONNECTION_REFUSAL_NAMES[] = {
+    "too_many_connections"_kj, "short_of_descriptors"_kj, "too_many_for_user"_kj, "no_user"_kj};
+static_assert(kj::size(CONNECTION_REFUSAL_NAMES) == CONNECTION_REFUSALS, "a name for each");
+}  // namespace
+
+kj::StringPtr refusalName(ConnectionRefusal refusal) {
+  return CONNECTION_REFUSAL_NAMES[static_cast<uint>(refusal)];
+}
+
 Server::Server(JobTable& table, tls::ServerTls& tls, kj::Timer& timer, EventLog& log,
                kj::Array<kj::String> admins, ServerLimits limits)
     : table(table),
@@ -94,6 +104,7 @@ kj::Promise<void> Server::listen(kj::ConnectionReceiver& receiver) {
   return kj::evalNow([&receiver]() { return receiver.acceptAuthenticated(); })
       .then(
           [this, &receiver](kj::AuthenticatedStream stream) {
+            ++counted.accepted;
             handshake(kj::mv(stream));
             return listen(receiver);
           },
@@ -114,6 +125,7 @@ void Server::handshake(kj::AuthenticatedStream stream) {
     peer = network->getAddress().toString();
   }
   if (connections >= limits.connections) {
+    ++counted.connectionsRefused[uint(ConnectionRefusal::TOO_MANY_CONNECTIONS)];
     logRefusal("refused connection peer=", peer, ": too many connections (limit ",
                limits.connections, ")");
     return;
@@ -121,6 +133,7 @@ void Server::handshake(kj::AuthenticatedStream stream) {
   KJ_IF_MAYBE (gauge, kj::Maybe<DescriptorGauge&>(limits.perConnection.descriptors)) {
     if (gauge->nearlyExhausted()) {
       if (pending.size() == 0) {
+        ++counted.connectionsRefused[uint(ConnectionRefusal::SHORT_OF_DESCRIPTORS)];
         logRefusal("refused connection peer=", peer, ": runnerd is short of descriptors (",
                    gauge->inUse(), " of ", gauge->limit, " open)");
         return;
@@ -162,6 +175,10 @@ void Server::handshake(kj::AuthenticatedStream stream) {
                 tasks.add(serve(kj::mv(secured), kj::mv(handshake.peer)));
               },
               [this, &handshake](kj::Exception&& e) {
+                auto kind = tls::classifyRefusal(e);
+                ++counted.handshakesRefused[uint(kind)];
+                // A TCP probe (connect, close) is not a client: counted, not logged.
+                if (kind == tls::HandshakeRefusal::SILENT) return;
                 logRefusal("refused TLS handshake peer=", handshake.peer, ": ",
                            e.getDescription());
               })
@@ -233,6 +250,7 @@ void Server::moveToBucket(PendingHost& host, size_t from, size_t to) {
 
 void Server::evictOldestFrom(PendingHost& host, kj::StringPtr why) {
   auto& oldest = host.handshakes.front();
+  ++counted.handshakesRefused[ServerMetrics::EVICTED_HANDSHAKE];
   logRefusal("dropped TLS handshake peer=", oldest.peer, ": ", why);
   removeHandshake(oldest.id);
 }
@@ -267,6 +285,7 @@ kj::Promise<void> Server::serve(kj::AuthenticatedStream secured, kj::String peer
   kj::String user;
   KJ_IF_MAYBE (e, kj::runCatchingExceptions(
                       [&]() { user = tls::ServerTls::peerCommonName(*secured.peerIdentity); })) {
+    ++counted.connectionsRefused[uint(ConnectionRefusal::NO_USER)];
     logRefusal("refused connection peer=", peer, ": ", e->getDescription());
     return kj::READY_NOW;
   }
@@ -276,6 +295,7 @@ kj::Promise<void> Server::serve(kj::AuthenticatedStream secured, kj::String peer
                                                                kj::refcounted<UserUsage>()};
   });
   if (usage->connections >= limits.connectionsPerUser) {
+    ++counted.connectionsRefused[uint(ConnectionRefusal::TOO_MANY_FOR_USER)];
     // Refused before any RPC is served: the client reads why in an Abort, its first message.
     auto reason = kj::str("too many connections for this user (limit ",
                           limits.connectionsPerUser, "); close one and try again");

@@ -63,6 +63,27 @@ constexpr kj::Duration TRIM_DELAY = 1 * kj::SECONDS;
 // How long runnerd waits before accepting again after accept() failed.
 constexpr kj::Duration ACCEPT_RETRY_DELAY = 100 * kj::MILLISECONDS;
 
+// Why an accepted connection was closed before it was served, for the metrics.
+enum class ConnectionRefusal : uint8_t {
+  TOO_MANY_CONNECTIONS,
+  SHORT_OF_DESCRIPTORS,
+  TOO_MANY_FOR_USER,
+  NO_USER,
+};
+constexpr size_t CONNECTION_REFUSALS = 4;
+// "too_many_connections", "short_of_descriptors", "too_many_for_user", "no_user".
+kj::StringPtr refusalName(ConnectionRefusal refusal);
+
+// What the server counts for the metrics, on the event loop's thread.
+struct ServerMetrics {
+  uint64_t accepted = 0;
+  // By tls::HandshakeRefusal; the last one, EVICTED_HANDSHAKE, counts the handshakes in progress
+  // dropped to make room for others.
+  static constexpr size_t EVICTED_HANDSHAKE = tls::HANDSHAKE_REFUSALS;
+  uint64_t handshakesRefused[tls::HANDSHAKE_REFUSALS + 1] = {};
+  uint64_t connectionsRefused[CONNECTION_REFUSALS] = {};
+};
+
 class Server {
  public:
   // `admins` are the user names that may stop and read every job.
@@ -82,6 +103,11 @@ class Server {
   // Refusals are logged at most REFUSALS_LOGGED_PER_WINDOW per window (logRefusal).
   kj::Promise<void> listen(kj::ConnectionReceiver& receiver);
 
+  const ServerMetrics& metrics() const { return counted; }
+  // Authenticated connections open, and TLS handshakes under way.
+  size_t openConnections() const { return connections; }
+  size_t handshakesInProgress() const { return pending.size(); }
+
  private:
   JobTable& table;
   tls::ServerTls* tls;
@@ -90,6 +116,7 @@ class Server {
   kj::Array<kj::String> admins;
   ServerLimits limits;
   size_t connections = 0;
+  ServerMetrics counted;
   // Users with at least one connection.
   kj::HashMap<kj::String, kj::Own<UserUsage>> users;
 

@@ -42,10 +42,23 @@ uint64_t StoreWriter::transactions() const {
   return state.lockShared()->transactions;
 }
 
+Histogram StoreWriter::latency() const {
+  return state.lockShared()->latency.clone();
+}
+
+kj::Maybe<kj::Duration> StoreWriter::waiting() const {
+  auto now = kj::systemPreciseMonotonicClock().now();
+  auto lock = state.lockShared();
+  kj::Maybe<kj::TimePoint> since = lock->writingSince;
+  if (since == nullptr && !lock->writes.empty()) since = lock->firstQueued;
+  return since.map([now](kj::TimePoint t) { return now - t; });
+}
+
 kj::Promise<void> StoreWriter::queue(StoreWrite write) {
   auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
   auto lock = state.lockExclusive();
   KJ_REQUIRE(!lock->stopping, "the store writer is stopping");
+  if (lock->writes.empty()) lock->firstQueued = kj::systemPreciseMonotonicClock().now();
   lock->writes.add(kj::mv(write));
   lock->done.add(kj::mv(paf.fulfiller));
   return kj::mv(paf.promise);
@@ -59,18 +72,27 @@ void StoreWriter::run() {
       auto lock = state.lockExclusive();
       lock.wait([](const State& s) { return s.stopping || !s.writes.empty(); });
       if (lock->writes.empty()) return;
+      // The batch has waited since its first write was queued.
+      lock->writingSince = lock->firstQueued;
       writes = kj::mv(lock->writes);
       done = kj::mv(lock->done);
       lock->writes = kj::Vector<StoreWrite>();
       lock->done = kj::Vector<kj::Own<kj::CrossThreadPromiseFulfiller<void>>>();
     }
     kj::Array<kj::Maybe<kj::Exception>> results;
-    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { results = store.apply(writes); })) {
+    auto begun = kj::systemPreciseMonotonicClock().now();
+    auto failure = kj::runCatchingExceptions([&]() { results = store.apply(writes); });
+    {
+      auto lock = state.lockExclusive();
+      lock->writingSince = nullptr;
+      lock->latency.observe(kj::systemPreciseMonotonicClock().now() - begun);
+      if (failure == nullptr) ++lock->transactions;
+    }
+    KJ_IF_MAYBE (e, failure) {
       // Nothing of the batch is stored.
       for (auto& fulfiller : done) fulfiller->reject(kj::cp(*e));
       continue;
     }
-    ++state.lockExclusive()->transactions;
     for (auto i : kj::indices(done)) {
       KJ_IF_MAYBE (e, results[i]) {
         done[i]->reject(kj::mv(*e));

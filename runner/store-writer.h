@@ -15,6 +15,7 @@
 #include <kj/timer.h>
 #include <kj/vector.h>
 
+#include "runner/metrics.h"
 #include "runner/store.h"
 
 namespace runner {
@@ -51,12 +52,23 @@ class StoreWriter {
   // Transactions committed so far (for tests).
   uint64_t transactions() const;
 
+  // How long each transaction took to apply and commit (its sync included), so far.
+  Histogram latency() const;
+
+  // How long the oldest write not yet committed has waited, or nullptr when none waits. Long
+  // waits mean the disk is not answering.
+  kj::Maybe<kj::Duration> waiting() const;
+
  private:
   struct State {
     kj::Vector<StoreWrite> writes;
     kj::Vector<kj::Own<kj::CrossThreadPromiseFulfiller<void>>> done;
     uint64_t transactions = 0;
     bool stopping = false;
+    Histogram latency{STORE_LATENCY_BOUNDS};
+    // When the first of `writes` was queued, and when the thread took the batch it is writing.
+    kj::TimePoint firstQueued = kj::origin<kj::TimePoint>();
+    kj::Maybe<kj::TimePoint> writingSince;
   };
 
   Store& store;

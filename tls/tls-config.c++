@@ -311,8 +311,15 @@ bool isIpAddress(kj::StringPtr text, int& family, unsigned char* buffer) {
 // Memory: two batches and one read buffer per connection.
 class BatchingStream final : public kj::AsyncIoStream, private kj::TaskSet::ErrorHandler {
  public:
+  // Whether the peer has sent anything; outlives the stream (a failed handshake drops it).
+  struct Heard : public kj::Refcounted {
+    bool anything = false;
+  };
+
   explicit BatchingStream(kj::Own<kj::AsyncIoStream> inner)
-      : inner(kj::mv(inner)), tasks(*this) {}
+      : inner(kj::mv(inner)), heard(kj::refcounted<Heard>()), tasks(*this) {}
+
+  kj::Own<Heard> whetherHeard() { return kj::addRef(*heard); }
 
   ~BatchingStream() noexcept(false) {
     // What is still gathered (a TLS alert before a refused connection is dropped, say) goes to the
@@ -329,13 +336,15 @@ class BatchingStream final : public kj::AsyncIoStream, private kj::TaskSet::Erro
     readStart += n;
     if (n >= minBytes) return n;
     if (maxBytes - n >= READ_BYTES) {
-      return inner->tryRead(out + n, minBytes - n, maxBytes - n).then([n](size_t m) {
+      return inner->tryRead(out + n, minBytes - n, maxBytes - n).then([this, n](size_t m) {
+        if (m > 0) heard->anything = true;
         return n + m;
       });
     }
     if (readBuffer == nullptr) readBuffer = kj::heapArray<kj::byte>(READ_BYTES);
     return inner->tryRead(readBuffer.begin(), 1, readBuffer.size())
         .then([this, out, n, minBytes, maxBytes](size_t m) -> kj::Promise<size_t> {
+          if (m > 0) heard->anything = true;
           readStart = 0;
           readEnd = m;
           if (m == 0) return n;
@@ -398,6 +407,7 @@ class BatchingStream final : public kj::AsyncIoStream, private kj::TaskSet::Erro
   static constexpr size_t READ_BYTES = 64 * 1024;
 
   kj::Own<kj::AsyncIoStream> inner;
+  kj::Own<Heard> heard;
   kj::Vector<kj::byte> batch;
   kj::Vector<kj::byte> outgoing;
   bool sending = false;
@@ -568,16 +578,70 @@ ServerTls::ServerTls(const TlsFiles& files, kj::Timer& timer, kj::Duration hands
 kj::Promise<kj::AuthenticatedStream> ServerTls::wrapServer(kj::AuthenticatedStream stream) {
   auto peer = stream.peerIdentity->toString();
   auto timeout = handshakeTimeout;
-  stream.stream = kj::heap<BatchingStream>(kj::mv(stream.stream));
+  auto batching = kj::heap<BatchingStream>(kj::mv(stream.stream));
+  auto heard = batching->whetherHeard();
+  stream.stream = kj::mv(batching);
   return kj::evalNow([&]() { return context->wrapServer(kj::mv(stream)); })
-      .catch_([peer = kj::mv(peer),
-               timeout](kj::Exception&& exception) -> kj::Promise<kj::AuthenticatedStream> {
-        auto reason = exception.getType() == kj::Exception::Type::OVERLOADED
-                          ? kj::str("no handshake within ", timeout)
-                          : handshakeFailureReason(exception);
+      .catch_([peer = kj::mv(peer), timeout, heard = kj::mv(heard)](
+                  kj::Exception&& exception) -> kj::Promise<kj::AuthenticatedStream> {
+        if (exception.getType() == kj::Exception::Type::OVERLOADED) {
+          return kj::Exception(exception.getType(), __FILE__, __LINE__,
+                               kj::str("TLS handshake with ", peer, " failed: no handshake within ",
+                                       timeout));
+        }
+        if (!heard->anything) {
+          return kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+                               kj::str("TLS handshake with ", peer, " failed: ", CLOSED_SILENT));
+        }
         return kj::Exception(exception.getType(), __FILE__, __LINE__,
-                             kj::str("TLS handshake with ", peer, " failed: ", reason));
+                             kj::str("TLS handshake with ", peer, " failed: ",
+                                     handshakeFailureReason(exception)));
       });
+}
+
+namespace {
+constexpr kj::StringPtr REFUSAL_NAMES[] = {
+    "timeout"_kj,         "disconnected"_kj, "protocol"_kj,    "no_certificate"_kj,
+    "bad_certificate"_kj, "revoked"_kj,      "bad_name"_kj,    "crl_expired"_kj,
+    "other"_kj,           "silent"_kj,
+};
+static_assert(kj::size(REFUSAL_NAMES) == HANDSHAKE_REFUSALS, "a name for each refusal");
+}  // namespace
+
+kj::StringPtr refusalName(HandshakeRefusal refusal) {
+  return REFUSAL_NAMES[static_cast<uint>(refusal)];
+}
+
+HandshakeRefusal classifyRefusal(const kj::Exception& failure) {
+  if (strstr(failure.getDescription().cStr(), CLOSED_SILENT.cStr()) != nullptr) {
+    return HandshakeRefusal::SILENT;
+  }
+  switch (failure.getType()) {
+    case kj::Exception::Type::OVERLOADED: return HandshakeRefusal::TIMEOUT;
+    case kj::Exception::Type::DISCONNECTED: return HandshakeRefusal::DISCONNECTED;
+    default: break;
+  }
+  // The texts are runner's own (refusalLibrary()) or OpenSSL's reason strings.
+  auto text = failure.getDescription();
+  auto has = [&text](kj::StringPtr part) { return strstr(text.cStr(), part.cStr()) != nullptr; };
+  if (has(describe(NameProblem::NO_COMMON_NAME)) ||
+      has(describe(NameProblem::SEVERAL_COMMON_NAMES)) ||
+      has(describe(NameProblem::EMPTY_COMMON_NAME)) || has(describe(NameProblem::NOT_UTF8)) ||
+      has(describe(NameProblem::CONTROL_CHARACTER)) || has("name could not be checked")) {
+    return HandshakeRefusal::BAD_NAME;
+  }
+  if (has("certificate is revoked")) return HandshakeRefusal::REVOKED;
+  if (has("revocation list")) return HandshakeRefusal::CRL_EXPIRED;
+  if (has("unexpected eof") || has("Connection reset") || has("Broken pipe")) {
+    return HandshakeRefusal::DISCONNECTED;
+  }
+  if (has("did not return a certificate")) return HandshakeRefusal::NO_CERTIFICATE;
+  if (has("certificate") || has("unknown ca")) return HandshakeRefusal::BAD_CERTIFICATE;
+  if (has("version") || has("protocol") || has("http request") || has("record") ||
+      has("wrong") || has("no shared cipher") || has("no suitable")) {
+    return HandshakeRefusal::PROTOCOL;
+  }
+  return HandshakeRefusal::OTHER;
 }
 
 kj::String ServerTls::peerCommonName(kj::PeerIdentity& identity) {

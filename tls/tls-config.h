@@ -79,6 +79,34 @@ class ServerTls {
   kj::Own<kj::TlsContext> context;
 };
 
+// Why ServerTls::wrapServer() refused a handshake, as one of a small fixed set (a metric's label:
+// never the peer's own text). NO_CERTIFICATE: the client presented none; BAD_CERTIFICATE: its
+// certificate is not from the CA, has expired, or is not a client certificate; BAD_NAME: it names
+// no single user (client-name.h); PROTOCOL: not TLS 1.3 (an older TLS, plain HTTP, garbage);
+// DISCONNECTED: the peer went away during the handshake; SILENT: it closed the connection without
+// sending a byte (a TCP probe that connects and closes).
+enum class HandshakeRefusal : uint8_t {
+  TIMEOUT,
+  DISCONNECTED,
+  PROTOCOL,
+  NO_CERTIFICATE,
+  BAD_CERTIFICATE,
+  REVOKED,
+  BAD_NAME,
+  CRL_EXPIRED,
+  OTHER,
+  SILENT,
+};
+constexpr size_t HANDSHAKE_REFUSALS = 10;
+// "timeout", "disconnected", "protocol", "no_certificate", ...
+kj::StringPtr refusalName(HandshakeRefusal refusal);
+// The reason wrapServer() gives (type DISCONNECTED) when the peer closed the connection without
+// sending anything.
+constexpr kj::StringPtr CLOSED_SILENT = "the peer closed the connection without sending anything"_kj;
+
+// The kind of a failure of wrapServer().
+HandshakeRefusal classifyRefusal(const kj::Exception& failure);
+
 // runctl's side: presents the client certificate and accepts only a server whose certificate is
 // signed by the CA and names the server it was asked for.
 class ClientTls {
