@@ -6,6 +6,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "executor-rpc/held-job.h"
 #include "runner/printable.h"
@@ -25,49 +26,86 @@ bool isPlainName(kj::StringPtr id) {
 // Groups are privileges too (disk, shadow, docker): a job gets the groups of its uid and no
 // others. A uid with an account (accounts, --run-as) gets its primary group and the groups it is a
 // member of; a uid without one (runnerd's dynamic uids) gets ids from the range it was granted.
-kj::Maybe<kj::String> refuseGroups(uint32_t uid, uint32_t gid,
-                                   capnp::List<uint32_t>::Reader groups, uint32_t first,
+// `primaryGid` and `memberOf` are its account's, if it has one.
+kj::Maybe<kj::String> refuseGroups(uint32_t uid, uint32_t gid, capnp::List<uint32_t>::Reader groups,
+                                   kj::Maybe<uint32_t> primaryGid,
+                                   kj::ArrayPtr<const uint32_t> memberOf, uint32_t first,
                                    uint32_t last) {
+  KJ_IF_MAYBE (primary, primaryGid) {
+    if (gid != *primary) {
+      return kj::str("gid ", gid, " is not the primary group of uid ", uid, " (", *primary, ")");
+    }
+    for (auto group : groups) {
+      bool ok = false;
+      for (auto m : memberOf) ok = ok || m == group;
+      if (!ok) return kj::str("group ", group, " is not one of the groups of uid ", uid);
+    }
+    return nullptr;
+  }
+  auto granted = [&](uint32_t id) { return id >= first && id <= last; };
+  if (!granted(gid)) {
+    return kj::str("gid ", gid, " is outside the ids this supervisor grants (", first, "-", last,
+                   ")");
+  }
+  for (auto group : groups) {
+    if (!granted(group)) {
+      return kj::str("group ", group, " is outside the ids this supervisor grants (", first, "-",
+                     last, ")");
+    }
+  }
+  return nullptr;
+}
+
+// The identity of /etc/passwd and /etc/group as they are now: device, inode, size, change time.
+kj::Array<uint64_t> accountFilesStamp() {
+  kj::Vector<uint64_t> stamp;
+  for (const char* path : {"/etc/passwd", "/etc/group"}) {
+    struct stat st;
+    if (stat(path, &st) < 0) {
+      stamp.addAll(std::initializer_list<uint64_t>{0, 0, 0, 0, 0});
+      continue;
+    }
+    stamp.addAll(std::initializer_list<uint64_t>{uint64_t(st.st_dev), uint64_t(st.st_ino),
+                                                 uint64_t(st.st_size), uint64_t(st.st_ctim.tv_sec),
+                                                 uint64_t(st.st_ctim.tv_nsec)});
+  }
+  return stamp.releaseAsArray();
+}
+
+kj::Maybe<const ExecutorService::Accounts::Account&> ExecutorService::Accounts::find(
+    uint32_t uid, kj::TimePoint now) {
+  auto current = accountFilesStamp();
+  if (current != stamp || entries.size() >= MAX_ENTRIES) {
+    entries.clear();
+    stamp = kj::mv(current);
+  }
+  KJ_IF_MAYBE (entry, entries.find(uid)) {
+    if (now - entry->read < MAX_AGE) return entry->account;
+    entries.erase(uid);
+  }
   struct passwd pw;
   struct passwd* found = nullptr;
   char buffer[16384];
   getpwuid_r(uid, &pw, buffer, sizeof(buffer), &found);
-  if (found == nullptr) {
-    auto granted = [&](uint32_t id) { return id >= first && id <= last; };
-    if (!granted(gid)) {
-      return kj::str("gid ", gid, " is outside the ids this supervisor grants (", first, "-", last,
-                     ")");
-    }
-    for (auto group : groups) {
-      if (!granted(group)) {
-        return kj::str("group ", group, " is outside the ids this supervisor grants (", first, "-",
-                       last, ")");
+  kj::Maybe<Account> account;
+  if (found != nullptr) {
+    int count = 64;
+    kj::Array<gid_t> member;
+    for (;;) {
+      member = kj::heapArray<gid_t>(count);
+      int n = count;
+      if (getgrouplist(found->pw_name, found->pw_gid, member.begin(), &n) >= 0) {
+        member = kj::heapArray(member.slice(0, n));
+        break;
       }
+      KJ_REQUIRE(n > count, kj::str("cannot read the groups of uid ", uid));
+      count = n;
     }
-    return nullptr;
+    account = Account{found->pw_gid, KJ_MAP(m, member){return uint32_t(m);
   }
-  if (gid != found->pw_gid) {
-    return kj::str("gid ", gid, " is not the primary group of uid ", uid, " (", found->pw_gid,
-                   ")");
-  }
-  int count = 64;
-  kj::Array<gid_t> member;
-  for (;;) {
-    member = kj::heapArray<gid_t>(count);
-    int n = count;
-    if (getgrouplist(found->pw_name, found->pw_gid, member.begin(), &n) >= 0) {
-      member = kj::heapArray(member.slice(0, n));
-      break;
-    }
-    if (n <= count) return kj::str("cannot read the groups of uid ", uid);
-    count = n;
-  }
-  for (auto group : groups) {
-    bool ok = false;
-    for (auto m : member) ok = ok || m == group;
-    if (!ok) return kj::str("group ", group, " is not one of the groups of uid ", uid);
-  }
-  return nullptr;
+};
+}  // namespace runner::executor_rpc
+return entries.insert(uid, Entry{kj::mv(account), now}).value.account;
 }
 
 kj::Exception oneLine(kj::Exception::Type type, kj::String line) {
@@ -119,8 +157,8 @@ class ExecutorService::JobServer final : public wire::Job::Server {
     if (number <= 0 || number >= NSIG) {
       auto line = kj::str("signal refused id=", jobId, ": ", number, " is not a signal");
       service.log(line);
-      return oneLine(kj::Exception::Type::FAILED, kj::str("signal refused: ", number,
-                                                          " is not a signal"));
+      return oneLine(kj::Exception::Type::FAILED,
+                     kj::str("signal refused: ", number, " is not a signal"));
     }
     auto& job = held();
     if (job.running()) KJ_ASSERT_NONNULL(job.process)->signalAll(number);
@@ -329,8 +367,8 @@ class ExecutorService::HostServer final : public wire::ExecutorHost::Server {
       context.getResults().setExecutor(kj::heap<ExecutorServer>(service, *found));
       return kj::READY_NOW;
     }
-    auto reason = kj::str("unknown executor '", printable(name), "' (known: ",
-                          kj::strArray(service.executors.names(), ", "), ")");
+    auto reason = kj::str("unknown executor '", printable(name),
+                          "' (known: ", kj::strArray(service.executors.names(), ", "), ")");
     service.log(kj::str("executor refused: ", reason));
     return oneLine(kj::Exception::Type::FAILED, kj::mv(reason));
   }
@@ -401,8 +439,18 @@ kj::Maybe<ExecutorService::Refusal> ExecutorService::refuse(wire::LaunchRequest:
                    kj::str("uid ", uid, " is outside the uids this supervisor grants (",
                            policy.firstUid, "-", policy.lastUid, ")")};
   }
-  KJ_IF_MAYBE (reason, refuseGroups(uid, gid, credentials.getSupplementaryGroups(),
-                                    policy.firstUid, policy.lastUid)) {
+  kj::Maybe<const Accounts::Account&> account;
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { account = accounts.find(uid, timer.now()); })) {
+    return Refusal{Type::FAILED, kj::str(e->getDescription())};
+  }
+  kj::Maybe<uint32_t> primaryGid;
+  kj::ArrayPtr<const uint32_t> memberOf;
+  KJ_IF_MAYBE (a, account) {
+    primaryGid = a->gid;
+    memberOf = a->groups;
+  }
+  KJ_IF_MAYBE (reason, refuseGroups(uid, gid, credentials.getSupplementaryGroups(), primaryGid,
+                                    memberOf, policy.firstUid, policy.lastUid)) {
     return Refusal{Type::FAILED, kj::mv(*reason)};
   }
   if (held.find(jobId) != nullptr || launching.contains(jobId)) {

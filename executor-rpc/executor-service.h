@@ -108,6 +108,31 @@ class ExecutorService {
   class HostServer;
   class ExecutorServer;
   class JobServer;
+  // The accounts of job uids, as NSS gives them, kept while /etc/passwd and /etc/group are
+  // unchanged and for at most MAX_AGE: a lookup of a uid without an account walks every NSS
+  // source (files, then systemd's userdb directories), which cost each launch as much as the
+  // rest of its checks together.
+  class Accounts {
+   public:
+    struct Account {
+      uint32_t gid;
+      // Every group the account is a member of, its primary group among them.
+      kj::Array<uint32_t> groups;
+    };
+    // The account of `uid` (nullptr: it has none); throws one line when NSS cannot say.
+    kj::Maybe<const Account&> find(uint32_t uid, kj::TimePoint now);
+    static constexpr kj::Duration MAX_AGE = 10 * kj::SECONDS;
+    static constexpr size_t MAX_ENTRIES = 4096;
+
+   private:
+    struct Entry {
+      kj::Maybe<Account> account;
+      kj::TimePoint read;
+    };
+    kj::HashMap<uint32_t, Entry> entries;
+    // What stat() said of /etc/passwd and /etc/group when the entries were read.
+    kj::Array<uint64_t> stamp;
+  };
   class TaskErrors final : public kj::TaskSet::ErrorHandler {
    public:
     explicit TaskErrors(ExecutorService& service) : service(service) {}
@@ -123,6 +148,7 @@ class ExecutorService {
   LaunchPolicy policy;
   kj::Function<void(kj::StringPtr)> log;
   kj::String bootId;
+  Accounts accounts;
   kj::HashMap<kj::StringPtr, kj::Own<Held>> held;
   // Ids of launches under way: a second launch of the same id is refused.
   kj::HashSet<kj::String> launching;

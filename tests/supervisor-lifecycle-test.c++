@@ -12,6 +12,7 @@
 #include <kj/async-io.h>
 #include <kj/debug.h>
 #include <kj/filesystem.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -29,9 +30,9 @@
 
 #include "executor-rpc/executor-service.h"
 #include "executors/spawn.h"
-#include "tests/loop-disk.h"
 #include "schema/executor.capnp.h"
 #include "schema/held-job.capnp.h"
+#include "tests/loop-disk.h"
 
 namespace runner {
 namespace {
@@ -508,6 +509,51 @@ TEST_F(SupervisorLifecycle, UidsOutsideTheRangeAndRootGroupsAreRefused) {
   EXPECT_EQ(fileText(output), std::to_string(firstUid()) + "\n");
 }
 
+// The supervisor keeps what NSS said of a uid for a while (a lookup of a uid without an account
+// walks every source), but not past a change of /etc/passwd: a uid of the range that gets an
+// account is held to that account's groups at its next launch.
+TEST_F(SupervisorLifecycle, AUidThatGetsAnAccountIsHeldToItsGroupsAtOnce) {
+  if (access("/usr/sbin/useradd", X_OK) != 0) GTEST_SKIP() << "useradd is not installed";
+  struct passwd* jobs = getpwnam("runner-jobs");
+  if (jobs == nullptr) GTEST_SKIP() << "the user runner-jobs does not exist (scripts/install-deps)";
+  uint32_t uid = firstUid() + 7;
+  SupervisorProcess supervisor;
+  supervisor.start();
+  Connection connection(*io, supervisor.socket);
+  auto output = kj::str(supervisor.root, "/out");
+  pid_t pid;
+
+  auto spec = [&](kj::StringPtr id) {
+    JobSpec job;
+    job.id = id;
+    job.argv = shell("id -g");
+    job.uid = uid;
+    job.gid = uid;
+    job.groups = kj::arr(uid);
+    return job;
+  };
+  // Without an account, its own id as group is granted: it is in the range.
+  auto job = connection.launch(spec("before-account"), output, pid);
+  EXPECT_EQ(connection.end(job).exitCode, 0);
+  EXPECT_EQ(fileText(output), std::to_string(uid) + "\n");
+
+  auto name = kj::str("rtest", getpid());
+  auto add = kj::str("/usr/sbin/useradd --no-create-home --no-user-group --uid ", uid,
+                     " --gid runner-jobs --home-dir /nonexistent --shell /usr/sbin/nologin ", name,
+                     " 2>/dev/null");
+  ASSERT_EQ(system(add.cStr()), 0) << add.cStr();
+  KJ_DEFER(system(kj::str("/usr/sbin/userdel ", name, " 2>/dev/null").cStr()));
+
+  KJ_IF_MAYBE (e, connection.tryLaunch(spec("after-account"), output, job, pid)) {
+    EXPECT_TRUE(contains(e->getDescription(),
+                         kj::str("launch refused: gid ", uid, " is not the primary group of uid ",
+                                 uid, " (", jobs->pw_gid, ")")))
+        << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "the uid's new account was not consulted";
+  }
+}
+
 TEST_F(SupervisorLifecycle, HomesAreMadePrivateOrRefusedWhenSomeoneElseOwnsThem) {
   SupervisorProcess supervisor;
   supervisor.start();
@@ -868,7 +914,8 @@ TEST_F(SupervisorLifecycle, ALaunchWhoseRecordTheDiskDoesNotTakeIsRefusedAtTheDe
   auto waited = clock.now() - begin;
   EXPECT_GE(waited, executor_rpc::ExecutorService::DISK_DEADLINE - 500 * kj::MILLISECONDS);
   EXPECT_LT(waited, executor_rpc::ExecutorService::DISK_DEADLINE + 5 * kj::SECONDS);
-  supervisor.waitForLog("launch refused id=frozen: the supervisor's state directory is not answering");
+  supervisor.waitForLog(
+      "launch refused id=frozen: the supervisor's state directory is not answering");
   // Nothing of it ran, and the supervisor still answers at once.
   EXPECT_EQ(processesWith(mark).size(), 0u);
   begin = clock.now();
