@@ -9,23 +9,24 @@
 #include <kj/vector.h>
 #include <signal.h>
 
-#include <algorithm>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
 
+#include "client/quantities.h"
 #include "executor-rpc/remote-executor.h"
 #include "executors/cgroup/cgroup-driver.h"
 #include "executors/host-executors.h"
 #include "executors/mount-namespaces.h"
 #include "executors/threads.h"
+#include "runner/config-file.h"
 #include "runner/credentials.h"
 #include "runner/event-log.h"
 #include "runner/identities.h"
-#include "client/quantities.h"
 #include "runner/job-table.h"
 #include "runner/metrics-http.h"
 #include "runner/output-watcher.h"
@@ -80,9 +81,10 @@ void requireOwnDirectory(kj::StringPtr flag, kj::StringPtr path, uid_t owner) {
   KJ_SYSCALL(stat(path.cStr(), &st), path);
   // Root's is fine too: a root runnerd gives it to its daemon user once the checks pass.
   if ((st.st_uid != owner && st.st_uid != 0) || (st.st_mode & 022) != 0) {
-    KJ_FAIL_REQUIRE(kj::str(flag, " ", path, " must be owned by runnerd's user and writable by it "
-                            "alone (it is owned by uid ", st.st_uid, ", mode ",
-                            octalMode(st.st_mode), ")"));
+    KJ_FAIL_REQUIRE(kj::str(flag, " ", path,
+                            " must be owned by runnerd's user and writable by it "
+                            "alone (it is owned by uid ",
+                            st.st_uid, ", mode ", octalMode(st.st_mode), ")"));
   }
   for (size_t i = path.size(); i-- > 1;) {
     if (path[i] != '/') continue;
@@ -150,109 +152,130 @@ class Runnerd {
       : context(context), argv(argv) {}
 
   kj::MainFunc getMain() {
-    return kj::MainBuilder(context, VERSION,
-                           "Serves runner's job API over mutual TLS 1.3. Clients authenticate "
-                           "with certificates issued by the --tls-ca authority; the common name "
-                           "of a client certificate is its user name. Jobs never run as root: "
-                           "each owner's jobs run as a uid of its own (--users), or all as one "
-                           "--run-as user.")
-        .addOptionWithArg({"listen"}, KJ_BIND_METHOD(*this, setListen), "<host:port>",
-                          "Address to listen on (default 127.0.0.1:7443; port 0 picks a free "
-                          "port, which is logged).")
-        .addOptionWithArg({"metrics-listen"}, KJ_BIND_METHOD(*this, setMetricsListen),
-                          "<host:port>",
-                          "Also serve plain HTTP here, for monitoring: GET /metrics (Prometheus "
-                          "text format) and GET /healthz (200 ok, or 503 and why). No "
-                          "authentication: use an address only the monitoring reaches. Off by "
-                          "default; port 0 picks a free port, which is logged.")
-        .addOptionWithArg({"tls-cert"}, KJ_BIND_METHOD(*this, setCert), "<file>",
-                          "The server's certificate (PEM).")
-        .addOptionWithArg({"tls-key"}, KJ_BIND_METHOD(*this, setKey), "<file>",
-                          "The server certificate's private key (PEM).")
-        .addOptionWithArg({"tls-ca"}, KJ_BIND_METHOD(*this, setCa), "<file>",
-                          "The only CA trusted to issue client certificates (PEM).")
-        .addOptionWithArg({"tls-crl"}, KJ_BIND_METHOD(*this, setCrl), "<file>",
-                          "The CA's certificate revocation list (PEM, as runner-certs revoke "
-                          "keeps it): every handshake checks the client's certificate against "
-                          "it. Re-read with the certificates on SIGHUP.")
-        .addOptionWithArg({"log-dir"}, KJ_BIND_METHOD(*this, setLogDir), "<dir>",
-                          "Where job output files are kept (default /var/log/runner).")
-        .addOptionWithArg({"state-dir"}, KJ_BIND_METHOD(*this, setStateDir), "<dir>",
-                          "Where the job database is kept (default /var/lib/runner).")
-        .addOptionWithArg({"users"}, KJ_BIND_METHOD(*this, setUsers), "<mode>",
-                          "Who each owner's jobs run as (a root runnerd): dynamic (the default) "
-                          "gives every owner a uid and gid of its own from --uid-range, kept in "
-                          "the state database, and a private home <state-dir>/homes/<uid>; "
-                          "accounts runs an owner as the local account of the same name "
-                          "(uid >= --min-uid).")
-        .addOptionWithArg({"uid-range"}, KJ_BIND_METHOD(*this, setUidRange), "<first-last>",
-                          "The uids (and gids) of --users dynamic (default "
-                          "2000000000-2000999999). runnerd refuses to start if the range "
-                          "overlaps an account in /etc/passwd, a group in /etc/group, a range in "
-                          "/etc/subuid or /etc/subgid, or systemd's dynamic users (61184-65519).")
-        .addOptionWithArg({"min-uid"}, KJ_BIND_METHOD(*this, setMinUid), "<uid>",
-                          "The lowest uid --users accounts runs jobs as (default 1000).")
-        .addOptionWithArg({"run-as"}, KJ_BIND_METHOD(*this, setRunAs), "<user>",
-                          "Run every owner's jobs as this one unprivileged user instead: no "
-                          "isolation between owners, for single-tenant use. Excludes --users. "
-                          "A runnerd that does not run as root runs jobs as its own user.")
-        .addOptionWithArg({"executor"}, KJ_BIND_METHOD(*this, setExecutor), "<name>",
-                          "Default executor: local or cgroup (default local).")
-        .addOptionWithArg({"executor-socket"}, KJ_BIND_METHOD(*this, addExecutorSocket),
-                          "<name>=<path>",
-                          "Run the jobs of executor <name> through the process serving "
-                          "schema/executor.capnp on the Unix socket <path> (runner-supervisor, "
-                          "or an executor extension) instead of the supervisor (repeatable). Its "
-                          "jobs outlive runnerd: the next runnerd takes them back.")
-        .addOptionWithArg({"admin"}, KJ_BIND_METHOD(*this, addAdmin), "<user>",
-                          "A user who may stop and read every job (repeatable).")
-        .addOptionWithArg({"cgroup-parent"}, KJ_BIND_METHOD(*this, setCgroupParent), "<path>",
-                          "Parent cgroup of the jobs' cgroups, in every cgroup hierarchy the "
-                          "cgroup executor uses. A path starting with / is taken from the "
-                          "hierarchy's root (e.g. /runner is /sys/fs/cgroup/memory/runner on "
-                          "v1, /sys/fs/cgroup/runner on v2); any other path is below runnerd's "
-                          "own cgroup there, as /proc/self/cgroup lists it. Created (mode 0755) "
-                          "when missing and left in place at exit. Default: runner, a child of "
-                          "runnerd's own cgroup.")
-        .addOptionWithArg({"grace"}, KJ_BIND_METHOD(*this, setGrace), "<seconds>",
-                          "Default grace period of a stop before SIGKILL (default 10).")
-        .addOptionWithArg({"max-connections"}, KJ_BIND_METHOD(*this, setMaxConnections), "<n>",
-                          "Authenticated connections open at once (default 1024).")
-        .addOptionWithArg({"max-connections-per-user"},
-                          KJ_BIND_METHOD(*this, setMaxConnectionsPerUser), "<n>",
-                          "Connections one user may hold open (default 32).")
-        .addOptionWithArg({"max-watches-per-user"}, KJ_BIND_METHOD(*this, setMaxWatchesPerUser),
-                          "<n>",
-                          "Output watches (logs -f, run) one user may hold open over all its "
-                          "connections (default 1024; 256 per connection).")
-        .addOptionWithArg({"idle-timeout"}, KJ_BIND_METHOD(*this, setIdleTimeout), "<seconds>",
-                          "Close a connection that has no call in progress and no output watch "
-                          "and made no call for this long (default 300).")
-        .addOptionWithArg({"max-running-per-user"}, KJ_BIND_METHOD(*this, setMaxRunningPerUser),
-                          "<n>", "Jobs one owner may have running at once (default 256).")
-        .addOptionWithArg({"max-stored-per-user"}, KJ_BIND_METHOD(*this, setMaxStoredPerUser),
-                          "<n>",
-                          "Ended jobs kept per owner (default 10000); past it, or past "
-                          "--max-stored-bytes-per-user, the oldest ended ones are forgotten: "
-                          "record and output.")
-        .addOptionWithArg({"max-stored-bytes-per-user"},
-                          KJ_BIND_METHOD(*this, setMaxStoredBytesPerUser), "<bytes>",
-                          "The size of the records (command, arguments, error) of the ended jobs "
-                          "kept per owner (default 256M).")
-        .addOptionWithArg({"max-stored-bytes"}, KJ_BIND_METHOD(*this, setMaxStoredBytes),
-                          "<bytes>",
-                          "The size of the records of the ended jobs kept over all owners "
-                          "(default 1G); past it, the owner who keeps the most gives way first.")
-        .addOptionWithArg({"max-output"}, KJ_BIND_METHOD(*this, setMaxOutput), "<bytes>",
-                          "Output one job may write (default 64G; K, M, G and T are powers of "
-                          "1024). A job that reaches it is stopped; a spec may ask for less.")
-        .callAfterParsing(KJ_BIND_METHOD(*this, run))
-        .build();
+    flags.clear();
+    kj::MainBuilder builder(context, VERSION,
+                            "Serves runner's job API over mutual TLS 1.3. Clients authenticate "
+                            "with certificates issued by the --tls-ca authority; the common name "
+                            "of a client certificate is its user name. Jobs never run as root: "
+                            "each owner's jobs run as a uid of its own (--users), or all as one "
+                            "--run-as user.");
+    // Every flag that takes a value is also a key of the --config file: one table, one parser
+    // per setting. A flag given on the command line is remembered so that the file's values for
+    // it are left out (for a repeatable flag, all of them).
+    auto flag = [this, &builder](const char* name,
+                                 kj::Function<kj::MainBuilder::Validity(kj::StringPtr)> set,
+                                 kj::StringPtr argumentTitle, kj::StringPtr helpText) {
+      size_t index = flags.size();
+      flags.add(Flag{name, kj::mv(set)});
+      builder.addOptionWithArg(
+          {name},
+          [this, index](kj::StringPtr value) {
+            givenOnCommandLine.add(flags[index].name);
+            return flags[index].set(value);
+          },
+          argumentTitle, helpText);
+    };
+    builder.addOptionWithArg({"config"}, KJ_BIND_METHOD(*this, setConfig), "<file>",
+                             "Read settings from <file> first: one a line, KEY = VALUE (or KEY "
+                             "VALUE), each key a flag below without its --; a repeatable flag "
+                             "repeats; # starts a comment. A flag on the command line overrides "
+                             "the file's values for it. Re-read on SIGHUP.");
+    flag("listen", KJ_BIND_METHOD(*this, setListen), "<host:port>",
+         "Address to listen on (default 127.0.0.1:7443; port 0 picks a free "
+         "port, which is logged).");
+    flag("metrics-listen", KJ_BIND_METHOD(*this, setMetricsListen), "<host:port>",
+         "Also serve plain HTTP here, for monitoring: GET /metrics (Prometheus "
+         "text format) and GET /healthz (200 ok, or 503 and why). No "
+         "authentication: use an address only the monitoring reaches. Off by "
+         "default; port 0 picks a free port, which is logged.");
+    flag("tls-cert", KJ_BIND_METHOD(*this, setCert), "<file>", "The server's certificate (PEM).");
+    flag("tls-key", KJ_BIND_METHOD(*this, setKey), "<file>",
+         "The server certificate's private key (PEM).");
+    flag("tls-ca", KJ_BIND_METHOD(*this, setCa), "<file>",
+         "The only CA trusted to issue client certificates (PEM).");
+    flag("tls-crl", KJ_BIND_METHOD(*this, setCrl), "<file>",
+         "The CA's certificate revocation list (PEM, as runner-certs revoke "
+         "keeps it): every handshake checks the client's certificate against "
+         "it. Re-read with the certificates on SIGHUP.");
+    flag("log-dir", KJ_BIND_METHOD(*this, setLogDir), "<dir>",
+         "Where job output files are kept (default /var/log/runner).");
+    flag("state-dir", KJ_BIND_METHOD(*this, setStateDir), "<dir>",
+         "Where the job database is kept (default /var/lib/runner).");
+    flag("users", KJ_BIND_METHOD(*this, setUsers), "<mode>",
+         "Who each owner's jobs run as (a root runnerd): dynamic (the default) "
+         "gives every owner a uid and gid of its own from --uid-range, kept in "
+         "the state database, and a private home <state-dir>/homes/<uid>; "
+         "accounts runs an owner as the local account of the same name "
+         "(uid >= --min-uid).");
+    flag("uid-range", KJ_BIND_METHOD(*this, setUidRange), "<first-last>",
+         "The uids (and gids) of --users dynamic (default "
+         "2000000000-2000999999). runnerd refuses to start if the range "
+         "overlaps an account in /etc/passwd, a group in /etc/group, a range in "
+         "/etc/subuid or /etc/subgid, or systemd's dynamic users (61184-65519).");
+    flag("min-uid", KJ_BIND_METHOD(*this, setMinUid), "<uid>",
+         "The lowest uid --users accounts runs jobs as (default 1000).");
+    flag("run-as", KJ_BIND_METHOD(*this, setRunAs), "<user>",
+         "Run every owner's jobs as this one unprivileged user instead: no "
+         "isolation between owners, for single-tenant use. Excludes --users. "
+         "A runnerd that does not run as root runs jobs as its own user.");
+    flag("executor", KJ_BIND_METHOD(*this, setExecutor), "<name>",
+         "Default executor: local or cgroup (default local).");
+    flag("executor-socket", KJ_BIND_METHOD(*this, addExecutorSocket), "<name>=<path>",
+         "Run the jobs of executor <name> through the process serving "
+         "schema/executor.capnp on the Unix socket <path> (runner-supervisor, "
+         "or an executor extension) instead of the supervisor (repeatable). Its "
+         "jobs outlive runnerd: the next runnerd takes them back.");
+    flag("admin", KJ_BIND_METHOD(*this, addAdmin), "<user>",
+         "A user who may stop and read every job (repeatable).");
+    flag("cgroup-parent", KJ_BIND_METHOD(*this, setCgroupParent), "<path>",
+         "Parent cgroup of the jobs' cgroups, in every cgroup hierarchy the "
+         "cgroup executor uses. A path starting with / is taken from the "
+         "hierarchy's root (e.g. /runner is /sys/fs/cgroup/memory/runner on "
+         "v1, /sys/fs/cgroup/runner on v2); any other path is below runnerd's "
+         "own cgroup there, as /proc/self/cgroup lists it. Created (mode 0755) "
+         "when missing and left in place at exit. Default: runner, a child of "
+         "runnerd's own cgroup.");
+    flag("grace", KJ_BIND_METHOD(*this, setGrace), "<seconds>",
+         "Default grace period of a stop before SIGKILL (default 10).");
+    flag("max-connections", KJ_BIND_METHOD(*this, setMaxConnections), "<n>",
+         "Authenticated connections open at once (default 1024).");
+    flag("max-connections-per-user", KJ_BIND_METHOD(*this, setMaxConnectionsPerUser), "<n>",
+         "Connections one user may hold open (default 32).");
+    flag("max-watches-per-user", KJ_BIND_METHOD(*this, setMaxWatchesPerUser), "<n>",
+         "Output watches (logs -f, run) one user may hold open over all its "
+         "connections (default 1024; 256 per connection).");
+    flag("idle-timeout", KJ_BIND_METHOD(*this, setIdleTimeout), "<seconds>",
+         "Close a connection that has no call in progress and no output watch "
+         "and made no call for this long (default 300).");
+    flag("max-running-per-user", KJ_BIND_METHOD(*this, setMaxRunningPerUser), "<n>",
+         "Jobs one owner may have running at once (default 256).");
+    flag("max-stored-per-user", KJ_BIND_METHOD(*this, setMaxStoredPerUser), "<n>",
+         "Ended jobs kept per owner (default 10000); past it, or past "
+         "--max-stored-bytes-per-user, the oldest ended ones are forgotten: "
+         "record and output.");
+    flag("max-stored-bytes-per-user", KJ_BIND_METHOD(*this, setMaxStoredBytesPerUser), "<bytes>",
+         "The size of the records (command, arguments, error) of the ended jobs "
+         "kept per owner (default 256M).");
+    flag("max-stored-bytes", KJ_BIND_METHOD(*this, setMaxStoredBytes), "<bytes>",
+         "The size of the records of the ended jobs kept over all owners "
+         "(default 1G); past it, the owner who keeps the most gives way first.");
+    flag("max-output", KJ_BIND_METHOD(*this, setMaxOutput), "<bytes>",
+         "Output one job may write (default 64G; K, M, G and T are powers of "
+         "1024). A job that reaches it is stopped; a spec may ask for less.");
+    return builder.callAfterParsing(KJ_BIND_METHOD(*this, run)).build();
   }
 
  private:
   kj::ProcessContext& context;
   kj::ArrayPtr<char* const> argv;
+  // The flags that take a value, by name: the keys of the --config file.
+  struct Flag {
+    kj::StringPtr name;
+    kj::Function<kj::MainBuilder::Validity(kj::StringPtr)> set;
+  };
+  kj::Vector<Flag> flags;
+  kj::Vector<kj::StringPtr> givenOnCommandLine;
+  kj::Maybe<kj::String> configPath;
   // Set on a reload's parse: the arguments are checked, nothing is started.
   bool parseOnly = false;
   kj::String listen = kj::str("127.0.0.1:7443");
@@ -463,7 +486,45 @@ class Runnerd {
     return true;
   }
 
+  kj::MainBuilder::Validity setConfig(kj::StringPtr v) {
+    if (v.size() == 0) return "--config needs a file";
+    configPath = kj::str(v);
+    return true;
+  }
+
+  // Sets what the --config file says, through the flags' own callbacks, except the flags the
+  // command line gave. Throws one line, "FILE:LINE: why", for the first setting refused.
+  void applyConfigFile(kj::StringPtr path) {
+    for (auto& entry : readConfigFile(path)) {
+      auto where = [&]() { return kj::str(path, ':', entry.line, ": "); };
+      auto known = std::find_if(flags.begin(), flags.end(),
+                                [&](const Flag& f) { return f.name == entry.key; });
+      if (known == flags.end()) {
+        kj::throwFatalException(
+            kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                          kj::str(where(), "unknown key ", entry.key,
+                                  " (the keys are runnerd's flags that "
+                                  "take a value, without their --; see runnerd --help)")));
+      }
+      if (std::find(givenOnCommandLine.begin(), givenOnCommandLine.end(), known->name) !=
+          givenOnCommandLine.end()) {
+        continue;
+      }
+      KJ_IF_MAYBE (error, known->set(entry.value).releaseError()) {
+        kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                              kj::str(where(), *error)));
+      }
+    }
+  }
+
   kj::MainBuilder::Validity run() {
+    // Read now, after the command line, so that its flags are known to override the file's; on a
+    // reload, this runs off the event loop (readConfiguration()).
+    KJ_IF_MAYBE (path, configPath) {
+      KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { applyConfigFile(*path); })) {
+        context.exitError(kj::str(context.getProgramName(), ": ", e->getDescription()));
+      }
+    }
     if (certPath.size() == 0 || keyPath.size() == 0 || caPath.size() == 0) {
       return "--tls-cert, --tls-key and --tls-ca are required";
     }
@@ -504,8 +565,9 @@ class Runnerd {
   void prepareIdentities() {
     if (geteuid() != 0) {
       if (users != nullptr) {
-        KJ_FAIL_REQUIRE("--users needs a runnerd started as root (an unprivileged runnerd runs "
-                        "every job as its own user)");
+        KJ_FAIL_REQUIRE(
+            "--users needs a runnerd started as root (an unprivileged runnerd runs "
+            "every job as its own user)");
       }
       identityMode = IdentityMode::OWN_USER;
       return;
@@ -531,8 +593,10 @@ class Runnerd {
     KJ_ASSERT(real != nullptr, "realpath", stateDir, strerror(errno));
     KJ_DEFER(free(real));
     KJ_IF_MAYBE (hidden, executors::underPrivateTmpfs(real)) {
-      KJ_FAIL_REQUIRE(kj::str("jobs could not reach their homes in ", stateDir, "/homes: every job "
-                              "has a private ", *hidden, "; choose a --state-dir elsewhere"));
+      KJ_FAIL_REQUIRE(kj::str("jobs could not reach their homes in ", stateDir,
+                              "/homes: every job "
+                              "has a private ",
+                              *hidden, "; choose a --state-dir elsewhere"));
     }
     struct stat st;
     for (size_t i = 1; i < stateDir.size(); i++) {
@@ -540,9 +604,10 @@ class Runnerd {
       auto ancestor = kj::str(stateDir.slice(0, i));
       KJ_SYSCALL(stat(ancestor.cStr(), &st), ancestor);
       if ((st.st_mode & 0001) == 0) {
-        KJ_FAIL_REQUIRE(kj::str("jobs could not reach their homes in ", stateDir, "/homes: ",
-                                ancestor, " is not searchable by other users (mode ",
-                                octalMode(st.st_mode), "); make it so or choose another "
+        KJ_FAIL_REQUIRE(kj::str("jobs could not reach their homes in ", stateDir,
+                                "/homes: ", ancestor, " is not searchable by other users (mode ",
+                                octalMode(st.st_mode),
+                                "); make it so or choose another "
                                 "--state-dir"));
       }
     }
@@ -577,8 +642,7 @@ class Runnerd {
       case IdentityMode::ACCOUNTS:
         return newAccountIdentities(minUid);
       case IdentityMode::DYNAMIC:
-        return newDynamicIdentities(store, uidRange, kj::str(stateDir, "/homes"), log,
-                                    !supervised);
+        return newDynamicIdentities(store, uidRange, kj::str(stateDir, "/homes"), log, !supervised);
     }
     KJ_UNREACHABLE;
   }
@@ -640,12 +704,13 @@ class Runnerd {
     auto orNone = [](const kj::Maybe<kj::String>& v) {
       return v.map([](const kj::String& s) { return kj::str(s); }).orDefault(kj::str("(none)"));
     };
-    auto sockets = KJ_MAP(socket, executorSockets) { return kj::str(socket.name, '=', socket.path); };
+    auto sockets = KJ_MAP(socket, executorSockets) {
+      return kj::str(socket.name, '=', socket.path);
+    };
     return kj::arr(
         Setting{"listen", kj::str(listen)}, Setting{"metrics-listen", orNone(metricsListen)},
-        Setting{"log-dir", kj::str(logDir)},
-        Setting{"state-dir", kj::str(stateDir)}, Setting{"run-as", orNone(runAs)},
-        Setting{"users", orNone(users)},
+        Setting{"log-dir", kj::str(logDir)}, Setting{"state-dir", kj::str(stateDir)},
+        Setting{"run-as", orNone(runAs)}, Setting{"users", orNone(users)},
         Setting{"uid-range", kj::str(uidRange.first, '-', uidRange.last)},
         Setting{"min-uid", kj::str(minUid)}, Setting{"executor", kj::str(executor)},
         Setting{"executor-socket", kj::strArray(sockets, ",")},
@@ -672,14 +737,17 @@ class Runnerd {
 
   // Parses the arguments again and reads the TLS files they name, off the event loop (a disk
   // that does not answer holds up nothing but the reload). Rejects with one line.
-  kj::Promise<kj::Own<Reloaded>> readConfiguration(kj::Timer& timer, kj::Duration handshakeTimeout) {
+  kj::Promise<kj::Own<Reloaded>> readConfiguration(kj::Timer& timer,
+                                                   kj::Duration handshakeTimeout) {
     auto programName = kj::str(context.getProgramName());
     auto args = argv;
     return executors::runOffLoop<kj::Own<Reloaded>>(
         [programName = kj::mv(programName), args, &timer, handshakeTimeout]() {
           auto reloaded = kj::heap<Reloaded>(programName, args);
           reloaded->settings->parseOnly = true;
-          auto params = KJ_MAP(arg, args.slice(1, args.size())) { return kj::StringPtr(arg); };
+          auto params = KJ_MAP(arg, args.slice(1, args.size())) {
+            return kj::StringPtr(arg);
+          };
           reloaded->settings->getMain()(programName, params);
           reloaded->tls =
               kj::heap<tls::ServerTls>(reloaded->settings->tlsFiles(), timer, handshakeTimeout);
@@ -693,25 +761,21 @@ class Runnerd {
   // load, are refused with one line and everything stays as it was.
   kj::Promise<void> reloadOnSignal(kj::UnixEventPort& port, kj::Timer& timer, Server& server,
                                    kj::Own<tls::ServerTls>& current, EventLog& log) {
-    return port.onSignal(SIGHUP).then([this, &port, &timer, &server, &current,
-                                       &log](siginfo_t) {
+    return port.onSignal(SIGHUP).then([this, &port, &timer, &server, &current, &log](siginfo_t) {
       return readConfiguration(timer, current->getHandshakeTimeout())
-          .then(
-              [this, &server, &current, &log](kj::Own<Reloaded> reloaded) {
-                apply(*reloaded, server, current, log);
-              },
-              [&log](kj::Exception&& e) {
-                log("reload on SIGHUP refused: ", e.getDescription(),
-                    "; the configuration in force stays");
-              })
+          .then([this, &server, &current,
+                 &log](kj::Own<Reloaded> reloaded) { apply(*reloaded, server, current, log); },
+                [&log](kj::Exception&& e) {
+                  log("reload on SIGHUP refused: ", e.getDescription(),
+                      "; the configuration in force stays");
+                })
           .then([this, &port, &timer, &server, &current, &log]() {
             return reloadOnSignal(port, timer, server, current, log);
           });
     });
   }
 
-  void apply(Reloaded& reloaded, Server& server, kj::Own<tls::ServerTls>& current,
-             EventLog& log) {
+  void apply(Reloaded& reloaded, Server& server, kj::Own<tls::ServerTls>& current, EventLog& log) {
     auto& fresh = *reloaded.settings;
     auto before = settings();
     auto after = fresh.settings();
@@ -723,7 +787,9 @@ class Runnerd {
     }
     auto& was = current->summary();
     auto& now = reloaded.tls->summary();
-    auto changed = [](kj::StringPtr a, kj::StringPtr b) { return a == b ? "unchanged" : "changed"; };
+    auto changed = [](kj::StringPtr a, kj::StringPtr b) {
+      return a == b ? "unchanged" : "changed";
+    };
     log("reload: certificate ", now.certificate, " (", changed(was.certificate, now.certificate),
         "); CA ", now.ca, " (", changed(was.ca, now.ca), ")");
     auto revoked = [](const kj::Maybe<size_t>& n) {
@@ -741,7 +807,8 @@ class Runnerd {
       }
     }
     if (added.size() > 0 || removed.size() > 0) {
-      log("reload: admins now ", fresh.admins.size() == 0 ? kj::str("(none)") : kj::strArray(fresh.admins, ", "),
+      log("reload: admins now ",
+          fresh.admins.size() == 0 ? kj::str("(none)") : kj::strArray(fresh.admins, ", "),
           added.size() > 0 ? kj::str("; added ", kj::strArray(added, ", ")) : kj::str(),
           removed.size() > 0 ? kj::str("; removed ", kj::strArray(removed, ", ")) : kj::str());
     }
@@ -750,7 +817,9 @@ class Runnerd {
     caPath = kj::mv(fresh.caPath);
     crlPath = kj::mv(fresh.crlPath);
     admins = kj::mv(fresh.admins);
-    auto serverAdmins = KJ_MAP(name, admins) { return kj::str(name); };
+    auto serverAdmins = KJ_MAP(name, admins) {
+      return kj::str(name);
+    };
     server.reload(*reloaded.tls, kj::mv(serverAdmins));
     // Handshakes under way hold the TLS state they began with (OpenSSL counts its references),
     // not this object; the one before is kept a reload longer all the same.
@@ -773,7 +842,8 @@ class Runnerd {
                  })) {
       // KJ's text is "...syscall(...): reason; address"; the reason is what a user needs.
       auto description = e->getDescription();
-      auto text = kj::str(description.slice(0, description.findFirst(';').orDefault(description.size())));
+      auto text =
+          kj::str(description.slice(0, description.findFirst(';').orDefault(description.size())));
       kj::StringPtr reason = text;
       for (size_t i = 0; i + 1 < text.size(); i++) {
         if (text[i] == ':' && text[i + 1] == ' ') reason = text.slice(i + 2);
@@ -878,11 +948,12 @@ class Runnerd {
       for (int attempt = 0;; attempt++) {
         auto failure = kj::runCatchingExceptions([&]() { connectionTo(path); });
         if (failure == nullptr) break;
-        if (attempt >= 1000 || (startedSupervisor != 0 && kill(startedSupervisor, 0) < 0 && errno == ESRCH)) {
-          KJ_FAIL_REQUIRE(kj::str("the supervisor does not answer on ", path, ": ",
-                                  KJ_ASSERT_NONNULL(failure).getDescription(),
-                                  startedSupervisor != 0 ? "; it exited (see its lines above)"
-                                                         : ""));
+        if (attempt >= 1000 ||
+            (startedSupervisor != 0 && kill(startedSupervisor, 0) < 0 && errno == ESRCH)) {
+          KJ_FAIL_REQUIRE(
+              kj::str("the supervisor does not answer on ", path, ": ",
+                      KJ_ASSERT_NONNULL(failure).getDescription(),
+                      startedSupervisor != 0 ? "; it exited (see its lines above)" : ""));
         }
         usleep(10000);
       }
@@ -891,13 +962,11 @@ class Runnerd {
         if (namedBySocket(name)) continue;
         executorSet.add(connection.executor(name).wait(io.waitScope));
       }
-      log("executors ", kj::strArray(executorSet.names(), ", "), " run their jobs through ",
-          path);
+      log("executors ", kj::strArray(executorSet.names(), ", "), " run their jobs through ", path);
     } else {
       executors::HostExecutorOptions hostOptions;
-      hostOptions.cgroupParent =
-          cgroupParent.map([](kj::String& p) -> kj::StringPtr { return p; })
-              .orDefault(executors::cgroup::DEFAULT_CGROUP_PARENT);
+      hostOptions.cgroupParent = cgroupParent.map([](kj::String& p) -> kj::StringPtr { return p; })
+                                     .orDefault(executors::cgroup::DEFAULT_CGROUP_PARENT);
       hostOptions.wanted = [&](kj::StringPtr name) { return !namedBySocket(name); };
       // Without a writable cgroup hierarchy, runnerd still serves the local executor, unless
       // cgroup was asked for.
@@ -930,12 +999,14 @@ class Runnerd {
     DescriptorGauge gauge(descriptors, DESCRIPTORS_REFUSED_AT);
     serverLimits.perConnection.descriptors = &gauge;
     log("limits: ", serverLimits.connections, " connections, per user ",
-        serverLimits.connectionsPerUser, " connections, ", serverLimits.perConnection.watchesPerUser,
-        " watches, ", maxRunningPerUser, " running jobs (", perUser, " of ", descriptors,
+        serverLimits.connectionsPerUser, " connections, ",
+        serverLimits.perConnection.watchesPerUser, " watches, ", maxRunningPerUser,
+        " running jobs (", perUser, " of ", descriptors,
         " descriptors); idle connections close after ", serverLimits.idleTimeout,
         "; output per job ", maxOutputBytes, " bytes");
-    Server server(table, *tls, io.provider->getTimer(), log,
-                  KJ_MAP(name, admins) { return kj::str(name); }, kj::mv(serverLimits));
+    Server server(
+        table, *tls, io.provider->getTimer(), log, KJ_MAP(name, admins) { return kj::str(name); },
+        kj::mv(serverLimits));
     // Off the event loop's path: what it shows is kept as things change (service-metrics.h).
     MetricsSources metricsSources{table, server, connections.asPtr(), gauge, nullptr};
     kj::Maybe<kj::Own<MetricsHttp>> metrics;
@@ -956,8 +1027,8 @@ class Runnerd {
           " per request)");
     }
     auto host = listen.slice(0, listen.findLast(':').orDefault(listen.size()));
-    log("runnerd listening on ", host, ":", listener->getPort(),
-        " executor=", executor, "; jobs run as ", table.config().identities->describe());
+    log("runnerd listening on ", host, ":", listener->getPort(), " executor=", executor,
+        "; jobs run as ", table.config().identities->describe());
 
     kj::UnixEventPort::captureSignal(SIGTERM);
     kj::UnixEventPort::captureSignal(SIGINT);
@@ -994,7 +1065,8 @@ class Runnerd {
       // the same: the others are still waited for.
       if (!job->hasEnded() && !keptElsewhere) {
         stopping.add(job->stop(2 * kj::SECONDS).catch_([&log, job](kj::Exception&& e) {
-          log("job ", job->id(), " stopped, but its end was not on disk in time: ", e.getDescription());
+          log("job ", job->id(),
+              " stopped, but its end was not on disk in time: ", e.getDescription());
         }));
       }
     }

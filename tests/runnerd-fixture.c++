@@ -3,19 +3,21 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <kj/debug.h>
 #include <kj/filesystem.h>
 #include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
-#include <grp.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "certs/authority.h"
 #include "certs/credential-files.h"
@@ -66,9 +68,11 @@ uint32_t pickFirstUid() {
 
 }  // namespace
 
-RunnerdFixture::RunnerdFixture(kj::ArrayPtr<const kj::StringPtr> extraFlags)
+RunnerdFixture::RunnerdFixture(kj::ArrayPtr<const kj::StringPtr> extraFlags,
+                               kj::ArrayPtr<const kj::StringPtr> withoutFlags)
     : io(kj::setupAsyncIo()),
       extraFlags(KJ_MAP(flag, extraFlags) { return kj::str(flag); }),
+      withoutFlags(KJ_MAP(name, withoutFlags) { return kj::str("--", name, "="); }),
       firstUid(pickFirstUid()) {
   // Not /tmp or /var/tmp: every job has private ones, and jobs read what tests put here.
   mkdir("/var/lib/runner-tests", 0755);
@@ -150,9 +154,15 @@ void RunnerdFixture::start() {
   argv.add(kj::str("--admin=admin"));
   argv.add(kj::str("--grace=2"));
   argv.add(kj::str("--uid-range=", firstUid, "-", firstUid + UIDS - 1));
+  size_t own = argv.size();
   for (auto& flag : extraFlags) argv.add(kj::str(flag));
   kj::Vector<char*> raw;
-  for (auto& arg : argv) raw.add(arg.begin());
+  for (auto i : kj::indices(argv)) {
+    auto& arg = argv[i];
+    bool left = i < own && std::any_of(withoutFlags.begin(), withoutFlags.end(),
+                                       [&](const kj::String& p) { return arg.startsWith(p); });
+    if (!left) raw.add(arg.begin());
+  }
   raw.add(nullptr);
 
   posix_spawn_file_actions_t actions;

@@ -18,8 +18,10 @@ kj::Maybe<kj::String> cannotRunServer();
 class RunnerdFixture {
  public:
   // `extraFlags` are appended to runnerd's command line at every start, e.g.
-  // {"--executor=cgroup"}.
-  explicit RunnerdFixture(kj::ArrayPtr<const kj::StringPtr> extraFlags = nullptr);
+  // {"--executor=cgroup"}. `withoutFlags` names flags of the fixture's own (e.g. "admin") left
+  // off that command line, for a test whose --config file is to give them.
+  explicit RunnerdFixture(kj::ArrayPtr<const kj::StringPtr> extraFlags = nullptr,
+                          kj::ArrayPtr<const kj::StringPtr> withoutFlags = nullptr);
   ~RunnerdFixture() noexcept(false);
   KJ_DISALLOW_COPY(RunnerdFixture);
 
@@ -90,6 +92,7 @@ class RunnerdFixture {
  private:
   kj::String root;
   kj::Array<kj::String> extraFlags;
+  kj::Array<kj::String> withoutFlags;
   uint32_t firstUid;
   kj::String addr;
   pid_t serverPid = 0;
