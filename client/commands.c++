@@ -121,8 +121,20 @@ int runJob(CommandIo& cmd, api::JobSpec::Reader spec) {
   auto id = kj::str(starting.wait(waitScope).getInfo().getId());
   auto subscription = watching.wait(waitScope).getHandle();
 
-  return whenOutputEnds(kj::mv(output.ended), reportJobEnd)
-      .exclusiveJoin(failOnDisconnect(cmd.connection))
+  // Nobody reads the output any more (`runctl run -- yes | head -1`): the job stops as on Ctrl-C,
+  // quietly, and runctl exits as a writer into a closed pipe does.
+  auto ended =
+      whenOutputEnds(kj::mv(output.ended), reportJobEnd)
+          .then([job](int code) mutable -> kj::Promise<int> {
+            if (code != EXIT_OUTPUT_CLOSED) return code;
+            return job.stopRequest().send().then(
+                [](auto&&) { return EXIT_OUTPUT_CLOSED; },
+                [](kj::Exception&& exception) {
+                  writeError(kj::str("cannot stop the job: ", cleanErrorMessage(exception)));
+                  return EXIT_OUTPUT_CLOSED;
+                });
+          });
+  return ended.exclusiveJoin(failOnDisconnect(cmd.connection))
       .exclusiveJoin(stopOnInterrupt(cmd.io.unixEventPort, kj::mv(job), kj::mv(id)))
       .wait(waitScope);
 }

@@ -99,6 +99,11 @@ void RunctlProcess::signal(int number) {
   KJ_SYSCALL(kill(pid, number));
 }
 
+void RunctlProcess::closeStdout() {
+  outPipe = nullptr;
+  outOpen = false;
+}
+
 void RunctlProcess::readSome() {
   struct pollfd fds[2] = {{outOpen ? outPipe.get() : -1, POLLIN, 0},
                           {errOpen ? errPipe.get() : -1, POLLIN, 0}};

@@ -48,6 +48,9 @@ class RunctlProcess {
   // Sends signal `number` to runctl.
   void signal(int number);
 
+  // Closes this end of runctl's stdout, as `| head -1` does once it has its line.
+  void closeStdout();
+
   // Reads stdout and stderr to their end and reaps runctl. Call once.
   RunctlResult finish();
 

@@ -125,6 +125,40 @@ TEST_F(RunctlEndToEnd, InterruptingRunStopsTheJobAndWaitsForItsEnd) {
   EXPECT_NE(result.err.find("runctl: stopping job "), std::string::npos) << result.err;
 }
 
+// `runctl run -- yes | head -1`: once nobody reads the output, the job stops as on Ctrl-C and
+// runctl exits quietly as a writer into a closed pipe does, rather than leaving the job writing.
+TEST_F(RunctlEndToEnd, RunWhoseOutputIsClosedStopsTheJobAndExits141) {
+  auto child = spawnRunctl({"run", "--", "yes", "closed-pipe-marker"});
+  child->readStdoutUntil("closed-pipe-marker\n");
+  child->closeStdout();
+  auto result = child->finish();
+  EXPECT_EQ(result.status, 128 + SIGPIPE);
+  EXPECT_EQ(result.err, "");
+
+  auto list = runctl({"list"});
+  ASSERT_EQ(list.status, 0) << list.err;
+  auto at = list.out.find("yes closed-pipe-marker");
+  ASSERT_NE(at, std::string::npos) << list.out;
+  auto line = list.out.substr(list.out.rfind('\n', at) + 1, at - list.out.rfind('\n', at) - 1);
+  EXPECT_NE(line.find("  stopped"), std::string::npos) << list.out;
+}
+
+TEST_F(RunctlEndToEnd, LogsWhoseOutputIsClosedExit141Quietly) {
+  auto started = runctl({"start", "--", "yes", "logs-closed-marker"});
+  ASSERT_EQ(started.status, 0) << started.err;
+  auto id = trimmed(started.out);
+  auto child = spawnRunctl({"logs", "-f", id.c_str()});
+  child->readStdoutUntil("logs-closed-marker\n");
+  child->closeStdout();
+  auto result = child->finish();
+  EXPECT_EQ(result.status, 128 + SIGPIPE);
+  EXPECT_EQ(result.err, "");
+  // Only the follower went: the job itself runs on until it is stopped.
+  auto status = runctl({"status", id.c_str()});
+  EXPECT_NE(status.out.find("State:        running\n"), std::string::npos) << status.out;
+  EXPECT_EQ(runctl({"stop", id.c_str()}).status, 0);
+}
+
 TEST_F(RunctlEndToEnd, StartStatusListStopAndWaitTellTheSameStory) {
   auto started = runctl({"start", "sleep", "60"});
   ASSERT_EQ(started.status, 0) << started.err;
@@ -261,7 +295,8 @@ TEST_F(RunctlEndToEnd, AnOutputDirectoryRunnerdCannotWriteFailsTheStartInOneLine
       EXPECT_EQ(result.status, 1);
       EXPECT_TRUE(isOneLine(result.err)) << result.err;
       // No server path: the reason only.
-      EXPECT_EQ(result.err, "runctl: cannot create the job's output file: Operation not permitted\n")
+      EXPECT_EQ(result.err,
+                "runctl: cannot create the job's output file: Operation not permitted\n")
           << result.err;
     }
   }
