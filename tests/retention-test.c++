@@ -336,46 +336,62 @@ TEST_F(Retention, RetentionFlagsRefuseValuesOutOfRange) {
 }
 
 // Jobs that each leave 8 KiB of output: what the state and log directories hold goes back down
-// once they are removed. RETENTION_DISK_JOBS sets how many (300 by default).
+// once they are removed. RETENTION_DISK_JOBS sets how many (300 by default). The state is
+// measured with runnerd stopped: SQLite's write-ahead log grows to about 4 MiB between
+// checkpoints whatever the jobs, and is folded into the database and deleted when runnerd closes
+// it.
 TEST_F(Retention, PruneGivesTheDiskBack) {
   size_t count = 300;
   if (const char* env = getenv("RETENTION_DISK_JOBS")) count = strtoul(env, nullptr, 10);
   RunnerdFixture f;
   auto state = kj::str(f.dir(), "/state");
   auto logs = kj::str(f.dir(), "/logs");
+  f.stop();
   uint64_t stateAtStart = diskUse(state), logsAtStart = diskUse(logs);
+  f.start();
 
-  auto alice = f.connect("alice");
-  // A batch at a time, under the per-user limit of running jobs.
-  for (size_t done = 0; done < count;) {
-    kj::Vector<kj::Promise<void>> ends;
-    for (size_t i = 0; i < 100 && done < count; i++, done++) {
-      auto request = alice->manager.startRequest();
-      auto spec = request.initSpec();
-      spec.setCommand("head");
-      auto args = spec.initArgs(2);
-      args.set(0, "-c8192");
-      args.set(1, "/dev/zero");
-      ends.add(request.send().getJob().waitRequest().send().ignoreResult());
+  {
+    auto alice = f.connect("alice");
+    // A batch at a time, under the per-user limit of running jobs.
+    for (size_t done = 0; done < count;) {
+      kj::Vector<kj::Promise<void>> ends;
+      for (size_t i = 0; i < 100 && done < count; i++, done++) {
+        auto request = alice->manager.startRequest();
+        auto spec = request.initSpec();
+        spec.setCommand("head");
+        auto args = spec.initArgs(2);
+        args.set(0, "-c8192");
+        args.set(1, "/dev/zero");
+        ends.add(request.send().getJob().waitRequest().send().ignoreResult());
+      }
+      kj::joinPromises(ends.releaseAsArray()).wait(f.io.waitScope);
     }
-    kj::joinPromises(ends.releaseAsArray()).wait(f.io.waitScope);
   }
+  uint64_t stateLive = diskUse(state);
+  f.stop();
   uint64_t stateFull = diskUse(state), logsFull = diskUse(logs);
+  f.start();
 
   auto pruned = testing::runctl(f, {"prune"});
   EXPECT_EQ(pruned.status, 0) << pruned.err;
-  EXPECT_EQ(pruned.out.rfind(kj::str("removed ", count, " jobs, freed ").cStr(), 0), 0u)
-      << pruned.out;
+  auto expected = kj::str("removed ", count, " jobs, freed ");
+  EXPECT_EQ(pruned.out.rfind(expected.cStr(), 0), 0u) << pruned.out;
+  EXPECT_TRUE(contains(pruned.out.c_str(), "MiB\n")) << pruned.out;
+  uint64_t stateLivePruned = diskUse(state);
+  f.stop();
   uint64_t stateAfter = diskUse(state), logsAfter = diskUse(logs);
-  printf("jobs=%zu state: start=%lu full=%lu pruned=%lu; logs: start=%lu full=%lu pruned=%lu\n",
-         count, (unsigned long)stateAtStart, (unsigned long)stateFull, (unsigned long)stateAfter,
-         (unsigned long)logsAtStart, (unsigned long)logsFull, (unsigned long)logsAfter);
+  printf(
+      "jobs=%zu state (bytes on disk, runnerd stopped): start=%lu full=%lu pruned=%lu "
+      "(running: full=%lu pruned=%lu); logs: start=%lu full=%lu pruned=%lu\n",
+      count, (unsigned long)stateAtStart, (unsigned long)stateFull, (unsigned long)stateAfter,
+      (unsigned long)stateLive, (unsigned long)stateLivePruned, (unsigned long)logsAtStart,
+      (unsigned long)logsFull, (unsigned long)logsAfter);
 
   // The output files are gone (what is left is the directory itself and its spares).
   EXPECT_GE(logsFull, logsAtStart + count * 8192);
   EXPECT_LT(logsAfter, logsAtStart + (logsFull - logsAtStart) / 10);
-  // The database gives its pages back (auto_vacuum = INCREMENTAL).
-  EXPECT_LT(stateAfter, stateFull);
+  // The database gives the pages of the removed jobs back (auto_vacuum = INCREMENTAL).
+  EXPECT_LT(stateAfter, stateAtStart + (stateFull - stateAtStart) / 2);
 }
 
 }  // namespace
