@@ -131,13 +131,20 @@ int showLogs(CommandIo& cmd, kj::StringPtr id, bool follow) {
   auto getRequest = cmd.connection.jobManager().getRequest();
   getRequest.setId(id);
   auto output = watchIntoFd(STDOUT_FILENO);
-  auto watchRequest = getRequest.send().getJob().watchOutputRequest();
+  auto job = getRequest.send().getJob();
+  auto watchRequest = job.watchOutputRequest();
   watchRequest.setSink(kj::mv(output.sink));
   watchRequest.setFromOffset(0);
   watchRequest.setFollow(follow);
   auto subscription = watchRequest.send().wait(cmd.io.waitScope).getHandle();
 
   return whenOutputEnds(kj::mv(output.ended), [](api::JobInfo::Reader) { return EXIT_OK; })
+      .catch_([job](kj::Exception&& e) mutable -> kj::Promise<int> {
+        // The server let go of the output early: when the job was removed meanwhile, its answer
+        // says so, which tells more than that the output ended.
+        return job.infoRequest().send().then(
+            [e = kj::mv(e)](auto&&) mutable -> int { kj::throwFatalException(kj::mv(e)); });
+      })
       .exclusiveJoin(failOnDisconnect(cmd.connection))
       .wait(cmd.io.waitScope);
 }

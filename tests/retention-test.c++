@@ -231,6 +231,22 @@ TEST_F(Retention, AWatchOfARemovedJobEndsWithAnError) {
   EXPECT_FALSE(exists(logPath(f, started.id)));
 }
 
+TEST_F(Retention, LogsOfARemovedJobSaysItWasRemoved) {
+  RunnerdFixture f;
+  auto id = runToEnd(f, {"head", "-c", "16000000", "/dev/zero"});
+  // runctl is not read until the job is gone: its writes to stdout, and so the watch, stall.
+  const kj::StringPtr args[] = {"logs", "-f", id.c_str()};
+  auto logs = kj::heap<testing::RunctlProcess>(f, args);
+  usleep(500 * 1000);
+  auto removed = testing::runctl(f, {"rm", id.c_str()});
+  EXPECT_EQ(removed.status, 0) << removed.err;
+  f.waitForLog(kj::str("output watch of job ", id.c_str(), " for alice failed"));
+  auto result = logs->finish();
+  EXPECT_EQ(result.status, 1);
+  EXPECT_LT(result.out.size(), 16000000u);
+  EXPECT_EQ(result.err, "runctl: job was removed: " + id + "\n");
+}
+
 TEST_F(Retention, PruneRemovesOnlyEndedJobsOlderThanAsked) {
   RunnerdFixture f;
   auto old1 = runToEnd(f, {"sh", "-c", "printf 0123456789"});
