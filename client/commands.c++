@@ -143,13 +143,20 @@ int showLogs(CommandIo& cmd, kj::StringPtr id, bool follow) {
   auto getRequest = cmd.connection.jobManager().getRequest();
   getRequest.setId(id);
   auto output = watchIntoFd(STDOUT_FILENO);
-  auto watchRequest = getRequest.send().getJob().watchOutputRequest();
+  auto job = getRequest.send().getJob();
+  auto watchRequest = job.watchOutputRequest();
   watchRequest.setSink(kj::mv(output.sink));
   watchRequest.setFromOffset(0);
   watchRequest.setFollow(follow);
   auto subscription = watchRequest.send().wait(cmd.io.waitScope).getHandle();
 
   return whenOutputEnds(kj::mv(output.ended), [](api::JobInfo::Reader) { return EXIT_OK; })
+      .catch_([job](kj::Exception&& e) mutable -> kj::Promise<int> {
+        // The server let go of the output early: when the job was removed meanwhile, its answer
+        // says so, which tells more than that the output ended.
+        return job.infoRequest().send().then(
+            [e = kj::mv(e)](auto&&) mutable -> int { kj::throwFatalException(kj::mv(e)); });
+      })
       .exclusiveJoin(failOnDisconnect(cmd.connection))
       .wait(cmd.io.waitScope);
 }
@@ -180,6 +187,47 @@ int stopJob(CommandIo& cmd, kj::StringPtr id, uint32_t graceMillis) {
   auto response = stopRequest.send().wait(cmd.io.waitScope);
   auto info = response.getInfo();
   writeStdout(kj::str(escapeForTerminal(info.getId()), " ", describeOutcome(info), "\n"));
+  return EXIT_OK;
+}
+
+int removeJobs(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, bool force,
+               uint32_t graceMillis) {
+  // Pipelined a window at a time (get and remove in one round trip each), answers in order: the
+  // server bounds the job capabilities a connection holds at once.
+  constexpr size_t WINDOW = 64;
+  int status = EXIT_OK;
+  for (size_t first = 0; first < ids.size(); first += WINDOW) {
+    auto window = ids.slice(first, kj::min(ids.size(), first + WINDOW));
+    kj::Vector<kj::Promise<void>> removals(window.size());
+    for (auto id : window) {
+      auto getRequest = cmd.connection.jobManager().getRequest();
+      getRequest.setId(id);
+      auto removeRequest = getRequest.send().getJob().removeRequest();
+      removeRequest.setForce(force);
+      removeRequest.setGraceMillis(graceMillis);
+      removals.add(removeRequest.send().ignoreResult());
+    }
+    for (auto i : kj::indices(window)) {
+      KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { removals[i].wait(cmd.io.waitScope); })) {
+        if (e->getType() == kj::Exception::Type::DISCONNECTED) kj::throwFatalException(kj::mv(*e));
+        writeError(cleanErrorMessage(*e));
+        status = EXIT_FAILED;
+      } else {
+        writeStdout(kj::str(escapeForTerminal(window[i]), "\n"));
+      }
+    }
+  }
+  return status;
+}
+
+int pruneJobs(CommandIo& cmd, uint64_t olderThanMillis, bool allUsers) {
+  auto request = cmd.connection.jobManager().pruneRequest();
+  request.setOlderThanMillis(olderThanMillis);
+  request.setAllUsers(allUsers);
+  auto response = request.send().wait(cmd.io.waitScope);
+  auto removed = response.getRemoved();
+  writeStdout(kj::str("removed ", removed, removed == 1 ? " job" : " jobs", ", freed ",
+                      formatSize(response.getBytes()), "\n"));
   return EXIT_OK;
 }
 

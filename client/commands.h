@@ -47,6 +47,16 @@ int stopJob(CommandIo& cmd, kj::StringPtr id, uint32_t graceMillis);
 // Prints the caller's jobs (every user's with `allUsers`) as a table or a JSON array.
 int listJobs(CommandIo& cmd, bool allUsers, bool json);
 
+// Removes each job (record and output; with `force`, a running one is stopped first, with
+// `graceMillis` as stopJob() takes it) and prints its id. Goes on past a job that cannot be
+// removed, with one error line for it on stderr; returns 1 if any could not be, else 0.
+int removeJobs(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, bool force,
+               uint32_t graceMillis);
+
+// Removes the caller's ended jobs (every user's with `allUsers`) that ended at least
+// `olderThanMillis` ago, and prints "removed N jobs, freed SIZE".
+int pruneJobs(CommandIo& cmd, uint64_t olderThanMillis, bool allUsers);
+
 // Writes all of `text` to stdout.
 void writeStdout(kj::StringPtr text);
 

@@ -72,12 +72,14 @@ TEST(ParseDuration, AcceptsUnitsAndPlainSeconds) {
   EXPECT_EQ(valueOf(parseDuration("1.5")), 1500u);
   EXPECT_EQ(valueOf(parseDuration("1.5s")), 1500u);
   EXPECT_EQ(valueOf(parseDuration("1h30m")), 5400000u);
+  EXPECT_EQ(valueOf(parseDuration("7d")), 604800000u);
+  EXPECT_EQ(valueOf(parseDuration("1d12h")), 129600000u);
   EXPECT_EQ(valueOf(parseDuration("1m0.5s")), 60500u);
   EXPECT_EQ(valueOf(parseDuration("0")), 0u);
 }
 
 TEST(ParseDuration, RejectsBadValues) {
-  for (auto bad : {"", "s", "-1s", "10x", "10 s", "1h30", "ms", "10sec", "1d", "5.s"}) {
+  for (auto bad : {"", "s", "-1s", "10x", "10 s", "1h30", "ms", "10sec", "1w", "5.s", "1dd"}) {
     EXPECT_TRUE(parseDuration(bad) == nullptr) << bad;
   }
 }

@@ -151,6 +151,9 @@ kj::Maybe<uint64_t> parseDuration(kj::StringPtr text) {
       } else if (pos < text.size() && text[pos] == 'h') {
         millisPerUnit = 60 * 60 * 1000;
         ++pos;
+      } else if (pos < text.size() && text[pos] == 'd') {
+        millisPerUnit = 24 * 60 * 60 * 1000;
+        ++pos;
       } else {
         return nullptr;
       }

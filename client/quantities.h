@@ -20,7 +20,7 @@ kj::Maybe<uint64_t> parseSize(kj::StringPtr text);
 kj::Maybe<uint32_t> parseCores(kj::StringPtr text);
 
 // A duration in milliseconds: a plain number of seconds ("10", "1.5"), or one or more
-// number-unit pairs with units ms, s, m, h ("500ms", "2m", "1h30m").
+// number-unit pairs with units ms, s, m, h, d ("500ms", "2m", "1h30m", "7d").
 kj::Maybe<uint64_t> parseDuration(kj::StringPtr text);
 
 // A non-negative decimal integer that fits 32 bits.
@@ -31,7 +31,7 @@ constexpr const char* SIZE_SYNTAX =
     "expected bytes or a number with a unit K, M, G or T (binary), e.g. 512K, 64M, 1.5G";
 constexpr const char* CORES_SYNTAX = "expected a number of CPU cores, e.g. 0.5, 2, or 250m";
 constexpr const char* DURATION_SYNTAX =
-    "expected a duration, e.g. 500ms, 10s, 2m, 1h, or a number of seconds";
+    "expected a duration, e.g. 500ms, 10s, 2m, 1h, 7d, or a number of seconds";
 constexpr const char* COUNT_SYNTAX = "expected a whole number";
 
 }  // namespace client

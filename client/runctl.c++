@@ -146,6 +146,10 @@ class Runctl {
                        "stop a job: SIGTERM, then SIGKILL after a grace period")
         .addSubCommand("list", KJ_BIND_METHOD(*this, getListMain),
                        "list your jobs (--all: every user's jobs)")
+        .addSubCommand("rm", KJ_BIND_METHOD(*this, getRmMain),
+                       "remove ended jobs: record and output (-f: stop running ones first)")
+        .addSubCommand("prune", KJ_BIND_METHOD(*this, getPruneMain),
+                       "remove your ended jobs (--older-than: only old ones; --all-users)")
         .build();
   }
 
@@ -156,8 +160,11 @@ class Runctl {
   bool json = false;
   bool follow = false;
   bool allUsers = false;
+  bool force = false;
   uint32_t graceMillis = 0;
+  uint64_t olderThanMillis = 0;
   kj::StringPtr jobId;
+  kj::Vector<kj::StringPtr> jobIds;
 
   static kj::Function<Validity(kj::StringPtr)> setFlag(kj::Maybe<kj::String>& flag) {
     return [&flag](kj::StringPtr value) -> Validity {
@@ -170,6 +177,20 @@ class Runctl {
     if (id.size() == 0) return "a job id must not be empty";
     jobId = id;
     return true;
+  }
+
+  Validity addJobId(kj::StringPtr id) {
+    if (id.size() == 0) return "a job id must not be empty";
+    jobIds.add(id);
+    return true;
+  }
+
+  Validity setOlderThan(kj::StringPtr text) {
+    KJ_IF_MAYBE (millis, parseDuration(text)) {
+      olderThanMillis = *millis;
+      return true;
+    }
+    return DURATION_SYNTAX;
   }
 
   Validity setJson() {
@@ -307,6 +328,55 @@ class Runctl {
         .callAfterParsing([this]() -> Validity {
           runCommand(EXIT_FAILED, false,
                      [this](CommandIo& cmd) { return listJobs(cmd, allUsers, json); });
+        })
+        .build();
+  }
+
+  kj::MainFunc getRmMain() {
+    return kj::MainBuilder(context, VERSION,
+                           "Removes ended jobs: each job's record and its output, for good. "
+                           "Prints the id of each job removed; a job that cannot be removed gets "
+                           "one error line, the others are still removed, and the exit status is "
+                           "1. Only a job's owner or an admin may remove it.")
+        .addOption(
+            {'f', "force"},
+            [this]() -> Validity {
+              force = true;
+              return true;
+            },
+            "Stop a running job first (as `runctl stop` does), then remove it. Without it, a "
+            "running job is not removed.")
+        .addOptionWithArg({"grace"}, KJ_BIND_METHOD(*this, setGrace), "<duration>",
+                          "With --force, how long to wait between SIGTERM and SIGKILL, as for "
+                          "`runctl stop`. Default: the server's.")
+        .expectOneOrMoreArgs("<id>", KJ_BIND_METHOD(*this, addJobId))
+        .callAfterParsing([this]() -> Validity {
+          runCommand(EXIT_FAILED, false, [this](CommandIo& cmd) {
+            return removeJobs(cmd, jobIds, force, graceMillis);
+          });
+        })
+        .build();
+  }
+
+  kj::MainFunc getPruneMain() {
+    kj::MainBuilder builder(context, VERSION,
+                            "Removes your ended jobs, record and output, for good; running jobs "
+                            "stay. Prints how many were removed and the size of the output they "
+                            "held.");
+    builder.addOptionWithArg({"older-than"}, KJ_BIND_METHOD(*this, setOlderThan), "<duration>",
+                             "Only jobs that ended at least this long ago: 90s, 12h, 7d, ... "
+                             "Default: every ended job.");
+    builder.addOption(
+        {"all-users"},
+        [this]() -> Validity {
+          allUsers = true;
+          return true;
+        },
+        "Every user's ended jobs, not only yours. Admins only.");
+    return builder
+        .callAfterParsing([this]() -> Validity {
+          runCommand(EXIT_FAILED, false,
+                     [this](CommandIo& cmd) { return pruneJobs(cmd, olderThanMillis, allUsers); });
         })
         .build();
   }

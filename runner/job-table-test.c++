@@ -591,6 +591,59 @@ TEST(JobTable, RetentionForgetsTheOldestEndedJobsOfAnOwner) {
   EXPECT_NE(h.table->find(bobs), nullptr);
 }
 
+TEST(JobTable, PruneRemovesABatchPerTurnAndAHeldJobStaysUntilReleased) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  kj::StringPtr missing[] = {"/nonexistent"};
+  kj::String heldId;
+  kj::String bobs;
+  {
+    Harness h(dir);
+    // Jobs that fail at once: ended, with nothing running.
+    Job* held = nullptr;
+    for (int i = 0; i < 200; i++) {
+      auto& job = h.start(missing, "alice");
+      // The first stays held, as by a client's capability.
+      if (i == 0) {
+        held = &job;
+      } else {
+        job.release();
+      }
+    }
+    heldId = kj::str(held->id());
+    auto& bob = h.start(missing, "bob");
+    bob.release();
+    bobs = kj::str(bob.id());
+
+    auto pruning = h.table->prune("alice"_kj, nowMillis());
+    // One batch in this turn; the rest in later ones, others being served in between.
+    EXPECT_EQ(h.table->all().size(), 201 - REMOVE_PER_TURN);
+    auto pruned = pruning.wait(h.io.waitScope);
+    EXPECT_EQ(pruned.removed, 200u);
+    EXPECT_EQ(pruned.bytes, 0u);
+    ASSERT_EQ(h.table->all().size(), 1u);
+    EXPECT_EQ(h.table->all()[0]->id(), bobs);
+    EXPECT_EQ(h.table->find(heldId), nullptr);
+    struct stat st;
+    EXPECT_NE(stat(kj::str(dir.path(), "/logs/", heldId, ".log").cStr(), &st), 0);
+
+    // The held job is still there for its holder, which learns that it was removed.
+    EXPECT_TRUE(held->isRemoved());
+    EXPECT_EQ(held->record().owner, "alice");
+    KJ_IF_MAYBE (e,
+                 kj::runCatchingExceptions([&]() { held->whenRemoved().wait(h.io.waitScope); })) {
+      EXPECT_EQ(e->getDescription(), kj::str("job was removed: ", heldId));
+    } else {
+      ADD_FAILURE() << "whenRemoved() resolved";
+    }
+    held->release();
+  }
+  // The store forgot them too.
+  Harness h(dir);
+  ASSERT_EQ(h.table->all().size(), 1u);
+  EXPECT_EQ(h.table->all()[0]->id(), bobs);
+}
+
 TEST(JobTable, RetentionCountsTheSizeOfTheRecords) {
   SKIP_UNLESS_JOBS_CAN_RUN();
   TempDir dir;

@@ -133,6 +133,19 @@ kj::Promise<void> Job::whenEnded() {
   return ended.next();
 }
 
+void Job::release() {
+  if (--holders == 0 && removed) context.released(*this);
+}
+
+kj::Exception Job::removedError() const {
+  return KJ_EXCEPTION(FAILED, kj::str("job was removed: ", rec.id));
+}
+
+kj::Promise<void> Job::whenRemoved() {
+  if (removed) return removedError();
+  return removal.next().then([this]() -> kj::Promise<void> { return removedError(); });
+}
+
 kj::Promise<void> Job::outputChanged() {
   KJ_IF_MAYBE (w, watch) {
     return (*w)->nextChange();
@@ -283,6 +296,7 @@ JobTable::JobTable(JobTableConfig config, executors::ExecutorSet& executors, Sto
                  log,
                  [this](Job& job) { ended(job); },
                  [this]() { return logFilesystemFull(); },
+                 [this](Job& job) { removedHeld.erase(job.seq); },
                  jobMetrics} {
   // Every executor shows in the metrics, with no jobs yet.
   for (auto name : executors.names()) {
@@ -377,6 +391,7 @@ void JobTable::ended(Job& job) {
     forgetPastRetention(owner);
     forgetPastTotal();
   }));
+  if (cfg.retainJobs > 0) requestSweep();
 }
 
 // Jobs forgotten in one turn of the event loop at most.
@@ -451,6 +466,12 @@ void JobTable::forget(Job& job) {
                   log("cannot forget job ", id, ": ", e.getDescription());
                 }));
   outputFiles.removeOnThread(job.rec.id);
+  log("job forgotten id=", job.rec.id, " owner=", job.rec.owner,
+      ": past its owner's retention of ended jobs");
+  detach(job);
+}
+
+kj::Own<Job> JobTable::detach(Job& job) {
   auto bySeq = [](Job* a, uint64_t seq) { return a->seq < seq; };
   KJ_IF_MAYBE (owner, byOwner.find(job.rec.owner)) {
     auto& list = owner->jobs;
@@ -469,11 +490,175 @@ void JobTable::forget(Job& job) {
   for (auto p = at; p + 1 < order.end(); ++p) *p = *(p + 1);
   order.removeLast();
   jobMetrics.count(job.rec.executor, job.rec.state, -1);
-  log("job forgotten id=", job.rec.id, " owner=", job.rec.owner,
-      ": past its owner's retention of ended jobs");
-  // The key is the job's own id: erase by a copy, as the job goes with it.
+  // The key is the job's own id, which lives as long as the job: the job leaves the map first.
+  auto& entry = KJ_ASSERT_NONNULL(jobs.findEntry(job.rec.id));
+  auto own = kj::mv(entry.value);
+  jobs.erase(entry);
+  return own;
+}
+
+kj::Promise<uint64_t> JobTable::remove(Job& job, kj::StringPtr by) {
+  KJ_ASSERT(job.hasEnded() && !job.removed, job.rec.id);
   auto id = kj::str(job.rec.id);
-  jobs.erase(id);
+  uint64_t bytes = job.outputBytes();
+  log("job removed id=", id, " owner=", job.rec.owner, " ", by);
+  job.removed = true;
+  auto own = detach(job);
+  // Its watches and its holders learn it now; a held job stays until its last holder lets go.
+  job.removal.fire();
+  if (job.holders > 0) removedHeld.insert(job.seq, kj::mv(own));
+  own = nullptr;
+
+  // The record first: once it is gone, a restarted runnerd no longer knows the job either, and
+  // an output file without a record is removed at its start.
+  auto done =
+      writer->forget(kj::str(id))
+          .then([this, id = kj::str(id)]() { return outputFiles.removeOnThreadAndWait(id); },
+                [this, id = kj::str(id)](kj::Exception&& e) -> kj::Promise<void> {
+                  log("cannot remove the record of job ", id, ": ", e.getDescription());
+                  return KJ_EXCEPTION(FAILED, kj::str("the state store could not remove job ", id,
+                                                      "; it comes back when runnerd restarts"));
+                })
+          .fork();
+  // Carried through whether or not anyone waits.
+  tasks.add(done.addBranch().catch_([](kj::Exception&&) {}));
+  return withStoreDeadline(timer, done.addBranch()).then([bytes]() { return bytes; });
+}
+
+kj::Promise<PruneResult> JobTable::prune(kj::Maybe<kj::StringPtr> owner, int64_t endedBy) {
+  return pruneFrom(owner.map([](kj::StringPtr name) { return kj::str(name); }), endedBy, 0,
+                   PruneResult());
+}
+
+kj::Promise<PruneResult> JobTable::pruneFrom(kj::Maybe<kj::String> owner, int64_t endedBy,
+                                             uint64_t fromSeq, PruneResult sofar) {
+  kj::ArrayPtr<Job* const> candidates = order;
+  KJ_IF_MAYBE (name, owner) {
+    KJ_IF_MAYBE (own, byOwner.find(*name)) {
+      candidates = own->jobs;
+    } else {
+      candidates = nullptr;
+    }
+  }
+  // By sequence number, not position: jobs come and go between batches.
+  auto at = std::lower_bound(candidates.begin(), candidates.end(), fromSeq,
+                             [](Job* job, uint64_t seq) { return job->seq < seq; });
+  kj::Vector<Job*> victims;
+  for (size_t scanned = 0;
+       at != candidates.end() && scanned < REMOVE_SCAN_PER_TURN && victims.size() < REMOVE_PER_TURN;
+       ++at, ++scanned) {
+    auto job = *at;
+    if (job->hasEnded() && job->rec.endedAt <= endedBy) victims.add(job);
+  }
+  kj::Maybe<uint64_t> next;
+  if (at != candidates.end()) next = (*at)->seq;
+
+  auto by = owner.map([](kj::StringPtr name) { return kj::str("by a prune of ", name); })
+                .orDefault(kj::str("by a prune of all users"));
+  kj::Vector<kj::Promise<uint64_t>> removals;
+  for (auto job : victims) removals.add(remove(*job, by));
+  sofar.removed += victims.size();
+  // The next batch once this one is on disk: a prune of many jobs keeps the store's queue short.
+  return kj::joinPromises(removals.releaseAsArray())
+      .then([this, owner = kj::mv(owner), endedBy, next,
+             sofar](kj::Array<uint64_t> bytes) mutable -> kj::Promise<PruneResult> {
+        for (auto b : bytes) sofar.bytes += b;
+        KJ_IF_MAYBE (n, next) {
+          return kj::evalLater([this, owner = kj::mv(owner), endedBy, n = *n, sofar]() mutable {
+            return pruneFrom(kj::mv(owner), endedBy, n, sofar);
+          });
+        }
+        return sofar;
+      });
+}
+
+void JobTable::startRetention() {
+  if (cfg.retainFor == nullptr && cfg.retainJobs == 0) return;
+  // Ends are looked for a few times within --retain-for, and at least once a minute. Without it,
+  // every job's end starts a sweep, and the timer only catches jobs a client held then.
+  auto period = 5 * kj::SECONDS;
+  KJ_IF_MAYBE (retain, cfg.retainFor) {
+    period = kj::max(kj::min(*retain / 4, 60 * kj::SECONDS), 1 * kj::SECONDS);
+  }
+  retentionTimer = retentionTicks(period).eagerlyEvaluate([this](kj::Exception&& e) {
+    log("the retention of ended jobs stopped: ", e.getDescription());
+  });
+  requestSweep();
+}
+
+kj::Promise<void> JobTable::retentionTicks(kj::Duration period) {
+  return timer.afterDelay(period).then([this, period]() {
+    requestSweep();
+    return retentionTicks(period);
+  });
+}
+
+void JobTable::requestSweep() {
+  if (sweeping) {
+    sweepAgain = true;
+    return;
+  }
+  uint64_t endedJobs = 0;
+  for (auto& entry : byOwner) endedJobs += entry.value.ended;
+  uint64_t excess =
+      cfg.retainJobs > 0 && endedJobs > cfg.retainJobs ? endedJobs - cfg.retainJobs : 0;
+  if (excess == 0 && cfg.retainFor == nullptr) return;
+  sweeping = true;
+  tasks.add(kj::evalLater([this, excess]() { return sweepFrom(0, excess); })
+                .then(
+                    [this]() {
+                      sweeping = false;
+                      if (sweepAgain) {
+                        sweepAgain = false;
+                        requestSweep();
+                      }
+                    },
+                    [this](kj::Exception&& e) {
+                      // Tried again at the next tick.
+                      sweeping = false;
+                      sweepAgain = false;
+                      log("the retention of ended jobs could not remove a job: ",
+                          e.getDescription());
+                    }));
+}
+
+kj::Promise<void> JobTable::sweepFrom(uint64_t fromSeq, uint64_t excess) {
+  int64_t endedBy = kj::minValue;
+  KJ_IF_MAYBE (retain, cfg.retainFor) {
+    endedBy = nowMillis() - int64_t(*retain / kj::MILLISECONDS);
+  }
+  auto at = std::lower_bound(order.begin(), order.end(), fromSeq,
+                             [](Job* job, uint64_t seq) { return job->seq < seq; });
+  // Oldest first. A job a client holds stays (it may be reading the job's end right now).
+  kj::Vector<Job*> victims;
+  kj::Vector<bool> overCount;
+  for (size_t scanned = 0;
+       at != order.end() && scanned < REMOVE_SCAN_PER_TURN && victims.size() < REMOVE_PER_TURN;
+       ++at, ++scanned) {
+    auto job = *at;
+    if (!job->hasEnded() || job->holders > 0) continue;
+    if (excess > 0) {
+      --excess;
+      victims.add(job);
+      overCount.add(true);
+    } else if (job->rec.endedAt <= endedBy) {
+      victims.add(job);
+      overCount.add(false);
+    }
+  }
+  kj::Maybe<uint64_t> next;
+  if (at != order.end()) next = (*at)->seq;
+  kj::Vector<kj::Promise<uint64_t>> removals;
+  for (auto i : kj::indices(victims)) {
+    removals.add(remove(*victims[i], overCount[i] ? "by --retain-jobs"_kj : "by --retain-for"_kj));
+  }
+  return kj::joinPromises(removals.releaseAsArray())
+      .then([this, next, excess](kj::Array<uint64_t>) -> kj::Promise<void> {
+        KJ_IF_MAYBE (n, next) {
+          return kj::evalLater([this, n = *n, excess]() { return sweepFrom(n, excess); });
+        }
+        return kj::READY_NOW;
+      });
 }
 
 namespace {
@@ -706,6 +891,7 @@ kj::Promise<void> JobTable::load() {
   for (auto& entry : byOwner) owners.add(kj::str(entry.key));
   for (auto& owner : owners) forgetPastRetention(owner);
   forgetPastTotal();
+  startRetention();
   return kj::joinPromises(work.releaseAsArray());
 }
 
@@ -966,6 +1152,7 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
             forgetPastRetention(owner);
             forgetPastTotal();
           }));
+          if (cfg.retainJobs > 0) requestSweep();
         }
         // Held for the caller, who releases it once it holds the job in its own way.
         job.hold();

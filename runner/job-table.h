@@ -9,7 +9,10 @@
 // once the job's record is on disk; a job's end is seen by no one (its record, info, wait,
 // followers) until the end is on disk, and until then the job still looks running. An ended
 // job may be forgotten by its owner's retention (JobTableConfig's maxStoredPerUser); a `Job&`
-// stays valid while it is held (Job::hold()), and a running job is never forgotten.
+// stays valid while it is held (Job::hold()), and a running job is never forgotten. An ended job
+// may also be removed (JobTable::remove(), by a user or by the server's retention of ended jobs):
+// it leaves the table at once, but a held one stays in memory, marked removed, until its last
+// holder lets go.
 
 #include <kj/async.h>
 #include <kj/map.h>
@@ -73,6 +76,12 @@ struct JobTableConfig {
   uint32_t maxRunningPerUser = 256;
   // The most output a job may write; a spec may ask for less.
   uint64_t maxOutputBytes = uint64_t(64) << 30;
+  // Ended jobs of all owners are removed once they ended this long ago (runnerd --retain-for);
+  // nullptr: whatever their age.
+  kj::Maybe<kj::Duration> retainFor;
+  // ... and past this many ended jobs over all owners, the oldest (by creation) first (runnerd
+  // --retain-jobs); 0: however many. Both leave alone a job a client holds.
+  uint32_t retainJobs = 0;
 };
 
 class Job;
@@ -90,6 +99,8 @@ struct JobContext {
   kj::Function<void(Job&)> ended;
   // Whether the log directory's file system has (almost) no room left for unprivileged writers.
   kj::Function<bool()> logFilesystemFull;
+  // The last holder of a removed job let go of it: the job can go.
+  kj::Function<void(Job&)> released;
   JobMetrics& metrics;
 };
 
@@ -123,9 +134,17 @@ class Job {
   // What the table counts for the metrics (followers count themselves there).
   JobMetrics& metrics() { return context.metrics; }
 
-  // While held (by a capability or a watch that refers to it), the job is never forgotten.
+  // While held (by a capability or a watch that refers to it), the job is never forgotten, and
+  // once removed it stays in memory (no longer in the table) until released.
   void hold() { ++holders; }
-  void release() { --holders; }
+  void release();
+
+  // Whether JobTable::remove() removed the job.
+  bool isRemoved() const { return removed; }
+  // "job was removed: ID", which every use of a removed job answers (FAILED).
+  kj::Exception removedError() const;
+  // Rejects with removedError() once the job is removed (at once if it is).
+  kj::Promise<void> whenRemoved();
 
  private:
   friend class JobTable;
@@ -136,6 +155,8 @@ class Job {
   // Its place in the order of creation: list cursors are sequence numbers.
   uint64_t seq = 0;
   uint32_t holders = 0;
+  bool removed = false;
+  Wakeup removal;
   // What it counts against its owner's stored bytes.
   size_t storedBytes = 0;
   // While it runs: the output file (its size is checked against the limit at each change) and
@@ -175,6 +196,18 @@ struct ListQuery {
   // The `next` of the previous page, or empty.
   kj::StringPtr after;
 };
+
+// What prune() removed: jobs, and the bytes of output they held.
+struct PruneResult {
+  uint32_t removed = 0;
+  uint64_t bytes = 0;
+};
+
+// Jobs removed (by prune() or the retention of ended jobs) in one turn of the event loop at most,
+// and jobs looked at for them: a big backlog is worked off over many turns, others being served
+// in between.
+constexpr size_t REMOVE_PER_TURN = 64;
+constexpr size_t REMOVE_SCAN_PER_TURN = 4096;
 
 struct ListPage {
   kj::Vector<Job*> jobs;
@@ -236,6 +269,19 @@ class JobTable {
 
   const JobTableConfig& config() const { return cfg; }
 
+  // Removes an ended job that is not removed yet: at once from the table (find() and list() no
+  // longer see it), then its record from the store, then its output file, both off the event
+  // loop, in that order; resolves once both are gone with the bytes of output it held. Rejects
+  // with STORE_NOT_ANSWERING when the store has not removed the record within STORE_DEADLINE
+  // (the file goes once it has), and with one clear line when the store failed (the record, and
+  // the file, come back when runnerd restarts).
+  // `by` says who or what removed it, for the log ("by alice", "by --retain-for").
+  kj::Promise<uint64_t> remove(Job& job, kj::StringPtr by);
+
+  // Removes the ended jobs of `owner` (of everyone: nullptr) that ended at Unix time `endedBy`
+  // (milliseconds) or before, REMOVE_PER_TURN at a time; resolves once all are gone.
+  kj::Promise<PruneResult> prune(kj::Maybe<kj::StringPtr> owner, int64_t endedBy);
+
   // For the metrics: what the table counts, the running (or starting) jobs of each owner that
   // has any, the store's commit times, its writes waiting, and how long the oldest write has
   // waited (nullptr when none waits).
@@ -270,6 +316,13 @@ class JobTable {
   // Jobs running or starting, per owner (owners with none are not in it).
   kj::HashMap<kj::String, uint32_t> running;
   JobMetrics jobMetrics;
+  // Removed jobs still held by a client, by sequence number.
+  kj::HashMap<uint64_t, kj::Own<Job>> removedHeld;
+  // The retention of ended jobs (cfg.retainFor, cfg.retainJobs): the periodic timer, whether a
+  // sweep is under way, and whether another was asked for meanwhile.
+  kj::Maybe<kj::Promise<void>> retentionTimer;
+  bool sweeping = false;
+  bool sweepAgain = false;
   LoggedTaskErrors errorHandler;
   kj::TaskSet tasks;
   // What the jobs use of the table.
@@ -283,6 +336,18 @@ class JobTable {
   // maxStoredBytes.
   void forgetPastTotal();
   void forget(Job& job);
+  // Takes an ended job out of the table's indexes and counts; returns it.
+  kj::Own<Job> detach(Job& job);
+  // One batch of prune(): from the job with sequence number `fromSeq` on.
+  kj::Promise<PruneResult> pruneFrom(kj::Maybe<kj::String> owner, int64_t endedBy, uint64_t fromSeq,
+                                     PruneResult sofar);
+  // The retention of ended jobs: a sweep over every job, REMOVE_PER_TURN removals and
+  // REMOVE_SCAN_PER_TURN jobs a turn, started by the timer and by each end (one at a time).
+  void startRetention();
+  kj::Promise<void> retentionTicks(kj::Duration period);
+  void requestSweep();
+  // `excess`: how many more ended jobs to remove, oldest first, for cfg.retainJobs.
+  kj::Promise<void> sweepFrom(uint64_t fromSeq, uint64_t excess);
   // Whether the log directory's file system has less than LOG_ROOM_BYTES (or no inode) left for
   // unprivileged writers.
   bool logFilesystemFull() const;

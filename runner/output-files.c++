@@ -107,6 +107,13 @@ void OutputFiles::removeOnThread(kj::StringPtr id) {
   state.lockExclusive()->requests.add(Request{kj::str(id), nullptr, nullptr});
 }
 
+kj::Promise<void> OutputFiles::removeOnThreadAndWait(kj::StringPtr id) {
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+  state.lockExclusive()->requests.add(
+      Request{kj::str(id), nullptr, nullptr, kj::mv(paf.fulfiller)});
+  return kj::mv(paf.promise);
+}
+
 void OutputFiles::releaseBlocksOnThread(kj::AutoCloseFd fd) {
   state.lockExclusive()->requests.add(Request{kj::str(), nullptr, kj::mv(fd)});
 }
@@ -135,6 +142,9 @@ void OutputFiles::handle(Request& request) {
     auto name = kj::str(request.id, ".log");
     if (unlinkat(dirFd, name.cStr(), 0) < 0 && errno != ENOENT) {
       KJ_LOG(WARNING, "could not remove an output file", dir, name, strerror(errno));
+    }
+    KJ_IF_MAYBE (removed, request.removed) {
+      (*removed)->fulfill();
     }
   }
 }

@@ -49,6 +49,9 @@ class OutputFiles {
   // Removes <dir>/<id>.log on the thread, after every create and removal asked before; a file
   // that is not there is no error.
   void removeOnThread(kj::StringPtr id);
+  // removeOnThread(), for a caller that must know when the file is gone: resolves then (also
+  // when it was not there; a file that cannot be removed is logged).
+  kj::Promise<void> removeOnThreadAndWait(kj::StringPtr id);
 
   // Gives back, on the thread, the blocks allocated past the end of the output file open as
   // `fd` (fallocate with FALLOC_FL_KEEP_SIZE), then closes it.
@@ -61,12 +64,13 @@ class OutputFiles {
   size_t ready() const;
 
  private:
-  // A file to make (with whom to tell) or, without a fulfiller, to remove; or, with `shrink`,
-  // an open file whose blocks past its end to give back.
+  // A file to make (with whom to tell) or, without that fulfiller, to remove (with whom to tell,
+  // if anyone); or, with `shrink`, an open file whose blocks past its end to give back.
   struct Request {
     kj::String id;
     kj::Maybe<kj::Own<kj::CrossThreadPromiseFulfiller<kj::AutoCloseFd>>> created;
     kj::AutoCloseFd shrink;
+    kj::Maybe<kj::Own<kj::CrossThreadPromiseFulfiller<void>>> removed = nullptr;
   };
 
   struct State {

@@ -155,7 +155,9 @@ class SubscriptionImpl final : public api::Subscription::Server {
       : job(job),
         caller(kj::mv(caller)),
         sink(kj::mv(client), *this->caller),
+        // A removed job's watch ends with its removal (the error goes to the log).
         task(followOutput(job, sink, offset, follow)
+                 .exclusiveJoin(job.whenRemoved())
                  .eagerlyEvaluate([this, &log, &job](kj::Exception&& e) {
                    // A client that went away needs no word; anything else is the server's
                    // problem and is logged.
@@ -188,8 +190,9 @@ class SubscriptionImpl final : public api::Subscription::Server {
 
 class JobImpl final : public api::Job::Server {
  public:
-  JobImpl(EventLog& log, Job& job, kj::Own<Caller> caller)
-      : log(log),
+  JobImpl(JobTable& table, EventLog& log, Job& job, kj::Own<Caller> caller)
+      : table(table),
+        log(log),
         job(job),
         caller(kj::mv(caller)),
         mayControl(this->caller->admin || this->caller->user == job.record().owner) {
@@ -202,11 +205,13 @@ class JobImpl final : public api::Job::Server {
   }
 
   kj::Promise<void> info(InfoContext context) override {
+    requireNotRemoved();
     ++caller->activity;
     return caller->track(caller->reply([this, context]() mutable { return answerInfo(context); }));
   }
 
   kj::Promise<void> wait(WaitContext context) override {
+    requireNotRemoved();
     context.allowCancellation();
     return caller->track(job.whenEnded().then([this, context]() mutable {
       return caller->reply([this, context]() mutable { return answerInfo(context); });
@@ -214,6 +219,7 @@ class JobImpl final : public api::Job::Server {
   }
 
   kj::Promise<void> stop(StopContext context) override {
+    requireNotRemoved();
     requireControl("stop");
     context.allowCancellation();
     auto graceMillis = context.getParams().getGraceMillis();
@@ -226,6 +232,7 @@ class JobImpl final : public api::Job::Server {
   }
 
   kj::Promise<void> watchOutput(WatchOutputContext context) override {
+    requireNotRemoved();
     requireControl("read the output of");
     ++caller->activity;
     if (caller->activeWatches >= caller->limits.watchesPerConnection) {
@@ -246,7 +253,25 @@ class JobImpl final : public api::Job::Server {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> remove(RemoveContext context) override {
+    requireNotRemoved();
+    requireControl("remove");
+    context.allowCancellation();
+    auto params = context.getParams();
+    if (job.hasEnded()) return caller->track(removeNow());
+    if (!params.getForce()) {
+      kj::throwFatalException(KJ_EXCEPTION(
+          FAILED, kj::str("job is still running: ", job.id(), " (use --force to stop it first)")));
+    }
+    kj::Maybe<kj::Duration> grace;
+    if (params.getGraceMillis() > 0) grace = params.getGraceMillis() * kj::MILLISECONDS;
+    log("stop requested id=", job.id(), " by=", caller->user, " peer=", caller->peer,
+        " to remove it");
+    return caller->track(job.stop(grace).then([this]() { return removeNow(); }));
+  }
+
  private:
+  JobTable& table;
   EventLog& log;
   Job& job;
   kj::Own<Caller> caller;
@@ -258,6 +283,16 @@ class JobImpl final : public api::Job::Server {
     auto info = context.getResults().initInfo();
     fillJobInfo(info, job);
     return info.asReader().totalSize().wordCount * sizeof(capnp::word);
+  }
+
+  // Once the job has ended: another call may have removed it meanwhile.
+  kj::Promise<void> removeNow() {
+    if (job.isRemoved()) return job.removedError();
+    return table.remove(job, kj::str("by ", caller->user)).ignoreResult();
+  }
+
+  void requireNotRemoved() {
+    if (job.isRemoved()) kj::throwFatalException(job.removedError());
   }
 
   void requireControl(kj::StringPtr action) {
@@ -348,6 +383,31 @@ class JobManagerImpl final : public api::JobManager::Server {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> prune(PruneContext context) override {
+    ++caller->activity;
+    auto params = context.getParams();
+    bool allUsers = params.getAllUsers();
+    if (allUsers && !caller->admin) {
+      log("permission denied: user=", caller->user, " peer=", caller->peer,
+          " tried to prune every user's jobs");
+      kj::throwFatalException(
+          KJ_EXCEPTION(FAILED, "permission denied: only an admin may prune every user's jobs"));
+    }
+    // Ages beyond a few million years select nothing; they must not wrap around.
+    uint64_t olderThan = kj::min(params.getOlderThanMillis(), uint64_t(1) << 62);
+    int64_t endedBy = nowMillis() - int64_t(olderThan);
+    kj::Maybe<kj::StringPtr> owner;
+    if (!allUsers) owner = caller->user;
+    log("prune requested by=", caller->user, " peer=", caller->peer, " older-than=", olderThan,
+        "ms", allUsers ? " all-users" : "");
+    context.allowCancellation();
+    return caller->track(table.prune(owner, endedBy).then([context](PruneResult pruned) mutable {
+      auto results = context.getResults();
+      results.setRemoved(pruned.removed);
+      results.setBytes(pruned.bytes);
+    }));
+  }
+
  private:
   JobTable& table;
   EventLog& log;
@@ -361,7 +421,7 @@ class JobManagerImpl final : public api::JobManager::Server {
   }
 
   api::Job::Client newJob(Job& job) {
-    return kj::heap<JobImpl>(log, job, kj::addRef(*caller));
+    return kj::heap<JobImpl>(table, log, job, kj::addRef(*caller));
   }
 };
 

@@ -259,6 +259,15 @@ class Runnerd {
     flag("max-stored-bytes", KJ_BIND_METHOD(*this, setMaxStoredBytes), "<bytes>",
          "The size of the records of the ended jobs kept over all owners "
          "(default 1G); past it, the owner who keeps the most gives way first.");
+    flag("retain-for", KJ_BIND_METHOD(*this, setRetainFor), "<duration>",
+         "Remove each ended job (record and output) once it ended this long "
+         "ago: 90s, 12h, 7d, ..., from 1s to 3650d. Looked for every quarter "
+         "of it, at least every second and at most every minute. Jobs a client "
+         "holds wait. Default: kept (within --max-stored-per-user).");
+    flag("retain-jobs", KJ_BIND_METHOD(*this, setRetainJobs), "<n>",
+         "Keep at most this many ended jobs over all owners; past it, the oldest "
+         "(by creation) are removed first, record and output. Jobs a client "
+         "holds wait (looked for again every 5 s). Default: no such limit.");
     flag("max-output", KJ_BIND_METHOD(*this, setMaxOutput), "<bytes>",
          "Output one job may write (default 64G; K, M, G and T are powers of "
          "1024). A job that reaches it is stopped; a spec may ask for less.");
@@ -304,6 +313,8 @@ class Runnerd {
   uint32_t maxStoredPerUser = 10000;
   uint64_t maxStoredBytesPerUser = uint64_t(256) << 20;
   uint64_t maxStoredBytes = uint64_t(1) << 30;
+  kj::Maybe<kj::Duration> retainFor;
+  uint32_t retainJobs = 0;
 
   // A whole number in [1, max], or nullptr.
   static kj::Maybe<uint64_t> parseCount(kj::StringPtr v, uint64_t max) {
@@ -376,6 +387,22 @@ class Runnerd {
     }
     return "--max-stored-bytes takes a size in bytes above 0, with an optional K, M, G or T "
            "suffix";
+  }
+  kj::MainBuilder::Validity setRetainFor(kj::StringPtr v) {
+    KJ_IF_MAYBE (millis, client::parseDuration(v)) {
+      if (*millis >= 1000 && *millis <= uint64_t(3650) * 86400 * 1000) {
+        retainFor = *millis * kj::MILLISECONDS;
+        return true;
+      }
+    }
+    return "--retain-for takes a duration from 1s to 3650d, e.g. 90s, 12h, 7d";
+  }
+  kj::MainBuilder::Validity setRetainJobs(kj::StringPtr v) {
+    KJ_IF_MAYBE (n, parseCount(v, 100000000)) {
+      retainJobs = *n;
+      return true;
+    }
+    return "--retain-jobs takes a number from 1 to 100000000";
   }
   kj::MainBuilder::Validity setMaxOutput(kj::StringPtr v) {
     KJ_IF_MAYBE (n, client::parseSize(v)) {
@@ -723,6 +750,10 @@ class Runnerd {
         Setting{"max-stored-per-user", kj::str(maxStoredPerUser)},
         Setting{"max-stored-bytes-per-user", kj::str(maxStoredBytesPerUser)},
         Setting{"max-stored-bytes", kj::str(maxStoredBytes)},
+        Setting{
+            "retain-for",
+            retainFor.map([](kj::Duration d) { return kj::str(d); }).orDefault(kj::str("(none)"))},
+        Setting{"retain-jobs", retainJobs > 0 ? kj::str(retainJobs) : kj::str("(none)")},
         Setting{"max-output", kj::str(maxOutputBytes)});
   }
 
@@ -991,6 +1022,8 @@ class Runnerd {
     config.maxStoredPerUser = maxStoredPerUser;
     config.maxStoredBytesPerUser = maxStoredBytesPerUser;
     config.maxStoredBytes = maxStoredBytes;
+    config.retainFor = retainFor;
+    config.retainJobs = retainJobs;
     JobTable table(kj::mv(config), executorSet, *store, io.provider->getTimer(), watcher, log);
     // Unwinding or stopping, the jobs the executors keep are left to them.
     KJ_DEFER(for (auto& connection : connections) connection->leaveJobs());

@@ -30,6 +30,12 @@ interface JobManager {
 
   whoami @3 () -> (user :Text, admin :Bool);
   # The identity this connection is bound to.
+
+  prune @4 (olderThanMillis :UInt64, allUsers :Bool) -> (removed :UInt32, bytes :UInt64);
+  # Removes the caller's ended jobs (every user's with `allUsers`, which only an admin may ask
+  # for) that ended at least `olderThanMillis` ago (0: every ended job), as Job.remove does:
+  # running jobs stay. Answers once they are gone, with how many were removed and the bytes of
+  # output they held.
 }
 
 struct ListFilter {
@@ -64,6 +70,13 @@ interface Job {
   # Owner or admin only. Pushes the job's output, starting at byte `fromOffset`, to `sink`.
   # With `follow`, keeps pushing new output until the job has ended; without it, stops at the
   # current end of the output. Then calls `sink.end()`. Dropping `handle` cancels.
+
+  remove @4 (force :Bool, graceMillis :UInt32) -> ();
+  # Owner or admin only. Removes an ended job: its record, then its output file; resolves once
+  # both are gone. A running job is refused ("job is still running") unless `force`, which
+  # stops it first as `stop(graceMillis)` does. From then on `get` does not find the job, every
+  # method of a Job capability still held for it fails with "job was removed: ID", and an
+  # output watch of it stops there: the server lets go of its sink without calling `end()`.
 }
 
 interface OutputSink {
