@@ -200,6 +200,8 @@ const std::map<std::string, std::string> SAMPLE_VALUES = {
     {"max-connections", "10"},
     {"max-connections-per-user", "5"},
     {"max-output", "1G"},
+    {"retain-for", "7d"},
+    {"retain-jobs", "1000"},
     {"max-running-per-user", "8"},
     {"max-stored-bytes", "64M"},
     {"max-stored-bytes-per-user", "1M"},
