@@ -431,6 +431,9 @@ kj::Own<Store> Store::open(kj::StringPtr path) {
   }
   // Each commit waits until the log is on disk: what a client was told survives a host crash.
   db->execute("PRAGMA synchronous = FULL");
+  // The write-ahead log is cut back to 1 MiB each time a checkpoint empties it, rather than keeping
+  // the largest size it ever reached (4 MiB and more after a burst of starts or a prune).
+  db->execute("PRAGMA journal_size_limit = 1048576");
   // Pages freed by forgotten jobs go back to the file system (Store::apply), so the file
   // shrinks with retention. A store made before this is rewritten once to allow it.
   int autoVacuum;
