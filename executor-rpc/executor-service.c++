@@ -255,30 +255,30 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
               }
               launch.record.state = HeldRecord::State::RUNNING;
               launch.record.trace = process->trace();
-              launch.process = kj::mv(process);
-              // Answered once the record says where the job's processes are.
-              return service.withinDiskDeadline(service.records.write(launch.record))
-                  .then([this, context, &launch]() mutable -> kj::Promise<void> {
-                    if (service.stopping) {
-                      // stopAll() did not see it: it goes now (killed with its Process).
-                      return oneLine(kj::Exception::Type::FAILED,
-                                     kj::str("launch refused: the supervisor is shutting down"));
-                    }
-                    auto job = kj::heap<Held>();
-                    job->id = kj::str(launch.jobId);
-                    job->executor = kj::str(executor.name());
-                    job->trace = launch.record.trace.clone();
-                    job->process = kj::mv(launch.process);
-                    // The service's now, record and all.
-                    launch.recorded = false;
-                    auto& held = service.hold(kj::mv(job));
-                    auto started = context.getResults().initResult().initStarted();
-                    held.fillStarted(started.initInfo());
-                    started.setJob(kj::heap<JobServer>(service, executor.name(), held.id));
-                    service.log(kj::str("job started id=", held.id, " executor=", held.executor,
-                                        " pid=", held.trace.pid));
-                    return kj::READY_NOW;
-                  });
+              // Answered now; the record that says where the job's processes are follows on
+              // the records thread, before anything later of this job's (its end), and before
+              // an exec (quiesce() waits for the thread). A supervisor that dies meanwhile finds
+              // the launch's record, kills what is left of it by the job's id and reports it lost,
+              // as it would have with this record: no runnerd waits on this write for a start.
+              service.tasks.add(service.records.write(launch.record)
+                                    .catch_([this, id = kj::str(launch.jobId)](kj::Exception&& e) {
+                                      service.log(kj::str("cannot record the start of job id=", id,
+                                                          ": ", e.getDescription()));
+                                    }));
+              auto job = kj::heap<Held>();
+              job->id = kj::str(launch.jobId);
+              job->executor = kj::str(executor.name());
+              job->trace = launch.record.trace.clone();
+              job->process = kj::mv(process);
+              // The service's now, record and all.
+              launch.recorded = false;
+              auto& held = service.hold(kj::mv(job));
+              auto started = context.getResults().initResult().initStarted();
+              held.fillStarted(started.initInfo());
+              started.setJob(kj::heap<JobServer>(service, executor.name(), held.id));
+              service.log(kj::str("job started id=", held.id, " executor=", held.executor,
+                                  " pid=", held.trace.pid));
+              return kj::READY_NOW;
             }
             KJ_CASE_ONEOF(failure, executors::LaunchFailure) {
               service.log(kj::str("job failed to start id=", launch.jobId, ": ", failure.message));
