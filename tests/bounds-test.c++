@@ -524,8 +524,9 @@ TEST(Bounds, AClientHelloFloodLeavesNoMemoryBehind) {
     size_t during = f.serverRssKib();
     KJ_LOG(WARNING, "RSS before and during a flood of 1,000 ClientHellos (KiB)", before, during);
   }
-  // Drained (closed by the client here): the memory goes back to the system.
-  for (int i = 0; i < 40 && f.serverRssKib() > before + 16 * 1024; i++) {
+  // Drained (closed by the client here): the memory goes back to the system, within 20 s on a
+  // machine busy with other work (a loaded CI host took more than 4 s to close the 2,000).
+  for (int i = 0; i < 200 && f.serverRssKib() > before + 16 * 1024; i++) {
     sleepFor(f, 100 * kj::MILLISECONDS);
   }
   size_t after = f.serverRssKib();
