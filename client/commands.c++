@@ -231,7 +231,7 @@ int pruneJobs(CommandIo& cmd, uint64_t olderThanMillis, bool allUsers) {
   return EXIT_OK;
 }
 
-int listJobs(CommandIo& cmd, bool allUsers, bool json) {
+int listJobs(CommandIo& cmd, const ListOptions& options) {
   // The server answers a page at a time; the pages are gathered into one list.
   kj::Vector<capnp::Response<api::JobManager::ListResults>> pages;
   size_t count = 0;
@@ -239,8 +239,19 @@ int listJobs(CommandIo& cmd, bool allUsers, bool json) {
   for (;;) {
     auto request = cmd.connection.jobManager().listRequest();
     auto filter = request.initFilter();
-    filter.setAllUsers(allUsers);
+    filter.setAllUsers(options.allUsers);
     filter.setAfter(after);
+    auto states = filter.initStates(options.states.size());
+    for (auto i : kj::indices(options.states)) states.set(i, options.states[i]);
+    filter.setName(options.name);
+    auto labels = filter.initLabels(options.labels.size());
+    for (auto i : kj::indices(options.labels)) {
+      auto& label = options.labels[i];
+      size_t equals = KJ_ASSERT_NONNULL(label.findFirst('='));
+      labels[i].setKey(kj::heapString(label.slice(0, equals)));
+      labels[i].setValue(label.slice(equals + 1));
+    }
+    filter.setLimit(options.limit);
     auto page = request.send().wait(cmd.io.waitScope);
     count += page.getJobs().size();
     after = kj::str(page.getNext());
@@ -254,7 +265,13 @@ int listJobs(CommandIo& cmd, bool allUsers, bool json) {
     for (auto info : page.getJobs()) jobs.setWithCaveats(i++, info);
   }
   auto all = jobs.asReader();
-  writeStdout(json ? jobListJson(all) : formatJobTable(all));
+  if (options.quiet) {
+    kj::Vector<kj::String> lines(all.size());
+    for (auto info : all) lines.add(kj::str(escapeForTerminal(info.getId()), "\n"));
+    writeStdout(kj::strArray(lines, ""));
+  } else {
+    writeStdout(options.json ? jobListJson(all) : formatJobTable(all));
+  }
   return EXIT_OK;
 }
 

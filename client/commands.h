@@ -44,8 +44,26 @@ int waitJob(CommandIo& cmd, kj::StringPtr id, bool json);
 // prints "ID OUTCOME".
 int stopJob(CommandIo& cmd, kj::StringPtr id, uint32_t graceMillis);
 
-// Prints the caller's jobs (every user's with `allUsers`) as a table or a JSON array.
-int listJobs(CommandIo& cmd, bool allUsers, bool json);
+// What `runctl list` selects and how it prints it.
+struct ListOptions {
+  // Every user's jobs, not only the caller's.
+  bool allUsers = false;
+  // Empty: any state.
+  kj::Vector<api::State> states;
+  // Empty: any name.
+  kj::StringPtr name;
+  // "KEY=VALUE" each, with a '=': only jobs with all of these labels.
+  kj::Vector<kj::StringPtr> labels;
+  // The newest this many; 0: all.
+  uint32_t limit = 0;
+  // A JSON array instead of the table.
+  bool json = false;
+  // Only the ids, one per line.
+  bool quiet = false;
+};
+
+// Prints the jobs `options` selects as a table, a JSON array or a list of ids.
+int listJobs(CommandIo& cmd, const ListOptions& options);
 
 // Removes each job (record and output; with `force`, a running one is stopped first, with
 // `graceMillis` as stopJob() takes it) and prints its id. Goes on past a job that cannot be

@@ -354,6 +354,63 @@ TEST(FormatNumbers, SizesCoresAndDurations) {
   EXPECT_EQ(formatTime(0), "-");
 }
 
+TEST_F(JobFormat, TableShowsNamesAndLabelsOnlyWhenAJobHasThem) {
+  capnp::MallocMessageBuilder listMessage;
+  auto jobs = listMessage.initRoot<api::JobManager::ListResults>().initJobs(3);
+  for (auto i : kj::indices(jobs)) {
+    jobs[i].setId(kj::str("id-", i));
+    jobs[i].setOwner("bob");
+    jobs[i].setCommand("true");
+  }
+  jobs[0].setName("web");
+  auto labels = jobs[0].initLabels(2);
+  labels[0].setKey("team");
+  labels[0].setValue("infra");
+  labels[1].setKey("tier");
+  labels[1].setValue("1");
+  // Cut at 40 characters, escaped first.
+  auto many = jobs[2].initLabels(3);
+  many[0].setKey("description");
+  many[0].setValue("a rather long text\tthat goes on");
+  many[1].setKey("b");
+  many[1].setValue("2");
+  many[2].setKey("c");
+  many[2].setValue("3");
+  EXPECT_EQ(formatJobTable(jobs.asReader()),
+            "ID    OWNER  STATE    EXIT  CREATED  NAME  LABELS                                    "
+            "COMMAND\n"
+            "id-0  bob    running  -     -        web   team=infra,tier=1                         "
+            "true\n"
+            "id-1  bob    running  -     -        -     -                                         "
+            "true\n"
+            "id-2  bob    running  -     -        -     description=a rather long text\\tthat ...  "
+            "true\n");
+
+  jobs[0].setName("");
+  jobs[0].initLabels(0);
+  jobs[2].initLabels(0);
+  EXPECT_EQ(formatJobTable(jobs.asReader()),
+            "ID    OWNER  STATE    EXIT  CREATED  COMMAND\n"
+            "id-0  bob    running  -     -        true\n"
+            "id-1  bob    running  -     -        true\n"
+            "id-2  bob    running  -     -        true\n");
+}
+
+TEST_F(JobFormat, StatusShowsTheNameAndEveryLabel) {
+  auto info = exitedJob();
+  info.setName("nightly");
+  auto labels = info.initLabels(2);
+  labels[0].setKey("team");
+  labels[0].setValue("infra");
+  labels[1].setKey("note");
+  labels[1].setValue("line\x1b[2J");
+  auto status = formatStatus(info);
+  EXPECT_TRUE(strstr(status.cStr(), "\nName:         nightly\n") != nullptr) << status.cStr();
+  EXPECT_TRUE(strstr(status.cStr(), "\nLabels:       team=infra, note=line\\e[2J\n") != nullptr)
+      << status.cStr();
+  EXPECT_FALSE(drivesTheTerminal(status));
+}
+
 }  // namespace
 }  // namespace client
 }  // namespace runner

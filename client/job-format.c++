@@ -47,6 +47,26 @@ kj::String exitColumn(api::JobInfo::Reader info) {
   return kj::str("-");
 }
 
+// The LABELS column of `list`: k=v,k2=v2, escaped, cut to LABELS_COLUMN_CHARS characters with
+// "..." when longer (`status` shows them all).
+constexpr size_t LABELS_COLUMN_CHARS = 40;
+
+kj::String labelsColumn(capnp::List<api::Label>::Reader labels) {
+  if (labels.size() == 0) return kj::str("-");
+  kj::Vector<kj::String> pairs(labels.size());
+  for (auto label : labels) pairs.add(kj::str(label.getKey(), "=", label.getValue()));
+  auto text = escapeForTerminal(kj::strArray(pairs, ","));
+  if (characterCount(text) <= LABELS_COLUMN_CHARS) return text;
+  // Cut at a character boundary (escaped text is UTF-8).
+  size_t end = 0, characters = 0;
+  while (end < text.size() && characters < LABELS_COLUMN_CHARS - 3) {
+    ++end;
+    while (end < text.size() && (uint8_t(text[end]) & 0xc0) == 0x80) ++end;
+    ++characters;
+  }
+  return kj::str(text.slice(0, end), "...");
+}
+
 bool needsQuoting(kj::StringPtr word) {
   if (word.size() == 0) return true;
   for (char c : word) {
@@ -162,6 +182,14 @@ kj::String formatStatus(api::JobInfo::Reader info) {
   kj::Vector<kj::String> lines;
   addLine(lines, "ID", escapeForTerminal(info.getId()));
   addLine(lines, "Owner", escapeForTerminal(info.getOwner()));
+  if (info.getName().size() > 0) addLine(lines, "Name", escapeForTerminal(info.getName()));
+  if (info.getLabels().size() > 0) {
+    kj::Vector<kj::String> pairs(info.getLabels().size());
+    for (auto label : info.getLabels()) {
+      pairs.add(escapeForTerminal(kj::str(label.getKey(), "=", label.getValue())));
+    }
+    addLine(lines, "Labels", kj::strArray(pairs, ", "));
+  }
   addLine(lines, "State", stateName(info.getState()));
   switch (info.getState()) {
     case api::State::EXITED:
@@ -222,30 +250,40 @@ kj::String formatStatus(api::JobInfo::Reader info) {
 }
 
 kj::String formatJobTable(capnp::List<api::JobInfo>::Reader jobs) {
-  constexpr size_t COLUMNS = 6;
+  // NAME and LABELS only when a listed job has them: a table of unnamed jobs stays as it was.
+  bool names = false, labels = false;
+  for (auto job : jobs) {
+    names = names || job.getName().size() > 0;
+    labels = labels || job.getLabels().size() > 0;
+  }
+  constexpr size_t MAX_COLUMNS = 8;
+  const size_t COLUMNS = 6 + names + labels;
   kj::Vector<kj::Array<kj::String>> rows(jobs.size() + 1);
   auto addRow = [&](kj::String id, kj::String owner, kj::String state, kj::String exit,
-                    kj::String created, kj::String command) {
+                    kj::String created, kj::String name, kj::String tags, kj::String command) {
     auto row = kj::heapArrayBuilder<kj::String>(COLUMNS);
     row.add(kj::mv(id));
     row.add(kj::mv(owner));
     row.add(kj::mv(state));
     row.add(kj::mv(exit));
     row.add(kj::mv(created));
+    if (names) row.add(kj::mv(name));
+    if (labels) row.add(kj::mv(tags));
     row.add(kj::mv(command));
     rows.add(row.finish());
   };
   addRow(kj::str("ID"), kj::str("OWNER"), kj::str("STATE"), kj::str("EXIT"), kj::str("CREATED"),
-         kj::str("COMMAND"));
+         kj::str("NAME"), kj::str("LABELS"), kj::str("COMMAND"));
   for (auto job : jobs) {
     addRow(escapeForTerminal(job.getId()), escapeForTerminal(job.getOwner()),
            kj::str(stateName(job.getState())), exitColumn(job), formatTime(job.getCreatedAt()),
-           formatCommandLine(job.getCommand(), job.getArgs()));
+           job.getName().size() > 0 ? escapeForTerminal(job.getName()) : kj::str("-"),
+           labelsColumn(job.getLabels()), formatCommandLine(job.getCommand(), job.getArgs()));
   }
 
   // Every cell is escaped already, so each character takes one column (but for double-width and
   // combining characters, which runctl does not measure).
-  size_t widths[COLUMNS] = {};
+  size_t widths[MAX_COLUMNS] = {};
   for (auto& row : rows) {
     for (size_t i = 0; i < COLUMNS; i++) widths[i] = kj::max(widths[i], characterCount(row[i]));
   }

@@ -1,6 +1,7 @@
 // runctl: the command-line client of runnerd. The command line is the contract of DESIGN.md
 // ("Command line"); `runctl --help` and `runctl COMMAND --help` describe all of it.
 
+#include <capnp/schema.h>
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 #include <kj/main.h>
@@ -36,7 +37,10 @@ constexpr const char* GLOBAL_DETAILS =
     "The other commands exit 0 on success, 1 on failure and 2 on a usage error.\n"
     "\n"
     "Options of a command follow its name: runctl [<option>...] <command> [<command option>...] "
-    "<args>.";
+    "<args>.\n"
+    "\n"
+    "Wherever a command takes an <id>, the job's name (one of your jobs) or a prefix of at least "
+    "4 characters of its id that no other job's id starts with works too.";
 
 constexpr const char* START_DETAILS =
     "Options end at the command: `runctl start sleep 60` and `runctl start -- ls -l` both work. "
@@ -165,6 +169,7 @@ class Runctl {
   uint64_t olderThanMillis = 0;
   kj::StringPtr jobId;
   kj::Vector<kj::StringPtr> jobIds;
+  ListOptions list;
 
   static kj::Function<Validity(kj::StringPtr)> setFlag(kj::Maybe<kj::String>& flag) {
     return [&flag](kj::StringPtr value) -> Validity {
@@ -316,20 +321,73 @@ class Runctl {
   kj::MainFunc getListMain() {
     kj::MainBuilder builder(context, VERSION,
                             "Lists your jobs, oldest first, as a table: ID, OWNER, STATE, EXIT "
-                            "(code or signal), CREATED, COMMAND.");
+                            "(code or signal), CREATED, NAME and LABELS (when a listed job has "
+                            "them; labels as k=v,k2=v2, cut at 40 characters), COMMAND.");
     builder.addOption(
         {'a', "all"},
         [this]() -> Validity {
-          allUsers = true;
+          list.allUsers = true;
           return true;
         },
         "List every user's jobs, not only yours.");
+    builder.addOptionWithArg({"state"}, KJ_BIND_METHOD(*this, addListState), "<state>",
+                             "Only jobs in this state: running, exited, killed, stopped, failed "
+                             "or lost; repeatable (any of them).");
+    builder.addOptionWithArg({"label"}, KJ_BIND_METHOD(*this, addListLabel), "<key>=<value>",
+                             "Only jobs with this label; repeatable (all of them).");
+    builder.addOptionWithArg({"name"}, KJ_BIND_METHOD(*this, setListName), "<name>",
+                             "Only the job of this name (with --all, each user's).");
+    builder.addOptionWithArg({"limit"}, KJ_BIND_METHOD(*this, setListLimit), "<n>",
+                             "Only the newest N of the jobs selected.");
+    builder.addOption(
+        {'q', "quiet"},
+        [this]() -> Validity {
+          list.quiet = true;
+          return true;
+        },
+        "Print only the ids, one per line.");
     return addJsonOption(builder, "Print the jobs' metadata as one JSON array.")
         .callAfterParsing([this]() -> Validity {
-          runCommand(EXIT_FAILED, false,
-                     [this](CommandIo& cmd) { return listJobs(cmd, allUsers, json); });
+          list.json = json;
+          runCommand(EXIT_FAILED, false, [this](CommandIo& cmd) { return listJobs(cmd, list); });
         })
         .build();
+  }
+
+  Validity addListState(kj::StringPtr name) {
+    for (auto enumerant : capnp::Schema::from<api::State>().getEnumerants()) {
+      if (enumerant.getProto().getName() == name) {
+        list.states.add(static_cast<api::State>(enumerant.getOrdinal()));
+        return true;
+      }
+    }
+    return "expected one of running, exited, killed, stopped, failed, lost";
+  }
+
+  Validity addListLabel(kj::StringPtr label) {
+    KJ_IF_MAYBE (equals, label.findFirst('=')) {
+      if (*equals > 0) {
+        list.labels.add(label);
+        return true;
+      }
+    }
+    return "expected KEY=VALUE, KEY not empty";
+  }
+
+  Validity setListName(kj::StringPtr name) {
+    if (name.size() == 0) return "the job name must not be empty";
+    list.name = name;
+    return true;
+  }
+
+  Validity setListLimit(kj::StringPtr text) {
+    KJ_IF_MAYBE (count, parseCount(text)) {
+      if (*count > 0) {
+        list.limit = *count;
+        return true;
+      }
+    }
+    return "expected a number of jobs above 0";
   }
 
   kj::MainFunc getRmMain() {

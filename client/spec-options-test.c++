@@ -148,6 +148,34 @@ TEST_F(SpecOptionsTest, BadValuesAreOneLineUsageErrors) {
             "100M)");
 }
 
+TEST_F(SpecOptionsTest, NameAndLabelsGoIntoTheSpec) {
+  parse({"--name", "web", "--label", "team=infra", "--label=empty=", "--label", "k=a=b", "sh",
+         "--name", "x"});
+  auto message = options.build();
+  auto spec = message->getRoot<api::JobSpec>().asReader();
+  EXPECT_EQ(spec.getName(), "web");
+  ASSERT_EQ(spec.getLabels().size(), 3u);
+  EXPECT_EQ(spec.getLabels()[0].getKey(), "team");
+  EXPECT_EQ(spec.getLabels()[0].getValue(), "infra");
+  EXPECT_EQ(spec.getLabels()[1].getKey(), "empty");
+  EXPECT_EQ(spec.getLabels()[1].getValue(), "");
+  EXPECT_EQ(spec.getLabels()[2].getKey(), "k");
+  EXPECT_EQ(spec.getLabels()[2].getValue(), "a=b");
+  // Options end at the command, whose own --name is an argument.
+  EXPECT_EQ(spec.getCommand(), "sh");
+  ASSERT_EQ(spec.getArgs().size(), 2u);
+  EXPECT_EQ(spec.getArgs()[0], "--name");
+}
+
+TEST_F(SpecOptionsTest, ALabelNeedsAKeyAndAnEqualsSign) {
+  EXPECT_EQ(usageError({"--label", "novalue", "true"}),
+            "runctl run: --label=novalue: expected KEY=VALUE, KEY not empty");
+  EXPECT_EQ(usageError({"--label", "=v", "true"}),
+            "runctl run: --label==v: expected KEY=VALUE, KEY not empty");
+  EXPECT_EQ(usageError({"--name", "", "true"}),
+            "runctl run: --name=: the job name must not be empty");
+}
+
 }  // namespace
 }  // namespace client
 }  // namespace runner

@@ -14,6 +14,7 @@ using Validity = kj::MainBuilder::Validity;
 constexpr kj::StringPtr LONG_OPTIONS_WITH_VALUE[] = {
     "cpu"_kj,  "memory"_kj, "io-read"_kj, "io-write"_kj,
     "pids"_kj, "env"_kj,    "workdir"_kj, "executor"_kj, "max-output"_kj,
+    "name"_kj, "label"_kj,
 };
 constexpr kj::StringPtr SHORT_OPTIONS_WITH_VALUE = "ew"_kj;
 
@@ -74,7 +75,15 @@ void SpecOptions::addOptions(kj::MainBuilder& builder) {
                         "the user jobs run as.")
       .addOptionWithArg({"executor"}, KJ_BIND_METHOD(*this, setExecutor), "<name>",
                         "How the server runs the job, e.g. local or cgroup. Default: the "
-                        "server's default executor.");
+                        "server's default executor.")
+      .addOptionWithArg({"name"}, KJ_BIND_METHOD(*this, setName), "<name>",
+                        "A name for the job, unique among your jobs that are not removed; other "
+                        "commands take it in place of the id. 1 to 64 letters, digits, '.', '_' "
+                        "or '-', not only hexadecimal digits and '-'.")
+      .addOptionWithArg({"label"}, KJ_BIND_METHOD(*this, addLabel), "<key>=<value>",
+                        "Tag the job; repeatable (at most 32). `runctl list --label` selects by "
+                        "them. KEY: 1 to 64 letters, digits, '.', '_', '-' or '/'; VALUE: at "
+                        "most 256 bytes.");
 }
 
 kj::MainBuilder& SpecOptions::addCommandArgs(kj::MainBuilder& builder) {
@@ -108,6 +117,14 @@ kj::Own<capnp::MallocMessageBuilder> SpecOptions::build() const {
   isolation.setNet(isolate);
   spec.setExecutor(executor);
   spec.setMaxOutputBytes(maxOutputBytes);
+  spec.setName(name);
+  auto labelList = spec.initLabels(labels.size());
+  for (auto i : kj::indices(labels)) {
+    // addLabel() checked that there is a '='.
+    size_t equals = KJ_ASSERT_NONNULL(labels[i].findFirst('='));
+    labelList[i].setKey(kj::heapString(labels[i].slice(0, equals)));
+    labelList[i].setValue(labels[i].slice(equals + 1));
+  }
   return message;
 }
 
@@ -228,6 +245,23 @@ Validity SpecOptions::setExecutor(kj::StringPtr name) {
   if (name.size() == 0) return "the executor name must not be empty";
   executor = name;
   return true;
+}
+
+Validity SpecOptions::setName(kj::StringPtr text) {
+  // The server checks the rest, for every client alike.
+  if (text.size() == 0) return "the job name must not be empty";
+  name = text;
+  return true;
+}
+
+Validity SpecOptions::addLabel(kj::StringPtr label) {
+  KJ_IF_MAYBE (equals, label.findFirst('=')) {
+    if (*equals > 0) {
+      labels.add(label);
+      return true;
+    }
+  }
+  return "expected KEY=VALUE, KEY not empty";
 }
 
 Validity SpecOptions::setCommand(kj::StringPtr text) {

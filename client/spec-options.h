@@ -1,7 +1,7 @@
 #pragma once
 // The options that describe a job on `runctl start` and `runctl run`: the LIMITS (--cpu,
-// --memory, --io-read, --io-write, --pids, --isolate), --env, --workdir, --executor, and the
-// command with its arguments; and the JobSpec they add up to.
+// --memory, --io-read, --io-write, --pids, --isolate), --env, --workdir, --executor, --name,
+// --label, and the command with its arguments; and the JobSpec they add up to.
 
 #include <capnp/message.h>
 #include <kj/main.h>
@@ -17,8 +17,8 @@ class SpecOptions {
   SpecOptions() = default;
   KJ_DISALLOW_COPY(SpecOptions);
 
-  // Registers the LIMITS, --env/-e, --workdir/-w and --executor. Bad values are usage errors that
-  // quote the accepted syntax.
+  // Registers the LIMITS, --env/-e, --workdir/-w, --executor, --name and --label. Bad values are
+  // usage errors that quote the accepted syntax.
   void addOptions(kj::MainBuilder& builder);
 
   // Registers the positional <command> [<arg>...].
@@ -46,6 +46,8 @@ class SpecOptions {
   kj::MainBuilder::Validity addEnv(kj::StringPtr assignment);
   kj::MainBuilder::Validity setWorkdir(kj::StringPtr dir);
   kj::MainBuilder::Validity setExecutor(kj::StringPtr name);
+  kj::MainBuilder::Validity setName(kj::StringPtr text);
+  kj::MainBuilder::Validity addLabel(kj::StringPtr label);
   kj::MainBuilder::Validity setCommand(kj::StringPtr command);
   kj::MainBuilder::Validity addArg(kj::StringPtr arg);
 
@@ -61,6 +63,9 @@ class SpecOptions {
   kj::Vector<kj::StringPtr> env;
   kj::StringPtr workingDir;
   kj::StringPtr executor;
+  kj::StringPtr name;
+  // "KEY=VALUE" as given; checked to have a key.
+  kj::Vector<kj::StringPtr> labels;
   kj::StringPtr command;
   kj::Vector<kj::StringPtr> args;
 };

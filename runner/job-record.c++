@@ -49,6 +49,10 @@ JobRecord JobRecord::clone() const {
   copy.gid = gid;
   copy.maxOutputBytes = maxOutputBytes;
   copy.outputBytes = outputBytes;
+  copy.name = kj::str(name);
+  copy.labels = KJ_MAP(label, labels) {
+    return JobLabel{kj::str(label.key), kj::str(label.value)};
+  };
   return copy;
 }
 

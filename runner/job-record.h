@@ -29,6 +29,12 @@ inline bool hasEnded(JobState state) {
   return state != JobState::RUNNING;
 }
 
+// A KEY=VALUE tag of a job (see schema/runner.capnp's JobSpec.labels).
+struct JobLabel {
+  kj::String key;
+  kj::String value;
+};
+
 struct JobRecord {
   kj::String id;  // random UUID
   kj::String owner;
@@ -70,6 +76,10 @@ struct JobRecord {
   uint64_t maxOutputBytes = 0;
   uint64_t outputBytes = UNKNOWN_OUTPUT_BYTES;
   static constexpr uint64_t UNKNOWN_OUTPUT_BYTES = ~uint64_t(0);
+
+  // Empty: none. Unique among the owner's jobs in the table (job-names.h says what it may be).
+  kj::String name;
+  kj::Array<JobLabel> labels;
 
   JobRecord clone() const;
 };

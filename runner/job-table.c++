@@ -356,6 +356,44 @@ namespace {
 size_t estimatedInfoBytes(const JobRecord& rec);
 }  // namespace
 
+// A name taken for a start under way (see `names`): given back when the start fails, kept once
+// the job is in the table.
+class JobTable::NameClaim {
+ public:
+  NameClaim(JobTable& table, kj::StringPtr owner, kj::StringPtr name)
+      : table(table), owner(kj::str(owner)), name(kj::str(name)) {
+    auto& owned = table.names.findOrCreate(owner, [&]() {
+      return kj::HashMap<kj::String, kj::HashMap<kj::String, Job*>>::Entry{kj::str(owner), {}};
+    });
+    KJ_IF_MAYBE (holder, owned.find(name)) {
+      if (*holder == nullptr) {
+        KJ_FAIL_REQUIRE(kj::str("the name ", name, " is in use by a job being started"));
+      }
+      KJ_FAIL_REQUIRE(kj::str("the name ", name, " is in use by job ", (*holder)->id(),
+                              " (remove it first, or choose another)"));
+    }
+    owned.insert(kj::str(name), nullptr);
+  }
+
+  ~NameClaim() noexcept(false) {
+    if (kept) return;
+    KJ_IF_MAYBE (owned, table.names.find(owner)) {
+      owned->erase(name);
+      if (owned->size() == 0) table.names.erase(owner);
+    }
+  }
+  KJ_DISALLOW_COPY(NameClaim);
+
+  // The job of this name is in the table (add() put it in the claim's place).
+  void keep() { kept = true; }
+
+ private:
+  JobTable& table;
+  kj::String owner;
+  kj::String name;
+  bool kept = false;
+};
+
 Job& JobTable::add(JobRecord record) {
   auto path = kj::str(cfg.logDir, '/', record.id, ".log");
   auto job = kj::heap<Job>(jobContext, kj::mv(record), kj::mv(path));
@@ -372,6 +410,15 @@ Job& JobTable::add(JobRecord record) {
     ++owner.ended;
     owner.storedBytes += ref.storedBytes;
     storedBytes += ref.storedBytes;
+  }
+  byId.insert(ref.rec.id, &ref);
+  if (ref.rec.name.size() > 0) {
+    auto& owned = names.findOrCreate(ref.rec.owner, [&]() {
+      return kj::HashMap<kj::String, kj::HashMap<kj::String, Job*>>::Entry{kj::str(ref.rec.owner),
+                                                                            {}};
+    });
+    // Over a start's claim of the name (NameClaim).
+    owned.upsert(kj::str(ref.rec.name), &ref, [](Job*& existing, Job* job) { existing = job; });
   }
   jobs.insert(ref.rec.id, kj::mv(job));
   return ref;
@@ -490,6 +537,15 @@ kj::Own<Job> JobTable::detach(Job& job) {
   for (auto p = at; p + 1 < order.end(); ++p) *p = *(p + 1);
   order.removeLast();
   jobMetrics.count(job.rec.executor, job.rec.state, -1);
+  byId.erase(job.rec.id);
+  if (job.rec.name.size() > 0) {
+    KJ_IF_MAYBE (owned, names.find(job.rec.owner)) {
+      KJ_IF_MAYBE (entry, owned->findEntry(job.rec.name)) {
+        if (entry->value == &job) owned->erase(*entry);
+      }
+      if (owned->size() == 0) names.erase(job.rec.owner);
+    }
+  }
   // The key is the job's own id, which lives as long as the job: the job leaves the map first.
   auto& entry = KJ_ASSERT_NONNULL(jobs.findEntry(job.rec.id));
   auto own = kj::mv(entry.value);
@@ -714,6 +770,8 @@ size_t estimatedInfoBytes(const JobRecord& rec) {
   size_t bytes = 512 + rec.id.size() + rec.owner.size() + rec.command.size() + rec.error.size() +
                  rec.workingDir.size() + rec.executor.size() + cgroupBytes;
   for (auto& arg : rec.args) bytes += arg.size() + 16;
+  bytes += rec.name.size();
+  for (auto& label : rec.labels) bytes += label.key.size() + label.value.size() + 32;
   return bytes;
 }
 
@@ -731,7 +789,19 @@ ListPage JobTable::list(const ListQuery& query) const {
     }
   }
   auto selected = [&](const Job& job) {
-    return query.states == 0 || (query.states & (1u << uint(job.rec.state))) != 0;
+    if (query.states != 0 && (query.states & (1u << uint(job.rec.state))) == 0) return false;
+    if (query.name.size() > 0 && job.rec.name != query.name) return false;
+    for (auto& wanted : query.labels) {
+      bool carried = false;
+      for (auto& label : job.rec.labels) {
+        if (label.key == wanted.key) {
+          carried = label.value == wanted.value;
+          break;
+        }
+      }
+      if (!carried) return false;
+    }
+    return true;
   };
 
   uint32_t remaining = query.limit;
@@ -995,10 +1065,14 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
                                           kj::str("the job was not started: ",
                                                   OUTPUT_NOT_ANSWERING)));
   }
+  if (request.name.size() > 0) requireValidJobName(request.name);
+  requireValidLabels(request.labels);
   auto slot = takeRunningSlot(owner);
   if (logFilesystemFull()) {
     KJ_FAIL_REQUIRE("no room for the job's output: the log directory's file system is full");
   }
+  kj::Maybe<kj::Own<NameClaim>> claim;
+  if (request.name.size() > 0) claim = kj::heap<NameClaim>(*this, owner, request.name);
 
   // Before anything is made for the job: an owner that cannot be mapped leaves nothing behind.
   // A new owner's uid and home are made off the event loop first.
@@ -1006,9 +1080,10 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   auto begun = kj::systemPreciseMonotonicClock().now();
   return withStoreDeadline(timer, cfg.identities->prepare(owner))
       .then([this, owner = kj::str(owner), request = kj::mv(request), executor,
-             executorName = kj::mv(executorName), maxOutput, slot = kj::mv(slot)]() mutable {
+             executorName = kj::mv(executorName), maxOutput, slot = kj::mv(slot),
+             claim = kj::mv(claim)]() mutable {
         return startPrepared(owner, kj::mv(request), *executor, kj::mv(executorName), maxOutput,
-                             kj::mv(slot));
+                             kj::mv(slot), kj::mv(claim));
       })
       .then([this, begun](Job* job) {
         if (job->record().state == JobState::RUNNING) {
@@ -1020,7 +1095,8 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
 
 kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& request,
                                           executors::Executor& executor, kj::String executorName,
-                                          uint64_t maxOutput, kj::Own<void> slot) {
+                                          uint64_t maxOutput, kj::Own<void> slot,
+                                          kj::Maybe<kj::Own<NameClaim>> claim) {
   auto user = cfg.identities->forOwner(owner);
   auto env = buildEnvironment(request.env, user);
 
@@ -1038,6 +1114,8 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
   record.uid = user.uid;
   record.gid = user.gid;
   record.maxOutputBytes = maxOutput;
+  record.name = kj::mv(request.name);
+  record.labels = kj::mv(request.labels);
 
   auto path = kj::str(cfg.logDir, '/', record.id, ".log");
   // Nothing of the job may be left behind if it never starts: made before the file is asked
@@ -1051,8 +1129,8 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
                                               kj::str(OUTPUT_NOT_ANSWERING)));
       }));
   return created.then([this, executor = &executor, record = kj::mv(record), env = kj::mv(env),
-                       user = kj::mv(user), output = kj::mv(output),
-                       slot = kj::mv(slot)](kj::AutoCloseFd outputFd) mutable {
+                       user = kj::mv(user), output = kj::mv(output), slot = kj::mv(slot),
+                       claim = kj::mv(claim)](kj::AutoCloseFd outputFd) mutable {
     executors::LaunchRequest launch;
     launch.jobId = kj::str(record.id);
     kj::Vector<kj::String> argv(record.args.size() + 1);
@@ -1069,7 +1147,7 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
     // The job has its own copy of the output descriptor once launch() has returned.
     auto launching = executor->launch(kj::mv(launch));
     return launching.then([this, record = kj::mv(record), output = kj::mv(output),
-                           outputFd = kj::mv(outputFd), slot = kj::mv(slot)](
+                           outputFd = kj::mv(outputFd), slot = kj::mv(slot), claim = kj::mv(claim)](
                               executors::LaunchResult&& result) mutable -> kj::Promise<Job*> {
       record.startedAt = nowMillis();
 
@@ -1104,7 +1182,7 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
                                });
       return written.then([this, record = kj::mv(record), output = kj::mv(output),
                            outputFd = kj::mv(outputFd), slot = kj::mv(slot),
-                           process = kj::mv(process), watch = kj::mv(watch)](
+                           process = kj::mv(process), watch = kj::mv(watch), claim = kj::mv(claim)](
                               kj::Maybe<kj::Exception> failure) mutable -> Job* {
         KJ_IF_MAYBE (e, failure) {
           // Not recorded: the job must not run unrecorded. Its process dies with `process`, its
@@ -1129,6 +1207,9 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
         }
         output->keep();
         auto& job = add(kj::mv(record));
+        KJ_IF_MAYBE (c, claim) {
+          (*c)->keep();
+        }
         jobMetrics.starts.upsert(kj::str(job.rec.executor), 1,
                                  [](uint64_t& count, uint64_t) { ++count; });
         if (job.hasEnded()) ++jobMetrics.ends[static_cast<uint>(EndCause::FAILED)];
@@ -1172,6 +1253,42 @@ size_t JobTable::storeBacklog() const {
 
 kj::Maybe<kj::Duration> JobTable::storeWaiting() const {
   return writer->waiting();
+}
+
+kj::Maybe<Job&> JobTable::resolve(kj::StringPtr caller, kj::StringPtr text) {
+  KJ_IF_MAYBE (job, find(text)) {
+    return *job;
+  }
+  KJ_IF_MAYBE (owned, names.find(caller)) {
+    KJ_IF_MAYBE (job, owned->find(text)) {
+      // nullptr: a start of that name is under way, and there is no such job yet.
+      if (*job != nullptr) return **job;
+    }
+  }
+  if (text.size() == 0 || !looksLikeIdPrefix(text)) return nullptr;
+  if (text.size() < MIN_ID_PREFIX_CHARS) {
+    KJ_FAIL_REQUIRE(kj::str("job not found: ", text, " (an id prefix needs at least ",
+                            MIN_ID_PREFIX_CHARS, " characters)"));
+  }
+  // Every id with this prefix sorts in [text, text with its last character raised by one).
+  auto end = kj::str(text);
+  ++end.begin()[end.size() - 1];
+  kj::Vector<Job*> matches;
+  bool more = false;
+  for (auto& entry : byId.range(text, kj::StringPtr(end))) {
+    if (matches.size() == MAX_PREFIX_CANDIDATES) {
+      more = true;
+      break;
+    }
+    matches.add(entry.value);
+  }
+  if (matches.size() == 1) return *matches[0];
+  if (matches.size() == 0) return nullptr;
+  auto ids = KJ_MAP(job, matches) {
+    return kj::str(job->rec.id);
+  };
+  KJ_FAIL_REQUIRE(kj::str("ambiguous job id prefix ", text, ": it matches ",
+                          kj::strArray(ids, ", "), more ? ", ..." : ""));
 }
 
 kj::Maybe<Job&> JobTable::find(kj::StringPtr id) {

@@ -23,6 +23,7 @@
 #include "runner/event-log.h"
 #include "runner/identities.h"
 #include "runner/job-metrics.h"
+#include "runner/job-names.h"
 #include "runner/job-record.h"
 #include "runner/output-files.h"
 #include "runner/output-watcher.h"
@@ -51,6 +52,9 @@ struct StartRequest {
   kj::String executor;
   // 0: the table's maxOutputBytes; more than that is refused.
   uint64_t maxOutputBytes = 0;
+  // Empty: none. Checked by start() (job-names.h), as are the labels.
+  kj::String name;
+  kj::Array<JobLabel> labels;
 };
 
 struct JobTableConfig {
@@ -195,6 +199,10 @@ struct ListQuery {
   uint32_t limit = 0;
   // The `next` of the previous page, or empty.
   kj::StringPtr after;
+  // Empty: any name. Otherwise only jobs of this name.
+  kj::StringPtr name;
+  // Only jobs that carry every one of these labels.
+  kj::ArrayPtr<const JobLabel> labels;
 };
 
 // What prune() removed: jobs, and the bytes of output they held.
@@ -260,6 +268,13 @@ class JobTable {
 
   kj::Maybe<Job&> find(kj::StringPtr id);
 
+  // The job `text` names for `caller`, as JobManager.get resolves it (schema/runner.capnp): a
+  // full id, else the name of one of the caller's jobs, else a prefix of at least
+  // MIN_ID_PREFIX_CHARS characters of exactly one job's id. nullptr when it names none; throws a
+  // one-line error for a prefix several jobs share (listing them) or one too short to use.
+  // O(log jobs + MAX_PREFIX_CANDIDATES).
+  kj::Maybe<Job&> resolve(kj::StringPtr caller, kj::StringPtr text);
+
   // All jobs in the order they were created.
   kj::ArrayPtr<Job* const> all() const { return order; }
 
@@ -302,6 +317,12 @@ class JobTable {
   OutputWatcher& watcher;
   EventLog& log;
   kj::HashMap<kj::StringPtr, kj::Own<Job>> jobs;
+  // The same jobs ordered by id, for prefixes.
+  kj::TreeMap<kj::StringPtr, Job*> byId;
+  // Each owner's names in use, by owner and name: the job of that name, or nullptr while a start
+  // of that name is under way (a second start of it is refused meanwhile).
+  kj::HashMap<kj::String, kj::HashMap<kj::String, Job*>> names;
+  class NameClaim;
   kj::Vector<Job*> order;
   // Each owner's jobs in the order they were created, and what its ended ones hold.
   struct OwnerJobs {
@@ -359,7 +380,8 @@ class JobTable {
   // start(), once the owner's identity is ready.
   kj::Promise<Job*> startPrepared(kj::StringPtr owner, StartRequest&& request,
                                   executors::Executor& executor, kj::String executorName,
-                                  uint64_t maxOutput, kj::Own<void> slot);
+                                  uint64_t maxOutput, kj::Own<void> slot,
+                                  kj::Maybe<kj::Own<NameClaim>> claim);
   kj::Array<kj::String> buildEnvironment(kj::ArrayPtr<const kj::String> extra,
                                          const executors::Credentials& user);
 };

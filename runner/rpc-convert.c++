@@ -92,6 +92,21 @@ void fillJobInfo(api::JobInfo::Builder info, const Job& job) {
   info.setUid(rec.uid);
   info.setMaxOutputBytes(rec.maxOutputBytes);
   info.setGid(rec.gid);
+  info.setName(rec.name);
+  auto labels = info.initLabels(rec.labels.size());
+  for (auto i : kj::indices(rec.labels)) {
+    labels[i].setKey(rec.labels[i].key);
+    labels[i].setValue(rec.labels[i].value);
+  }
+}
+
+kj::Array<JobLabel> toLabels(capnp::List<api::Label>::Reader labels) {
+  if (labels.size() > MAX_JOB_LABELS) {
+    KJ_FAIL_REQUIRE(kj::str("too many labels (", labels.size(), "; at most ", MAX_JOB_LABELS, ")"));
+  }
+  return KJ_MAP(label, labels) {
+    return JobLabel{kj::str(label.getKey()), kj::str(label.getValue())};
+  };
 }
 
 StartRequest toStartRequest(api::JobSpec::Reader spec) {
@@ -139,6 +154,8 @@ StartRequest toStartRequest(api::JobSpec::Reader spec) {
   request.isolation.mount = isolation.getMount();
   request.isolation.net = isolation.getNet();
   request.executor = text(spec.getExecutor(), "executor");
+  request.name = kj::str(spec.getName());
+  request.labels = toLabels(spec.getLabels());
   return request;
 }
 

@@ -19,6 +19,9 @@ void fillJobInfo(api::JobInfo::Builder info, const Job& job);
 // many arguments); the job table checks the rest (command, executor, environment).
 StartRequest toStartRequest(api::JobSpec::Reader spec);
 
+// Labels as the table takes them; throws past MAX_JOB_LABELS (the table checks the rest).
+kj::Array<JobLabel> toLabels(capnp::List<api::Label>::Reader labels);
+
 api::State toApiState(JobState state);
 // Throws for a state this server does not know.
 JobState fromApiState(api::State state);

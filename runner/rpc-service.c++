@@ -337,7 +337,7 @@ class JobManagerImpl final : public api::JobManager::Server {
     ++caller->activity;
     requireRoomForJobCapability();
     auto id = context.getParams().getId();
-    KJ_IF_MAYBE(job, table.find(id)) {
+    KJ_IF_MAYBE(job, table.resolve(caller->user, id)) {
       // A small first segment: the RPC system keeps the results until the client finishes the
       // call, and the default one is 8 KiB.
       context.getResults(capnp::MessageSize{4, 1}).setJob(newJob(*job));
@@ -359,9 +359,13 @@ class JobManagerImpl final : public api::JobManager::Server {
     for (auto state : states) query.states |= 1u << uint(fromApiState(state));
     query.limit = filter.getLimit();
     query.after = filter.getAfter();
-    // The filter's text lives in the params, which the context keeps.
-    return caller->track(
-        caller->reply([this, context, query]() mutable { return answerList(context, query); }));
+    query.name = filter.getName();
+    // The filter's text lives in the params, which the context keeps; its labels are copied.
+    auto labels = toLabels(filter.getLabels());
+    return caller->track(caller->reply([this, context, query, labels = kj::mv(labels)]() mutable {
+      query.labels = labels;
+      return answerList(context, query);
+    }));
   }
 
   size_t answerList(ListContext& context, const ListQuery& query) {

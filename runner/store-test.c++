@@ -125,6 +125,10 @@ JobRecord fullRecord() {
       2, kj::str("/sys/fs/cgroup/runner/job-3f1c"), kj::str("8:0 (sda)")};
   record.pid = 31337;
   record.pidStartTime = UINT64_MAX - 1;
+  record.name = kj::str("nightly-build.v2");
+  record.labels =
+      kj::arr(JobLabel{kj::str("team"), kj::str("infra")}, JobLabel{kj::str("empty"), kj::str("")},
+              JobLabel{kj::str("app.example/tier"), kj::str("caf\xc3\xa9, ok")});
   return record;
 }
 
@@ -168,6 +172,12 @@ void expectSame(const JobRecord& expected, const JobRecord& actual) {
   }
   EXPECT_EQ(expected.pid, actual.pid);
   EXPECT_EQ(expected.pidStartTime, actual.pidStartTime);
+  EXPECT_EQ(expected.name, actual.name);
+  ASSERT_EQ(expected.labels.size(), actual.labels.size());
+  for (size_t i = 0; i < expected.labels.size(); i++) {
+    EXPECT_EQ(expected.labels[i].key, actual.labels[i].key) << "label " << i;
+    EXPECT_EQ(expected.labels[i].value, actual.labels[i].value) << "label " << i;
+  }
 }
 
 JobRecord found(Store& store, kj::StringPtr id) {
@@ -372,6 +382,45 @@ TEST(Store, RejectsNewerSchemaVersion) {
   auto error = errorOf([&]() { Store::open(path); });
   EXPECT_TRUE(contains(error, "newer")) << error.cStr();
   EXPECT_TRUE(contains(error, path)) << error.cStr();
+}
+
+// A store written before names and labels (schema version 3) opens with every job unnamed and
+// unlabelled, and takes named jobs from then on.
+TEST(Store, MigratesAVersion3StoreToNamesAndLabels) {
+  TempDir dir;
+  auto path = dir.file("jobs.db");
+  Store::open(path)->insert(runningRecord("from-version-3"));
+  // Back to version 3: its tables, without the columns version 4 added.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(SQLITE_OK, sqlite3_open(path.cStr(), &db));
+    KJ_DEFER(sqlite3_close(db));
+    for (auto sql : {"ALTER TABLE jobs DROP COLUMN name", "ALTER TABLE jobs DROP COLUMN labels",
+                     "PRAGMA user_version = 3"}) {
+      ASSERT_EQ(SQLITE_OK, sqlite3_exec(db, sql, nullptr, nullptr, nullptr))
+          << sql << ": " << sqlite3_errmsg(db);
+    }
+  }
+
+  auto store = Store::open(path);
+  auto old = found(*store, "from-version-3");
+  EXPECT_EQ("", old.name);
+  EXPECT_EQ(0u, old.labels.size());
+  EXPECT_EQ("/bin/sleep", old.command);
+
+  JobRecord named = fullRecord();
+  store->insert(named);
+  expectSame(named, found(*store, named.id));
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(SQLITE_OK, sqlite3_open(path.cStr(), &db));
+    KJ_DEFER(sqlite3_close(db));
+    sqlite3_stmt* version = nullptr;
+    ASSERT_EQ(SQLITE_OK, sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &version, nullptr));
+    KJ_DEFER(sqlite3_finalize(version));
+    ASSERT_EQ(SQLITE_ROW, sqlite3_step(version));
+    EXPECT_EQ(Store::SCHEMA_VERSION, sqlite3_column_int(version, 0));
+  }
 }
 
 TEST(Store, RejectsMissingDirectory) {

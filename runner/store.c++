@@ -75,6 +75,8 @@ enum Column : int {
   GID,
   MAX_OUTPUT_BYTES,
   OUTPUT_BYTES,
+  NAME,
+  LABELS,
   COLUMN_COUNT
 };
 
@@ -114,6 +116,8 @@ const kj::StringPtr COLUMN_NAMES[] = {
     "gid",
     "max_output_bytes",
     "output_bytes",
+    "name",
+    "labels",
 };
 static_assert(kj::size(COLUMN_NAMES) == COLUMN_COUNT, "one name per column");
 
@@ -185,6 +189,13 @@ const kj::StringPtr MIGRATIONS[] = {
       ALTER TABLE jobs ADD COLUMN max_output_bytes INTEGER NOT NULL DEFAULT 0;
       ALTER TABLE jobs ADD COLUMN output_bytes INTEGER NOT NULL DEFAULT -1;
     )"_kj,
+    // Version 4: each job's name ('' for none) and labels (each key and each value followed by a
+    // NUL, as args). No index: runnerd resolves names and id prefixes in its job table, which
+    // holds every stored job.
+    R"(
+      ALTER TABLE jobs ADD COLUMN name TEXT NOT NULL DEFAULT '';
+      ALTER TABLE jobs ADD COLUMN labels BLOB NOT NULL DEFAULT x'';
+    )"_kj,
 };
 static_assert(kj::size(MIGRATIONS) == Store::SCHEMA_VERSION, "one migration per version");
 
@@ -253,6 +264,18 @@ kj::Array<char> encodeArgs(kj::ArrayPtr<const kj::String> args) {
   return result;
 }
 
+// Key, NUL, value, NUL for each label.
+kj::Array<char> encodeLabels(kj::ArrayPtr<const JobLabel> labels) {
+  auto texts = kj::heapArrayBuilder<kj::String>(labels.size() * 2);
+  for (auto& label : labels) {
+    texts.add(kj::str(label.key));
+    texts.add(kj::str(label.value));
+  }
+  return encodeArgs(texts.finish());
+}
+
+kj::Array<JobLabel> decodeLabels(kj::ArrayPtr<const char> blob);
+
 kj::Array<kj::String> decodeArgs(kj::ArrayPtr<const char> blob) {
   kj::Vector<kj::String> args;
   while (blob.size() > 0) {
@@ -262,6 +285,16 @@ kj::Array<kj::String> decodeArgs(kj::ArrayPtr<const char> blob) {
     blob = blob.slice(end - blob.begin() + 1, blob.size());
   }
   return args.releaseAsArray();
+}
+
+kj::Array<JobLabel> decodeLabels(kj::ArrayPtr<const char> blob) {
+  auto texts = decodeArgs(blob);
+  KJ_ASSERT(texts.size() % 2 == 0, "corrupt labels in the job store: a key without a value");
+  auto labels = kj::heapArrayBuilder<JobLabel>(texts.size() / 2);
+  for (size_t i = 0; i < texts.size(); i += 2) {
+    labels.add(JobLabel{kj::mv(texts[i]), kj::mv(texts[i + 1])});
+  }
+  return labels.finish();
 }
 
 void requireNoNul(kj::StringPtr field, kj::StringPtr value) {
@@ -276,9 +309,10 @@ uint64_t asUnsigned(int64_t value) {
   return static_cast<uint64_t>(value);
 }
 
-// Binds every column of `record`; the caller keeps `args` (its encoded args) alive.
+// Binds every column of `record`; the caller keeps `args` and `labels` (its encoded args and
+// labels) alive.
 void bindRecord(sqlite::Statement& statement, const JobRecord& record,
-                kj::ArrayPtr<const char> args) {
+                kj::ArrayPtr<const char> args, kj::ArrayPtr<const char> labels) {
   const JobRecord& r = record;
   requireNoNul("id", r.id);
   requireNoNul("owner", r.owner);
@@ -286,6 +320,7 @@ void bindRecord(sqlite::Statement& statement, const JobRecord& record,
   requireNoNul("workingDir", r.workingDir);
   requireNoNul("executor", r.executor);
   requireNoNul("error", r.error);
+  requireNoNul("name", r.name);
   KJ_IF_MAYBE (cgroup, r.placement.cgroup) {
     requireNoNul("cgroupPath", cgroup->path);
     requireNoNul("ioDevice", cgroup->ioDevice);
@@ -332,6 +367,8 @@ void bindRecord(sqlite::Statement& statement, const JobRecord& record,
   statement.bind(GID + 1, int64_t(r.gid));
   statement.bind(MAX_OUTPUT_BYTES + 1, int64_t(r.maxOutputBytes));
   statement.bind(OUTPUT_BYTES + 1, int64_t(r.outputBytes));
+  statement.bind(NAME + 1, r.name);
+  statement.bindBlob(LABELS + 1, labels);
 }
 
 JobState readState(kj::StringPtr name) {
@@ -381,6 +418,8 @@ JobRecord readRecord(sqlite::Statement& row) {
   r.gid = row.getInt(GID);
   r.maxOutputBytes = uint64_t(row.getInt(MAX_OUTPUT_BYTES));
   r.outputBytes = uint64_t(row.getInt(OUTPUT_BYTES));
+  r.name = row.getText(NAME);
+  r.labels = decodeLabels(row.getBlob(LABELS));
   return r;
 }
 
@@ -586,7 +625,8 @@ kj::Array<kj::Maybe<kj::Exception>> Store::apply(kj::ArrayPtr<const StoreWrite> 
 
 void Store::writeInsert(const JobRecord& record) {
   auto args = encodeArgs(record.args);
-  bindRecord(*insertJob, record, args);
+  auto labels = encodeLabels(record.labels);
+  bindRecord(*insertJob, record, args, labels);
   insertJob->run();
   addEvent(*insertEvent, record);
 }
@@ -600,6 +640,7 @@ void Store::writeForget(kj::StringPtr id) {
 
 void Store::write(const JobRecord& record) {
   auto args = encodeArgs(record.args);
+  auto labels = encodeLabels(record.labels);
   JobState previous;
   {
     KJ_DEFER(selectState->reset());
@@ -609,7 +650,7 @@ void Store::write(const JobRecord& record) {
     KJ_REQUIRE(selectState->getText(1) == record.owner, "a job's owner cannot change", record.id,
                record.owner);
   }
-  bindRecord(*updateJob, record, args);
+  bindRecord(*updateJob, record, args, labels);
   updateJob->run();
   if (previous != record.state) addEvent(*insertEvent, record);
 }

@@ -19,8 +19,15 @@ interface JobManager {
   # `start(spec).job.watchOutput(...)` starts and streams in one round trip.
 
   get @1 (id :Text) -> (job :Job);
-  # The job with this id; throws "job not found" for an unknown id. The owner and admins
-  # receive a full Job; anyone else a read-only one.
+  # The job `id` names; throws "job not found" when it names none. The owner and admins
+  # receive a full Job; anyone else a read-only one. `id` is tried, in this order, as:
+  # 1. a job's full id;
+  # 2. the name (JobSpec.name) of one of the caller's own jobs;
+  # 3. a prefix of at least 4 characters of the id of exactly one job (of any user): a prefix
+  #    that several jobs share throws "ambiguous job id prefix 'P' matches: ID1, ID2, ..." (at
+  #    most 8 ids, then "..."), and a shorter one is refused.
+  # A name never looks like an id or a prefix of one (see JobSpec.name), so the three never
+  # compete. The lookup costs O(log jobs) whatever the number of stored jobs.
 
   list @2 (filter :ListFilter) -> (jobs :List(JobInfo), next :Text);
   # Jobs in order of creation, oldest first, a page at a time: at most 1,000 jobs or 1 MiB of
@@ -51,6 +58,13 @@ struct ListFilter {
 
   after @3 :Text;
   # Empty: from the first job. Otherwise the `next` of the previous page.
+
+  name @4 :Text;
+  # Empty: any. Otherwise only the job with this name (JobSpec.name); with `allUsers`, each
+  # user's job of that name.
+
+  labels @5 :List(Label);
+  # Only jobs that carry every one of these labels (same key, same value). At most 32 entries.
 }
 
 interface Job {
@@ -119,6 +133,22 @@ struct JobSpec {
   # The most output the job may write; 0: the server's limit (runnerd --max-output), which a
   # larger value cannot exceed. A job that reaches it is killed and ends `stopped`, with
   # `error` saying so.
+
+  name @8 :Text;
+  # Empty: none. Otherwise a name for the job, unique among its owner's jobs that have not
+  # been removed (a start with a name in use is refused: "the name N is in use by job ID"), and
+  # usable wherever an id is (JobManager.get). 1 to 64 characters of A-Z a-z 0-9 . _ -, and not
+  # only hexadecimal digits and dashes (so that no name can be taken for an id or a prefix of
+  # one).
+  labels @9 :List(Label);
+  # Free-form KEY=VALUE tags, shown with the job and selected by ListFilter.labels. At most 32,
+  # keys unique: a key is 1 to 64 characters of A-Z a-z 0-9 . _ - /, a value at most 256 bytes of
+  # UTF-8 without control characters.
+}
+
+struct Label {
+  key @0 :Text;
+  value @1 :Text;
 }
 
 struct EnvVar {
@@ -214,6 +244,10 @@ struct JobInfo {
 
   maxOutputBytes @22 :UInt64;
   # The output limit that applies to the job; 0 for a job recorded before limits existed.
+
+  name @23 :Text;
+  labels @24 :List(Label);
+  # As given in JobSpec; empty for a job started without them.
 }
 
 struct Usage {
