@@ -319,11 +319,72 @@ TEST_F(JobFormat, JsonIsOneObjectThatDecodesBackToTheSameJob) {
   EXPECT_TRUE(strstr(json.cStr(), "\"state\":\"exited\""));
 
   capnp::MallocMessageBuilder decoded;
-  capnp::JsonCodec().decode(json.slice(0, json.size() - 1), decoded.initRoot<api::JobInfo>());
+  decodeJobInfoJson(json.slice(0, json.size() - 1), decoded.initRoot<api::JobInfo>());
   auto info = decoded.getRoot<api::JobInfo>().asReader();
   EXPECT_EQ(info.getId(), "0b7e4f3a-1c2d-4e5f-8a9b-0c1d2e3f4a5b");
   EXPECT_EQ(info.getExitCode(), 3);
   EXPECT_EQ(info.getLimits().getMemoryBytes(), 64ull << 20);
+  EXPECT_EQ(info.getCreatedAt(), 1700000000000);
+  EXPECT_EQ(info.getStartedAt(), 1700000000250);
+  EXPECT_EQ(info.getEndedAt(), 1700000001500);
+  EXPECT_EQ(info.getUid(), 2000000007u);
+}
+
+TEST_F(JobFormat, JsonTimesAreRfc3339InUtcWithTheirMillisecondsBeside) {
+  auto info = exitedJob();
+  info.setEndedAt(0);
+  auto json = jobInfoJson(info);
+  for (auto field :
+       {"\"createdAt\":\"2023-11-14T22:13:20.000Z\",\"createdAtMillis\":1700000000000,",
+        "\"startedAt\":\"2023-11-14T22:13:20.250Z\",\"startedAtMillis\":1700000000250,",
+        "\"endedAt\":null,\"endedAtMillis\":0,"}) {
+    EXPECT_TRUE(strstr(json.cStr(), field) != nullptr) << field << " not in " << json.cStr();
+  }
+}
+
+TEST_F(JobFormat, JsonCountsAreNumbers) {
+  auto info = exitedJob();
+  // Written out in full, not with an exponent.
+  info.setMaxOutputBytes(1ull << 50);
+  auto json = jobInfoJson(info);
+  kj::StringPtr big = "\"maxOutputBytes\":1125899906842624";
+  auto at = strstr(json.cStr(), big.cStr());
+  ASSERT_TRUE(at != nullptr) << json.cStr();
+  EXPECT_TRUE(at[big.size()] == ',' || at[big.size()] == '}') << json.cStr();
+  for (auto field : {"\"outputBytes\":12,", "\"memoryBytes\":67108864,", "\"cpuUserMicros\":12000,",
+                     "\"peakMemoryBytes\":3145728}", "\"exitCode\":3,", "\"uid\":2000000007,",
+                     "\"cpuMillicores\":500,"}) {
+    EXPECT_TRUE(strstr(json.cStr(), field) != nullptr) << field << " not in " << json.cStr();
+  }
+}
+
+TEST(FormatRfc3339, MillisecondsInUtc) {
+  EXPECT_EQ(KJ_ASSERT_NONNULL(formatRfc3339(0)), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(KJ_ASSERT_NONNULL(formatRfc3339(1)), "1970-01-01T00:00:00.001Z");
+  EXPECT_EQ(KJ_ASSERT_NONNULL(formatRfc3339(1796173323456)), "2026-12-02T01:02:03.456Z");
+  EXPECT_EQ(KJ_ASSERT_NONNULL(formatRfc3339(1700000000999)), "2023-11-14T22:13:20.999Z");
+  // Before 1970 the milliseconds still count up within the second.
+  EXPECT_EQ(KJ_ASSERT_NONNULL(formatRfc3339(-1)), "1969-12-31T23:59:59.999Z");
+  // The far ends RFC 3339 can write, and beyond them nothing.
+  EXPECT_EQ(KJ_ASSERT_NONNULL(formatRfc3339(253402300799999)), "9999-12-31T23:59:59.999Z");
+  EXPECT_EQ(KJ_ASSERT_NONNULL(formatRfc3339(-62135596800000)), "0001-01-01T00:00:00.000Z");
+  EXPECT_TRUE(formatRfc3339(253402300800000) == nullptr);
+  EXPECT_TRUE(formatRfc3339(INT64_MAX) == nullptr);
+  EXPECT_TRUE(formatRfc3339(INT64_MIN) == nullptr);
+}
+
+TEST(FormatRfc3339, DoesNotDependOnTheLocalTimeZone) {
+  auto saved = getenv("TZ") == nullptr ? kj::Maybe<kj::String>() : kj::str(getenv("TZ"));
+  setenv("TZ", "America/St_Johns", 1);
+  tzset();
+  auto text = formatRfc3339(1796173323456);
+  KJ_IF_MAYBE (tz, saved) {
+    setenv("TZ", tz->cStr(), 1);
+  } else {
+    unsetenv("TZ");
+  }
+  tzset();
+  EXPECT_EQ(KJ_ASSERT_NONNULL(text), "2026-12-02T01:02:03.456Z");
 }
 
 TEST_F(JobFormat, JsonListIsAnArray) {

@@ -150,6 +150,109 @@ void addLine(kj::Vector<kj::String>& lines, kj::StringPtr label, kj::StringPtr v
   lines.add(kj::str(label, ":", padding, value));
 }
 
+// JSON numbers for 64-bit integers (JsonCodec writes them as strings so that JavaScript loses no
+// digits; runner's counts stay below 2^53).
+class UInt64AsNumber final : public capnp::JsonCodec::Handler<uint64_t> {
+ public:
+  void encode(const capnp::JsonCodec&, uint64_t input,
+              capnp::JsonValue::Builder output) const override {
+    output.setNumber(static_cast<double>(input));
+  }
+  uint64_t decode(const capnp::JsonCodec&, capnp::JsonValue::Reader input) const override {
+    return input.isString() ? input.getString().parseAs<uint64_t>()
+                            : static_cast<uint64_t>(input.getNumber());
+  }
+};
+
+class Int64AsNumber final : public capnp::JsonCodec::Handler<int64_t> {
+ public:
+  void encode(const capnp::JsonCodec&, int64_t input,
+              capnp::JsonValue::Builder output) const override {
+    output.setNumber(static_cast<double>(input));
+  }
+  int64_t decode(const capnp::JsonCodec&, capnp::JsonValue::Reader input) const override {
+    return input.isString() ? input.getString().parseAs<int64_t>()
+                            : static_cast<int64_t>(input.getNumber());
+  }
+};
+
+constexpr kj::StringPtr MILLIS_SUFFIX = "Millis"_kj;
+
+// A time of JobInfo's: an Int64 named *At, Unix milliseconds.
+bool isTime(capnp::StructSchema::Field field) {
+  return field.getType().which() == capnp::schema::Type::INT64 &&
+         field.getProto().getName().endsWith("At");
+}
+
+// JobInfo as JsonCodec writes a struct, but each time twice: RFC 3339 (null when unset) and Unix
+// milliseconds under "<name>Millis". Reading takes the milliseconds and ignores the text.
+class JobInfoJson final : public capnp::JsonCodec::Handler<api::JobInfo> {
+ public:
+  void encode(const capnp::JsonCodec& codec, api::JobInfo::Reader info,
+              capnp::JsonValue::Builder output) const override {
+    capnp::DynamicStruct::Reader input = info;
+    auto fields = input.getSchema().getNonUnionFields();
+    size_t count = 0;
+    for (auto field : fields) count += isTime(field) ? 2 : 1;
+    auto object = output.initObject(count);
+    size_t pos = 0;
+    for (auto field : fields) {
+      auto name = field.getProto().getName();
+      auto value = input.get(field);
+      if (isTime(field)) {
+        auto millis = value.as<int64_t>();
+        auto text = object[pos++];
+        text.setName(name);
+        KJ_IF_MAYBE (formatted, millis == 0 ? nullptr : formatRfc3339(millis)) {
+          text.initValue().setString(*formatted);
+        } else {
+          text.initValue().setNull();
+        }
+        auto number = object[pos++];
+        number.setName(kj::str(name, MILLIS_SUFFIX));
+        codec.encode(value, field.getType(), number.initValue());
+      } else {
+        auto out = object[pos++];
+        out.setName(name);
+        codec.encode(value, field.getType(), out.initValue());
+      }
+    }
+  }
+
+  void decode(const capnp::JsonCodec& codec, capnp::JsonValue::Reader input,
+              api::JobInfo::Builder info) const override {
+    capnp::DynamicStruct::Builder output = info;
+    auto schema = output.getSchema();
+    for (auto member : input.getObject()) {
+      auto name = member.getName();
+      // A time is read from its milliseconds; its text, and what this schema lacks, are skipped.
+      bool millis = name.endsWith(MILLIS_SUFFIX);
+      auto fieldName = millis ? kj::heapString(name.slice(0, name.size() - MILLIS_SUFFIX.size()))
+                              : kj::str(name);
+      KJ_IF_MAYBE (field, schema.findFieldByName(fieldName)) {
+        if (isTime(*field) != millis) continue;
+        output.adopt(*field, codec.decode(member.getValue(), field->getType(),
+                                          capnp::Orphanage::getForMessageContaining(info)));
+      }
+    }
+  }
+};
+
+// A JsonCodec with the handlers above.
+class JobJsonCodec final : public capnp::JsonCodec {
+ public:
+  JobJsonCodec() {
+    addTypeHandler(uint64s);
+    addTypeHandler(int64s);
+    addTypeHandler(jobs);
+  }
+
+ private:
+  UInt64AsNumber uint64s;
+  Int64AsNumber int64s;
+  JobInfoJson jobs;
+};
+
 }  // namespace
 
 kj::String signalName(int signal) {
@@ -302,11 +405,39 @@ kj::String formatJobTable(capnp::List<api::JobInfo>::Reader jobs) {
 }
 
 kj::String jobInfoJson(api::JobInfo::Reader info) {
-  return kj::str(capnp::JsonCodec().encode(info), "\n");
+  JobJsonCodec codec;
+  return kj::str(codec.encode(info), "\n");
 }
 
 kj::String jobListJson(capnp::List<api::JobInfo>::Reader jobs) {
-  return kj::str(capnp::JsonCodec().encode(jobs), "\n");
+  JobJsonCodec codec;
+  return kj::str(codec.encode(jobs), "\n");
+}
+
+void decodeJobInfoJson(kj::ArrayPtr<const char> json, api::JobInfo::Builder info) {
+  JobJsonCodec codec;
+  codec.decode(json, info);
+}
+
+kj::Maybe<kj::String> formatRfc3339(int64_t unixMillis) {
+  // Years 0000 to 9999: from -62167219200000 (0000-01-01) to 253402300799999 (9999-12-31).
+  constexpr int64_t FIRST = -62167219200000;
+  constexpr int64_t LAST = 253402300799999;
+  if (unixMillis < FIRST || unixMillis > LAST) return nullptr;
+  // Floor division, so that a time before 1970 keeps its milliseconds positive.
+  int64_t millis = ((unixMillis % 1000) + 1000) % 1000;
+  time_t seconds = (unixMillis - millis) / 1000;
+  struct tm utc;
+  char buffer[32];
+  if (gmtime_r(&seconds, &utc) == nullptr ||
+      strftime(buffer, sizeof(buffer), "%Y-%m-%dT%H:%M:%S", &utc) == 0) {
+    return nullptr;
+  }
+  auto threeDigits = kj::str(millis < 100 ? "0" : "", millis < 10 ? "0" : "", millis);
+  // strftime writes year 0 to 999 with fewer than four digits.
+  auto year = utc.tm_year + 1900;
+  auto yearPadding = kj::repeat('0', year < 10 ? 3 : year < 100 ? 2 : year < 1000 ? 1 : 0);
+  return kj::str(yearPadding, buffer, ".", threeDigits, "Z");
 }
 
 kj::String formatSize(uint64_t bytes) {

@@ -1,6 +1,13 @@
 #pragma once
 // How runctl shows jobs: the multi-line `status`, the one-line outcome `stop` prints, the `list`
-// table, and the JSON forms (capnp::JsonCodec: 64-bit integers are JSON strings, enums names).
+// table, and the JSON forms.
+//
+// The JSON forms are capnp::JsonCodec's encoding of JobInfo (field names as in the schema, enums
+// by name) with two changes, made by codec handlers: every integer is a JSON number (JsonCodec
+// writes 64-bit ones as strings; counts here stay far below 2^53, where numbers are exact), and
+// a time (an Int64 field whose name ends in "At": Unix milliseconds) is an RFC 3339 string in UTC
+// with milliseconds, "2026-12-02T01:02:03.456Z", or null when not set (0), followed by the same
+// time as the number of Unix milliseconds under the name plus "Millis" (createdAtMillis).
 //
 // Every text field of a job that the human-readable forms show is escaped for the terminal (see
 // terminal-text.h); the JSON forms are left to JSON's own escaping.
@@ -26,6 +33,13 @@ kj::String formatJobTable(capnp::List<api::JobInfo>::Reader jobs);
 // One JSON object / array on one line, newline-terminated.
 kj::String jobInfoJson(api::JobInfo::Reader info);
 kj::String jobListJson(capnp::List<api::JobInfo>::Reader jobs);
+
+// Reads back what jobInfoJson() wrote (the times from their "Millis" twins).
+void decodeJobInfoJson(kj::ArrayPtr<const char> json, api::JobInfo::Builder info);
+
+// Unix milliseconds as RFC 3339 in UTC with milliseconds: 0 → "1970-01-01T00:00:00.000Z".
+// Null for a time outside the years 0000 to 9999, which RFC 3339 cannot write.
+kj::Maybe<kj::String> formatRfc3339(int64_t unixMillis);
 
 // "SIGTERM" (or "signal 70" for a number without a name).
 kj::String signalName(int signal);

@@ -198,10 +198,10 @@ TEST_F(CgroupRunnerd, MemoryHogEndsOomKilledAndStatusShowsIt) {
   ASSERT_EQ(json.status, 0) << json.err;
   EXPECT_NE(json.out.find("\"oomKilled\":true"), std::string::npos) << json.out;
   EXPECT_NE(json.out.find("\"version\":1"), std::string::npos) << json.out;
-  uint64_t peak = numberAfter(json.out, "\"peakMemoryBytes\":\"");
+  uint64_t peak = numberAfter(json.out, "\"peakMemoryBytes\":");
   EXPECT_GT(peak, 32 * MIB) << "the worker filled its 64 MiB before the OOM kill";
   EXPECT_LE(peak, 64 * MIB) << "the limit held";
-  EXPECT_GT(numberAfter(json.out, "\"cpuSystemMicros\":\""), 0u) << json.out;
+  EXPECT_GT(numberAfter(json.out, "\"cpuSystemMicros\":"), 0u) << json.out;
 
   expectNoCgroupLeft(id);
 }
@@ -439,10 +439,10 @@ TEST_F(CgroupRunnerd, StatusShowsLimitsCgroupVersionIoDeviceUsageAndEndCause) {
 
   // Usage from the cgroup's counters: the loop used CPU, and the shell some memory.
   auto json = runctl(*server, {"status", "--json", id.c_str()});
-  uint64_t cpu = numberAfter(json.out, "\"cpuUserMicros\":\"") +
-                 numberAfter(json.out, "\"cpuSystemMicros\":\"");
+  uint64_t cpu =
+      numberAfter(json.out, "\"cpuUserMicros\":") + numberAfter(json.out, "\"cpuSystemMicros\":");
   EXPECT_GT(cpu, 10000u) << json.out;
-  EXPECT_GT(numberAfter(json.out, "\"peakMemoryBytes\":\""), 0u) << json.out;
+  EXPECT_GT(numberAfter(json.out, "\"peakMemoryBytes\":"), 0u) << json.out;
   EXPECT_EQ(status.out.find(statusLine("CPU time", "user 0.000s, system 0.000s")),
             std::string::npos)
       << status.out;
