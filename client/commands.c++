@@ -1,8 +1,10 @@
 #include "client/commands.h"
 
+#include <capnp/compat/json.h>
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 #include <kj/io.h>
+#include <kj/vector.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -75,6 +77,41 @@ kj::Promise<int> stopOnInterrupt(kj::UnixEventPort& port, api::Job::Client job, 
         .then([](siginfo_t signal) { return EXIT_SIGNAL_BASE + signal.si_signo; })
         .attach(kj::mv(stopping));
   });
+}
+
+// Asks `send` about each job (pipelined on get(), one round trip each, a window at a time: the
+// server bounds the job capabilities a connection holds at once) and hands the answers to
+// `onAnswer` in the order of `ids`. A job whose call fails gets one error line, and its code is
+// `failureCode`. Returns the first non-zero code in the order of `ids`, else 0. A lost connection
+// ends it all.
+template <typename Send, typename OnAnswer>
+int forEachJob(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, int failureCode, Send send,
+               OnAnswer onAnswer) {
+  using Answer = decltype(send(kj::instance<api::Job::Client>()).wait(cmd.io.waitScope));
+  constexpr size_t WINDOW = 64;
+  int status = EXIT_OK;
+  for (size_t first = 0; first < ids.size(); first += WINDOW) {
+    auto window = ids.slice(first, kj::min(ids.size(), first + WINDOW));
+    kj::Vector<kj::Promise<Answer>> answers(window.size());
+    for (auto id : window) {
+      auto getRequest = cmd.connection.jobManager().getRequest();
+      getRequest.setId(id);
+      answers.add(send(getRequest.send().getJob()));
+    }
+    for (auto& answer : answers) {
+      int code = EXIT_OK;
+      KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                     auto response = answer.wait(cmd.io.waitScope);
+                     code = onAnswer(response);
+                   })) {
+        if (e->getType() == kj::Exception::Type::DISCONNECTED) kj::throwFatalException(kj::mv(*e));
+        writeError(cleanErrorMessage(*e));
+        code = failureCode;
+      }
+      if (status == EXIT_OK) status = code;
+    }
+  }
+  return status;
 }
 
 }  // namespace
@@ -161,32 +198,69 @@ int showLogs(CommandIo& cmd, kj::StringPtr id, bool follow) {
       .wait(cmd.io.waitScope);
 }
 
-int showStatus(CommandIo& cmd, kj::StringPtr id, bool json) {
-  auto getRequest = cmd.connection.jobManager().getRequest();
-  getRequest.setId(id);
-  auto response = getRequest.send().getJob().infoRequest().send().wait(cmd.io.waitScope);
-  auto info = response.getInfo();
-  writeStdout(json ? jobInfoJson(info) : formatStatus(info));
+int showStatus(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, bool json) {
+  bool first = true;
+  return forEachJob(
+      cmd, ids, EXIT_FAILED, [](api::Job::Client job) { return job.infoRequest().send(); },
+      [&](auto& response) {
+        auto info = response.getInfo();
+        if (json) {
+          writeStdout(jobInfoJson(info));
+        } else {
+          writeStdout(first ? formatStatus(info) : kj::str("\n", formatStatus(info)));
+        }
+        first = false;
+        return EXIT_OK;
+      });
+}
+
+int waitJobs(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, bool json) {
+  return forEachJob(
+      cmd, ids, EXIT_RUNCTL_FAILED, [](api::Job::Client job) { return job.waitRequest().send(); },
+      [&](auto& response) {
+        auto info = response.getInfo();
+        if (json) writeStdout(jobInfoJson(info));
+        return reportJobEnd(info);
+      });
+}
+
+int stopJobs(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, uint32_t graceMillis) {
+  return forEachJob(
+      cmd, ids, EXIT_FAILED,
+      [graceMillis](api::Job::Client job) {
+        auto request = job.stopRequest();
+        request.setGraceMillis(graceMillis);
+        return request.send();
+      },
+      [](auto& response) {
+        auto info = response.getInfo();
+        writeStdout(kj::str(escapeForTerminal(info.getId()), " ", describeOutcome(info), "\n"));
+        return EXIT_OK;
+      });
+}
+
+int showIdentity(CommandIo& cmd, bool json) {
+  auto response = cmd.connection.jobManager().whoamiRequest().send().wait(cmd.io.waitScope);
+  if (json) {
+    writeStdout(kj::str(capnp::JsonCodec().encode(response), "\n"));
+  } else {
+    writeStdout(
+        kj::str(escapeForTerminal(response.getUser()), response.getAdmin() ? " (admin)\n" : "\n"));
+  }
   return EXIT_OK;
 }
 
-int waitJob(CommandIo& cmd, kj::StringPtr id, bool json) {
-  auto getRequest = cmd.connection.jobManager().getRequest();
-  getRequest.setId(id);
-  auto response = getRequest.send().getJob().waitRequest().send().wait(cmd.io.waitScope);
-  auto info = response.getInfo();
-  if (json) writeStdout(jobInfoJson(info));
-  return reportJobEnd(info);
-}
-
-int stopJob(CommandIo& cmd, kj::StringPtr id, uint32_t graceMillis) {
-  auto getRequest = cmd.connection.jobManager().getRequest();
-  getRequest.setId(id);
-  auto stopRequest = getRequest.send().getJob().stopRequest();
-  stopRequest.setGraceMillis(graceMillis);
-  auto response = stopRequest.send().wait(cmd.io.waitScope);
-  auto info = response.getInfo();
-  writeStdout(kj::str(escapeForTerminal(info.getId()), " ", describeOutcome(info), "\n"));
+int printJobIds(CommandIo& cmd) {
+  kj::String after;
+  kj::Vector<kj::String> lines;
+  do {
+    auto request = cmd.connection.jobManager().listRequest();
+    request.initFilter().setAfter(after);
+    auto page = request.send().wait(cmd.io.waitScope);
+    for (auto info : page.getJobs()) lines.add(kj::str(info.getId(), "\n"));
+    after = kj::str(page.getNext());
+  } while (after.size() > 0);
+  writeStdout(kj::strArray(lines, ""));
   return EXIT_OK;
 }
 

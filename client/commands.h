@@ -33,16 +33,29 @@ int runJob(CommandIo& cmd, api::JobSpec::Reader spec);
 // Writes the job's output from byte 0 to stdout; with `follow`, keeps going until the job ends.
 int showLogs(CommandIo& cmd, kj::StringPtr id, bool follow);
 
-// Prints the job's metadata: formatStatus() or, with `json`, its JSON.
-int showStatus(CommandIo& cmd, kj::StringPtr id, bool json);
+// The commands that take several ids ask about all of them at once and answer in the order
+// given; a job that cannot be asked about (not found, not allowed) gets one error line on stderr
+// and the others go on.
 
-// Waits for the job to end; prints nothing, or with `json` the final JobInfo. Returns the job's
-// exit code like runJob().
-int waitJob(CommandIo& cmd, kj::StringPtr id, bool json);
+// Prints each job's metadata: formatStatus() (a blank line between jobs) or, with `json`, its
+// JSON (one object per line). Returns 1 if any job failed, else 0.
+int showStatus(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, bool json);
 
-// Stops the job (SIGTERM, then SIGKILL after the grace period; 0 = the server's default) and
-// prints "ID OUTCOME".
-int stopJob(CommandIo& cmd, kj::StringPtr id, uint32_t graceMillis);
+// Waits for every job to end; prints nothing, or with `json` each final JobInfo (one per line).
+// Returns the first non-zero exit code (runJob()'s) in the order given, 125 for a job that could
+// not be waited for, or 0 when every job exited 0.
+int waitJobs(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, bool json);
+
+// Stops each job (SIGTERM, then SIGKILL after the grace period; 0 = the server's default) and
+// prints "ID OUTCOME". Returns 1 if any job failed, else 0.
+int stopJobs(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, uint32_t graceMillis);
+
+// Prints the user this connection is authenticated as, and " (admin)" for an admin; with `json`,
+// {"user":USER,"admin":BOOL}.
+int showIdentity(CommandIo& cmd, bool json);
+
+// For shell completion: prints the ids of the caller's jobs, one per line.
+int printJobIds(CommandIo& cmd);
 
 // What `runctl list` selects and how it prints it.
 struct ListOptions {

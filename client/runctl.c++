@@ -9,7 +9,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "client/command-names.h"
 #include "client/commands.h"
+#include "client/completion.h"
 #include "client/connection.h"
 #include "client/error-message.h"
 #include "client/exit-status.h"
@@ -59,6 +61,19 @@ constexpr const char* RUN_DETAILS =
     "\n"
     "Options end at the command: `runctl run ls -l` runs `ls -l`; `--` may also separate them.";
 
+constexpr const char* SEVERAL_IDS_DETAILS =
+    "Several ids are handled in the order given; one that fails (not found, not allowed) gets one "
+    "error line on stderr, the others are still handled, and the exit status is 1.";
+
+constexpr const char* WAIT_DETAILS =
+    "With several ids, waits for all of them and exits with the first non-zero exit code in the "
+    "order given (125 for an id that could not be waited for, after one error line), or 0 when "
+    "every job exited 0.";
+
+constexpr const char* COMPLETION_DETAILS =
+    "bash: source <(runctl completion bash), e.g. in ~/.bashrc. zsh: source <(runctl completion "
+    "zsh) after compinit, or save it as _runctl in a directory of $fpath.";
+
 // A ProcessContext with runctl's exit codes: MainBuilder's usage errors exit 2 with one line,
 // --help and --version exit 0. Output goes straight to the file descriptors, so _exit() loses
 // nothing.
@@ -78,8 +93,10 @@ class RunctlContext final : public kj::ProcessContext {
   }
 
   // MainBuilder calls this for usage errors only. Its second line ("Try '... --help'...") goes:
-  // errors are one line.
-  KJ_NORETURN(void exitError(kj::StringPtr message) override) {
+  // errors are one line. A mistyped command or option gets a suggestion ("did you mean list?").
+  KJ_NORETURN(void exitError(kj::StringPtr original) override) {
+    auto corrected = suggestCorrection(original);
+    kj::StringPtr message = corrected;
     KJ_IF_MAYBE (newline, message.findFirst('\n')) {
       writeLine(STDERR_FILENO, kj::heapString(message.slice(0, *newline)));
     } else {
@@ -121,8 +138,23 @@ class Runctl {
  public:
   explicit Runctl(RunctlContext& context) : context(context) {}
 
+  // `runctl __complete-ids`, for shell completion, takes the global options but is not among
+  // the commands --help lists.
   kj::MainFunc getMain() {
-    return kj::MainBuilder(context, VERSION, OVERVIEW, GLOBAL_DETAILS)
+    return [this](kj::StringPtr programName, kj::ArrayPtr<const kj::StringPtr> params) {
+      if (commandOf(params) == COMPLETE_IDS_COMMAND) {
+        kj::MainBuilder builder(context, VERSION, OVERVIEW);
+        addGlobalOptions(builder)
+            .addSubCommand(COMPLETE_IDS_COMMAND, KJ_BIND_METHOD(*this, getCompleteIdsMain), "")
+            .build()(programName, params);
+      } else {
+        getCommandsMain()(programName, params);
+      }
+    };
+  }
+
+  kj::MainBuilder& addGlobalOptions(kj::MainBuilder& builder) {
+    return builder
         .addOptionWithArg({"server"}, setFlag(flags.server), "<host:port>",
                           "The runnerd to talk to. Default: $RUNCTL_SERVER, else 127.0.0.1:7443.")
         .addOptionWithArg({"server-name"}, setFlag(flags.serverName), "<name>",
@@ -135,7 +167,25 @@ class Runctl {
                           "The private key of --cert (PEM). Default: $RUNCTL_KEY. Required.")
         .addOptionWithArg({"ca"}, setFlag(flags.ca), "<file>",
                           "The CA certificate (PEM) that must have signed the server's "
-                          "certificate. Default: $RUNCTL_CA. Required.")
+                          "certificate. Default: $RUNCTL_CA. Required.");
+  }
+
+  // The word after the global options (and their values), or "" when there is none.
+  static kj::StringPtr commandOf(kj::ArrayPtr<const kj::StringPtr> params) {
+    constexpr kj::StringPtr OPTIONS_WITH_VALUE[] = {"--server"_kj, "--server-name"_kj, "--cert"_kj,
+                                                    "--key"_kj, "--ca"_kj};
+    for (size_t i = 0; i < params.size(); i++) {
+      if (!params[i].startsWith("-")) return params[i];
+      for (auto option : OPTIONS_WITH_VALUE) {
+        if (params[i] == option) ++i;
+      }
+    }
+    return "";
+  }
+
+  kj::MainFunc getCommandsMain() {
+    kj::MainBuilder builder(context, VERSION, OVERVIEW, GLOBAL_DETAILS);
+    return addGlobalOptions(builder)
         .addSubCommand("start", KJ_BIND_METHOD(*this, getStartMain),
                        "start a job in the background; print its id")
         .addSubCommand("run", KJ_BIND_METHOD(*this, getRunMain),
@@ -154,6 +204,10 @@ class Runctl {
                        "remove ended jobs: record and output (-f: stop running ones first)")
         .addSubCommand("prune", KJ_BIND_METHOD(*this, getPruneMain),
                        "remove your ended jobs (--older-than: only old ones; --all-users)")
+        .addSubCommand("whoami", KJ_BIND_METHOD(*this, getWhoamiMain),
+                       "show the user the server knows you as, and whether you are an admin")
+        .addSubCommand("completion", KJ_BIND_METHOD(*this, getCompletionMain),
+                       "print a bash or zsh script that completes runctl's commands and ids")
         .build();
   }
 
@@ -170,6 +224,7 @@ class Runctl {
   kj::StringPtr jobId;
   kj::Vector<kj::StringPtr> jobIds;
   ListOptions list;
+  kj::String completionScript;
 
   static kj::Function<Validity(kj::StringPtr)> setFlag(kj::Maybe<kj::String>& flag) {
     return [&flag](kj::StringPtr value) -> Validity {
@@ -225,6 +280,9 @@ class Runctl {
     return SpecOptions::endOptionsAtCommand(
         spec.addCommandArgs(builder)
             .callAfterParsing([this]() -> Validity {
+              KJ_IF_MAYBE (error, spec.loadEnvFiles(processEnv).releaseError()) {
+                return kj::mv(*error);
+              }
               auto message = spec.build();
               auto specReader = message->getRoot<api::JobSpec>().asReader();
               bool asJson = json;
@@ -244,6 +302,9 @@ class Runctl {
     return SpecOptions::endOptionsAtCommand(
         spec.addCommandArgs(builder)
             .callAfterParsing([this]() -> Validity {
+              KJ_IF_MAYBE (error, spec.loadEnvFiles(processEnv).releaseError()) {
+                return kj::mv(*error);
+              }
               auto message = spec.build();
               auto specReader = message->getRoot<api::JobSpec>().asReader();
               runCommand(EXIT_RUNCTL_FAILED, true,
@@ -276,12 +337,13 @@ class Runctl {
     kj::MainBuilder builder(context, VERSION,
                             "Shows a job's id, owner, state, exit code or signal, error, command, "
                             "times, limits, isolation, executor, cgroup, CPU time, peak memory, "
-                            "output size and whether the OOM killer struck.");
-    return addJsonOption(builder, "Print the job's metadata as one JSON object.")
-        .expectArg("<id>", KJ_BIND_METHOD(*this, setJobId))
+                            "output size and whether the OOM killer struck.",
+                            SEVERAL_IDS_DETAILS);
+    return addJsonOption(builder, "Print each job's metadata as one JSON object, one line per job.")
+        .expectOneOrMoreArgs("<id>", KJ_BIND_METHOD(*this, addJobId))
         .callAfterParsing([this]() -> Validity {
           runCommand(EXIT_FAILED, false,
-                     [this](CommandIo& cmd) { return showStatus(cmd, jobId, json); });
+                     [this](CommandIo& cmd) { return showStatus(cmd, jobIds, json); });
         })
         .build();
   }
@@ -291,12 +353,14 @@ class Runctl {
     kj::MainBuilder builder(context, VERSION,
                             "Waits for a job to end and exits with its exit code, like `run` "
                             "(128+N when signal N ended it, 127 when it could not start, 125 when "
-                            "runctl or the server failed).");
-    return addJsonOption(builder, "Print the ended job's metadata as one JSON object.")
-        .expectArg("<id>", KJ_BIND_METHOD(*this, setJobId))
+                            "runctl or the server failed).",
+                            WAIT_DETAILS);
+    return addJsonOption(builder,
+                         "Print each ended job's metadata as one JSON object, one line per job.")
+        .expectOneOrMoreArgs("<id>", KJ_BIND_METHOD(*this, addJobId))
         .callAfterParsing([this]() -> Validity {
           runCommand(EXIT_RUNCTL_FAILED, false,
-                     [this](CommandIo& cmd) { return waitJob(cmd, jobId, json); });
+                     [this](CommandIo& cmd) { return waitJobs(cmd, jobIds, json); });
         })
         .build();
   }
@@ -305,15 +369,16 @@ class Runctl {
     return kj::MainBuilder(context, VERSION,
                            "Stops a job: SIGTERM to all of its processes, then SIGKILL once the "
                            "grace period is over. Prints the job's id and how it ended. Only the "
-                           "job's owner or an admin may stop it.")
+                           "job's owner or an admin may stop it.",
+                           SEVERAL_IDS_DETAILS)
         .addOptionWithArg({"grace"}, KJ_BIND_METHOD(*this, setGrace), "<duration>",
                           "How long to wait between SIGTERM and SIGKILL: 500ms, 10s, 2m, 1h, or "
                           "a number of seconds; 0 sends SIGKILL 1 ms after SIGTERM. Default: "
                           "the server's.")
-        .expectArg("<id>", KJ_BIND_METHOD(*this, setJobId))
+        .expectOneOrMoreArgs("<id>", KJ_BIND_METHOD(*this, addJobId))
         .callAfterParsing([this]() -> Validity {
           runCommand(EXIT_FAILED, false,
-                     [this](CommandIo& cmd) { return stopJob(cmd, jobId, graceMillis); });
+                     [this](CommandIo& cmd) { return stopJobs(cmd, jobIds, graceMillis); });
         })
         .build();
   }
@@ -435,6 +500,50 @@ class Runctl {
         .callAfterParsing([this]() -> Validity {
           runCommand(EXIT_FAILED, false,
                      [this](CommandIo& cmd) { return pruneJobs(cmd, olderThanMillis, allUsers); });
+        })
+        .build();
+  }
+
+  kj::MainFunc getWhoamiMain() {
+    kj::MainBuilder builder(context, VERSION,
+                            "Prints the user the server knows you as (your certificate's common "
+                            "name), followed by \" (admin)\" when you are one of its admins.");
+    return addJsonOption(builder, "Print {\"user\": USER, \"admin\": BOOL} as one JSON object.")
+        .callAfterParsing([this]() -> Validity {
+          runCommand(EXIT_FAILED, false,
+                     [this](CommandIo& cmd) { return showIdentity(cmd, json); });
+        })
+        .build();
+  }
+
+  kj::MainFunc getCompletionMain() {
+    return kj::MainBuilder(context, VERSION,
+                           "Prints a script that completes runctl's commands, their options, and "
+                           "the ids of your jobs (asking the server, with the options typed "
+                           "before the command) where a command takes ids.",
+                           COMPLETION_DETAILS)
+        .expectArg("<shell>",
+                   [this](kj::StringPtr shell) -> Validity {
+                     if (shell == "bash") {
+                       completionScript = bashCompletion();
+                     } else if (shell == "zsh") {
+                       completionScript = zshCompletion();
+                     } else {
+                       return "the shell must be bash or zsh";
+                     }
+                     return true;
+                   })
+        .callAfterParsing([this]() -> Validity {
+          writeStdout(completionScript);
+          context.exitWith(EXIT_OK);
+        })
+        .build();
+  }
+
+  kj::MainFunc getCompleteIdsMain() {
+    return kj::MainBuilder(context, VERSION, "Prints the ids of your jobs, one per line.")
+        .callAfterParsing([this]() -> Validity {
+          runCommand(EXIT_FAILED, false, [](CommandIo& cmd) { return printJobIds(cmd); });
         })
         .build();
   }

@@ -2,6 +2,12 @@
 
 #include <gtest/gtest.h>
 #include <kj/debug.h>
+#include <kj/io.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
 
 #include "client/test-printing.h"
 
@@ -174,6 +180,81 @@ TEST_F(SpecOptionsTest, ALabelNeedsAKeyAndAnEqualsSign) {
             "runctl run: --label==v: expected KEY=VALUE, KEY not empty");
   EXPECT_EQ(usageError({"--name", "", "true"}),
             "runctl run: --name=: the job name must not be empty");
+}
+
+kj::Maybe<kj::StringPtr> noEnv(kj::StringPtr) {
+  return nullptr;
+}
+
+TEST(EnvFile, ReadsDockersFormat) {
+  kj::Function<kj::Maybe<kj::StringPtr>(kj::StringPtr)> getEnv =
+      [](kj::StringPtr name) -> kj::Maybe<kj::StringPtr> {
+    if (name == "FROM_RUNCTL") return "inherited"_kj;
+    return nullptr;
+  };
+  kj::Vector<kj::String> entries;
+  auto error = SpecOptions::parseEnvFile("vars.env",
+                                         "# a comment\n"
+                                         "\n"
+                                         "   \n"
+                                         "  A=1\n"
+                                         "QUOTED=\"two words\" # not a comment\n"
+                                         "EMPTY=\n"
+                                         "CRLF=x\r\n"
+                                         "FROM_RUNCTL\n"
+                                         "NOT_SET_ANYWHERE\n"
+                                         "EQUALS=a=b\n"
+                                         "LAST=no newline",
+                                         getEnv, entries);
+  EXPECT_TRUE(error == nullptr) << KJ_ASSERT_NONNULL(error).cStr();
+  std::vector<std::string> got;
+  for (auto& entry : entries) got.push_back(entry.cStr());
+  EXPECT_EQ(got, (std::vector<std::string>{"A=1", "QUOTED=\"two words\" # not a comment",
+                                           "EMPTY=", "CRLF=x", "FROM_RUNCTL=inherited",
+                                           "EQUALS=a=b", "LAST=no newline"}));
+}
+
+TEST(EnvFile, ABadLineIsFileColonLine) {
+  kj::Function<kj::Maybe<kj::StringPtr>(kj::StringPtr)> getEnv = noEnv;
+  for (auto content : {"A=1\nB C=2\n", "A=1\n=2\n", "A=1\n1A=2\n", "A=1\nB-C\n"}) {
+    kj::Vector<kj::String> entries;
+    auto error = SpecOptions::parseEnvFile("/tmp/vars.env", content, getEnv, entries);
+    KJ_IF_MAYBE (message, error) {
+      EXPECT_TRUE(message->startsWith("/tmp/vars.env:2: expected NAME=VALUE or NAME"))
+          << message->cStr();
+      EXPECT_TRUE(message->findFirst('\n') == nullptr);
+    } else {
+      ADD_FAILURE() << "accepted " << content;
+    }
+  }
+}
+
+TEST_F(SpecOptionsTest, EnvOverridesEnvFileAndTheLastLineOfANameWins) {
+  char path[] = "/tmp/spec-options-test-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  KJ_DEFER(unlink(path));
+  kj::AutoCloseFd file(fd);
+  kj::StringPtr content = "A=from-file\nB=first\nB=second\nC=kept\n";
+  kj::FdOutputStream(file.get()).write(content.begin(), content.size());
+
+  parse({"-e", "A=from-flag", "--env-file", path, "true"});
+  EXPECT_TRUE(options.loadEnvFiles(noEnv).getError() == nullptr);
+  auto message = options.build();
+  auto env = message->getRoot<api::JobSpec>().asReader().getEnv();
+  ASSERT_EQ(env.size(), 3u);
+  EXPECT_EQ(env[0].getName(), "A");
+  EXPECT_EQ(env[0].getValue(), "from-flag");
+  EXPECT_EQ(env[1].getName(), "B");
+  EXPECT_EQ(env[1].getValue(), "second");
+  EXPECT_EQ(env[2].getName(), "C");
+  EXPECT_EQ(env[2].getValue(), "kept");
+}
+
+TEST_F(SpecOptionsTest, AMissingEnvFileIsOneLine) {
+  parse({"--env-file", "/nonexistent/vars.env", "true"});
+  auto error = KJ_ASSERT_NONNULL(options.loadEnvFiles(noEnv).releaseError());
+  EXPECT_EQ(error, "/nonexistent/vars.env: cannot read: No such file or directory");
 }
 
 }  // namespace

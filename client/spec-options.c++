@@ -1,5 +1,12 @@
 #include "client/spec-options.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <kj/debug.h>
+#include <kj/io.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "client/quantities.h"
 
 namespace runner {
@@ -14,7 +21,7 @@ using Validity = kj::MainBuilder::Validity;
 constexpr kj::StringPtr LONG_OPTIONS_WITH_VALUE[] = {
     "cpu"_kj,  "memory"_kj, "io-read"_kj, "io-write"_kj,
     "pids"_kj, "env"_kj,    "workdir"_kj, "executor"_kj, "max-output"_kj,
-    "name"_kj, "label"_kj,
+    "name"_kj, "label"_kj,  "env-file"_kj,
 };
 constexpr kj::StringPtr SHORT_OPTIONS_WITH_VALUE = "ew"_kj;
 
@@ -70,6 +77,11 @@ void SpecOptions::addOptions(kj::MainBuilder& builder) {
                         "Set an environment variable for the job; repeatable. The job never "
                         "inherits runctl's or the server's environment: it gets PATH, HOME, "
                         "USER, LANG, then these (which may override them).")
+      .addOptionWithArg({"env-file"}, KJ_BIND_METHOD(*this, addEnvFile), "<file>",
+                        "Set the environment variables listed in a file, in docker's format: "
+                        "NAME=VALUE lines taken as they stand (no quotes processed), or a bare "
+                        "NAME for runctl's own value of NAME; lines starting with # and blank "
+                        "lines are skipped. Repeatable; --env wins over a file.")
       .addOptionWithArg({'w', "workdir"}, KJ_BIND_METHOD(*this, setWorkdir), "<dir>",
                         "Absolute working directory of the job. Default: the home directory of "
                         "the user jobs run as.")
@@ -97,12 +109,29 @@ kj::Own<capnp::MallocMessageBuilder> SpecOptions::build() const {
   spec.setCommand(command);
   auto argList = spec.initArgs(args.size());
   for (auto i : kj::indices(args)) argList.set(i, args[i]);
-  auto envList = spec.initEnv(env.size());
-  for (auto i : kj::indices(env)) {
-    // addEnv() checked that there is a '='.
-    size_t equals = KJ_ASSERT_NONNULL(env[i].findFirst('='));
-    envList[i].setName(kj::heapString(env[i].slice(0, equals)));
-    envList[i].setValue(env[i].slice(equals + 1));
+  // The files' entries, then --env's; a later entry of a name replaces an earlier one in place.
+  kj::Vector<kj::StringPtr> assignments;
+  for (auto& entry : fileEnv) assignments.add(entry);
+  assignments.addAll(env);
+  kj::Vector<kj::StringPtr> merged;
+  for (auto assignment : assignments) {
+    // addEnv() and parseEnvFile() checked that there is a '='.
+    auto name =
+        kj::heapString(assignment.slice(0, KJ_ASSERT_NONNULL(assignment.findFirst('=')) + 1));
+    bool replaced = false;
+    for (auto& earlier : merged) {
+      if (earlier.startsWith(name)) {
+        earlier = assignment;
+        replaced = true;
+      }
+    }
+    if (!replaced) merged.add(assignment);
+  }
+  auto envList = spec.initEnv(merged.size());
+  for (auto i : kj::indices(merged)) {
+    size_t equals = KJ_ASSERT_NONNULL(merged[i].findFirst('='));
+    envList[i].setName(kj::heapString(merged[i].slice(0, equals)));
+    envList[i].setValue(merged[i].slice(equals + 1));
   }
   spec.setWorkingDir(workingDir);
   auto limits = spec.initLimits();
@@ -233,6 +262,82 @@ Validity SpecOptions::addEnv(kj::StringPtr assignment) {
     }
   }
   return "expected NAME=VALUE, NAME made of letters, digits and '_', not starting with a digit";
+}
+
+Validity SpecOptions::addEnvFile(kj::StringPtr path) {
+  if (path.size() == 0) return "the env file name must not be empty";
+  envFiles.add(path);
+  return true;
+}
+
+Validity SpecOptions::loadEnvFiles(kj::Function<kj::Maybe<kj::StringPtr>(kj::StringPtr)> getEnv) {
+  for (auto path : envFiles) {
+    // As large as a JobSpec may reasonably be; the server bounds the environment anyway.
+    constexpr size_t MAX_ENV_FILE_BYTES = 1 << 20;
+    int fd = open(path.cStr(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return kj::str(path, ": cannot read: ", strerror(errno));
+    kj::AutoCloseFd file(fd);
+    kj::String content;
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                   content = kj::FdInputStream(file.get()).readAllText(MAX_ENV_FILE_BYTES + 1);
+                 })) {
+      return kj::str(path, ": cannot read: ", e->getDescription());
+    }
+    if (content.size() > MAX_ENV_FILE_BYTES) return kj::str(path, ": larger than 1 MiB");
+    KJ_IF_MAYBE (error, parseEnvFile(path, content, getEnv, fileEnv)) {
+      return kj::mv(*error);
+    }
+  }
+  return true;
+}
+
+kj::Maybe<kj::String> SpecOptions::parseEnvFile(
+    kj::StringPtr fileName, kj::StringPtr content,
+    kj::Function<kj::Maybe<kj::StringPtr>(kj::StringPtr)>& getEnv,
+    kj::Vector<kj::String>& entries) {
+  // docker skips a UTF-8 byte order mark.
+  if (content.startsWith("\xef\xbb\xbf")) content = content.slice(3);
+  size_t lineNumber = 0;
+  while (content.size() > 0) {
+    ++lineNumber;
+    kj::ArrayPtr<const char> line = content;
+    KJ_IF_MAYBE (newline, content.findFirst('\n')) {
+      line = content.slice(0, *newline);
+      content = content.slice(*newline + 1);
+    } else {
+      content = "";
+    }
+    if (line.size() > 0 && line.back() == '\r') line = line.slice(0, line.size() - 1);
+    size_t start = 0;
+    while (start < line.size() && (line[start] == ' ' || line[start] == '\t')) ++start;
+    line = line.slice(start, line.size());
+    if (line.size() == 0 || line[0] == '#') continue;
+    if (memchr(line.begin(), '\0', line.size()) != nullptr) {
+      return kj::str(fileName, ":", lineNumber, ": contains a NUL byte");
+    }
+    size_t nameEnd = line.size();
+    for (size_t i = 0; i < line.size(); i++) {
+      if (line[i] == '=') {
+        nameEnd = i;
+        break;
+      }
+    }
+    auto name = line.slice(0, nameEnd);
+    if (!isEnvName(name)) {
+      return kj::str(fileName, ":", lineNumber,
+                     ": expected NAME=VALUE or NAME, NAME made of letters, digits and '_', not "
+                     "starting with a digit");
+    }
+    if (nameEnd < line.size()) {
+      entries.add(kj::heapString(line));
+    } else {
+      auto nameText = kj::heapString(name);
+      KJ_IF_MAYBE (value, getEnv(nameText)) {
+        entries.add(kj::str(nameText, "=", *value));
+      }
+    }
+  }
+  return nullptr;
 }
 
 Validity SpecOptions::setWorkdir(kj::StringPtr dir) {

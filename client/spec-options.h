@@ -1,7 +1,7 @@
 #pragma once
 // The options that describe a job on `runctl start` and `runctl run`: the LIMITS (--cpu,
-// --memory, --io-read, --io-write, --pids, --isolate), --env, --workdir, --executor, --name,
-// --label, and the command with its arguments; and the JobSpec they add up to.
+// --memory, --io-read, --io-write, --pids, --isolate), --env, --env-file, --workdir, --executor,
+// --name, --label, and the command with its arguments; and the JobSpec they add up to.
 
 #include <capnp/message.h>
 #include <kj/main.h>
@@ -24,8 +24,23 @@ class SpecOptions {
   // Registers the positional <command> [<arg>...].
   kj::MainBuilder& addCommandArgs(kj::MainBuilder& builder);
 
-  // The JobSpec described by what was parsed.
+  // Reads the --env-file files, once options are parsed. An error names FILE:LINE.
+  kj::MainBuilder::Validity loadEnvFiles(
+      kj::Function<kj::Maybe<kj::StringPtr>(kj::StringPtr)> getEnv);
+
+  // The JobSpec described by what was parsed. A variable set by --env and in an --env-file gets
+  // --env's value; within the files, the last one wins.
   kj::Own<capnp::MallocMessageBuilder> build() const;
+
+  // Reads an env file in docker's format (`docker run --env-file`) into "NAME=VALUE" entries:
+  // one variable a line, leading blanks ignored; lines starting with '#' and blank lines
+  // skipped; NAME=VALUE takes VALUE as it stands (no quotes or escapes processed, a '#' in it is
+  // kept, a CR before the newline is dropped); a bare NAME takes runctl's own value of NAME
+  // (`getEnv`), or is skipped if runctl has none. Returns "FILE:LINE: PROBLEM" for a bad line.
+  static kj::Maybe<kj::String> parseEnvFile(
+      kj::StringPtr fileName, kj::StringPtr content,
+      kj::Function<kj::Maybe<kj::StringPtr>(kj::StringPtr)>& getEnv,
+      kj::Vector<kj::String>& entries);
 
   // Wraps a start/run main so that option parsing ends at the command, as with `docker run` or
   // `env`: `runctl run ls -l` runs `ls -l` rather than rejecting -l as an option of runctl.
@@ -44,6 +59,7 @@ class SpecOptions {
   kj::MainBuilder::Validity setMaxOutput(kj::StringPtr text);
   kj::MainBuilder::Validity setIsolate();
   kj::MainBuilder::Validity addEnv(kj::StringPtr assignment);
+  kj::MainBuilder::Validity addEnvFile(kj::StringPtr path);
   kj::MainBuilder::Validity setWorkdir(kj::StringPtr dir);
   kj::MainBuilder::Validity setExecutor(kj::StringPtr name);
   kj::MainBuilder::Validity setName(kj::StringPtr text);
@@ -61,6 +77,9 @@ class SpecOptions {
   bool isolate = false;
   // "NAME=VALUE" as given; checked to have a name.
   kj::Vector<kj::StringPtr> env;
+  kj::Vector<kj::StringPtr> envFiles;
+  // "NAME=VALUE" read from envFiles by loadEnvFiles().
+  kj::Vector<kj::String> fileEnv;
   kj::StringPtr workingDir;
   kj::StringPtr executor;
   kj::StringPtr name;
