@@ -12,18 +12,22 @@ constexpr kj::StringPtr SPEC_OPTIONS[] = {
     "--cpu="_kj,      "--memory="_kj,     "--io-read="_kj, "--io-write="_kj,
     "--pids="_kj,     "--max-output="_kj, "--isolate"_kj,  "-e"_kj,
     "--env="_kj,      "--env-file="_kj,   "-w"_kj,         "--workdir="_kj,
-    "--executor="_kj, "--help"_kj,
+    "--executor="_kj, "--name="_kj,       "--label="_kj,   "--help"_kj,
 };
 constexpr kj::StringPtr START_OPTIONS[] = {
     "--cpu="_kj,      "--memory="_kj,     "--io-read="_kj, "--io-write="_kj,
     "--pids="_kj,     "--max-output="_kj, "--isolate"_kj,  "-e"_kj,
     "--env="_kj,      "--env-file="_kj,   "-w"_kj,         "--workdir="_kj,
-    "--executor="_kj, "--json"_kj,        "--help"_kj,
+    "--executor="_kj, "--name="_kj,       "--label="_kj,   "--json"_kj,
+    "--help"_kj,
 };
 constexpr kj::StringPtr LOGS_OPTIONS[] = {"-f"_kj, "--follow"_kj, "--help"_kj};
 constexpr kj::StringPtr JSON_OPTIONS[] = {"--json"_kj, "--help"_kj};
 constexpr kj::StringPtr STOP_OPTIONS[] = {"--grace="_kj, "--help"_kj};
-constexpr kj::StringPtr LIST_OPTIONS[] = {"-a"_kj, "--all"_kj, "--json"_kj, "--help"_kj};
+constexpr kj::StringPtr LIST_OPTIONS[] = {
+    "-a"_kj,       "--all"_kj, "--state="_kj, "--label="_kj, "--name="_kj,
+    "--limit="_kj, "-q"_kj,    "--quiet"_kj,  "--json"_kj,   "--help"_kj,
+};
 constexpr kj::StringPtr RM_OPTIONS[] = {"-f"_kj, "--force"_kj, "--grace="_kj, "--help"_kj};
 constexpr kj::StringPtr PRUNE_OPTIONS[] = {"--older-than="_kj, "--all-users"_kj, "--help"_kj};
 constexpr kj::StringPtr HELP_OPTIONS[] = {"--help"_kj};

@@ -257,7 +257,10 @@ int printJobIds(CommandIo& cmd) {
     auto request = cmd.connection.jobManager().listRequest();
     request.initFilter().setAfter(after);
     auto page = request.send().wait(cmd.io.waitScope);
-    for (auto info : page.getJobs()) lines.add(kj::str(info.getId(), "\n"));
+    for (auto info : page.getJobs()) {
+      lines.add(kj::str(info.getId(), "\n"));
+      if (info.getName().size() > 0) lines.add(kj::str(info.getName(), "\n"));
+    }
     after = kj::str(page.getNext());
   } while (after.size() > 0);
   writeStdout(kj::strArray(lines, ""));

@@ -54,7 +54,8 @@ int stopJobs(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, uint32_t gra
 // {"user":USER,"admin":BOOL}.
 int showIdentity(CommandIo& cmd, bool json);
 
-// For shell completion: prints the ids of the caller's jobs, one per line.
+// For shell completion: prints the ids of the caller's jobs and the names of those that have one,
+// one per line.
 int printJobIds(CommandIo& cmd);
 
 // What `runctl list` selects and how it prints it.

@@ -1,6 +1,6 @@
 #pragma once
 // `runctl completion bash|zsh`: shell scripts that complete runctl's commands, each command's
-// options, and the ids of the caller's jobs where a command takes ids. The ids come from
+// options, and the ids and names of the caller's jobs where a command takes ids. They come from
 // `runctl [GLOBAL OPTIONS] __complete-ids` (one per line), run with the global options typed so
 // far; a failure (no server, no credentials) completes nothing.
 

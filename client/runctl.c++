@@ -517,11 +517,12 @@ class Runctl {
   }
 
   kj::MainFunc getCompletionMain() {
-    return kj::MainBuilder(context, VERSION,
-                           "Prints a script that completes runctl's commands, their options, and "
-                           "the ids of your jobs (asking the server, with the options typed "
-                           "before the command) where a command takes ids.",
-                           COMPLETION_DETAILS)
+    return kj::MainBuilder(
+               context, VERSION,
+               "Prints a script that completes runctl's commands, their options, and "
+               "the ids and names of your jobs (asking the server, with the options typed "
+               "before the command) where a command takes ids.",
+               COMPLETION_DETAILS)
         .expectArg("<shell>",
                    [this](kj::StringPtr shell) -> Validity {
                      if (shell == "bash") {
@@ -541,7 +542,7 @@ class Runctl {
   }
 
   kj::MainFunc getCompleteIdsMain() {
-    return kj::MainBuilder(context, VERSION, "Prints the ids of your jobs, one per line.")
+    return kj::MainBuilder(context, VERSION, "Prints the ids and names of your jobs, one per line.")
         .callAfterParsing([this]() -> Validity {
           runCommand(EXIT_FAILED, false, [](CommandIo& cmd) { return printJobIds(cmd); });
         })

@@ -224,8 +224,10 @@ TEST_F(RunctlUsability, EnvFileInDockersFormatWithEnvOverridingIt) {
             "runctl run: /nonexistent/vars.env: cannot read: No such file or directory\n");
 }
 
-TEST_F(RunctlUsability, BashCompletionOffersCommandsOptionsAndTheCallersIds) {
-  auto id = start({"sleep", "60"});
+TEST_F(RunctlUsability, BashCompletionOffersCommandsOptionsAndTheCallersIdsAndNames) {
+  auto named = runctl({"start", "--name", "completion-target", "--", "sleep", "60"});
+  ASSERT_EQ(named.status, 0) << named.err;
+  auto id = trimmed(named.out);
 
   auto registered = shell("bash", "source <(runctl completion bash); complete -p runctl\n");
   EXPECT_EQ(registered.first, 0) << registered.second;
@@ -254,6 +256,9 @@ TEST_F(RunctlUsability, BashCompletionOffersCommandsOptionsAndTheCallersIds) {
 
   auto ids = complete("runctl status ''", 2);
   EXPECT_EQ(lines(ids.second).count(id), 1u) << id << " not in " << ids.second;
+  EXPECT_EQ(lines(ids.second).count("completion-target"), 1u) << ids.second;
+  EXPECT_EQ(lines(complete("runctl stop completion-t", 2).second),
+            (std::set<std::string>{"completion-target"}));
   // The global options typed before the command reach the id lookup: a wrong server gives none.
   auto elsewhere = complete("runctl --server = 127.0.0.1 : 1 status ''", 7);
   EXPECT_EQ(elsewhere.second, "\n");
