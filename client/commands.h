@@ -44,6 +44,11 @@ int waitJob(CommandIo& cmd, kj::StringPtr id, bool json);
 // prints "ID OUTCOME".
 int stopJob(CommandIo& cmd, kj::StringPtr id, uint32_t graceMillis);
 
+// Sends `signal` to every process of each job and prints its id. Goes on past a job that cannot
+// be signalled (ended, not found, not the caller's), with one error line for it on stderr;
+// returns 1 if any could not be, else 0.
+int signalJobs(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, int signal);
+
 // Prints the caller's jobs (every user's with `allUsers`) as a table or a JSON array.
 int listJobs(CommandIo& cmd, bool allUsers, bool json);
 

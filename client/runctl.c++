@@ -144,6 +144,8 @@ class Runctl {
                        "wait for a job to end; exit with its exit code")
         .addSubCommand("stop", KJ_BIND_METHOD(*this, getStopMain),
                        "stop a job: SIGTERM, then SIGKILL after a grace period")
+        .addSubCommand("kill", KJ_BIND_METHOD(*this, getKillMain),
+                       "send a signal (default KILL) to every process of running jobs")
         .addSubCommand("list", KJ_BIND_METHOD(*this, getListMain),
                        "list your jobs (--all: every user's jobs)")
         .addSubCommand("rm", KJ_BIND_METHOD(*this, getRmMain),
@@ -163,6 +165,7 @@ class Runctl {
   bool force = false;
   uint32_t graceMillis = 0;
   uint64_t olderThanMillis = 0;
+  int signalNumber = SIGKILL;
   kj::StringPtr jobId;
   kj::Vector<kj::StringPtr> jobIds;
 
@@ -311,6 +314,35 @@ class Runctl {
                      [this](CommandIo& cmd) { return stopJob(cmd, jobId, graceMillis); });
         })
         .build();
+  }
+
+  kj::MainFunc getKillMain() {
+    return kj::MainBuilder(context, VERSION,
+                           "Sends a signal to every process of each running job (its cgroup, or "
+                           "its process group) and prints each job's id. Unlike `stop`, no grace "
+                           "period and no follow-up SIGKILL: the job may catch or ignore the "
+                           "signal, and one it dies of ends it `killed`. A job that cannot be "
+                           "signalled (ended, unknown, not yours) gets one error line, the others "
+                           "are still signalled, and the exit status is 1. Only a job's owner or "
+                           "an admin may signal it.")
+        .addOptionWithArg({'s', "signal"}, KJ_BIND_METHOD(*this, setSignal), "<signal>",
+                          "The signal: a name with or without SIG, in any case (TERM, SIGUSR1, "
+                          "hup, RTMIN+1), or a number. Default: KILL, as docker kill and pueue "
+                          "kill send.")
+        .expectOneOrMoreArgs("<id>", KJ_BIND_METHOD(*this, addJobId))
+        .callAfterParsing([this]() -> Validity {
+          runCommand(EXIT_FAILED, false,
+                     [this](CommandIo& cmd) { return signalJobs(cmd, jobIds, signalNumber); });
+        })
+        .build();
+  }
+
+  Validity setSignal(kj::StringPtr text) {
+    KJ_IF_MAYBE (number, parseSignal(text)) {
+      signalNumber = *number;
+      return true;
+    }
+    return SIGNAL_SYNTAX;
   }
 
   kj::MainFunc getListMain() {

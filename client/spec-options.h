@@ -1,6 +1,7 @@
 #pragma once
 // The options that describe a job on `runctl start` and `runctl run`: the LIMITS (--cpu,
-// --memory, --io-read, --io-write, --pids, --isolate), --env, --workdir, --executor, and the
+// --memory, --io-read, --io-write, --pids, --isolate), --timeout, --idle-timeout, --env,
+// --workdir, --executor, and the
 // command with its arguments; and the JobSpec they add up to.
 
 #include <capnp/message.h>
@@ -42,6 +43,8 @@ class SpecOptions {
   kj::MainBuilder::Validity setIoWrite(kj::StringPtr text);
   kj::MainBuilder::Validity setPids(kj::StringPtr text);
   kj::MainBuilder::Validity setMaxOutput(kj::StringPtr text);
+  kj::MainBuilder::Validity setTimeout(kj::StringPtr text);
+  kj::MainBuilder::Validity setIdleTimeout(kj::StringPtr text);
   kj::MainBuilder::Validity setIsolate();
   kj::MainBuilder::Validity addEnv(kj::StringPtr assignment);
   kj::MainBuilder::Validity setWorkdir(kj::StringPtr dir);
@@ -56,6 +59,8 @@ class SpecOptions {
   uint64_t ioWriteBytesPerSec = 0;
   uint32_t pids = 0;
   uint64_t maxOutputBytes = 0;
+  uint64_t timeoutMillis = 0;
+  uint64_t idleTimeoutMillis = 0;
   bool isolate = false;
   // "NAME=VALUE" as given; checked to have a name.
   kj::Vector<kj::StringPtr> env;

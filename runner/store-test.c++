@@ -215,6 +215,26 @@ TEST(Store, RoundTripsEveryField) {
   EXPECT_TRUE(store->find("no-such-job") == nullptr);
 }
 
+TEST(Store, KeepsTimeoutsAndEndReasons) {
+  TempDir dir;
+  auto store = Store::open(dir.file("jobs.db"));
+  auto record = fullRecord();
+  record.timeoutMillis = 90000;
+  record.idleTimeoutMillis = (uint64_t(1) << 63) + 5;
+  record.endReason = EndReason::IDLE_TIMEOUT;
+  store->insert(record);
+  auto loaded = found(*store, record.id);
+  EXPECT_EQ(loaded.timeoutMillis, 90000u);
+  EXPECT_EQ(loaded.idleTimeoutMillis, (uint64_t(1) << 63) + 5);
+  EXPECT_EQ(loaded.endReason, EndReason::IDLE_TIMEOUT);
+  for (auto reason :
+       {EndReason::NONE, EndReason::STOPPED, EndReason::TIMEOUT, EndReason::OUTPUT_LIMIT}) {
+    record.endReason = reason;
+    store->update(record);
+    EXPECT_EQ(found(*store, record.id).endReason, reason);
+  }
+}
+
 TEST(Store, RejectsDuplicatesUnknownIdsAndNulBytes) {
   TempDir dir;
   auto store = Store::open(dir.file("jobs.db"));

@@ -75,6 +75,9 @@ enum Column : int {
   GID,
   MAX_OUTPUT_BYTES,
   OUTPUT_BYTES,
+  TIMEOUT_MILLIS,
+  IDLE_TIMEOUT_MILLIS,
+  END_REASON,
   COLUMN_COUNT
 };
 
@@ -114,6 +117,9 @@ const kj::StringPtr COLUMN_NAMES[] = {
     "gid",
     "max_output_bytes",
     "output_bytes",
+    "timeout_millis",
+    "idle_timeout_millis",
+    "end_reason",
 };
 static_assert(kj::size(COLUMN_NAMES) == COLUMN_COUNT, "one name per column");
 
@@ -184,6 +190,13 @@ const kj::StringPtr MIGRATIONS[] = {
     R"(
       ALTER TABLE jobs ADD COLUMN max_output_bytes INTEGER NOT NULL DEFAULT 0;
       ALTER TABLE jobs ADD COLUMN output_bytes INTEGER NOT NULL DEFAULT -1;
+    )"_kj,
+    // Version 4: each job's timeouts (0: none), and why it was stopped (endReasonName()). The
+    // deadlines follow from them, started_at and the output file's modification time.
+    R"(
+      ALTER TABLE jobs ADD COLUMN timeout_millis INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN idle_timeout_millis INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN end_reason TEXT NOT NULL DEFAULT 'none';
     )"_kj,
 };
 static_assert(kj::size(MIGRATIONS) == Store::SCHEMA_VERSION, "one migration per version");
@@ -332,6 +345,9 @@ void bindRecord(sqlite::Statement& statement, const JobRecord& record,
   statement.bind(GID + 1, int64_t(r.gid));
   statement.bind(MAX_OUTPUT_BYTES + 1, int64_t(r.maxOutputBytes));
   statement.bind(OUTPUT_BYTES + 1, int64_t(r.outputBytes));
+  statement.bind(TIMEOUT_MILLIS + 1, asSigned(r.timeoutMillis));
+  statement.bind(IDLE_TIMEOUT_MILLIS + 1, asSigned(r.idleTimeoutMillis));
+  statement.bind(END_REASON + 1, endReasonName(r.endReason));
 }
 
 JobState readState(kj::StringPtr name) {
@@ -381,6 +397,10 @@ JobRecord readRecord(sqlite::Statement& row) {
   r.gid = row.getInt(GID);
   r.maxOutputBytes = uint64_t(row.getInt(MAX_OUTPUT_BYTES));
   r.outputBytes = uint64_t(row.getInt(OUTPUT_BYTES));
+  r.timeoutMillis = asUnsigned(row.getInt(TIMEOUT_MILLIS));
+  r.idleTimeoutMillis = asUnsigned(row.getInt(IDLE_TIMEOUT_MILLIS));
+  // A reason a newer runnerd wrote reads as none.
+  r.endReason = parseEndReason(row.getText(END_REASON)).orDefault(EndReason::NONE);
   return r;
 }
 
