@@ -272,8 +272,10 @@ class Runctl {
 
   kj::MainFunc getStatusMain() {
     kj::MainBuilder builder(context, VERSION,
-                            "Shows a job's id, owner, state, exit code or signal, error, command, "
-                            "times, limits, isolation, executor, cgroup, CPU time, peak memory, "
+                            "Shows a job's id, owner, state, exit code or signal, what ended it "
+                            "(a stop, a timeout, an idle timeout, the output limit), error, "
+                            "command, times, limits, timeouts, isolation, executor, cgroup, CPU "
+                            "time, peak memory (and, while it runs, its memory now: usage so far), "
                             "output size and whether the OOM killer struck.");
     return addJsonOption(builder, "Print the job's metadata as one JSON object.")
         .expectArg("<id>", KJ_BIND_METHOD(*this, setJobId))

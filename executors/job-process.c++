@@ -172,10 +172,18 @@ kj::Promise<Usage> JobProcess::usageSoFar() {
     for (pid_t pid : pids.slice(0, kj::min(pids.size(), USAGE_PROCESSES))) {
       addProcessUsage(pid, usage);
     }
-    return usage;
+  } else {
+    addProcessUsage(mainPid, usage);
   }
-  addProcessUsage(mainPid, usage);
+  sampledPeak = kj::max(sampledPeak, usage.peakMemoryBytes);
+  usage.peakMemoryBytes = sampledPeak;
   return usage;
+}
+
+void JobProcess::keepSampledPeak() {
+  // The rusage peak of a local job is unknown (0) when it is below the launcher's own (see
+  // reapExited()); what /proc showed while it ran is a lower bound that is the job's.
+  if (status.usage.peakMemoryBytes == 0) status.usage.peakMemoryBytes = sampledPeak;
 }
 
 const Placement& JobProcess::placement() const {
@@ -206,6 +214,7 @@ kj::Promise<ExitStatus> JobProcess::finish() {
   KJ_IF_MAYBE (use, inCgroup) {
     // The usage reapExited() reports is replaced by the cgroup's counters in finishCgroup().
     status = reapExited(pidfd.get(), mainPid);
+    keepSampledPeak();
     reaped = true;
     return finishCgroup(*use)
         .then([]() {},
@@ -220,6 +229,7 @@ kj::Promise<ExitStatus> JobProcess::finish() {
   // have taken it and this reaches exactly what the job left behind.
   killGroup(SIGKILL);
   status = reapExited(pidfd.get(), mainPid);
+  keepSampledPeak();
   reaped = true;
   return status;
 }

@@ -76,6 +76,8 @@ class JobProcess final : public Process {
   kj::Maybe<JobCgroupUse> inCgroup;
   ExitStatus status;
   bool reaped = false;
+  // The largest peak usageSoFar() read from /proc (jobs without the cgroup's counters).
+  uint64_t sampledPeak = 0;
   // The cgroup kill under way, shared by everyone who asks for one (see kill()).
   kj::Maybe<kj::ForkedPromise<void>> killing;
   bool killDone = false;
@@ -86,6 +88,7 @@ class JobProcess final : public Process {
   kj::ForkedPromise<ExitStatus> exited;
 
   kj::Promise<ExitStatus> finish();
+  void keepSampledPeak();
   void killGroup(int signal);
   kj::Promise<void> kill();
   kj::Promise<void> killSettled();

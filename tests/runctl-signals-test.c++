@@ -302,6 +302,18 @@ TEST_F(RunctlSignals, ThePeakMemoryOfALocalJobIsItsOwn) {
   EXPECT_GE(peak, 0) << ended.out;
   EXPECT_LT(peak, 5 << 20) << ended.out;
 
+  // Below the supervisor's own peak the rusage cannot tell the job's; what status read of the
+  // job's processes while it ran is kept.
+  auto small = start({"start", "--executor", "local", "--", "sleep", "1"});
+  auto live = runctl({"status", "--json", small.c_str()});
+  auto livePeak = jsonNumber(live.out, "peakMemoryBytes");
+  EXPECT_GT(livePeak, 0) << live.out;
+  EXPECT_LT(livePeak, 5 << 20) << live.out;
+  auto smallEnd = runctl({"wait", "--json", small.c_str()});
+  EXPECT_EQ(smallEnd.status, 0) << smallEnd.err;
+  EXPECT_GE(jsonNumber(smallEnd.out, "peakMemoryBytes"), livePeak) << smallEnd.out;
+  EXPECT_LT(jsonNumber(smallEnd.out, "peakMemoryBytes"), 5 << 20) << smallEnd.out;
+
   // A job that takes 64 MiB shows it.
   auto big = start({"start", "--executor", "local", "--", "sh", "-c",
                     "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo ${#x}"});
