@@ -245,9 +245,10 @@ struct JobInfo {
   # land.
 
   endReason @25 :EndReason;
-  # Why runnerd or a user ended the job: set when it was stopped (state `stopped`: by a user, a
-  # timeout, an idle timeout or its output limit); `none` while it runs and for every other end
-  # (exited, killed by a signal it did not get from a stop, including Job.signal's, failed, lost).
+  # Why the job was stopped: of a `stopped` job, by a user, a timeout, an idle timeout or its
+  # output limit; `none` for every other end (exited, killed by a signal it did not get from a
+  # stop, Job.signal's included, failed, lost). Set as soon as the stop begins, so a job still
+  # `running` through its grace period already shows it.
 
   timeoutMillis @26 :UInt64;
   idleTimeoutMillis @27 :UInt64;
@@ -269,8 +270,11 @@ struct Usage {
   cpuUserMicros @0 :UInt64;
   cpuSystemMicros @1 :UInt64;
   peakMemoryBytes @2 :UInt64;
-  # Peak resident memory: of the main process for `local`, of the whole cgroup for `cgroup`.
-  # 0 when unknown.
+  # Peak resident memory: of the whole cgroup for `cgroup`; for `local`, the largest of one
+  # process (the main process's, its reaped children's included). 0 when unknown: the kernel
+  # carries the launching process's own peak into a new job's process, so a `local` job whose
+  # peak stays below the supervisor's is known only by what /proc showed while it ran (when its
+  # usage was read then).
 
   currentMemoryBytes @3 :UInt64;
   # A running job's resident memory now (Job.info only): the sum over its processes for `local`,

@@ -294,6 +294,24 @@ TEST_F(RunctlSignals, StatusOfARunningJobShowsItsUsageSoFar) {
   EXPECT_EQ(endedStatus.out.find("Memory now:"), std::string::npos) << endedStatus.out;
 }
 
+TEST_F(RunctlSignals, StatusOfARunningCgroupJobShowsItsCountersSoFar) {
+  auto started = runctl({"start", "--executor", "cgroup", "--", "sh", "-c",
+                         "x=$(head -c 8388608 /dev/zero | tr '\\0' a); while :; do :; done"});
+  if (started.status != 0) GTEST_SKIP() << "no cgroup executor here: " << started.err;
+  auto id = trimmed(started.out);
+  usleep(700000);
+  auto json = runctl({"status", "--json", id.c_str()});
+  EXPECT_EQ(jsonText(json.out, "state"), "running") << json.out;
+  EXPECT_GT(jsonNumber(json.out, "cpuUserMicros") + jsonNumber(json.out, "cpuSystemMicros"), 100000)
+      << json.out;
+  EXPECT_GT(jsonNumber(json.out, "peakMemoryBytes"), 8 << 20) << json.out;
+  EXPECT_GT(jsonNumber(json.out, "currentMemoryBytes"), 0) << json.out;
+  EXPECT_EQ(runctl({"kill", id.c_str()}).status, 0);
+  auto ended = runctl({"wait", "--json", id.c_str()});
+  EXPECT_EQ(jsonText(ended.out, "state"), "killed") << ended.out;
+  EXPECT_EQ(jsonNumber(ended.out, "currentMemoryBytes"), 0) << ended.out;
+}
+
 TEST_F(RunctlSignals, ThePeakMemoryOfALocalJobIsItsOwn) {
   auto id = start({"start", "--executor", "local", "--", "true"});
   auto ended = runctl({"wait", "--json", id.c_str()});
