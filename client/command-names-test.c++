@@ -47,7 +47,7 @@ TEST(CommandNames, EveryCommandHasHelpAndIdsWhereExpected) {
     for (auto option : command.options) hasHelp = hasHelp || option == "--help";
     EXPECT_TRUE(hasHelp) << command.name.cStr();
     bool ids = command.name == "logs" || command.name == "status" || command.name == "wait" ||
-               command.name == "stop" || command.name == "rm";
+               command.name == "stop" || command.name == "rm" || command.name == "kill";
     EXPECT_EQ(command.takesJobIds, ids) << command.name.cStr();
   }
 }

@@ -9,17 +9,18 @@ namespace {
 
 // Keep in step with runctl.c++ and spec-options.c++.
 constexpr kj::StringPtr SPEC_OPTIONS[] = {
-    "--cpu="_kj,      "--memory="_kj,     "--io-read="_kj, "--io-write="_kj,
-    "--pids="_kj,     "--max-output="_kj, "--isolate"_kj,  "-e"_kj,
-    "--env="_kj,      "--env-file="_kj,   "-w"_kj,         "--workdir="_kj,
-    "--executor="_kj, "--name="_kj,       "--label="_kj,   "--help"_kj,
+    "--cpu="_kj,          "--memory="_kj,     "--io-read="_kj, "--io-write="_kj,
+    "--pids="_kj,         "--max-output="_kj, "--isolate"_kj,  "-e"_kj,
+    "--env="_kj,          "--env-file="_kj,   "-w"_kj,         "--workdir="_kj,
+    "--executor="_kj,     "--name="_kj,       "--label="_kj,   "--timeout="_kj,
+    "--idle-timeout="_kj, "--help"_kj,
 };
 constexpr kj::StringPtr START_OPTIONS[] = {
-    "--cpu="_kj,      "--memory="_kj,     "--io-read="_kj, "--io-write="_kj,
-    "--pids="_kj,     "--max-output="_kj, "--isolate"_kj,  "-e"_kj,
-    "--env="_kj,      "--env-file="_kj,   "-w"_kj,         "--workdir="_kj,
-    "--executor="_kj, "--name="_kj,       "--label="_kj,   "--json"_kj,
-    "--help"_kj,
+    "--cpu="_kj,          "--memory="_kj,     "--io-read="_kj, "--io-write="_kj,
+    "--pids="_kj,         "--max-output="_kj, "--isolate"_kj,  "-e"_kj,
+    "--env="_kj,          "--env-file="_kj,   "-w"_kj,         "--workdir="_kj,
+    "--executor="_kj,     "--name="_kj,       "--label="_kj,   "--timeout="_kj,
+    "--idle-timeout="_kj, "--json"_kj,        "--help"_kj,
 };
 constexpr kj::StringPtr LOGS_OPTIONS[] = {"-f"_kj, "--follow"_kj, "--help"_kj};
 constexpr kj::StringPtr JSON_OPTIONS[] = {"--json"_kj, "--help"_kj};
@@ -30,10 +31,12 @@ constexpr kj::StringPtr LIST_OPTIONS[] = {
 };
 constexpr kj::StringPtr RM_OPTIONS[] = {"-f"_kj, "--force"_kj, "--grace="_kj, "--help"_kj};
 constexpr kj::StringPtr PRUNE_OPTIONS[] = {"--older-than="_kj, "--all-users"_kj, "--help"_kj};
+constexpr kj::StringPtr KILL_OPTIONS[] = {"-s"_kj, "--signal="_kj, "--help"_kj};
 constexpr kj::StringPtr HELP_OPTIONS[] = {"--help"_kj};
 
 constexpr CommandNames COMMANDS[] = {
     {"completion"_kj, HELP_OPTIONS, false},
+    {"kill"_kj, KILL_OPTIONS, true},
     {"list"_kj, LIST_OPTIONS, false},
     {"logs"_kj, LOGS_OPTIONS, true},
     {"prune"_kj, PRUNE_OPTIONS, false},

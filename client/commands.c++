@@ -267,6 +267,33 @@ int printJobIds(CommandIo& cmd) {
   return EXIT_OK;
 }
 
+int signalJobs(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, int signal) {
+  // Pipelined a window at a time, as removeJobs() does.
+  constexpr size_t WINDOW = 64;
+  int status = EXIT_OK;
+  for (size_t first = 0; first < ids.size(); first += WINDOW) {
+    auto window = ids.slice(first, kj::min(ids.size(), first + WINDOW));
+    kj::Vector<kj::Promise<void>> signals(window.size());
+    for (auto id : window) {
+      auto getRequest = cmd.connection.jobManager().getRequest();
+      getRequest.setId(id);
+      auto signalRequest = getRequest.send().getJob().signalRequest();
+      signalRequest.setSignal(signal);
+      signals.add(signalRequest.send().ignoreResult());
+    }
+    for (auto i : kj::indices(window)) {
+      KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { signals[i].wait(cmd.io.waitScope); })) {
+        if (e->getType() == kj::Exception::Type::DISCONNECTED) kj::throwFatalException(kj::mv(*e));
+        writeError(cleanErrorMessage(*e));
+        status = EXIT_FAILED;
+      } else {
+        writeStdout(kj::str(escapeForTerminal(window[i]), "\n"));
+      }
+    }
+  }
+  return status;
+}
+
 int removeJobs(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, bool force,
                uint32_t graceMillis) {
   // Pipelined a window at a time (get and remove in one round trip each), answers in order: the

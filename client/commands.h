@@ -58,6 +58,12 @@ int showIdentity(CommandIo& cmd, bool json);
 // one per line.
 int printJobIds(CommandIo& cmd);
 
+// Sends `signal` to every process of each job and prints its id. Goes on past a job that cannot
+// be signalled (ended, not found, not the caller's), with one error line for it on stderr;
+// returns 1 if any could not be, else 0.
+int signalJobs(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, int signal);
+
+
 // What `runctl list` selects and how it prints it.
 struct ListOptions {
   // Every user's jobs, not only the caller's.

@@ -130,6 +130,41 @@ TEST_F(JobFormat, StatusOfAFailedJobShowsItsError) {
   EXPECT_FALSE(strstr(status.cStr(), "Exit code:"));
 }
 
+TEST_F(JobFormat, StatusSaysWhichTimeoutEndedAJob) {
+  auto info = exitedJob();
+  info.setState(api::State::STOPPED);
+  info.setTermSignal(SIGTERM);
+  info.setTimeoutMillis(90000);
+  info.setIdleTimeoutMillis(1500);
+  info.setEndReason(api::EndReason::IDLE_TIMEOUT);
+  auto status = formatStatus(info);
+  EXPECT_TRUE(strstr(status.cStr(), "Ended by:     idle timeout (no output for 1.500s)\n"))
+      << status.cStr();
+  EXPECT_TRUE(strstr(status.cStr(), "Timeouts:     run 1m30.000s, idle 1.500s\n")) << status.cStr();
+  EXPECT_EQ(describeOutcome(info), "stopped by SIGTERM (idle timeout)");
+  info.setEndReason(api::EndReason::TIMEOUT);
+  EXPECT_TRUE(strstr(formatStatus(info).cStr(), "Ended by:     timeout (1m30.000s)\n"));
+  EXPECT_EQ(describeOutcome(info), "stopped by SIGTERM (timeout)");
+  info.setEndReason(api::EndReason::STOPPED);
+  EXPECT_EQ(describeOutcome(info), "stopped by SIGTERM");
+  EXPECT_TRUE(strstr(formatStatus(info).cStr(), "Ended by:     stop\n"));
+
+  // Neither line for a job without timeouts that was not stopped.
+  auto plain = formatStatus(exitedJob());
+  EXPECT_FALSE(strstr(plain.cStr(), "Ended by:"));
+  EXPECT_FALSE(strstr(plain.cStr(), "Timeouts:"));
+}
+
+TEST_F(JobFormat, StatusOfARunningJobShowsItsMemoryNow) {
+  auto info = exitedJob();
+  info.setState(api::State::RUNNING);
+  info.getUsage().setCurrentMemoryBytes(3 << 20);
+  EXPECT_TRUE(strstr(formatStatus(info).cStr(), "Memory now:   3 MiB\n"));
+  info.getUsage().setCurrentMemoryBytes(0);
+  EXPECT_TRUE(strstr(formatStatus(info).cStr(), "Memory now:   -\n"));
+  EXPECT_FALSE(strstr(formatStatus(exitedJob()).cStr(), "Memory now:"));
+}
+
 TEST_F(JobFormat, OutcomeNamesTheSignal) {
   auto info = exitedJob();
   EXPECT_EQ(describeOutcome(info), "exited with code 3");
@@ -352,7 +387,7 @@ TEST_F(JobFormat, JsonCountsAreNumbers) {
   ASSERT_TRUE(at != nullptr) << json.cStr();
   EXPECT_TRUE(at[big.size()] == ',' || at[big.size()] == '}') << json.cStr();
   for (auto field : {"\"outputBytes\":12,", "\"memoryBytes\":67108864,", "\"cpuUserMicros\":12000,",
-                     "\"peakMemoryBytes\":3145728}", "\"exitCode\":3,", "\"uid\":2000000007,",
+                     "\"peakMemoryBytes\":3145728,", "\"exitCode\":3,", "\"uid\":2000000007,",
                      "\"cpuMillicores\":500,"}) {
     EXPECT_TRUE(strstr(json.cStr(), field) != nullptr) << field << " not in " << json.cStr();
   }

@@ -252,6 +252,38 @@ class JobJsonCodec final : public capnp::JsonCodec {
   Int64AsNumber int64s;
   JobInfoJson jobs;
 };
+// Why runnerd ended the job, for the status line "Ended by"; nullptr for no reason.
+kj::Maybe<kj::String> describeEndReason(api::JobInfo::Reader info) {
+  switch (info.getEndReason()) {
+    case api::EndReason::NONE:
+      return nullptr;
+    case api::EndReason::STOPPED:
+      return kj::str("stop");
+    case api::EndReason::TIMEOUT:
+      return kj::str("timeout (", formatMillis(info.getTimeoutMillis()), ")");
+    case api::EndReason::IDLE_TIMEOUT:
+      return kj::str("idle timeout (no output for ", formatMillis(info.getIdleTimeoutMillis()),
+                     ")");
+    case api::EndReason::OUTPUT_LIMIT:
+      return kj::str("output limit");
+  }
+  // A reason a newer server knows.
+  return kj::str("reason ", static_cast<unsigned>(info.getEndReason()));
+}
+
+// The suffix of a stopped job's outcome that says which limit stopped it.
+kj::StringPtr limitSuffix(api::EndReason reason) {
+  switch (reason) {
+    case api::EndReason::TIMEOUT:
+      return " (timeout)";
+    case api::EndReason::IDLE_TIMEOUT:
+      return " (idle timeout)";
+    case api::EndReason::OUTPUT_LIMIT:
+      return " (output limit)";
+    default:
+      return "";
+  }
+}
 
 }  // namespace
 
@@ -271,8 +303,12 @@ kj::String describeOutcome(api::JobInfo::Reader info) {
       return kj::str("killed by ", signalName(info.getTermSignal()),
                      info.getOomKilledMain() ? " (out of memory)" : "");
     case api::State::STOPPED:
-      if (info.getTermSignal() > 0) return kj::str("stopped by ", signalName(info.getTermSignal()));
-      return kj::str("stopped (exited with code ", info.getExitCode(), ")");
+      if (info.getTermSignal() > 0) {
+        return kj::str("stopped by ", signalName(info.getTermSignal()),
+                       limitSuffix(info.getEndReason()));
+      }
+      return kj::str("stopped (exited with code ", info.getExitCode(), ")",
+                     limitSuffix(info.getEndReason()));
     case api::State::FAILED:
       return kj::str("failed: ", escapeForTerminal(info.getError()));
     case api::State::LOST:
@@ -312,6 +348,9 @@ kj::String formatStatus(api::JobInfo::Reader info) {
     case api::State::LOST:
       break;
   }
+  KJ_IF_MAYBE (reason, describeEndReason(info)) {
+    addLine(lines, "Ended by", *reason);
+  }
   if (info.getError().size() > 0) addLine(lines, "Error", escapeForTerminal(info.getError()));
   addLine(lines, "Command", formatCommandLine(info.getCommand(), info.getArgs()));
   if (info.getWorkingDir().size() > 0) {
@@ -332,6 +371,15 @@ kj::String formatStatus(api::JobInfo::Reader info) {
   addLine(lines, "Executor",
           info.getExecutor().size() > 0 ? escapeForTerminal(info.getExecutor()) : kj::str("-"));
   addLine(lines, "Limits", formatLimits(info.getLimits()));
+  if (info.getTimeoutMillis() > 0 || info.getIdleTimeoutMillis() > 0) {
+    kj::Vector<kj::String> timeouts;
+    if (info.getTimeoutMillis() > 0)
+      timeouts.add(kj::str("run ", formatMillis(info.getTimeoutMillis())));
+    if (info.getIdleTimeoutMillis() > 0) {
+      timeouts.add(kj::str("idle ", formatMillis(info.getIdleTimeoutMillis())));
+    }
+    addLine(lines, "Timeouts", kj::strArray(timeouts, ", "));
+  }
   addLine(lines, "Isolation", formatIsolation(info.getIsolation()));
   addLine(lines, "Cgroup", formatCgroup(info.getCgroup()));
   auto usage = info.getUsage();
@@ -340,6 +388,11 @@ kj::String formatStatus(api::JobInfo::Reader info) {
                   formatMillis(usage.getCpuSystemMicros() / 1000)));
   addLine(lines, "Peak memory",
           usage.getPeakMemoryBytes() == 0 ? kj::str("-") : formatSize(usage.getPeakMemoryBytes()));
+  if (info.getState() == api::State::RUNNING) {
+    addLine(lines, "Memory now",
+            usage.getCurrentMemoryBytes() == 0 ? kj::str("-")
+                                               : formatSize(usage.getCurrentMemoryBytes()));
+  }
   addLine(lines, "Output",
           info.getMaxOutputBytes() == 0
               ? kj::str(info.getOutputBytes(), " bytes")

@@ -1,6 +1,7 @@
 #include "client/quantities.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 namespace runner {
 namespace client {
@@ -90,6 +91,22 @@ TEST(ParseCount, AcceptsWholeNumbersThatFit32Bits) {
   EXPECT_EQ(valueOf(parseCount("4294967295")), UINT32_MAX);
   for (auto bad : {"", "-1", "1.5", "4294967296", "10k", "ten"}) {
     EXPECT_TRUE(parseCount(bad) == nullptr) << bad;
+  }
+}
+
+TEST(ParseSignal, TakesNamesWithOrWithoutSigInAnyCaseAndNumbers) {
+  EXPECT_EQ(valueOf(parseSignal("KILL")), SIGKILL);
+  EXPECT_EQ(valueOf(parseSignal("SIGUSR1")), SIGUSR1);
+  EXPECT_EQ(valueOf(parseSignal("usr2")), SIGUSR2);
+  EXPECT_EQ(valueOf(parseSignal("SigHup")), SIGHUP);
+  EXPECT_EQ(valueOf(parseSignal("9")), 9);
+  EXPECT_EQ(valueOf(parseSignal("0")), 0);
+  EXPECT_EQ(valueOf(parseSignal("RTMIN")), SIGRTMIN);
+  EXPECT_EQ(valueOf(parseSignal("SIGRTMIN+2")), SIGRTMIN + 2);
+  EXPECT_EQ(valueOf(parseSignal("rtmax-1")), SIGRTMAX - 1);
+  for (auto bad : {"", "SIG", "FOO", "SIGFOO", "-9", "9x", "12345", "RTMIN+", "RTMIN-1", "RTMIN+99",
+                   "USR1 "}) {
+    EXPECT_TRUE(parseSignal(bad) == nullptr) << bad;
   }
 }
 

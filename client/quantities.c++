@@ -1,5 +1,10 @@
 #include "client/quantities.h"
 
+#include <signal.h>
+#include <string.h>
+
+#include <tuple>
+
 namespace runner {
 namespace client {
 
@@ -177,6 +182,41 @@ kj::Maybe<uint32_t> parseCount(kj::StringPtr text) {
       return nullptr;
     }
     return static_cast<uint32_t>(decimal->whole);
+  }
+  return nullptr;
+}
+
+kj::Maybe<int> parseSignal(kj::StringPtr text) {
+  if (text.size() > 0 && text.size() <= 4 && isDigit(text[0])) {
+    int number = 0;
+    for (char c : text) {
+      if (!isDigit(c)) return nullptr;
+      number = number * 10 + (c - '0');
+    }
+    return number;
+  }
+  kj::StringPtr name = text;
+  if (strncasecmp(name.cStr(), "SIG", 3) == 0) name = name.slice(3);
+  if (name.size() == 0) return nullptr;
+  // RTMIN+N and RTMAX-N, as kill(1) takes them.
+  for (auto [prefix, base, sign] :
+       {std::make_tuple("RTMIN", SIGRTMIN, 1), std::make_tuple("RTMAX", SIGRTMAX, -1)}) {
+    size_t length = strlen(prefix);
+    if (strncasecmp(name.cStr(), prefix, length) != 0) continue;
+    auto rest = name.slice(length);
+    if (rest.size() == 0) return base;
+    if (rest[0] != (sign > 0 ? '+' : '-') || rest.size() > 3) return nullptr;
+    int offset = 0;
+    for (char c : rest.slice(1)) {
+      if (!isDigit(c)) return nullptr;
+      offset = offset * 10 + (c - '0');
+    }
+    if (rest.size() == 1 || offset > SIGRTMAX - SIGRTMIN) return nullptr;
+    return base + sign * offset;
+  }
+  for (int number = 1; number < SIGRTMIN; number++) {
+    const char* abbreviation = sigabbrev_np(number);
+    if (abbreviation != nullptr && strcasecmp(abbreviation, name.cStr()) == 0) return number;
   }
   return nullptr;
 }

@@ -26,6 +26,10 @@ kj::Maybe<uint64_t> parseDuration(kj::StringPtr text);
 // A non-negative decimal integer that fits 32 bits.
 kj::Maybe<uint32_t> parseCount(kj::StringPtr text);
 
+// A signal: a number ("10"; whether it is a signal is the server's to say), or a name with or
+// without "SIG", in any case ("USR1", "SIGUSR1", "usr1"), including "RTMIN+N" and "RTMAX-N".
+kj::Maybe<int> parseSignal(kj::StringPtr text);
+
 // What each parser accepts, for usage errors.
 constexpr const char* SIZE_SYNTAX =
     "expected bytes or a number with a unit K, M, G or T (binary), e.g. 512K, 64M, 1.5G";
@@ -33,6 +37,8 @@ constexpr const char* CORES_SYNTAX = "expected a number of CPU cores, e.g. 0.5, 
 constexpr const char* DURATION_SYNTAX =
     "expected a duration, e.g. 500ms, 10s, 2m, 1h, 7d, or a number of seconds";
 constexpr const char* COUNT_SYNTAX = "expected a whole number";
+constexpr const char* SIGNAL_SYNTAX =
+    "expected a signal name or number, e.g. TERM, SIGUSR1, KILL, HUP, 10";
 
 }  // namespace client
 }  // namespace runner

@@ -198,6 +198,8 @@ class Runctl {
                        "wait for a job to end; exit with its exit code")
         .addSubCommand("stop", KJ_BIND_METHOD(*this, getStopMain),
                        "stop a job: SIGTERM, then SIGKILL after a grace period")
+        .addSubCommand("kill", KJ_BIND_METHOD(*this, getKillMain),
+                       "send a signal (default KILL) to every process of running jobs")
         .addSubCommand("list", KJ_BIND_METHOD(*this, getListMain),
                        "list your jobs (--all: every user's jobs)")
         .addSubCommand("rm", KJ_BIND_METHOD(*this, getRmMain),
@@ -221,6 +223,7 @@ class Runctl {
   bool force = false;
   uint32_t graceMillis = 0;
   uint64_t olderThanMillis = 0;
+  int signalNumber = SIGKILL;
   kj::StringPtr jobId;
   kj::Vector<kj::StringPtr> jobIds;
   ListOptions list;
@@ -335,8 +338,10 @@ class Runctl {
 
   kj::MainFunc getStatusMain() {
     kj::MainBuilder builder(context, VERSION,
-                            "Shows a job's id, owner, state, exit code or signal, error, command, "
-                            "times, limits, isolation, executor, cgroup, CPU time, peak memory, "
+                            "Shows a job's id, owner, state, exit code or signal, what ended it "
+                            "(a stop, a timeout, an idle timeout, the output limit), error, "
+                            "command, times, limits, timeouts, isolation, executor, cgroup, CPU "
+                            "time, peak memory (and, while it runs, its memory now: usage so far), "
                             "output size and whether the OOM killer struck.",
                             SEVERAL_IDS_DETAILS);
     return addJsonOption(builder, "Print each job's metadata as one JSON object, one line per job.")
@@ -381,6 +386,35 @@ class Runctl {
                      [this](CommandIo& cmd) { return stopJobs(cmd, jobIds, graceMillis); });
         })
         .build();
+  }
+
+  kj::MainFunc getKillMain() {
+    return kj::MainBuilder(context, VERSION,
+                           "Sends a signal to every process of each running job (its cgroup, or "
+                           "its process group) and prints each job's id. Unlike `stop`, no grace "
+                           "period and no follow-up SIGKILL: the job may catch or ignore the "
+                           "signal, and one it dies of ends it `killed`. A job that cannot be "
+                           "signalled (ended, unknown, not yours) gets one error line, the others "
+                           "are still signalled, and the exit status is 1. Only a job's owner or "
+                           "an admin may signal it.")
+        .addOptionWithArg({'s', "signal"}, KJ_BIND_METHOD(*this, setSignal), "<signal>",
+                          "The signal: a name with or without SIG, in any case (TERM, SIGUSR1, "
+                          "hup, RTMIN+1), or a number. Default: KILL, as docker kill and pueue "
+                          "kill send.")
+        .expectOneOrMoreArgs("<id>", KJ_BIND_METHOD(*this, addJobId))
+        .callAfterParsing([this]() -> Validity {
+          runCommand(EXIT_FAILED, false,
+                     [this](CommandIo& cmd) { return signalJobs(cmd, jobIds, signalNumber); });
+        })
+        .build();
+  }
+
+  Validity setSignal(kj::StringPtr text) {
+    KJ_IF_MAYBE (number, parseSignal(text)) {
+      signalNumber = *number;
+      return true;
+    }
+    return SIGNAL_SYNTAX;
   }
 
   kj::MainFunc getListMain() {

@@ -22,6 +22,7 @@ constexpr kj::StringPtr LONG_OPTIONS_WITH_VALUE[] = {
     "cpu"_kj,  "memory"_kj, "io-read"_kj, "io-write"_kj,
     "pids"_kj, "env"_kj,    "workdir"_kj, "executor"_kj, "max-output"_kj,
     "name"_kj, "label"_kj,  "env-file"_kj,
+    "timeout"_kj, "idle-timeout"_kj,
 };
 constexpr kj::StringPtr SHORT_OPTIONS_WITH_VALUE = "ew"_kj;
 
@@ -70,6 +71,13 @@ void SpecOptions::addOptions(kj::MainBuilder& builder) {
                         "The most output the job may write, like --memory (e.g. 100M); the job "
                         "is killed when it reaches it. Default: the server's limit, which this "
                         "cannot exceed.")
+      .addOptionWithArg({"timeout"}, KJ_BIND_METHOD(*this, setTimeout), "<duration>",
+                        "Stop the job (as `runctl stop` does, with the server's grace period) "
+                        "once it has run this long: 90s, 30m, 2h, 1d, ...; its status then says "
+                        "\"Ended by: timeout\". At most 10 years. Default: none.")
+      .addOptionWithArg({"idle-timeout"}, KJ_BIND_METHOD(*this, setIdleTimeout), "<duration>",
+                        "Stop the job likewise once it has written no output for this long "
+                        "(\"Ended by: idle timeout\"). Default: none.")
       .addOption({"isolate"}, KJ_BIND_METHOD(*this, setIsolate),
                  "Run in new PID, mount and network namespaces: the job is PID 1 with its own "
                  "/proc, and has only a loopback network.")
@@ -154,6 +162,8 @@ kj::Own<capnp::MallocMessageBuilder> SpecOptions::build() const {
     labelList[i].setKey(kj::heapString(labels[i].slice(0, equals)));
     labelList[i].setValue(labels[i].slice(equals + 1));
   }
+  spec.setTimeoutMillis(timeoutMillis);
+  spec.setIdleTimeoutMillis(idleTimeoutMillis);
   return message;
 }
 
@@ -247,6 +257,26 @@ Validity SpecOptions::setMaxOutput(kj::StringPtr text) {
     }
   }
   return "--max-output takes a size above 0, like --memory (e.g. 100M)";
+}
+
+Validity SpecOptions::setTimeout(kj::StringPtr text) {
+  KJ_IF_MAYBE (millis, parseDuration(text)) {
+    if (*millis > 0) {
+      timeoutMillis = *millis;
+      return true;
+    }
+  }
+  return "--timeout takes a duration above 0, e.g. 500ms, 90s, 2h, 1d";
+}
+
+Validity SpecOptions::setIdleTimeout(kj::StringPtr text) {
+  KJ_IF_MAYBE (millis, parseDuration(text)) {
+    if (*millis > 0) {
+      idleTimeoutMillis = *millis;
+      return true;
+    }
+  }
+  return "--idle-timeout takes a duration above 0, e.g. 500ms, 90s, 2h, 1d";
 }
 
 Validity SpecOptions::setIsolate() {

@@ -1,7 +1,8 @@
 #pragma once
 // The options that describe a job on `runctl start` and `runctl run`: the LIMITS (--cpu,
-// --memory, --io-read, --io-write, --pids, --isolate), --env, --env-file, --workdir, --executor,
-// --name, --label, and the command with its arguments; and the JobSpec they add up to.
+// --memory, --io-read, --io-write, --pids, --isolate), --timeout, --idle-timeout, --env,
+// --env-file, --workdir, --executor, --name, --label, and the command with its arguments; and the
+// JobSpec they add up to.
 
 #include <capnp/message.h>
 #include <kj/main.h>
@@ -57,6 +58,8 @@ class SpecOptions {
   kj::MainBuilder::Validity setIoWrite(kj::StringPtr text);
   kj::MainBuilder::Validity setPids(kj::StringPtr text);
   kj::MainBuilder::Validity setMaxOutput(kj::StringPtr text);
+  kj::MainBuilder::Validity setTimeout(kj::StringPtr text);
+  kj::MainBuilder::Validity setIdleTimeout(kj::StringPtr text);
   kj::MainBuilder::Validity setIsolate();
   kj::MainBuilder::Validity addEnv(kj::StringPtr assignment);
   kj::MainBuilder::Validity addEnvFile(kj::StringPtr path);
@@ -74,6 +77,8 @@ class SpecOptions {
   uint64_t ioWriteBytesPerSec = 0;
   uint32_t pids = 0;
   uint64_t maxOutputBytes = 0;
+  uint64_t timeoutMillis = 0;
+  uint64_t idleTimeoutMillis = 0;
   bool isolate = false;
   // "NAME=VALUE" as given; checked to have a name.
   kj::Vector<kj::StringPtr> env;

@@ -172,6 +172,20 @@ class ExecutorService::JobServer final : public wire::Job::Server {
     });
   }
 
+  kj::Promise<void> usage(UsageContext context) override {
+    auto& job = held();
+    KJ_IF_MAYBE (end, job.end) {
+      fillUsage(context.getResults().initUsage(), end->usage);
+      return kj::READY_NOW;
+    }
+    if (!job.running()) return kj::READY_NOW;
+    return KJ_ASSERT_NONNULL(job.process)
+        ->usageSoFar()
+        .then([context](executors::Usage usage) mutable {
+          fillUsage(context.getResults().initUsage(), usage);
+        });
+  }
+
   kj::Promise<void> acknowledge(AcknowledgeContext context) override {
     auto& job = held();
     KJ_REQUIRE(job.end != nullptr, "the job is still running; only an ended job is acknowledged");

@@ -92,16 +92,29 @@ executors::Placement toPlacement(wire::Placement::Reader in) {
   return placement;
 }
 
+void fillUsage(wire::Usage::Builder out, const executors::Usage& usage) {
+  out.setCpuUserMicros(usage.cpuUserMicros);
+  out.setCpuSystemMicros(usage.cpuSystemMicros);
+  out.setPeakMemoryBytes(usage.peakMemoryBytes);
+  out.setCurrentMemoryBytes(usage.currentMemoryBytes);
+}
+
+executors::Usage toUsage(wire::Usage::Reader in) {
+  executors::Usage usage;
+  usage.cpuUserMicros = in.getCpuUserMicros();
+  usage.cpuSystemMicros = in.getCpuSystemMicros();
+  usage.peakMemoryBytes = in.getPeakMemoryBytes();
+  usage.currentMemoryBytes = in.getCurrentMemoryBytes();
+  return usage;
+}
+
 void fillExitStatus(wire::ExitStatus::Builder out, const executors::ExitStatus& status) {
   out.setSignaled(status.signaled);
   out.setExitCode(status.exitCode);
   out.setTermSignal(status.termSignal);
   out.setOomKilled(status.oomKilled);
   out.setOomKilledMain(status.oomKilledMain);
-  auto usage = out.initUsage();
-  usage.setCpuUserMicros(status.usage.cpuUserMicros);
-  usage.setCpuSystemMicros(status.usage.cpuSystemMicros);
-  usage.setPeakMemoryBytes(status.usage.peakMemoryBytes);
+  fillUsage(out.initUsage(), status.usage);
   if (status.lost.size() > 0) out.setLost(status.lost);
 }
 
@@ -112,10 +125,7 @@ executors::ExitStatus toExitStatus(wire::ExitStatus::Reader in) {
   status.termSignal = in.getTermSignal();
   status.oomKilled = in.getOomKilled();
   status.oomKilledMain = in.getOomKilledMain();
-  auto usage = in.getUsage();
-  status.usage.cpuUserMicros = usage.getCpuUserMicros();
-  status.usage.cpuSystemMicros = usage.getCpuSystemMicros();
-  status.usage.peakMemoryBytes = usage.getPeakMemoryBytes();
+  status.usage = toUsage(in.getUsage());
   // One line, of bounded length, whatever the other side sent.
   auto lost = in.getLost();
   status.lost = kj::str(lost.slice(0, kj::min(lost.size(), size_t(1024))));

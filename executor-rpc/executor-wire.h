@@ -19,6 +19,9 @@ executors::LaunchRequest toLaunchRequest(wire::LaunchRequest::Reader in, int out
 void fillPlacement(wire::Placement::Builder out, const executors::Placement& placement);
 executors::Placement toPlacement(wire::Placement::Reader in);
 
+void fillUsage(wire::Usage::Builder out, const executors::Usage& usage);
+executors::Usage toUsage(wire::Usage::Reader in);
+
 void fillExitStatus(wire::ExitStatus::Builder out, const executors::ExitStatus& status);
 executors::ExitStatus toExitStatus(wire::ExitStatus::Reader in);
 

@@ -156,6 +156,14 @@ class RemoteExecutor::Process final : public executors::Process {
     send(signal);
   }
 
+  kj::Promise<executors::Usage> usageSoFar() override {
+    if (ended || !executor.connection.connected()) return executors::Usage();
+    return job.usageRequest().send().then(
+        [](auto&& response) { return toUsage(response.getUsage()); },
+        // An executor that does not know the call (an older one) or lost the job: unknown.
+        [](kj::Exception&&) { return executors::Usage(); });
+  }
+
   const executors::Placement& placement() const override { return where; }
 
   // The connection is back: the job is asked for again, and waited on.

@@ -74,6 +74,8 @@ struct Usage {
   uint64_t cpuUserMicros = 0;
   uint64_t cpuSystemMicros = 0;
   uint64_t peakMemoryBytes = 0;
+  // Resident memory now: only in Process::usageSoFar()'s answer for a running job.
+  uint64_t currentMemoryBytes = 0;
 };
 
 // Where an executor placed the job, for status output. Each executor fills in what applies to
@@ -180,6 +182,10 @@ class Process {
   // Delivers `signal` to every process of the job (its process group, or its whole cgroup).
   // Does nothing once the job has ended.
   virtual void signalAll(int signal) = 0;
+
+  // What the job has used so far (CPU time, peak and current memory), counted as its end's usage
+  // will be; the final usage once it has ended. By default nothing is known (all 0).
+  virtual kj::Promise<Usage> usageSoFar() { return Usage(); }
 
   virtual const Placement& placement() const = 0;
 

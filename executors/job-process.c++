@@ -47,6 +47,47 @@ struct AbandonedJob {
   KJ_DISALLOW_COPY(AbandonedJob);
 };
 
+// Adds what /proc says of `pid` to `usage`: CPU time (its own and its reaped children's, fields
+// 14 to 17 of stat), resident memory now (VmRSS) and the largest peak of one process (VmHWM).
+// A process that is gone, or a zombie, adds nothing.
+void addProcessUsage(pid_t pid, Usage& usage) {
+  static const long ticksPerSecond = sysconf(_SC_CLK_TCK);
+  char path[64];
+  char buffer[4096];
+  auto readFile = [&](const char* name) -> ssize_t {
+    snprintf(path, sizeof(path), "/proc/%d/%s", int(pid), name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buffer, sizeof(buffer) - 1);
+    close(fd);
+    if (n >= 0) buffer[n] = '\0';
+    return n;
+  };
+  if (readFile("stat") > 0) {
+    // The command name may hold spaces and parentheses: fields count from the last ')'.
+    const char* close = strrchr(buffer, ')');
+    unsigned long long utime, stime;
+    long long cutime, cstime;
+    if (close != nullptr &&
+        sscanf(close + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld",
+               &utime, &stime, &cutime, &cstime) == 4 &&
+        ticksPerSecond > 0) {
+      uint64_t perTick = 1000000 / ticksPerSecond;
+      usage.cpuUserMicros += (utime + uint64_t(kj::max(cutime, 0ll))) * perTick;
+      usage.cpuSystemMicros += (stime + uint64_t(kj::max(cstime, 0ll))) * perTick;
+    }
+  }
+  if (readFile("status") > 0) {
+    auto field = [&](const char* name) -> uint64_t {
+      const char* at = strstr(buffer, name);
+      if (at == nullptr) return 0;
+      return strtoull(at + strlen(name), nullptr, 10) * 1024;
+    };
+    usage.currentMemoryBytes += field("\nVmRSS:");
+    usage.peakMemoryBytes = kj::max(usage.peakMemoryBytes, field("\nVmHWM:"));
+  }
+}
+
 }  // namespace
 
 JobProcess::JobProcess(kj::UnixEventPort& eventPort, pid_t pid, kj::AutoCloseFd pidfd,
@@ -113,6 +154,38 @@ void JobProcess::signalAll(int signal) {
   }
 }
 
+kj::Promise<Usage> JobProcess::usageSoFar() {
+  if (reaped) return status.usage;
+  Usage usage;
+  KJ_IF_MAYBE (use, inCgroup) {
+    if (use->accounting) {
+      usage = use->cgroup->usage();
+      // The main process's own peak when the cgroup has no peak counter (v2 before Linux 5.19).
+      if (usage.peakMemoryBytes == 0) {
+        Usage main;
+        addProcessUsage(mainPid, main);
+        usage.peakMemoryBytes = main.peakMemoryBytes;
+      }
+      return usage;
+    }
+    auto pids = use->cgroup->processes();
+    for (pid_t pid : pids.slice(0, kj::min(pids.size(), USAGE_PROCESSES))) {
+      addProcessUsage(pid, usage);
+    }
+  } else {
+    addProcessUsage(mainPid, usage);
+  }
+  sampledPeak = kj::max(sampledPeak, usage.peakMemoryBytes);
+  usage.peakMemoryBytes = sampledPeak;
+  return usage;
+}
+
+void JobProcess::keepSampledPeak() {
+  // The rusage peak of a local job is unknown (0) when it is below the launcher's own (see
+  // reapExited()); what /proc showed while it ran is a lower bound that is the job's.
+  if (status.usage.peakMemoryBytes == 0) status.usage.peakMemoryBytes = sampledPeak;
+}
+
 const Placement& JobProcess::placement() const {
   KJ_IF_MAYBE (use, inCgroup) {
     return use->placement;
@@ -141,6 +214,7 @@ kj::Promise<ExitStatus> JobProcess::finish() {
   KJ_IF_MAYBE (use, inCgroup) {
     // The usage reapExited() reports is replaced by the cgroup's counters in finishCgroup().
     status = reapExited(pidfd.get(), mainPid);
+    keepSampledPeak();
     reaped = true;
     return finishCgroup(*use)
         .then([]() {},
@@ -155,6 +229,7 @@ kj::Promise<ExitStatus> JobProcess::finish() {
   // have taken it and this reaches exactly what the job left behind.
   killGroup(SIGKILL);
   status = reapExited(pidfd.get(), mainPid);
+  keepSampledPeak();
   reaped = true;
   return status;
 }
@@ -222,6 +297,7 @@ kj::Promise<void> JobProcess::finishCgroup(JobCgroupUse& use) {
         status.oomKilled = oomKills > 0;
         status.oomKilledMain = status.oomKilled && status.signaled && status.termSignal == SIGKILL;
         status.usage = use.cgroup->usage();
+        status.usage.currentMemoryBytes = 0;
         // The exit is reported now; the empty cgroup goes on the remover's thread.
         use.remover.dispose(kj::mv(use.cgroup));
       });

@@ -36,6 +36,9 @@ struct JobCgroupUse {
   Placement placement;
 };
 
+// Processes of one job whose /proc files a usage read looks at, at most.
+constexpr size_t USAGE_PROCESSES = 1024;
+
 // Emptied tracking cgroups an executor keeps for its next jobs, at most.
 constexpr size_t SPARE_TRACKING_CGROUPS = 32;
 
@@ -56,6 +59,12 @@ class JobProcess final : public Process {
 
   void signalAll(int signal) override;
 
+  // The cgroup's counters when it has them; otherwise read from /proc for each process of the job
+  // (its tracking cgroup's, or the main process alone), at most USAGE_PROCESSES of them: CPU time
+  // (their own and their reaped children's), the largest peak (VmHWM) of one process, and the sum
+  // of their resident memory. Cheap pseudo-files, read on the event loop.
+  kj::Promise<Usage> usageSoFar() override;
+
   const Placement& placement() const override;
 
   JobTrace trace() const override;
@@ -67,6 +76,8 @@ class JobProcess final : public Process {
   kj::Maybe<JobCgroupUse> inCgroup;
   ExitStatus status;
   bool reaped = false;
+  // The largest peak usageSoFar() read from /proc (jobs without the cgroup's counters).
+  uint64_t sampledPeak = 0;
   // The cgroup kill under way, shared by everyone who asks for one (see kill()).
   kj::Maybe<kj::ForkedPromise<void>> killing;
   bool killDone = false;
@@ -77,6 +88,7 @@ class JobProcess final : public Process {
   kj::ForkedPromise<ExitStatus> exited;
 
   kj::Promise<ExitStatus> finish();
+  void keepSampledPeak();
   void killGroup(int signal);
   kj::Promise<void> kill();
   kj::Promise<void> killSettled();

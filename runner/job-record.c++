@@ -20,6 +20,24 @@ kj::Maybe<JobState> parseState(kj::StringPtr name) {
   return nullptr;
 }
 
+namespace {
+
+constexpr kj::StringPtr END_REASON_NAMES[] = {"none"_kj, "stopped"_kj, "timeout"_kj,
+                                              "idle-timeout"_kj, "output-limit"_kj};
+
+}  // namespace
+
+kj::StringPtr endReasonName(EndReason reason) {
+  return END_REASON_NAMES[static_cast<uint>(reason)];
+}
+
+kj::Maybe<EndReason> parseEndReason(kj::StringPtr name) {
+  for (auto i : kj::indices(END_REASON_NAMES)) {
+    if (END_REASON_NAMES[i] == name) return static_cast<EndReason>(i);
+  }
+  return nullptr;
+}
+
 JobRecord JobRecord::clone() const {
   JobRecord copy;
   copy.id = kj::str(id);
@@ -53,6 +71,9 @@ JobRecord JobRecord::clone() const {
   copy.labels = KJ_MAP(label, labels) {
     return JobLabel{kj::str(label.key), kj::str(label.value)};
   };
+  copy.timeoutMillis = timeoutMillis;
+  copy.idleTimeoutMillis = idleTimeoutMillis;
+  copy.endReason = endReason;
   return copy;
 }
 

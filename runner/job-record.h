@@ -22,6 +22,18 @@ enum class JobState : uint8_t {
   LOST,     // the server went away while it ran and could not follow it to its end
 };
 
+// Why a job was stopped (see schema/runner.capnp's EndReason): set only on `stopped` jobs.
+enum class EndReason : uint8_t {
+  NONE,
+  STOPPED,       // a user's stop (or remove --force)
+  TIMEOUT,       // timeoutMillis passed since its start
+  IDLE_TIMEOUT,  // no output for idleTimeoutMillis
+  OUTPUT_LIMIT,  // its output reached maxOutputBytes
+};
+
+kj::StringPtr endReasonName(EndReason reason);
+kj::Maybe<EndReason> parseEndReason(kj::StringPtr name);
+
 kj::StringPtr stateName(JobState state);
 kj::Maybe<JobState> parseState(kj::StringPtr name);
 
@@ -80,6 +92,12 @@ struct JobRecord {
   // Empty: none. Unique among the owner's jobs in the table (job-names.h says what it may be).
   kj::String name;
   kj::Array<JobLabel> labels;
+  // The spec's timeouts (0: none): the job is stopped timeoutMillis after startedAt, or once its
+  // output has not been written to for idleTimeoutMillis. A restarted server arms them again
+  // from these, startedAt and the output file's modification time.
+  uint64_t timeoutMillis = 0;
+  uint64_t idleTimeoutMillis = 0;
+  EndReason endReason = EndReason::NONE;
 
   JobRecord clone() const;
 };

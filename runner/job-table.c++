@@ -120,6 +120,7 @@ kj::Promise<void> Job::enforceOutputLimit() {
   }
   rec.error = kj::str("runnerd stopped the job: its output reached the limit of ",
                       rec.maxOutputBytes, " bytes");
+  if (rec.endReason == EndReason::NONE) rec.endReason = EndReason::OUTPUT_LIMIT;
   context.log("job reached its output limit id=", rec.id, " owner=", rec.owner,
             " limit=", rec.maxOutputBytes, " bytes=", size);
   // At once: a job that writes fast would write far past the limit during a grace period.
@@ -155,6 +156,7 @@ kj::Promise<void> Job::outputChanged() {
 }
 
 kj::Promise<void> Job::stop(kj::Maybe<kj::Duration> grace) {
+  if (process != nullptr && rec.endReason == EndReason::NONE) rec.endReason = EndReason::STOPPED;
   KJ_IF_MAYBE (p, process) {
     auto& proc = **p;
     auto delay = grace.orDefault(context.config.defaultGrace);
@@ -183,6 +185,73 @@ kj::Promise<void> Job::stop(kj::Maybe<kj::Duration> grace) {
   return whenEnded();
 }
 
+bool Job::signal(int number) {
+  KJ_IF_MAYBE (p, process) {
+    context.log("job signalled id=", rec.id, " owner=", rec.owner, " signal=", number);
+    (*p)->signalAll(number);
+    return true;
+  }
+  return false;
+}
+
+kj::Promise<executors::Usage> Job::usageSoFar() {
+  KJ_IF_MAYBE (p, process) {
+    return (*p)->usageSoFar();
+  }
+  return rec.usage;
+}
+
+namespace {
+
+// Milliseconds, as a short duration for the log and error texts: "90s", "1500ms".
+kj::String shortDuration(uint64_t millis) {
+  if (millis % 1000 == 0) return kj::str(millis / 1000, "s");
+  return kj::str(millis, "ms");
+}
+
+}  // namespace
+
+void Job::armTimeouts() {
+  if (rec.timeoutMillis > 0) {
+    int64_t left = rec.startedAt + int64_t(rec.timeoutMillis) - nowMillis();
+    timeoutTimer = context.timer.afterDelay(kj::max(left, int64_t(0)) * kj::MILLISECONDS)
+                       .then([this]() {
+                         timedOut(EndReason::TIMEOUT, kj::str("it ran longer than its timeout of ",
+                                                              shortDuration(rec.timeoutMillis)));
+                       })
+                       .eagerlyEvaluate(nullptr);
+  }
+  if (rec.idleTimeoutMillis > 0) idleTimer = watchIdle().eagerlyEvaluate(nullptr);
+}
+
+kj::Promise<void> Job::watchIdle() {
+  if (process == nullptr) return kj::READY_NOW;
+  // The output file's modification time is when the job last wrote (runnerd never writes it),
+  // also across a restart of runnerd; one fstat per idle period, no watch of every write.
+  struct stat st;
+  int64_t lastWrite = rec.startedAt;
+  if (output.get() >= 0 && fstat(output.get(), &st) == 0) {
+    lastWrite =
+        kj::max(lastWrite, int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000);
+  }
+  int64_t left = lastWrite + int64_t(rec.idleTimeoutMillis) - nowMillis();
+  if (left <= 0) {
+    timedOut(EndReason::IDLE_TIMEOUT,
+             kj::str("it wrote no output for ", shortDuration(rec.idleTimeoutMillis)));
+    return kj::READY_NOW;
+  }
+  // The file's time is coarser than the clock: a look a little early is followed by another.
+  return context.timer.afterDelay(left * kj::MILLISECONDS).then([this]() { return watchIdle(); });
+}
+
+void Job::timedOut(EndReason reason, kj::String why) {
+  if (process == nullptr || rec.endReason != EndReason::NONE) return;
+  rec.endReason = reason;
+  rec.error = kj::str("runnerd stopped the job: ", why);
+  context.log("job timed out id=", rec.id, " owner=", rec.owner, " reason=", endReasonName(reason));
+  stop(nullptr).detach([](kj::Exception&&) {});
+}
+
 void Job::finish(const executors::ExitStatus& status) {
   // The end, as it will be stored and then published: until it is on disk, nobody is told.
   JobRecord end = rec.clone();
@@ -206,6 +275,8 @@ void Job::finish(const executors::ExitStatus& status) {
   } else {
     end.state = JobState::EXITED;
   }
+  if (end.state != JobState::STOPPED) end.endReason = EndReason::NONE;
+  end.usage.currentMemoryBytes = 0;
   end.pid = 0;
   end.pidStartTime = 0;
   end.outputBytes = outputBytes();
@@ -220,6 +291,8 @@ void Job::finish(const executors::ExitStatus& status) {
   kj::Maybe<kj::Own<executors::Process>> reaped = kj::mv(process);
   process = nullptr;
   killTimer = nullptr;
+  timeoutTimer = nullptr;
+  idleTimer = nullptr;
 
   auto how = status.lost.size() > 0 ? kj::str("lost: ", status.lost)
              : status.signaled        ? kj::str("signal=", status.termSignal)
@@ -262,6 +335,8 @@ void Job::markEnded() {
   endDeadline = nullptr;
   endStalled = false;
   killTimer = nullptr;
+  timeoutTimer = nullptr;
+  idleTimer = nullptr;
   outputLimit = nullptr;
   output = nullptr;
   runningSlot = nullptr;
@@ -986,6 +1061,8 @@ void JobTable::resume(Job& job, kj::Own<executors::Process> process) {
   job.outputLimit = job.enforceOutputLimit().eagerlyEvaluate([&job](kj::Exception&& e) {
     job.context.log("cannot watch the output size of job ", job.rec.id, ": ", e.getDescription());
   });
+  // From the recorded start and the output file's last write: the time runnerd was away counts.
+  job.armTimeouts();
 }
 
 kj::Array<kj::String> JobTable::buildEnvironment(kj::ArrayPtr<const kj::String> extra,
@@ -1116,6 +1193,8 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
   record.maxOutputBytes = maxOutput;
   record.name = kj::mv(request.name);
   record.labels = kj::mv(request.labels);
+  record.timeoutMillis = request.timeoutMillis;
+  record.idleTimeoutMillis = request.idleTimeoutMillis;
 
   auto path = kj::str(cfg.logDir, '/', record.id, ".log");
   // Nothing of the job may be left behind if it never starts: made before the file is asked
@@ -1227,6 +1306,7 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
             job.context.log("cannot watch the output size of job ", job.rec.id, ": ",
                           e.getDescription());
           });
+          job.armTimeouts();
         } else {
           log("job failed id=", job.rec.id, " owner=", job.rec.owner, ": ", job.rec.error);
           tasks.add(kj::evalLater([this, owner = kj::str(job.rec.owner)]() {

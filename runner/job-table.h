@@ -55,7 +55,13 @@ struct StartRequest {
   // Empty: none. Checked by start() (job-names.h), as are the labels.
   kj::String name;
   kj::Array<JobLabel> labels;
+  // 0: none; at most MAX_TIMEOUT_MILLIS (see JobRecord).
+  uint64_t timeoutMillis = 0;
+  uint64_t idleTimeoutMillis = 0;
 };
+
+// The longest timeout a job may ask for: 10 years.
+constexpr uint64_t MAX_TIMEOUT_MILLIS = uint64_t(10) * 366 * 24 * 3600 * 1000;
 
 struct JobTableConfig {
   // Output files live here as <id>.log, beside a few empty .spare-* files made ahead of need
@@ -131,6 +137,13 @@ class Job {
   // a zero grace). Resolves when the job has ended; the job ends `stopped`.
   kj::Promise<void> stop(kj::Maybe<kj::Duration> grace);
 
+  // Delivers `signal` to every process of the running job; false when it has ended (or is
+  // ending: its main process is gone).
+  bool signal(int signal);
+
+  // What the job has used so far (its executor's count while it runs, the final usage after).
+  kj::Promise<executors::Usage> usageSoFar();
+
   // Resolves at the next write to the output or at the job's end, possibly spuriously. Call it
   // before re-reading the output, so that no write can slip between the read and the wait.
   kj::Promise<void> outputChanged();
@@ -177,6 +190,9 @@ class Job {
   bool stopRequested = false;
   kj::Maybe<kj::TimePoint> killDeadline;
   kj::Maybe<kj::Promise<void>> killTimer;
+  // The timeouts of rec.timeoutMillis and rec.idleTimeoutMillis while the job runs.
+  kj::Maybe<kj::Promise<void>> timeoutTimer;
+  kj::Maybe<kj::Promise<void>> idleTimer;
 
   // Has the output files' thread give back the blocks the job allocated past the end of its
   // output file (fallocate with FALLOC_FL_KEEP_SIZE), which would hold the log file system's
@@ -187,6 +203,13 @@ class Job {
   void markEnded();
   // Kills the job once its output reaches rec.maxOutputBytes.
   kj::Promise<void> enforceOutputLimit();
+  // Arms the timers of the job's timeouts, from its recorded start and its output file's last
+  // write; watchIdle() looks again each time the idle period would be over, until it is.
+  void armTimeouts();
+  kj::Promise<void> watchIdle();
+  // A timeout passed: stops the job as a user's stop with the default grace does, remembering
+  // why (the reason, and `why` in its error).
+  void timedOut(EndReason reason, kj::String why);
 };
 
 // What `list` selects (see schema/runner.capnp's ListFilter).

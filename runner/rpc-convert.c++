@@ -36,6 +36,22 @@ api::State toApiState(JobState state) {
   KJ_UNREACHABLE;
 }
 
+api::EndReason toApiEndReason(EndReason reason) {
+  switch (reason) {
+    case EndReason::NONE:
+      return api::EndReason::NONE;
+    case EndReason::STOPPED:
+      return api::EndReason::STOPPED;
+    case EndReason::TIMEOUT:
+      return api::EndReason::TIMEOUT;
+    case EndReason::IDLE_TIMEOUT:
+      return api::EndReason::IDLE_TIMEOUT;
+    case EndReason::OUTPUT_LIMIT:
+      return api::EndReason::OUTPUT_LIMIT;
+  }
+  KJ_UNREACHABLE;
+}
+
 JobState fromApiState(api::State state) {
   switch (state) {
     case api::State::RUNNING:
@@ -98,6 +114,19 @@ void fillJobInfo(api::JobInfo::Builder info, const Job& job) {
     labels[i].setKey(rec.labels[i].key);
     labels[i].setValue(rec.labels[i].value);
   }
+  info.setEndReason(toApiEndReason(rec.endReason));
+  info.setTimeoutMillis(rec.timeoutMillis);
+  info.setIdleTimeoutMillis(rec.idleTimeoutMillis);
+}
+
+void fillJobInfo(api::JobInfo::Builder info, const Job& job, const executors::Usage& live) {
+  fillJobInfo(info, job);
+  if (job.hasEnded()) return;
+  auto usage = info.getUsage();
+  usage.setCpuUserMicros(live.cpuUserMicros);
+  usage.setCpuSystemMicros(live.cpuSystemMicros);
+  usage.setPeakMemoryBytes(live.peakMemoryBytes);
+  usage.setCurrentMemoryBytes(live.currentMemoryBytes);
 }
 
 kj::Array<JobLabel> toLabels(capnp::List<api::Label>::Reader labels) {
@@ -143,6 +172,13 @@ StartRequest toStartRequest(api::JobSpec::Reader spec) {
                             " bytes; at most ", MAX_SPEC_BYTES, ")"));
   }
   request.maxOutputBytes = spec.getMaxOutputBytes();
+  request.timeoutMillis = spec.getTimeoutMillis();
+  request.idleTimeoutMillis = spec.getIdleTimeoutMillis();
+  if (request.timeoutMillis > MAX_TIMEOUT_MILLIS ||
+      request.idleTimeoutMillis > MAX_TIMEOUT_MILLIS) {
+    KJ_FAIL_REQUIRE(
+        kj::str("a timeout must be at most ", MAX_TIMEOUT_MILLIS / 1000, " seconds (10 years)"));
+  }
   auto limits = spec.getLimits();
   request.limits.cpuMillicores = limits.getCpuMillicores();
   request.limits.memoryBytes = limits.getMemoryBytes();

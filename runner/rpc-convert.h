@@ -14,6 +14,8 @@ constexpr size_t MAX_ENV = 1024;
 constexpr size_t MAX_SPEC_BYTES = 1024 * 1024;
 
 void fillJobInfo(api::JobInfo::Builder info, const Job& job);
+// ... with `live` (Job::usageSoFar()) as the usage of a job that still runs.
+void fillJobInfo(api::JobInfo::Builder info, const Job& job, const executors::Usage& live);
 
 // Translates and checks a spec. Throws a clear error for what can never run (bad limits, too
 // many arguments); the job table checks the rest (command, executor, environment).
@@ -23,6 +25,7 @@ StartRequest toStartRequest(api::JobSpec::Reader spec);
 kj::Array<JobLabel> toLabels(capnp::List<api::Label>::Reader labels);
 
 api::State toApiState(JobState state);
+api::EndReason toApiEndReason(EndReason reason);
 // Throws for a state this server does not know.
 JobState fromApiState(api::State state);
 

@@ -1,6 +1,7 @@
 #include "runner/rpc-service.h"
 
 #include <kj/debug.h>
+#include <signal.h>
 
 #include "runner/follower.h"
 #include "runner/printable.h"
@@ -207,7 +208,19 @@ class JobImpl final : public api::Job::Server {
   kj::Promise<void> info(InfoContext context) override {
     requireNotRemoved();
     ++caller->activity;
-    return caller->track(caller->reply([this, context]() mutable { return answerInfo(context); }));
+    if (job.hasEnded()) {
+      return caller->track(
+          caller->reply([this, context]() mutable { return answerInfo(context); }));
+    }
+    // A running job's usage so far comes from its executor (a call to the supervisor).
+    return caller->track(job.usageSoFar().then([this, context](executors::Usage live) mutable {
+      return caller->reply([this, context, live]() mutable {
+        if (job.isRemoved()) kj::throwFatalException(job.removedError());
+        auto info = context.getResults().initInfo();
+        fillJobInfo(info, job, live);
+        return info.asReader().totalSize().wordCount * sizeof(capnp::word);
+      });
+    }));
   }
 
   kj::Promise<void> wait(WaitContext context) override {
@@ -229,6 +242,24 @@ class JobImpl final : public api::Job::Server {
     return caller->track(job.stop(grace).then([this, context]() mutable {
       return caller->reply([this, context]() mutable { return answerInfo(context); });
     }));
+  }
+
+  kj::Promise<void> signal(SignalContext context) override {
+    requireNotRemoved();
+    requireControl("signal");
+    ++caller->activity;
+    int number = context.getParams().getSignal();
+    if (number < 1 || number > SIGRTMAX) {
+      kj::throwFatalException(KJ_EXCEPTION(
+          FAILED, kj::str("invalid signal ", number, ": a signal is a number from 1 to ", SIGRTMAX,
+                          " (or a name such as TERM, KILL or USR1)")));
+    }
+    log("signal requested id=", job.id(), " signal=", number, " by=", caller->user,
+        " peer=", caller->peer);
+    if (!job.signal(number)) {
+      kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str("job has ended: ", job.id())));
+    }
+    return caller->track(caller->reply([this, context]() mutable { return answerInfo(context); }));
   }
 
   kj::Promise<void> watchOutput(WatchOutputContext context) override {

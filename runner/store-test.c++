@@ -225,6 +225,26 @@ TEST(Store, RoundTripsEveryField) {
   EXPECT_TRUE(store->find("no-such-job") == nullptr);
 }
 
+TEST(Store, KeepsTimeoutsAndEndReasons) {
+  TempDir dir;
+  auto store = Store::open(dir.file("jobs.db"));
+  auto record = fullRecord();
+  record.timeoutMillis = 90000;
+  record.idleTimeoutMillis = (uint64_t(1) << 63) + 5;
+  record.endReason = EndReason::IDLE_TIMEOUT;
+  store->insert(record);
+  auto loaded = found(*store, record.id);
+  EXPECT_EQ(loaded.timeoutMillis, 90000u);
+  EXPECT_EQ(loaded.idleTimeoutMillis, (uint64_t(1) << 63) + 5);
+  EXPECT_EQ(loaded.endReason, EndReason::IDLE_TIMEOUT);
+  for (auto reason :
+       {EndReason::NONE, EndReason::STOPPED, EndReason::TIMEOUT, EndReason::OUTPUT_LIMIT}) {
+    record.endReason = reason;
+    store->update(record);
+    EXPECT_EQ(found(*store, record.id).endReason, reason);
+  }
+}
+
 TEST(Store, RejectsDuplicatesUnknownIdsAndNulBytes) {
   TempDir dir;
   auto store = Store::open(dir.file("jobs.db"));
@@ -390,13 +410,15 @@ TEST(Store, MigratesAVersion3StoreToNamesAndLabels) {
   TempDir dir;
   auto path = dir.file("jobs.db");
   Store::open(path)->insert(runningRecord("from-version-3"));
-  // Back to version 3: its tables, without the columns version 4 added.
+  // Back to version 3: its tables, without the columns versions 4 and 5 added.
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(SQLITE_OK, sqlite3_open(path.cStr(), &db));
     KJ_DEFER(sqlite3_close(db));
     for (auto sql : {"ALTER TABLE jobs DROP COLUMN name", "ALTER TABLE jobs DROP COLUMN labels",
-                     "PRAGMA user_version = 3"}) {
+                     "ALTER TABLE jobs DROP COLUMN timeout_millis",
+                     "ALTER TABLE jobs DROP COLUMN idle_timeout_millis",
+                     "ALTER TABLE jobs DROP COLUMN end_reason", "PRAGMA user_version = 3"}) {
       ASSERT_EQ(SQLITE_OK, sqlite3_exec(db, sql, nullptr, nullptr, nullptr))
           << sql << ": " << sqlite3_errmsg(db);
     }
@@ -407,6 +429,8 @@ TEST(Store, MigratesAVersion3StoreToNamesAndLabels) {
   EXPECT_EQ("", old.name);
   EXPECT_EQ(0u, old.labels.size());
   EXPECT_EQ("/bin/sleep", old.command);
+  EXPECT_EQ(0u, old.timeoutMillis);
+  EXPECT_EQ(EndReason::NONE, old.endReason);
 
   JobRecord named = fullRecord();
   store->insert(named);

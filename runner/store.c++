@@ -77,6 +77,9 @@ enum Column : int {
   OUTPUT_BYTES,
   NAME,
   LABELS,
+  TIMEOUT_MILLIS,
+  IDLE_TIMEOUT_MILLIS,
+  END_REASON,
   COLUMN_COUNT
 };
 
@@ -118,6 +121,9 @@ const kj::StringPtr COLUMN_NAMES[] = {
     "output_bytes",
     "name",
     "labels",
+    "timeout_millis",
+    "idle_timeout_millis",
+    "end_reason",
 };
 static_assert(kj::size(COLUMN_NAMES) == COLUMN_COUNT, "one name per column");
 
@@ -195,6 +201,13 @@ const kj::StringPtr MIGRATIONS[] = {
     R"(
       ALTER TABLE jobs ADD COLUMN name TEXT NOT NULL DEFAULT '';
       ALTER TABLE jobs ADD COLUMN labels BLOB NOT NULL DEFAULT x'';
+    )"_kj,
+    // Version 5: each job's timeouts (0: none), and why it was stopped (endReasonName()). The
+    // deadlines follow from them, started_at and the output file's modification time.
+    R"(
+      ALTER TABLE jobs ADD COLUMN timeout_millis INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN idle_timeout_millis INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN end_reason TEXT NOT NULL DEFAULT 'none';
     )"_kj,
 };
 static_assert(kj::size(MIGRATIONS) == Store::SCHEMA_VERSION, "one migration per version");
@@ -369,6 +382,9 @@ void bindRecord(sqlite::Statement& statement, const JobRecord& record,
   statement.bind(OUTPUT_BYTES + 1, int64_t(r.outputBytes));
   statement.bind(NAME + 1, r.name);
   statement.bindBlob(LABELS + 1, labels);
+  statement.bind(TIMEOUT_MILLIS + 1, asSigned(r.timeoutMillis));
+  statement.bind(IDLE_TIMEOUT_MILLIS + 1, asSigned(r.idleTimeoutMillis));
+  statement.bind(END_REASON + 1, endReasonName(r.endReason));
 }
 
 JobState readState(kj::StringPtr name) {
@@ -420,6 +436,10 @@ JobRecord readRecord(sqlite::Statement& row) {
   r.outputBytes = uint64_t(row.getInt(OUTPUT_BYTES));
   r.name = row.getText(NAME);
   r.labels = decodeLabels(row.getBlob(LABELS));
+  r.timeoutMillis = asUnsigned(row.getInt(TIMEOUT_MILLIS));
+  r.idleTimeoutMillis = asUnsigned(row.getInt(IDLE_TIMEOUT_MILLIS));
+  // A reason a newer runnerd wrote reads as none.
+  r.endReason = parseEndReason(row.getText(END_REASON)).orDefault(EndReason::NONE);
   return r;
 }
 

@@ -70,6 +70,10 @@ interface Job {
   acknowledge @2 () -> ();
   # The client has recorded the end durably: the executor forgets the job. Fails while the job
   # is running.
+
+  usage @3 () -> (usage :Usage);
+  # What the job has used so far: CPU time and peak memory as ExitStatus.usage counts them, and
+  # its resident memory now. Of an ended job, its final usage (current memory 0).
 }
 
 interface OutputFile {
@@ -180,6 +184,8 @@ struct Usage {
   cpuUserMicros @0 :UInt64;
   cpuSystemMicros @1 :UInt64;
   peakMemoryBytes @2 :UInt64;
+  currentMemoryBytes @3 :UInt64;
+  # Only in Job.usage's answer for a running job.
 }
 
 struct HeldJob {

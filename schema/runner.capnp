@@ -91,6 +91,14 @@ interface Job {
   # stops it first as `stop(graceMillis)` does. From then on `get` does not find the job, every
   # method of a Job capability still held for it fails with "job was removed: ID", and an
   # output watch of it stops there: the server lets go of its sink without calling `end()`.
+
+  signal @5 (signal :Int32) -> (info :JobInfo);
+  # Owner or admin only. Delivers `signal` (a Linux signal number, 1 to 64) to every process of
+  # the running job (its cgroup, or its process group without one), once, and answers with the
+  # job's metadata at that moment. The signal is sent as is: the job may catch or ignore it, and
+  # if it ends the job, the job ends `killed` (or `exited`, if it exits on its own), not
+  # `stopped`. Refused with one line for a number that is not a signal (0 included), and for a
+  # job that has ended ("job has ended: ID").
 }
 
 interface OutputSink {
@@ -144,6 +152,17 @@ struct JobSpec {
   # Free-form KEY=VALUE tags, shown with the job and selected by ListFilter.labels. At most 32,
   # keys unique: a key is 1 to 64 characters of A-Z a-z 0-9 . _ - /, a value at most 256 bytes of
   # UTF-8 without control characters.
+
+  timeoutMillis @10 :UInt64;
+  # 0: none. The job may run this long (from its start); then runnerd stops it as Job.stop does,
+  # with the server's grace period, and it ends `stopped` with `endReason` timeout. The deadline
+  # is kept across restarts of runnerd (it is the start time plus this). At most 10 years.
+
+  idleTimeoutMillis @11 :UInt64;
+  # 0: none. When the job has written no output for this long (its output file was not written
+  # to), runnerd stops it as Job.stop does, and it ends `stopped` with `endReason` idleTimeout.
+  # Measured from the last write (the output file's modification time, so a restarted runnerd
+  # goes on counting from there), or from the start before any. At most 10 years.
 }
 
 struct Label {
@@ -248,15 +267,42 @@ struct JobInfo {
   name @23 :Text;
   labels @24 :List(Label);
   # As given in JobSpec; empty for a job started without them.
+
+  endReason @25 :EndReason;
+  # Why the job was stopped: of a `stopped` job, by a user, a timeout, an idle timeout or its
+  # output limit; `none` for every other end (exited, killed by a signal it did not get from a
+  # stop, Job.signal's included, failed, lost). Set as soon as the stop begins, so a job still
+  # `running` through its grace period already shows it.
+
+  timeoutMillis @26 :UInt64;
+  idleTimeoutMillis @27 :UInt64;
+  # The spec's timeouts; 0: none.
+}
+
+enum EndReason {
+  none @0;
+  stopped @1;      # Job.stop, or Job.remove with `force`
+  timeout @2;      # JobSpec.timeoutMillis passed
+  idleTimeout @3;  # no output for JobSpec.idleTimeoutMillis
+  outputLimit @4;  # the output reached maxOutputBytes
 }
 
 struct Usage {
+  # Of an ended job, final; of a running job, so far, in Job.info's answer (`list` leaves a
+  # running job's usage 0, so that a page of jobs reads no process's counters).
+
   cpuUserMicros @0 :UInt64;
   cpuSystemMicros @1 :UInt64;
   peakMemoryBytes @2 :UInt64;
-  # Peak resident memory: of the main process for `local`, of the whole cgroup for `cgroup`.
-  # 0 when unknown: the kernel carries the server's own peak into a new job's process, so a
-  # `local` job's peak below the server's cannot be told.
+  # Peak resident memory: of the whole cgroup for `cgroup`; for `local`, the largest of one
+  # process (the main process's, its reaped children's included). 0 when unknown: the kernel
+  # carries the launching process's own peak into a new job's process, so a `local` job whose
+  # peak stays below the supervisor's is known only by what /proc showed while it ran (when its
+  # usage was read then).
+
+  currentMemoryBytes @3 :UInt64;
+  # A running job's resident memory now (Job.info only): the sum over its processes for `local`,
+  # the cgroup's for `cgroup`; 0 for an ended job.
 }
 
 struct CgroupInfo {

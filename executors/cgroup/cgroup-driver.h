@@ -50,11 +50,15 @@ class JobCgroup {
   // No process is left in the cgroup.
   virtual bool isEmpty() const = 0;
 
+  // The processes in the cgroup now.
+  virtual kj::Array<pid_t> processes() const = 0;
+
   // Processes of the job the kernel's OOM killer has killed (memory.events oom_kill on v2,
   // memory.oom_control oom_kill on v1). The cgroup is new, so this starts at 0.
   virtual uint64_t oomKillCount() const = 0;
 
-  // CPU time and peak memory from the cgroup's counters, for all its processes, dead or alive.
+  // CPU time and peak memory from the cgroup's counters, for all its processes, dead or alive,
+  // and the memory it is charged now.
   virtual Usage usage() const = 0;
 
   // Gives the cgroup(s) the name `jobId` under the same parent: a spare tracking cgroup taken by a

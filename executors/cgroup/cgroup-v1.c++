@@ -112,6 +112,10 @@ class JobCgroupV1 final : public JobCgroup {
     }
   }
 
+  kj::Array<pid_t> processes() const override {
+    return (hasController("freezer") ? dirOf("freezer") : cgroups[0].dir).processes();
+  }
+
   bool isEmpty() const override {
     for (auto& cgroup : cgroups) {
       if (!cgroup.removed && cgroup.dir.processes().size() > 0) return false;
@@ -129,6 +133,7 @@ class JobCgroupV1 final : public JobCgroup {
     usage.cpuUserMicros = cpuacct.readNumber("cpuacct.usage_user").orDefault(0) / 1000;
     usage.cpuSystemMicros = cpuacct.readNumber("cpuacct.usage_sys").orDefault(0) / 1000;
     usage.peakMemoryBytes = dirOf("memory").readNumber("memory.max_usage_in_bytes").orDefault(0);
+    usage.currentMemoryBytes = dirOf("memory").readNumber("memory.usage_in_bytes").orDefault(0);
     return usage;
   }
 

@@ -75,6 +75,8 @@ class JobCgroupV2 final : public JobCgroup {
 
   bool isEmpty() const override { return dir.processes().size() == 0; }
 
+  kj::Array<pid_t> processes() const override { return dir.processes(); }
+
   uint64_t oomKillCount() const override {
     return dir.readKeyed("memory.events", "oom_kill").orDefault(0);
   }
@@ -85,6 +87,7 @@ class JobCgroupV2 final : public JobCgroup {
     usage.cpuSystemMicros = dir.readKeyed("cpu.stat", "system_usec").orDefault(0);
     // memory.peak exists from Linux 5.19; older kernels have no peak counter in v2.
     usage.peakMemoryBytes = dir.readNumber("memory.peak").orDefault(0);
+    usage.currentMemoryBytes = dir.readNumber("memory.current").orDefault(0);
     return usage;
   }
 
