@@ -46,6 +46,12 @@ int reportJobEnd(api::JobInfo::Reader info) {
     writeError(kj::str("job ", info.getId(), " could not start: ", info.getError()));
   } else if (info.getState() == api::State::LOST) {
     writeError(kj::str("job ", info.getId(), " was lost: ", info.getError()));
+  } else if (info.getState() == api::State::STOPPED &&
+             (info.getEndReason() == api::EndReason::TIMEOUT ||
+              info.getEndReason() == api::EndReason::IDLE_TIMEOUT ||
+              info.getEndReason() == api::EndReason::OUTPUT_LIMIT)) {
+    // runnerd stopped it, not the user: `run --timeout 2s` says why it exits 143.
+    writeError(kj::str("job ", info.getId(), ": ", info.getError()));
   }
   // An OOM kill need not end the job (a supervisor may survive its worker's), but it is never
   // silent.

@@ -217,6 +217,17 @@ TEST_F(RunctlSignals, ATimeoutStopsTheJobAndStatusSaysSo) {
             std::string::npos)
       << status.out;
 
+  // `run` and `wait` say on stderr why runnerd stopped the job, beside the exit status.
+  EXPECT_NE(waited.err.find(kj::str("runctl: job ", id.c_str(),
+                                    ": runnerd stopped the job: it ran longer than its timeout "
+                                    "of 1s\n")
+                                .cStr()),
+            std::string::npos)
+      << waited.err;
+  auto ran = runctl({"run", "--timeout", "1s", "--", "sleep", "30"});
+  EXPECT_EQ(ran.status, 128 + SIGTERM);
+  EXPECT_NE(ran.err.find("ran longer than its timeout of 1s\n"), std::string::npos) << ran.err;
+
   // A job that ends in time keeps no reason; a user's stop says it was one.
   auto quick = start({"start", "--timeout", "30s", "--", "true"});
   auto quickEnd = runctl({"wait", "--json", quick.c_str()});
