@@ -46,6 +46,7 @@ class CallbackSink final : public api::OutputSink::Server {
     auto data = context.getParams().getData();
     uint64_t at = offset;
     offset += data.size();
+    // `context` holds `data` until the callback is done with it.
     return onData(at, data).then([this, context](bool more) mutable {
       if (!more) finish(StreamEnd::STOPPED);
     });
@@ -170,7 +171,7 @@ int showLogLines(CommandIo& cmd, api::Job::Client job, const LogsOptions& option
   uint64_t from = start > 0 ? start - 1 : 0;
   LineEditor editor(from, start > 0, options.timestamps, options.untilMillis);
   bool closed = false;
-  auto how = readOutput(
+  readOutput(
       cmd, job, from, options.follow,
       [&](uint64_t, kj::ArrayPtr<const kj::byte> data) -> kj::Promise<bool> {
         auto show = [&editor, &times, &closed, data]() -> bool {
@@ -193,7 +194,6 @@ int showLogLines(CommandIo& cmd, api::Job::Client job, const LogsOptions& option
         }
         return show();
       });
-  (void)how;
   return closed ? EXIT_SIGNAL_BASE + SIGPIPE : EXIT_OK;
 }
 

@@ -357,6 +357,8 @@ void Job::markEnded() {
   outputLimit = nullptr;
   output = nullptr;
   runningSlot = nullptr;
+  // Its times are in rec now.
+  times = OutputTimes();
   KJ_IF_MAYBE (w, watch) {
     (*w)->wakeAll();
   }
@@ -446,6 +448,12 @@ kj::Own<void> JobTable::takeRunningSlot(kj::StringPtr owner, bool overLimit) {
 
 namespace {
 size_t estimatedInfoBytes(const JobRecord& rec);
+
+// What an ended job's record holds in memory, for the bounds of stored records: its JobInfo
+// and the times of its output.
+size_t storedBytesOf(const JobRecord& rec) {
+  return estimatedInfoBytes(rec) + rec.outputTimes.size() * sizeof(OutputSample);
+}
 }  // namespace
 
 // A name taken for a start under way (see `names`): given back when the start fails, kept once
@@ -491,7 +499,7 @@ Job& JobTable::add(JobRecord record) {
   auto job = kj::heap<Job>(jobContext, kj::mv(record), kj::mv(path));
   auto& ref = *job;
   ref.seq = nextSeq++;
-  ref.storedBytes = estimatedInfoBytes(ref.rec);
+  ref.storedBytes = storedBytesOf(ref.rec);
   order.add(&ref);
   jobMetrics.count(ref.rec.executor, ref.rec.state, 1);
   auto& owner = byOwner.findOrCreate(ref.rec.owner, [&]() {
@@ -520,6 +528,8 @@ void JobTable::ended(Job& job) {
   jobMetrics.count(job.rec.executor, JobState::RUNNING, -1);
   jobMetrics.count(job.rec.executor, job.rec.state, 1);
   ++jobMetrics.ends[static_cast<uint>(endCauseOf(job.rec))];
+  // With the times of its output, which it holds from now on.
+  job.storedBytes = storedBytesOf(job.rec);
   KJ_IF_MAYBE (owner, byOwner.find(job.rec.owner)) {
     ++owner->ended;
     owner->storedBytes += job.storedBytes;
@@ -1063,11 +1073,12 @@ void JobTable::resume(Job& job, kj::Own<executors::Process> process) {
   int fd = open(job.path.cStr(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
   if (fd >= 0) {
     job.output = kj::AutoCloseFd(fd);
-    // What it wrote while runnerd was away arrived by the file's last write.
+    // What it wrote while runnerd was away arrived by the file's last write (whose time is the
+    // kernel's coarse clock: it may be a tick before the recorded start).
     struct stat st;
     if (fstat(fd, &st) == 0) {
-      job.times.observe(st.st_size,
-                        int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000);
+      int64_t lastWrite = int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
+      job.times.observe(st.st_size, kj::max(lastWrite, job.rec.startedAt));
     }
   } else {
     log("cannot open the output file of job ", job.rec.id, ": ", strerror(errno));
