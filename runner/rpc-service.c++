@@ -267,6 +267,7 @@ class JobImpl final : public api::Job::Server {
     requireControl("read the output times of");
     ++caller->activity;
     return caller->track(caller->reply([this, context]() mutable {
+      if (job.isRemoved()) kj::throwFatalException(job.removedError());
       auto samples = job.outputTimes();
       auto list = context.getResults().initSamples(samples.size());
       for (size_t i = 0; i < samples.size(); i++) {
