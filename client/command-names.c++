@@ -22,7 +22,9 @@ constexpr kj::StringPtr START_OPTIONS[] = {
     "--executor="_kj,     "--name="_kj,       "--label="_kj,   "--timeout="_kj,
     "--idle-timeout="_kj, "--json"_kj,        "--help"_kj,
 };
-constexpr kj::StringPtr LOGS_OPTIONS[] = {"-f"_kj, "--follow"_kj, "--help"_kj};
+constexpr kj::StringPtr LOGS_OPTIONS[] = {"-f"_kj,           "--follow"_kj, "--tail="_kj,
+                                          "--since="_kj,     "--until="_kj, "-t"_kj,
+                                          "--timestamps"_kj, "--help"_kj};
 constexpr kj::StringPtr JSON_OPTIONS[] = {"--json"_kj, "--help"_kj};
 constexpr kj::StringPtr STOP_OPTIONS[] = {"--grace="_kj, "--help"_kj};
 constexpr kj::StringPtr LIST_OPTIONS[] = {

@@ -11,6 +11,7 @@
 #include "client/error-message.h"
 #include "client/exit-status.h"
 #include "client/job-format.h"
+#include "client/log-view.h"
 #include "client/output-sink.h"
 #include "client/terminal-text.h"
 
@@ -182,11 +183,13 @@ int runJob(CommandIo& cmd, api::JobSpec::Reader spec) {
       .wait(waitScope);
 }
 
-int showLogs(CommandIo& cmd, kj::StringPtr id, bool follow) {
+int showLogs(CommandIo& cmd, kj::StringPtr id, const LogsOptions& options) {
   auto getRequest = cmd.connection.jobManager().getRequest();
   getRequest.setId(id);
-  auto output = watchIntoFd(STDOUT_FILENO);
   auto job = getRequest.send().getJob();
+  if (options.selectsLines()) return showLogLines(cmd, kj::mv(job), options);
+  bool follow = options.follow;
+  auto output = watchIntoFd(STDOUT_FILENO);
   auto watchRequest = job.watchOutputRequest();
   watchRequest.setSink(kj::mv(output.sink));
   watchRequest.setFromOffset(0);

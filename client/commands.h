@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "client/connection.h"
+#include "client/log-lines.h"
 #include "schema/runner.capnp.h"
 
 namespace runner {
@@ -31,7 +32,8 @@ int startJob(CommandIo& cmd, api::JobSpec::Reader spec, bool json);
 int runJob(CommandIo& cmd, api::JobSpec::Reader spec);
 
 // Writes the job's output from byte 0 to stdout; with `follow`, keeps going until the job ends.
-int showLogs(CommandIo& cmd, kj::StringPtr id, bool follow);
+// Unless `options` select or decorate lines (log-view.h), the bytes are written as they are.
+int showLogs(CommandIo& cmd, kj::StringPtr id, const LogsOptions& options);
 
 // The commands that take several ids ask about all of them at once and answer in the order
 // given; a job that cannot be asked about (not found, not allowed) gets one error line on stderr

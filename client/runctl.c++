@@ -7,6 +7,7 @@
 #include <kj/main.h>
 #include <kj/vector.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client/command-names.h"
@@ -15,6 +16,7 @@
 #include "client/connection.h"
 #include "client/error-message.h"
 #include "client/exit-status.h"
+#include "client/log-lines.h"
 #include "client/quantities.h"
 #include "client/spec-options.h"
 #include "tls/tls-config.h"
@@ -227,6 +229,7 @@ class Runctl {
   kj::StringPtr jobId;
   kj::Vector<kj::StringPtr> jobIds;
   ListOptions list;
+  LogsOptions logs;
   kj::String completionScript;
 
   static kj::Function<Validity(kj::StringPtr)> setFlag(kj::Maybe<kj::String>& flag) {
@@ -234,6 +237,12 @@ class Runctl {
       flag = kj::str(value);
       return true;
     };
+  }
+
+  static int64_t wallClockMillis() {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return int64_t(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
   }
 
   Validity setJobId(kj::StringPtr id) {
@@ -320,7 +329,11 @@ class Runctl {
     return kj::MainBuilder(context, VERSION,
                            "Writes a job's output (stdout and stderr, as the job wrote them) to "
                            "stdout, byte for byte, from its first byte. Without -f, exits once "
-                           "everything written so far is delivered.")
+                           "everything written so far is delivered.",
+                           "--tail, --since, --until and -t select or mark whole lines (a line "
+                           "ends with a newline; the last may not): a line's time is when its "
+                           "first byte arrived, as runnerd noted it, to within 100 ms (coarser "
+                           "for a job whose output went on for more than about 7 minutes).")
         .addOption(
             {'f', "follow"},
             [this]() -> Validity {
@@ -328,10 +341,58 @@ class Runctl {
               return true;
             },
             "Keep writing new output until the job has ended.")
+        .addOptionWithArg(
+            {"tail"},
+            [this](kj::StringPtr text) -> Validity {
+              KJ_IF_MAYBE (count, parseCount(text)) {
+                logs.tail = *count;
+                return true;
+              }
+              return "--tail takes a number of lines";
+            },
+            "<lines>",
+            "Only the last <lines> lines (of those --since selects); with -f, then "
+            "what follows.")
+        .addOptionWithArg(
+            {"since"},
+            [this](kj::StringPtr text) -> Validity {
+              KJ_IF_MAYBE (time, parseLogTime(text, wallClockMillis())) {
+                logs.sinceMillis = *time;
+                return true;
+              }
+              return "--since takes an RFC 3339 time (2026-01-02T15:04:05Z) or a duration ago "
+                     "(10s, 5m, 1h30m)";
+            },
+            "<time>",
+            "Only lines that arrived at or after <time>: RFC 3339 "
+            "(2026-01-02T15:04:05Z, 2026-01-02T16:04:05.5+01:00) or a duration ago (10s, 5m, "
+            "1h30m).")
+        .addOptionWithArg(
+            {"until"},
+            [this](kj::StringPtr text) -> Validity {
+              KJ_IF_MAYBE (time, parseLogTime(text, wallClockMillis())) {
+                logs.untilMillis = *time;
+                return true;
+              }
+              return "--until takes an RFC 3339 time (2026-01-02T15:04:05Z) or a duration ago "
+                     "(10s, 5m, 1h30m)";
+            },
+            "<time>",
+            "Only lines that arrived at or before <time> (as --since); with -f, stops "
+            "at the first line that arrived later, or when the job ends.")
+        .addOption(
+            {'t', "timestamps"},
+            [this]() -> Validity {
+              logs.timestamps = true;
+              return true;
+            },
+            "Begin each line with the time its first byte arrived (RFC 3339 in UTC with "
+            "milliseconds) and a space.")
         .expectArg("<id>", KJ_BIND_METHOD(*this, setJobId))
         .callAfterParsing([this]() -> Validity {
+          logs.follow = follow;
           runCommand(EXIT_FAILED, false,
-                     [this](CommandIo& cmd) { return showLogs(cmd, jobId, follow); });
+                     [this](CommandIo& cmd) { return showLogs(cmd, jobId, logs); });
         })
         .build();
   }

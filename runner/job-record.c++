@@ -74,6 +74,7 @@ JobRecord JobRecord::clone() const {
   copy.timeoutMillis = timeoutMillis;
   copy.idleTimeoutMillis = idleTimeoutMillis;
   copy.endReason = endReason;
+  copy.outputTimes = kj::heapArray(outputTimes.asPtr());
   return copy;
 }
 

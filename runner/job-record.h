@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "executors/executor.h"
+#include "runner/output-times.h"
 
 namespace runner {
 
@@ -98,6 +99,8 @@ struct JobRecord {
   uint64_t timeoutMillis = 0;
   uint64_t idleTimeoutMillis = 0;
   EndReason endReason = EndReason::NONE;
+  // When its output arrived (output-times.h), once it has ended; a running job's are in memory.
+  kj::Array<OutputSample> outputTimes;
 
   JobRecord clone() const;
 };

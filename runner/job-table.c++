@@ -76,6 +76,20 @@ kj::String newJobId() {
 Job::Job(JobContext& context, JobRecord record, kj::String path)
     : context(context), rec(kj::mv(record)), path(kj::mv(path)) {}
 
+kj::Array<OutputSample> Job::outputTimes() {
+  if (hasEnded()) {
+    if (rec.outputTimes.size() == 0 && rec.endedAt != 0) {
+      uint64_t bytes = outputBytes();
+      if (bytes > 0) return kj::heapArray<OutputSample>({OutputSample{bytes, rec.endedAt}});
+    }
+    return kj::heapArray(rec.outputTimes.asPtr());
+  }
+  // What arrived since the last change was noted (or whose note is still on its way) counts.
+  struct stat st;
+  if (output.get() >= 0 && fstat(output.get(), &st) == 0) times.observe(st.st_size, nowMillis());
+  return kj::heapArray(times.samples());
+}
+
 uint64_t Job::outputBytes() const {
   struct stat st;
   if (output.get() >= 0) {
@@ -114,6 +128,7 @@ kj::Promise<void> Job::enforceOutputLimit() {
   // takes blocks without changing the size.
   struct stat st;
   KJ_SYSCALL(fstat(output.get(), &st), rec.id);
+  times.observe(st.st_size, nowMillis());
   uint64_t size = kj::max(uint64_t(st.st_size), uint64_t(st.st_blocks) * 512);
   if (size < rec.maxOutputBytes) {
     return changed.then([this]() { return enforceOutputLimit(); });
@@ -280,6 +295,8 @@ void Job::finish(const executors::ExitStatus& status) {
   end.pid = 0;
   end.pidStartTime = 0;
   end.outputBytes = outputBytes();
+  times.observe(end.outputBytes, end.endedAt);
+  end.outputTimes = kj::heapArray(times.samples());
   releaseBlocksPastEnd();
   if (end.error.size() == 0 && context.logFilesystemFull()) {
     // The job's writes past that point failed (ENOSPC), which only the job saw.
@@ -340,6 +357,8 @@ void Job::markEnded() {
   outputLimit = nullptr;
   output = nullptr;
   runningSlot = nullptr;
+  // Its times are in rec now.
+  times = OutputTimes();
   KJ_IF_MAYBE (w, watch) {
     (*w)->wakeAll();
   }
@@ -429,6 +448,12 @@ kj::Own<void> JobTable::takeRunningSlot(kj::StringPtr owner, bool overLimit) {
 
 namespace {
 size_t estimatedInfoBytes(const JobRecord& rec);
+
+// What an ended job's record holds in memory, for the bounds of stored records: its JobInfo
+// and the times of its output.
+size_t storedBytesOf(const JobRecord& rec) {
+  return estimatedInfoBytes(rec) + rec.outputTimes.size() * sizeof(OutputSample);
+}
 }  // namespace
 
 // A name taken for a start under way (see `names`): given back when the start fails, kept once
@@ -474,7 +499,7 @@ Job& JobTable::add(JobRecord record) {
   auto job = kj::heap<Job>(jobContext, kj::mv(record), kj::mv(path));
   auto& ref = *job;
   ref.seq = nextSeq++;
-  ref.storedBytes = estimatedInfoBytes(ref.rec);
+  ref.storedBytes = storedBytesOf(ref.rec);
   order.add(&ref);
   jobMetrics.count(ref.rec.executor, ref.rec.state, 1);
   auto& owner = byOwner.findOrCreate(ref.rec.owner, [&]() {
@@ -503,6 +528,8 @@ void JobTable::ended(Job& job) {
   jobMetrics.count(job.rec.executor, JobState::RUNNING, -1);
   jobMetrics.count(job.rec.executor, job.rec.state, 1);
   ++jobMetrics.ends[static_cast<uint>(endCauseOf(job.rec))];
+  // With the times of its output, which it holds from now on.
+  job.storedBytes = storedBytesOf(job.rec);
   KJ_IF_MAYBE (owner, byOwner.find(job.rec.owner)) {
     ++owner->ended;
     owner->storedBytes += job.storedBytes;
@@ -1046,6 +1073,13 @@ void JobTable::resume(Job& job, kj::Own<executors::Process> process) {
   int fd = open(job.path.cStr(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
   if (fd >= 0) {
     job.output = kj::AutoCloseFd(fd);
+    // What it wrote while runnerd was away arrived by the file's last write (whose time is the
+    // kernel's coarse clock: it may be a tick before the recorded start).
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+      int64_t lastWrite = int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
+      job.times.observe(st.st_size, kj::max(lastWrite, job.rec.startedAt));
+    }
   } else {
     log("cannot open the output file of job ", job.rec.id, ": ", strerror(errno));
   }

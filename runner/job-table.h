@@ -126,6 +126,11 @@ class Job {
   // Bytes of output so far (the size of the output file; 0 when it is gone).
   uint64_t outputBytes() const;
 
+  // When its output arrived (output-times.h), up to now. A job that ended before runnerd kept
+  // these has one sample: all its output by its end. After a restart of runnerd, what a running
+  // job wrote before it shares one sample: the output file's last write before the restart.
+  kj::Array<OutputSample> outputTimes();
+
   // Resolves once the job has ended (at once if it has). Rejects with STORE_NOT_ANSWERING when
   // the job's end has not reached the disk within STORE_DEADLINE.
   kj::Promise<void> whenEnded();
@@ -181,6 +186,8 @@ class Job {
   kj::AutoCloseFd output;
   kj::Own<void> runningSlot;
   kj::Maybe<kj::Promise<void>> outputLimit;
+  // When its output arrived, noted at each change of the file (by enforceOutputLimit()).
+  OutputTimes times;
   kj::Maybe<kj::Own<executors::Process>> process;
   kj::Maybe<kj::Own<OutputWatcher::Watch>> watch;
   Wakeup ended;

@@ -262,6 +262,22 @@ class JobImpl final : public api::Job::Server {
     return caller->track(caller->reply([this, context]() mutable { return answerInfo(context); }));
   }
 
+  kj::Promise<void> outputTimes(OutputTimesContext context) override {
+    requireNotRemoved();
+    requireControl("read the output times of");
+    ++caller->activity;
+    return caller->track(caller->reply([this, context]() mutable {
+      if (job.isRemoved()) kj::throwFatalException(job.removedError());
+      auto samples = job.outputTimes();
+      auto list = context.getResults().initSamples(samples.size());
+      for (size_t i = 0; i < samples.size(); i++) {
+        list[i].setOffset(samples[i].offset);
+        list[i].setTimeMillis(samples[i].timeMillis);
+      }
+      return list.asReader().totalSize().wordCount * sizeof(capnp::word);
+    }));
+  }
+
   kj::Promise<void> watchOutput(WatchOutputContext context) override {
     requireNotRemoved();
     requireControl("read the output of");

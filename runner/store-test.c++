@@ -245,6 +245,22 @@ TEST(Store, KeepsTimeoutsAndEndReasons) {
   }
 }
 
+TEST(Store, KeepsOutputTimes) {
+  TempDir dir;
+  auto store = Store::open(dir.file("jobs.db"));
+  auto record = fullRecord();
+  store->insert(record);
+  EXPECT_EQ(found(*store, record.id).outputTimes.size(), 0u);
+  record.outputTimes = kj::heapArray<OutputSample>({{10, 1700000000000}, {uint64_t(1) << 40, -1}});
+  store->update(record);
+  auto loaded = found(*store, record.id);
+  ASSERT_EQ(loaded.outputTimes.size(), 2u);
+  EXPECT_EQ(loaded.outputTimes[0].offset, 10u);
+  EXPECT_EQ(loaded.outputTimes[0].timeMillis, 1700000000000);
+  EXPECT_EQ(loaded.outputTimes[1].offset, uint64_t(1) << 40);
+  EXPECT_EQ(loaded.outputTimes[1].timeMillis, -1);
+}
+
 TEST(Store, RejectsDuplicatesUnknownIdsAndNulBytes) {
   TempDir dir;
   auto store = Store::open(dir.file("jobs.db"));
@@ -410,7 +426,7 @@ TEST(Store, MigratesAVersion3StoreToNamesAndLabels) {
   TempDir dir;
   auto path = dir.file("jobs.db");
   Store::open(path)->insert(runningRecord("from-version-3"));
-  // Back to version 3: its tables, without the columns versions 4 and 5 added.
+  // Back to version 3: its tables, without the columns versions 4, 5 and 6 added.
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(SQLITE_OK, sqlite3_open(path.cStr(), &db));
@@ -418,7 +434,8 @@ TEST(Store, MigratesAVersion3StoreToNamesAndLabels) {
     for (auto sql : {"ALTER TABLE jobs DROP COLUMN name", "ALTER TABLE jobs DROP COLUMN labels",
                      "ALTER TABLE jobs DROP COLUMN timeout_millis",
                      "ALTER TABLE jobs DROP COLUMN idle_timeout_millis",
-                     "ALTER TABLE jobs DROP COLUMN end_reason", "PRAGMA user_version = 3"}) {
+                     "ALTER TABLE jobs DROP COLUMN end_reason",
+                     "ALTER TABLE jobs DROP COLUMN output_times", "PRAGMA user_version = 3"}) {
       ASSERT_EQ(SQLITE_OK, sqlite3_exec(db, sql, nullptr, nullptr, nullptr))
           << sql << ": " << sqlite3_errmsg(db);
     }
@@ -431,6 +448,7 @@ TEST(Store, MigratesAVersion3StoreToNamesAndLabels) {
   EXPECT_EQ("/bin/sleep", old.command);
   EXPECT_EQ(0u, old.timeoutMillis);
   EXPECT_EQ(EndReason::NONE, old.endReason);
+  EXPECT_EQ(0u, old.outputTimes.size());
 
   JobRecord named = fullRecord();
   store->insert(named);

@@ -80,6 +80,7 @@ enum Column : int {
   TIMEOUT_MILLIS,
   IDLE_TIMEOUT_MILLIS,
   END_REASON,
+  OUTPUT_TIMES,
   COLUMN_COUNT
 };
 
@@ -124,6 +125,7 @@ const kj::StringPtr COLUMN_NAMES[] = {
     "timeout_millis",
     "idle_timeout_millis",
     "end_reason",
+    "output_times",
 };
 static_assert(kj::size(COLUMN_NAMES) == COLUMN_COUNT, "one name per column");
 
@@ -208,6 +210,11 @@ const kj::StringPtr MIGRATIONS[] = {
       ALTER TABLE jobs ADD COLUMN timeout_millis INTEGER NOT NULL DEFAULT 0;
       ALTER TABLE jobs ADD COLUMN idle_timeout_millis INTEGER NOT NULL DEFAULT 0;
       ALTER TABLE jobs ADD COLUMN end_reason TEXT NOT NULL DEFAULT 'none';
+    )"_kj,
+    // Version 6: when each ended job's output arrived (OutputTimes::encode(); empty for a running
+    // job, whose times are in memory, and for jobs that ended before).
+    R"(
+      ALTER TABLE jobs ADD COLUMN output_times BLOB NOT NULL DEFAULT x'';
     )"_kj,
 };
 static_assert(kj::size(MIGRATIONS) == Store::SCHEMA_VERSION, "one migration per version");
@@ -322,10 +329,11 @@ uint64_t asUnsigned(int64_t value) {
   return static_cast<uint64_t>(value);
 }
 
-// Binds every column of `record`; the caller keeps `args` and `labels` (its encoded args and
-// labels) alive.
+// Binds every column of `record`; the caller keeps `args`, `labels` and `times` (its encoded
+// args, labels and output times) alive.
 void bindRecord(sqlite::Statement& statement, const JobRecord& record,
-                kj::ArrayPtr<const char> args, kj::ArrayPtr<const char> labels) {
+                kj::ArrayPtr<const char> args, kj::ArrayPtr<const char> labels,
+                kj::ArrayPtr<const kj::byte> times) {
   const JobRecord& r = record;
   requireNoNul("id", r.id);
   requireNoNul("owner", r.owner);
@@ -385,6 +393,7 @@ void bindRecord(sqlite::Statement& statement, const JobRecord& record,
   statement.bind(TIMEOUT_MILLIS + 1, asSigned(r.timeoutMillis));
   statement.bind(IDLE_TIMEOUT_MILLIS + 1, asSigned(r.idleTimeoutMillis));
   statement.bind(END_REASON + 1, endReasonName(r.endReason));
+  statement.bindBlob(OUTPUT_TIMES + 1, times.asChars());
 }
 
 JobState readState(kj::StringPtr name) {
@@ -440,6 +449,7 @@ JobRecord readRecord(sqlite::Statement& row) {
   r.idleTimeoutMillis = asUnsigned(row.getInt(IDLE_TIMEOUT_MILLIS));
   // A reason a newer runnerd wrote reads as none.
   r.endReason = parseEndReason(row.getText(END_REASON)).orDefault(EndReason::NONE);
+  r.outputTimes = OutputTimes::decode(row.getBlob(OUTPUT_TIMES).asBytes());
   return r;
 }
 
@@ -646,7 +656,8 @@ kj::Array<kj::Maybe<kj::Exception>> Store::apply(kj::ArrayPtr<const StoreWrite> 
 void Store::writeInsert(const JobRecord& record) {
   auto args = encodeArgs(record.args);
   auto labels = encodeLabels(record.labels);
-  bindRecord(*insertJob, record, args, labels);
+  auto times = OutputTimes::encode(record.outputTimes);
+  bindRecord(*insertJob, record, args, labels, times);
   insertJob->run();
   addEvent(*insertEvent, record);
 }
@@ -670,7 +681,8 @@ void Store::write(const JobRecord& record) {
     KJ_REQUIRE(selectState->getText(1) == record.owner, "a job's owner cannot change", record.id,
                record.owner);
   }
-  bindRecord(*updateJob, record, args, labels);
+  auto times = OutputTimes::encode(record.outputTimes);
+  bindRecord(*updateJob, record, args, labels, times);
   updateJob->run();
   if (previous != record.state) addEvent(*insertEvent, record);
 }

@@ -53,7 +53,7 @@ struct StoreWrite {
 class Store {
  public:
   // The schema version this code writes, kept in `PRAGMA user_version`.
-  static constexpr int SCHEMA_VERSION = 5;
+  static constexpr int SCHEMA_VERSION = 6;
 
   // The error given to a job that was running in runnerd's own process when runnerd went away,
   // and is gone now.

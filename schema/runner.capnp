@@ -99,6 +99,27 @@ interface Job {
   # if it ends the job, the job ends `killed` (or `exited`, if it exits on its own), not
   # `stopped`. Refused with one line for a number that is not a signal (0 included), and for a
   # job that has ended ("job has ended: ID").
+
+  outputTimes @6 () -> (samples :List(OutputSample));
+  # Owner or admin only. When the job's output arrived, oldest first: offsets strictly increase,
+  # times do not decrease, and the last sample covers all the output written when the call was
+  # answered. The time of byte B is that of the first sample whose `offset` is greater than B.
+  # runnerd notes the size of a running job's output each time it changes, at most once per
+  # 100 ms (later writes within those 100 ms extend the last sample), and keeps at most 4,096
+  # samples per job: when they are full, neighbours are merged pairwise and the period doubles,
+  # so a long job's times get coarser instead of more numerous. The samples are kept with the
+  # job once it has ended. Two exceptions: output a running job wrote while runnerd was not
+  # running (a restart) is one sample at the output file's last write before runnerd came back,
+  # and a job that ended before runnerd kept times has one sample, all its output at its end.
+}
+
+struct OutputSample {
+  # The output up to byte `offset` (exclusive) had arrived by `timeMillis` plus the sampling
+  # period (see Job.outputTimes); the bytes after the previous sample's offset arrived no
+  # earlier than `timeMillis`.
+  offset @0 :UInt64;
+  timeMillis @1 :Int64;
+  # Unix time in milliseconds.
 }
 
 interface OutputSink {
