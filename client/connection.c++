@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "client/error-message.h"
+#include "client/server-certificate.h"
 
 #include <string.h>
 
@@ -86,19 +87,28 @@ kj::Promise<kj::Own<ServerConnection>> connectToServer(kj::Network& network,
       .then([tls = kj::mv(tls)](kj::Own<kj::AsyncIoStream> stream) mutable {
         return kj::heap<ServerConnection>(kj::mv(tls), kj::mv(stream));
       })
-      .catch_([server = kj::str(settings.server)](
-                  kj::Exception&& exception) -> kj::Own<ServerConnection> {
-        auto message = cleanErrorMessage(exception);
-        if (closedDuringHandshake(message)) {
-          // No TLS alert, no reason: runnerd refuses connections this way when it has too
-          // many, or is short of descriptors, to spend a handshake on them.
-          message = kj::str("the server closed the connection before the TLS handshake "
-                            "completed; it may be refusing connections (too many open, or short "
-                            "of resources: its log says which); try again later");
-        }
-        kj::throwFatalException(
-            KJ_EXCEPTION(DISCONNECTED, kj::str("cannot connect to ", server, ": ", message)));
-      });
+      .catch_(
+          [server = kj::str(settings.server), name = kj::str(settings.serverName),
+           ca = kj::str(settings.ca), cert = kj::str(settings.cert),
+           key = kj::str(settings.key)](kj::Exception&& exception) -> kj::Own<ServerConnection> {
+            auto message = cleanErrorMessage(exception);
+            if (strstr(message.cStr(), "certificate verify failed") != nullptr) {
+              // OpenSSL says only that: the certificate itself says why.
+              KJ_IF_MAYBE (why, diagnoseServerCertificate(server, name, ca, cert, key)) {
+                message = kj::mv(*why);
+              }
+            }
+            if (closedDuringHandshake(message)) {
+              // No TLS alert, no reason: runnerd refuses connections this way when it has too
+              // many, or is short of descriptors, to spend a handshake on them.
+              message = kj::str(
+                  "the server closed the connection before the TLS handshake "
+                  "completed; it may be refusing connections (too many open, or short "
+                  "of resources: its log says which); try again later");
+            }
+            kj::throwFatalException(
+                KJ_EXCEPTION(DISCONNECTED, kj::str("cannot connect to ", server, ": ", message)));
+          });
 }
 
 }  // namespace client

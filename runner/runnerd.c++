@@ -879,6 +879,14 @@ class Runnerd {
       for (size_t i = 0; i + 1 < text.size(); i++) {
         if (text[i] == ':' && text[i + 1] == ' ') reason = text.slice(i + 2);
       }
+      if (reason == "Address already in use") {
+        auto port = address.findLast(':')
+                        .map([&](size_t colon) { return kj::str(address.slice(colon + 1)); })
+                        .orDefault(kj::str(defaultPort));
+        KJ_FAIL_REQUIRE(kj::str(flag, "cannot listen on ", address, ": ", reason, ": port ", port,
+                                " is in use by another process (another runnerd?); stop it or "
+                                "choose another port"));
+      }
       KJ_FAIL_REQUIRE(kj::str(flag, "cannot listen on ", address, ": ", reason));
     }
     return listener;

@@ -642,7 +642,8 @@ TEST(Monitoring, AMetricsAddressThatCannotBeBoundIsOneLineAtStart) {
   auto taken = runRunnerd(f, kj::str("--metrics-listen=127.0.0.1:", port));
   EXPECT_NE(taken.second, 0);
   EXPECT_NE(taken.first.find(kj::str("--metrics-listen cannot listen on 127.0.0.1:", port,
-                                     ": Address already in use")
+                                     ": Address already in use: port ", port,
+                                     " is in use by another process")
                                  .cStr()),
             std::string::npos)
       << taken.first;

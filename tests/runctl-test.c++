@@ -12,6 +12,7 @@
 
 #include <string>
 
+#include "certs/authority.h"
 #include "certs/credential-files.h"
 #include "tests/runctl-process.h"
 #include "tests/runnerd-fixture.h"
@@ -358,8 +359,32 @@ TEST_F(RunctlEndToEnd, ConnectionFailuresSayWhereAndWhy) {
   EXPECT_TRUE(isOneLine(wrongName.err)) << wrongName.err;
   auto prefix = kj::str("runctl: cannot connect to ", server->address(), ": ");
   EXPECT_EQ(wrongName.err.rfind(prefix.cStr(), 0), 0u) << wrongName.err;
+  // Not OpenSSL's "certificate verify failed": what is wrong, and what to use instead.
+  EXPECT_NE(wrongName.err.find("the name elsewhere.example is not in the server's certificate "
+                               "(it names "),
+            std::string::npos)
+      << wrongName.err;
+  EXPECT_EQ(wrongName.err.find("error:"), std::string::npos) << wrongName.err;
   // A name it does hold is accepted in place of the address.
   EXPECT_EQ(runctl({"--server-name", "localhost", "list"}).status, 0);
+
+  // Credentials from another CA, whose --ca did not sign the server's certificate.
+  auto validity = certs::Validity::forDays(1);
+  auto other = certs::Authority::create("another CA", validity);
+  auto alice = other.issueClient("alice", validity);
+  auto ca = kj::str(server->dir(), "/other-ca.pem");
+  auto cert = kj::str(server->dir(), "/other-alice.pem");
+  auto key = kj::str(server->dir(), "/other-alice-key.pem");
+  certs::writeFile(ca, other.certPem(), 0644, true);
+  certs::writeFile(cert, alice.certPem, 0644, true);
+  certs::writeFile(key, alice.keyPem, 0600, true);
+  auto foreign = runctl({"--ca", ca.cStr(), "--cert", cert.cStr(), "--key", key.cStr(), "list"});
+  EXPECT_EQ(foreign.status, 1);
+  EXPECT_TRUE(isOneLine(foreign.err)) << foreign.err;
+  EXPECT_NE(
+      foreign.err.find(kj::str("the server's certificate is not signed by the CA in ", ca).cStr()),
+      std::string::npos)
+      << foreign.err;
 }
 
 TEST_F(RunctlEndToEnd, HelpDescribesEveryCommand) {
