@@ -211,7 +211,10 @@ bool Job::signal(int number) {
 
 kj::Promise<executors::Usage> Job::usageSoFar() {
   KJ_IF_MAYBE (p, process) {
-    return (*p)->usageSoFar();
+    // A status must not wait on a supervisor that does not answer: past the deadline the usage
+    // so far is unknown (0), as it is when the supervisor is gone.
+    return (*p)->usageSoFar().exclusiveJoin(
+        context.timer.afterDelay(USAGE_DEADLINE).then([]() { return executors::Usage(); }));
   }
   return rec.usage;
 }

@@ -146,8 +146,10 @@ class Job {
   // ending: its main process is gone).
   bool signal(int signal);
 
-  // What the job has used so far (its executor's count while it runs, the final usage after).
+  // What the job has used so far (its executor's count while it runs, the final usage after);
+  // 0s when the executor does not answer within USAGE_DEADLINE.
   kj::Promise<executors::Usage> usageSoFar();
+  static constexpr kj::Duration USAGE_DEADLINE = 1 * kj::SECONDS;
 
   // Resolves at the next write to the output or at the job's end, possibly spuriously. Call it
   // before re-reading the output, so that no write can slip between the read and the wait.

@@ -277,6 +277,26 @@ TEST_F(RunctlSignals, AnIdleTimeoutStopsAJobThatStopsWritingButNotOneThatKeepsWr
   EXPECT_EQ(jsonText(busyEnd.out, "endReason"), "none") << busyEnd.out;
 }
 
+// A supervisor that does not answer (stopped here) leaves `status` answering, without the usage
+// so far, after runnerd's deadline for it.
+TEST_F(RunctlSignals, StatusAnswersWhileTheSupervisorDoesNot) {
+  auto id = start({"start", "--", "sleep", "60"});
+  auto pidText = certs::readFile(kj::str(server->dir(), "/state/supervisor.pid"));
+  pid_t supervisor = atoi(pidText.cStr());
+  ASSERT_GT(supervisor, 1) << pidText.cStr();
+  ASSERT_EQ(kill(supervisor, SIGSTOP), 0);
+  auto begun = monotonicMillis();
+  auto json = runctl({"status", "--json", id.c_str()});
+  auto took = monotonicMillis() - begun;
+  ASSERT_EQ(kill(supervisor, SIGCONT), 0);
+  EXPECT_EQ(json.status, 0) << json.err;
+  EXPECT_EQ(jsonText(json.out, "state"), "running") << json.out;
+  EXPECT_EQ(jsonNumber(json.out, "currentMemoryBytes"), 0) << json.out;
+  EXPECT_GE(took, 900);
+  EXPECT_LT(took, 10000);
+  EXPECT_EQ(runctl({"stop", id.c_str()}).status, 0);
+}
+
 TEST_F(RunctlSignals, StatusOfARunningJobShowsItsUsageSoFar) {
   auto id = start({"start", "--", "sh", "-c", "while :; do :; done"});
   usleep(500000);
