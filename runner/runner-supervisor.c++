@@ -318,12 +318,13 @@ class Supervisor {
       bool ours = S_ISDIR(st.st_mode) && st.st_uid == geteuid();
       if (i == dir.size() ? (!ours || othersWrite)
                           : (st.st_uid != geteuid() || (othersWrite && !(st.st_mode & S_ISVTX)))) {
-        KJ_FAIL_REQUIRE(kj::str(
-            "--state-dir ", dir, i == dir.size() ? kj::str() : kj::str(" is below ", path, ", which"),
-            " must be root's and writable by root alone (it is owned by uid ", st.st_uid,
-            ", group ", st.st_gid, ", mode ", octal(st.st_mode & 07777),
-            "): the supervisor keeps its pid file, socket and job records there. A runnerd "
-            "started as root makes its state directory so"));
+        KJ_FAIL_REQUIRE(
+            kj::str("--state-dir ", dir,
+                    i == dir.size() ? kj::str() : kj::str(" is below ", path, ", which"),
+                    " must be root's and writable by root alone (it is owned by uid ", st.st_uid,
+                    ", group ", st.st_gid, ", mode ", octal(st.st_mode & 07777),
+                    "): the supervisor keeps its pid file, socket and job records there. A runnerd "
+                    "started as root makes its state directory so"));
       }
     }
   }
@@ -337,8 +338,14 @@ class Supervisor {
     if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
       KJ_FAIL_REQUIRE(kj::str(path, " is not a file of root's; remove it"));
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-      KJ_FAIL_REQUIRE(kj::str("another supervisor holds ", path, " (", strerror(errno), ")"));
+    // A supervisor holds its lock for as long as it runs; a probe (the unit's ExecStartPost, a
+    // runnerd looking for a supervisor) takes a shared one for a moment. That moment is waited
+    // out, for up to a second, rather than taken for a running supervisor.
+    for (int attempt = 0; flock(fd, LOCK_EX | LOCK_NB) < 0; attempt++) {
+      if (errno != EWOULDBLOCK || attempt == 100) {
+        KJ_FAIL_REQUIRE(kj::str("another supervisor holds ", path, " (", strerror(errno), ")"));
+      }
+      usleep(10000);
     }
     auto text = kj::str(getpid(), "\n");
     KJ_SYSCALL(ftruncate(fd, 0), path);

@@ -554,6 +554,18 @@ TEST_F(SupervisorLifecycle, AUidThatGetsAnAccountIsHeldToItsGroupsAtOnce) {
   }
 }
 
+// A probe's shared lock on the pid file (the unit's ExecStartPost, `flock -s`) for a moment is
+// waited out; a start during it failed with "another supervisor holds" before.
+TEST_F(SupervisorLifecycle, APidFileProbeDoesNotStopTheSupervisorStarting) {
+  if (system("command -v flock >/dev/null") != 0) GTEST_SKIP() << "flock is not installed";
+  SupervisorProcess supervisor;
+  ASSERT_EQ(mkdir(supervisor.stateDir.cStr(), 0711), 0) << strerror(errno);
+  auto probe = kj::str("flock -s ", supervisor.stateDir, "/supervisor.pid sleep 0.5 &");
+  ASSERT_EQ(system(probe.cStr()), 0);
+  usleep(100000);
+  supervisor.start();
+}
+
 TEST_F(SupervisorLifecycle, HomesAreMadePrivateOrRefusedWhenSomeoneElseOwnsThem) {
   SupervisorProcess supervisor;
   supervisor.start();
