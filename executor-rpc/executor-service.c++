@@ -10,6 +10,7 @@
 
 #include "executor-rpc/held-job.h"
 #include "runner/printable.h"
+#include "runner/user-error.h"
 
 namespace runner::executor_rpc {
 
@@ -121,7 +122,24 @@ kj::String describeEnd(const executors::ExitStatus& status) {
 struct ExecutorService::Refusal {
   kj::Exception::Type type;
   kj::String reason;
+  // What runnerd's client is told it is, for a refusal that is not runnerd's mistake.
+  kj::Maybe<ErrorKind> kind = nullptr;
 };
+
+namespace {
+
+// "launch refused: REASON", as runnerd passes it on to its client: with the refusal's kind first,
+// when it has one (runner/user-error.h).
+kj::Exception refusedLaunch(kj::Exception::Type type, kj::Maybe<ErrorKind> kind,
+                            kj::StringPtr reason) {
+  auto line = kj::str("launch refused: ", reason);
+  KJ_IF_MAYBE (k, kind) {
+    return userError(*k, type, line);
+  }
+  return oneLine(type, kj::mv(line));
+}
+
+}  // namespace
 
 // What one launch has made so far. Destroyed when the launch is done, failed or cancelled: a job
 // not handed to the service by then is killed (its Process goes) and its record removed.
@@ -223,7 +241,7 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
     KJ_IF_MAYBE (refusal, service.refuse(params, jobId, executor.name())) {
       service.log(kj::str("launch refused id=", jobId.slice(0, kj::min(jobId.size(), MAX_JOB_ID)),
                           ": ", refusal->reason));
-      return oneLine(refusal->type, kj::str("launch refused: ", refusal->reason));
+      return refusedLaunch(refusal->type, refusal->kind, refusal->reason);
     }
 
     auto state = kj::heap<Launch>(service, jobId, params.getOutput());
@@ -250,7 +268,9 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
           return service.withinDiskDeadline(service.records.write(launch.record, kj::mv(first)))
               .catch_([](kj::Exception&& e) -> kj::Promise<void> {
                 // One line, from the supervisor: the home refused, the record not written.
-                return oneLine(e.getType(), kj::str("launch refused: ", e.getDescription()));
+                // A job that cannot be recorded is not started: the disk is full or failing.
+                return refusedLaunch(e.getType(), ErrorKind::UNAVAILABLE,
+                                     withoutErrorKind(e.getDescription()));
               });
         })
         .then([this, context, &launch]() mutable {
@@ -264,8 +284,8 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
           KJ_SWITCH_ONEOF(result) {
             KJ_CASE_ONEOF(process, kj::Own<executors::Process>) {
               if (service.stopping) {
-                return oneLine(kj::Exception::Type::FAILED,
-                               kj::str("launch refused: the supervisor is shutting down"));
+                return refusedLaunch(kj::Exception::Type::FAILED, ErrorKind::UNAVAILABLE,
+                                     "the supervisor is shutting down");
               }
               launch.record.state = HeldRecord::State::RUNNING;
               launch.record.trace = process->trace();
@@ -305,7 +325,7 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
           KJ_UNREACHABLE;
         })
         .catch_([this, &launch](kj::Exception&& e) -> kj::Promise<void> {
-          kj::StringPtr reason = e.getDescription();
+          kj::StringPtr reason = withoutErrorKind(e.getDescription());
           if (reason.startsWith("launch refused: "))
             reason = reason.slice(strlen("launch refused: "));
           service.log(kj::str("launch refused id=", launch.jobId, ": ", reason));
@@ -433,10 +453,14 @@ kj::Maybe<ExecutorService::Refusal> ExecutorService::refuse(wire::LaunchRequest:
     return Refusal{Type::FAILED,
                    kj::str("a job id is 1 to ", MAX_JOB_ID, " letters, digits, '-' or '_'")};
   }
-  if (stopping) return Refusal{Type::FAILED, kj::str("the supervisor is shutting down")};
+  if (stopping) {
+    return Refusal{Type::FAILED, kj::str("the supervisor is shutting down"),
+                   ErrorKind::UNAVAILABLE};
+  }
   if (quiescing) {
     return Refusal{Type::FAILED,
-                   kj::str("the supervisor is restarting itself; try again in a moment")};
+                   kj::str("the supervisor is restarting itself; try again in a moment"),
+                   ErrorKind::UNAVAILABLE};
   }
   if (uid == 0 || gid == 0) {
     return Refusal{Type::FAILED,
@@ -473,15 +497,15 @@ kj::Maybe<ExecutorService::Refusal> ExecutorService::refuse(wire::LaunchRequest:
   if (held.size() + launching.size() >= policy.maxHeldJobs) {
     return Refusal{Type::OVERLOADED,
                    kj::str("the supervisor holds ", held.size(),
-                           " jobs, as many as it may, until their ends are acknowledged")};
+                           " jobs, as many as it may, until their ends are acknowledged"),
+                   ErrorKind::LIMIT};
   }
   return nullptr;
 }
 
 kj::Promise<void> ExecutorService::withinDiskDeadline(kj::Promise<void> promise) {
   return promise.exclusiveJoin(timer.afterDelay(DISK_DEADLINE).then([]() -> kj::Promise<void> {
-    return oneLine(kj::Exception::Type::FAILED,
-                   kj::str("the supervisor's state directory is not answering"));
+    return userError(ErrorKind::UNAVAILABLE, "the supervisor's state directory is not answering");
   }));
 }
 

@@ -27,10 +27,6 @@
 namespace runner::executors {
 namespace {
 
-// Directories of the job's PATH that are searched at most. Each is one execve() between the
-// switch to the job's user and the job's start; a long PATH must not make a launch slow.
-constexpr size_t MAX_PATH_ENTRIES = 64;
-
 // ---------------------------------------------------------------------------------------------
 // The parent side.
 

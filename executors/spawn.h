@@ -35,6 +35,11 @@ namespace runner::executors {
 // does was stopped by someone or is stuck, and its job would never start anyway.
 constexpr kj::Duration LAUNCH_TIMEOUT = 10 * kj::SECONDS;
 
+// Directories of the job's PATH that are searched at most. Each is one execve() between the
+// switch to the job's user and the job's start; a long PATH must not make a launch slow.
+// runnerd refuses a longer PATH before it launches anything.
+constexpr size_t MAX_PATH_ENTRIES = 64;
+
 struct SpawnOptions {
   // argv, env, cwd, output fd, credentials and isolation come from here; limits are the
   // caller's business (a cgroup). Needed only while spawn() runs: it copies what the child

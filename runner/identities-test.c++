@@ -203,8 +203,8 @@ TEST_F(Dynamic, ARangeThatRunsOutFailsWithOneLineAndCreatesNothing) {
   auto& e = KJ_ASSERT_NONNULL(exception);
   EXPECT_EQ(e.getType(), kj::Exception::Type::OVERLOADED);
   EXPECT_EQ(e.getDescription(),
-            kj::str("no uid is left for a new owner in runnerd's uid range ", RANGE.first, "-",
-                    RANGE.first, " (--uid-range)"));
+            kj::str("limit: no uid is left for a new owner in runnerd's uid range ", RANGE.first,
+                    "-", RANGE.first, " (--uid-range)"));
   EXPECT_TRUE(store().ownerUid("bob") == nullptr);
   // Only alice's home.
   auto fs = kj::newDiskFilesystem();
@@ -263,15 +263,18 @@ TEST_F(Accounts, AnOwnerRunsAsTheAccountOfTheSameName) {
 }
 
 TEST_F(Accounts, RootNobodyLowUidsAndStrangersAreRefused) {
-  EXPECT_EQ(refusal("root"), "refusing to run a job as 'root': it is root");
-  EXPECT_EQ(refusal("daemon"), "refusing to run a job as 'daemon': its uid 1 is below --min-uid 1000");
-  EXPECT_EQ(refusal("nobody"), "refusing to run a job as 'nobody': its uid 65534 is nobody's");
+  EXPECT_EQ(refusal("root"), "permission denied: refusing to run a job as 'root': it is root");
+  EXPECT_EQ(refusal("daemon"),
+            "permission denied: refusing to run a job as 'daemon': its uid 1 is below --min-uid "
+            "1000");
+  EXPECT_EQ(refusal("nobody"),
+            "permission denied: refusing to run a job as 'nobody': its uid 65534 is nobody's");
   EXPECT_EQ(refusal("no-such-account-here"),
-            "there is no local account 'no-such-account-here' to run the job as (runnerd --users "
-            "accounts)");
+            "permission denied: there is no local account 'no-such-account-here' to run the job "
+            "as (runnerd --users accounts)");
   EXPECT_EQ(refusal("al ice"),
-            "the owner name is not a valid local user name, so it has no account to run as "
-            "(runnerd --users accounts)");
+            "permission denied: the owner name is not a valid local user name, so it has no "
+            "account to run as (runnerd --users accounts)");
   if (getpwnam("runner-jobs") != nullptr) {
     EXPECT_NE(refusal("runner-jobs"), "") << "a system account, below 1000";
   }

@@ -17,6 +17,7 @@
 #include "runner/credentials.h"
 #include "runner/homes.h"
 #include "runner/store.h"
+#include "runner/user-error.h"
 
 namespace runner {
 
@@ -121,8 +122,9 @@ class AccountIdentities final : public OwnerIdentities {
 
   executors::Credentials forOwner(kj::StringPtr owner) override {
     if (!isPortableUserName(owner)) {
-      KJ_FAIL_REQUIRE(kj::str("the owner name is not a valid local user name, so it has no "
-                              "account to run as (runnerd --users accounts)"));
+      throwUserError(ErrorKind::PERMISSION_DENIED,
+                     "the owner name is not a valid local user name, so it has no account to run "
+                     "as (runnerd --users accounts)");
     }
     struct passwd pw;
     struct passwd* found = nullptr;
@@ -130,24 +132,28 @@ class AccountIdentities final : public OwnerIdentities {
     int error = getpwnam_r(owner.cStr(), &pw, buffer, sizeof(buffer), &found);
     if (found == nullptr) {
       if (error != 0 && error != ENOENT && error != ESRCH) {
-        KJ_FAIL_REQUIRE(kj::str("cannot look up the account '", owner, "': ", strerror(error)));
+        throwUserError(ErrorKind::UNAVAILABLE,
+                       kj::str("cannot look up the account '", owner, "': ", strerror(error)));
       }
-      KJ_FAIL_REQUIRE(kj::str("there is no local account '", owner,
-                              "' to run the job as (runnerd --users accounts)"));
+      throwUserError(ErrorKind::PERMISSION_DENIED,
+                     kj::str("there is no local account '", owner,
+                             "' to run the job as (runnerd --users accounts)"));
     }
     if (pw.pw_uid == 0 || pw.pw_gid == 0) {
-      KJ_FAIL_REQUIRE(kj::str("refusing to run a job as '", owner, "': it is root"));
+      throwUserError(ErrorKind::PERMISSION_DENIED,
+                     kj::str("refusing to run a job as '", owner, "': it is root"));
     }
     if (pw.pw_uid < minUid || pw.pw_uid == NO_ID_16 - 1) {
-      KJ_FAIL_REQUIRE(kj::str("refusing to run a job as '", owner, "': its uid ", pw.pw_uid,
-                              pw.pw_uid < minUid ? kj::str(" is below --min-uid ", minUid)
-                                                 : kj::str(" is nobody's")));
+      throwUserError(ErrorKind::PERMISSION_DENIED,
+                     kj::str("refusing to run a job as '", owner, "': its uid ", pw.pw_uid,
+                             pw.pw_uid < minUid ? kj::str(" is below --min-uid ", minUid)
+                                                : kj::str(" is nobody's")));
     }
     auto credentials = credentialsOf(pw);
     for (gid_t group : credentials.supplementaryGroups) {
       if (group == 0) {
-        KJ_FAIL_REQUIRE(
-            kj::str("refusing to run a job as '", owner, "': it is a member of group root"));
+        throwUserError(ErrorKind::PERMISSION_DENIED, kj::str("refusing to run a job as '", owner,
+                                                             "': it is a member of group root"));
       }
     }
     return credentials;
@@ -271,7 +277,7 @@ class DynamicIdentities final : public OwnerIdentities {
   // logged goes to `logLines`. The store serialises its own calls.
   Known assign(kj::StringPtr owner, kj::Vector<kj::String>& logLines) {
     if (memchr(owner.begin(), '\0', owner.size()) != nullptr) {
-      KJ_FAIL_REQUIRE("the owner name contains a NUL byte");
+      throwUserError(ErrorKind::INVALID, "the owner name contains a NUL byte");
     }
     auto assigned = store.assignOwnerUid(owner, range.first, range.last, [&](uint32_t candidate) {
       struct stat st;
@@ -289,9 +295,9 @@ class DynamicIdentities final : public OwnerIdentities {
     } else {
       logLines.add(kj::str("cannot give owner ", owner, " a uid: every uid of ",
                            describeRange(range), " is taken"));
-      kj::throwFatalException(
-          KJ_EXCEPTION(OVERLOADED, kj::str("no uid is left for a new owner in runnerd's uid range ",
-                                           describeRange(range), " (--uid-range)")));
+      throwUserError(ErrorKind::LIMIT,
+                     kj::str("no uid is left for a new owner in runnerd's uid range ",
+                             describeRange(range), " (--uid-range)"));
     }
     if (makeHomes) makeHome(uid);
     return Known{uid, userNameFor(owner, uid)};

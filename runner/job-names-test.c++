@@ -59,7 +59,8 @@ TEST(JobNames, LabelsAreBoundedAndKeysUnique) {
   auto many = kj::heapArrayBuilder<JobLabel>(MAX_JOB_LABELS + 1);
   for (size_t i = 0; i <= MAX_JOB_LABELS; i++) many.add(label(kj::str("k", i), "v"));
   auto tooMany = many.finish();
-  EXPECT_EQ(errorOf([&]() { requireValidLabels(tooMany); }), "too many labels (33; at most 32)");
+  EXPECT_EQ(errorOf([&]() { requireValidLabels(tooMany); }),
+            "invalid: too many labels (33; at most 32)");
   EXPECT_TRUE(kj::runCatchingExceptions([&]() { requireValidLabels(tooMany.slice(0, 32)); }) ==
               nullptr);
 
@@ -111,8 +112,9 @@ TEST(JobTableNames, ANameIsClaimedFromTheStartAndGivenBackWhenTheStartFails) {
   EXPECT_EQ(job.record().name, "web");
   EXPECT_EQ(&KJ_ASSERT_NONNULL(h.table->resolve("alice", "web")), &job);
   EXPECT_TRUE(h.table->resolve("bob", "web") == nullptr);
-  EXPECT_TRUE(contains(errorOf([&]() { h.table->start("alice", named("web")); }),
-                       kj::str("the name web is in use by job ", job.id())));
+  EXPECT_EQ(errorOf([&]() { h.table->start("alice", named("web")); }),
+            kj::str("conflict: the name web is in use by job ", job.id(),
+                    " (remove it first, or choose another)"));
   // Another owner has names of their own.
   auto& bobs = *h.table->start("bob", named("web")).wait(h.io.waitScope);
   KJ_DEFER(bobs.release());
@@ -122,8 +124,9 @@ TEST(JobTableNames, ANameIsClaimedFromTheStartAndGivenBackWhenTheStartFails) {
   // name is claimed).
   auto refused = named("limited");
   refused.limits.memoryBytes = 64 << 20;
-  EXPECT_TRUE(contains(
-      errorOf([&]() { h.table->start("alice", kj::mv(refused)).wait(h.io.waitScope); }), "memory"));
+  EXPECT_EQ(errorOf([&]() { h.table->start("alice", kj::mv(refused)).wait(h.io.waitScope); }),
+            "invalid: the local executor cannot apply limits; use the cgroup executor (limits "
+            "asked for: memory)");
   auto& limited = *h.table->start("alice", named("limited")).wait(h.io.waitScope);
   limited.release();
 

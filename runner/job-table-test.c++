@@ -96,12 +96,36 @@ TEST(JobTable, EmptyCommandIsRejected) {
   request.command = kj::str("");
   KJ_IF_MAYBE (e, kj::runCatchingExceptions(
                       [&]() { h.table->start("alice", kj::mv(request)).wait(h.io.waitScope); })) {
-    EXPECT_TRUE(strstr(e->getDescription().cStr(), "empty command") != nullptr)
-        << e->getDescription().cStr();
+    EXPECT_EQ(e->getDescription(), "invalid: empty command");
   } else {
     ADD_FAILURE() << "an empty command was accepted";
   }
   EXPECT_EQ(h.table->all().size(), 0u);
+}
+
+TEST(JobTable, APathTooLongToSearchIsRefusedBeforeTheLaunch) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  kj::Vector<kj::String> directories;
+  for (int i = 0; i < 65; i++) directories.add(kj::str("/nowhere/", i));
+  auto path = kj::str("PATH=", kj::strArray(directories, ":"));
+  {
+    StartRequest request;
+    request.command = kj::str("true");
+    request.env = kj::arr(kj::str(path));
+    auto e = kj::runCatchingExceptions(
+        [&]() { h.table->start("alice", kj::mv(request)).wait(h.io.waitScope); });
+    EXPECT_EQ(KJ_ASSERT_NONNULL(e).getDescription(),
+              "invalid: the job's PATH has 65 directories; at most 64 are searched");
+  }
+  // A command with a slash is not looked for.
+  StartRequest request;
+  request.command = kj::str("/bin/true");
+  request.env = kj::arr(kj::mv(path));
+  auto& job = *h.table->start("alice", kj::mv(request)).wait(h.io.waitScope);
+  job.release();
+  EXPECT_EQ(h.table->all().size(), 1u);
 }
 
 TEST(JobTable, UnknownExecutorAndBadEnvironmentAreRejected) {
@@ -632,7 +656,7 @@ TEST(JobTable, PruneRemovesABatchPerTurnAndAHeldJobStaysUntilReleased) {
     EXPECT_EQ(held->record().owner, "alice");
     KJ_IF_MAYBE (e,
                  kj::runCatchingExceptions([&]() { held->whenRemoved().wait(h.io.waitScope); })) {
-      EXPECT_EQ(e->getDescription(), kj::str("job was removed: ", heldId));
+      EXPECT_EQ(e->getDescription(), kj::str("conflict: job ", heldId, " was removed"));
     } else {
       ADD_FAILURE() << "whenRemoved() resolved";
     }

@@ -16,6 +16,7 @@
 #include "runner/printable.h"
 #include "runner/store-writer.h"
 #include "runner/store.h"
+#include "runner/user-error.h"
 
 namespace runner {
 
@@ -25,7 +26,7 @@ constexpr kj::StringPtr DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"_kj;
 
 void requireNoNul(kj::StringPtr text, kj::StringPtr what) {
   if (strlen(text.cStr()) != text.size()) {
-    KJ_FAIL_REQUIRE(kj::str("the job's ", what, " contains a NUL byte"));
+    throwUserError(ErrorKind::INVALID, kj::str("the job's ", what, " contains a NUL byte"));
   }
 }
 
@@ -154,7 +155,7 @@ void Job::release() {
 }
 
 kj::Exception Job::removedError() const {
-  return KJ_EXCEPTION(FAILED, kj::str("job was removed: ", rec.id));
+  return userError(ErrorKind::CONFLICT, kj::str("job ", rec.id, " was removed"));
 }
 
 kj::Promise<void> Job::whenRemoved() {
@@ -441,9 +442,9 @@ kj::Own<void> JobTable::takeRunningSlot(kj::StringPtr owner, bool overLimit) {
     return kj::HashMap<kj::String, uint32_t>::Entry{kj::str(owner), 0};
   });
   if (count >= cfg.maxRunningPerUser && !overLimit) {
-    kj::throwFatalException(KJ_EXCEPTION(
-        OVERLOADED, kj::str("too many running jobs for ", owner, " (limit ",
-                            cfg.maxRunningPerUser, "); wait for some to end or stop them")));
+    throwUserError(ErrorKind::LIMIT,
+                   kj::str("too many running jobs for ", owner, " (limit ", cfg.maxRunningPerUser,
+                           "); wait for some to end or stop them"));
   }
   ++count;
   return kj::heap<RunningSlot>(running, owner);
@@ -470,10 +471,12 @@ class JobTable::NameClaim {
     });
     KJ_IF_MAYBE (holder, owned.find(name)) {
       if (*holder == nullptr) {
-        KJ_FAIL_REQUIRE(kj::str("the name ", name, " is in use by a job being started"));
+        throwUserError(ErrorKind::CONFLICT,
+                       kj::str("the name ", name, " is in use by a job being started"));
       }
-      KJ_FAIL_REQUIRE(kj::str("the name ", name, " is in use by job ", (*holder)->id(),
-                              " (remove it first, or choose another)"));
+      throwUserError(ErrorKind::CONFLICT,
+                     kj::str("the name ", name, " is in use by job ", (*holder)->id(),
+                             " (remove it first, or choose another)"));
     }
     owned.insert(kj::str(name), nullptr);
   }
@@ -677,8 +680,9 @@ kj::Promise<uint64_t> JobTable::remove(Job& job, kj::StringPtr by) {
           .then([this, id = kj::str(id)]() { return outputFiles.removeOnThreadAndWait(id); },
                 [this, id = kj::str(id)](kj::Exception&& e) -> kj::Promise<void> {
                   log("cannot remove the record of job ", id, ": ", e.getDescription());
-                  return KJ_EXCEPTION(FAILED, kj::str("the state store could not remove job ", id,
-                                                      "; it comes back when runnerd restarts"));
+                  return userError(ErrorKind::UNAVAILABLE,
+                                   kj::str("the state store could not remove job ", id,
+                                           "; it comes back when runnerd restarts"));
                 })
           .fork();
   // Carried through whether or not anyone waits.
@@ -849,6 +853,9 @@ kj::Maybe<uint64_t> parseDecimal(kj::ArrayPtr<const char> text, uint64_t max) {
   return value;
 }
 
+constexpr kj::StringPtr INVALID_CURSOR =
+    "bad list cursor: pass the `next` of the previous page, with the same filter"_kj;
+
 kj::Maybe<Cursor> parseCursor(kj::StringPtr text, bool all) {
   auto firstDot = text.findFirst('.');
   auto lastDot = text.findLast('.');
@@ -914,16 +921,14 @@ ListPage JobTable::list(const ListQuery& query) const {
   size_t scanned = 0;
   if (query.after.size() > 0) {
     KJ_IF_MAYBE (parsed, parseCursor(query.after, all)) {
-      KJ_REQUIRE(parsed->seq <= nextSeq, "invalid list cursor: pass the `next` of the previous "
-                 "page, with the same filter");
+      if (parsed->seq > nextSeq) throwUserError(ErrorKind::INVALID, INVALID_CURSOR);
       remaining = parsed->remaining;
       // The first job at or after the cursor's: jobs forgotten meanwhile are simply gone.
       start = std::lower_bound(jobs.begin(), jobs.end(), parsed->seq,
                                [](Job* job, uint64_t seq) { return job->seq < seq; }) -
               jobs.begin();
     } else {
-      KJ_FAIL_REQUIRE("invalid list cursor: pass the `next` of the previous page, with the same "
-                      "filter");
+      throwUserError(ErrorKind::INVALID, INVALID_CURSOR);
     }
   } else if (query.limit > 0) {
     // The newest `limit` selected jobs start where a backward scan finds the limit-th of them.
@@ -1114,8 +1119,8 @@ kj::Array<kj::String> JobTable::buildEnvironment(kj::ArrayPtr<const kj::String> 
     requireNoNul(entry, "environment");
     auto name = envName(entry);
     if (name.size() == 0 || name.size() == entry.size()) {
-      KJ_FAIL_REQUIRE(
-          kj::str("environment entries must look like NAME=value: ", printable(entry)));
+      throwUserError(ErrorKind::INVALID,
+                     kj::str("environment entries must look like NAME=value: ", printable(entry)));
     }
     bool replaced = false;
     for (auto& existing : env) {
@@ -1131,6 +1136,45 @@ kj::Array<kj::String> JobTable::buildEnvironment(kj::ArrayPtr<const kj::String> 
 
 namespace {
 
+// A command without a slash is looked for in the job's PATH (the last one `env` gives, else the
+// default): refused here, with its kind, when the executor would refuse to search that many
+// directories.
+void requireSearchablePath(kj::ArrayPtr<const kj::String> env) {
+  kj::StringPtr path = DEFAULT_PATH;
+  for (auto& entry : env) {
+    if (entry.startsWith("PATH=")) path = entry.slice(strlen("PATH="));
+  }
+  size_t directories = 1;
+  for (char c : path) directories += c == ':';
+  if (directories > executors::MAX_PATH_ENTRIES) {
+    throwUserError(ErrorKind::INVALID,
+                   kj::str("the job's PATH has ", directories, " directories; at most ",
+                           executors::MAX_PATH_ENTRIES, " are searched"));
+  }
+}
+
+// An executor's failure to launch (thrown here, or by the supervisor and passed on over its
+// socket) as a client reads it: with the kind it carries, or one by its type: an executor that
+// is not answering is unavailable, a limit it cannot apply is invalid, a bound of its own is a
+// limit. Anything else keeps no kind: the RPC layer logs it and answers "internal".
+kj::Exception launchError(kj::Exception&& e) {
+  kj::Maybe<ErrorKind> kind;
+  switch (e.getType()) {
+    case kj::Exception::Type::DISCONNECTED:
+      kind = ErrorKind::UNAVAILABLE;
+      break;
+    case kj::Exception::Type::UNIMPLEMENTED:
+      kind = ErrorKind::INVALID;
+      break;
+    case kj::Exception::Type::OVERLOADED:
+      kind = ErrorKind::LIMIT;
+      break;
+    case kj::Exception::Type::FAILED:
+      break;
+  }
+  return passedOn(kj::mv(e), kind);
+}
+
 kj::String defaultWorkingDir(const executors::Credentials& user, bool homeMadeAtLaunch) {
   struct stat st;
   if (homeMadeAtLaunch) return kj::str(user.homeDir);
@@ -1143,14 +1187,16 @@ kj::String defaultWorkingDir(const executors::Credentials& user, bool homeMadeAt
 }  // namespace
 
 kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
-  if (request.command.size() == 0) KJ_FAIL_REQUIRE("empty command");
+  if (request.command.size() == 0) throwUserError(ErrorKind::INVALID, "empty command");
   requireNoNul(request.command, "command");
   for (auto& arg : request.args) requireNoNul(arg, "argument");
   requireNoNul(request.workingDir, "working directory");
   if (request.workingDir.size() > 0 && !request.workingDir.startsWith("/")) {
-    KJ_FAIL_REQUIRE(
-        kj::str("the working directory must be an absolute path: ", printable(request.workingDir)));
+    throwUserError(ErrorKind::INVALID, kj::str("the working directory must be an absolute path: ",
+                                               printable(request.workingDir)));
   }
+
+  if (request.command.findFirst('/') == nullptr) requireSearchablePath(request.env);
 
   auto executorName =
       request.executor.size() > 0 ? kj::str(request.executor) : kj::str(cfg.defaultExecutor);
@@ -1158,32 +1204,34 @@ kj::Promise<Job*> JobTable::start(kj::StringPtr owner, StartRequest&& request) {
   KJ_IF_MAYBE (found, executors.find(executorName)) {
     executor = found;
   } else {
-    KJ_FAIL_REQUIRE(kj::str("unknown executor '", printable(executorName),
-                            "' (known: ", kj::strArray(executors.names(), ", "), ")"));
+    throwUserError(ErrorKind::INVALID,
+                   kj::str("unknown executor '", printable(executorName),
+                           "' (known: ", kj::strArray(executors.names(), ", "), ")"));
   }
 
   uint64_t maxOutput = cfg.maxOutputBytes;
   if (request.maxOutputBytes > 0) {
     if (request.maxOutputBytes > cfg.maxOutputBytes) {
-      KJ_FAIL_REQUIRE(kj::str("the job's output limit (", request.maxOutputBytes,
-                              " bytes) is above the server's (", cfg.maxOutputBytes, " bytes)"));
+      throwUserError(ErrorKind::INVALID,
+                     kj::str("the job's output limit (", request.maxOutputBytes,
+                             " bytes) is above the server's (", cfg.maxOutputBytes, " bytes)"));
     }
     maxOutput = request.maxOutputBytes;
   }
   if (writer->backlog() >= cfg.maxDiskBacklog) {
-    kj::throwFatalException(kj::Exception(kj::Exception::Type::OVERLOADED, __FILE__, __LINE__,
-                                          kj::str("the job was not started: ", STORE_NOT_ANSWERING)));
+    throwUserError(ErrorKind::UNAVAILABLE, kj::Exception::Type::OVERLOADED,
+                   kj::str("the job was not started: ", STORE_NOT_ANSWERING));
   }
   if (outputFiles.backlog() >= cfg.maxDiskBacklog) {
-    kj::throwFatalException(kj::Exception(kj::Exception::Type::OVERLOADED, __FILE__, __LINE__,
-                                          kj::str("the job was not started: ",
-                                                  OUTPUT_NOT_ANSWERING)));
+    throwUserError(ErrorKind::UNAVAILABLE, kj::Exception::Type::OVERLOADED,
+                   kj::str("the job was not started: ", OUTPUT_NOT_ANSWERING));
   }
   if (request.name.size() > 0) requireValidJobName(request.name);
   requireValidLabels(request.labels);
   auto slot = takeRunningSlot(owner);
   if (logFilesystemFull()) {
-    KJ_FAIL_REQUIRE("no room for the job's output: the log directory's file system is full");
+    throwUserError(ErrorKind::UNAVAILABLE,
+                   "no room for the job's output: the log directory's file system is full");
   }
   kj::Maybe<kj::Own<NameClaim>> claim;
   if (request.name.size() > 0) claim = kj::heap<NameClaim>(*this, owner, request.name);
@@ -1241,8 +1289,7 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
       timer.afterDelay(STORE_DEADLINE).then([this, id = kj::str(record.id)]() -> kj::AutoCloseFd {
         log("cannot start job ", id, ": its output file was not made within ",
             STORE_DEADLINE / kj::SECONDS, " s");
-        kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                                              kj::str(OUTPUT_NOT_ANSWERING)));
+        throwUserError(ErrorKind::UNAVAILABLE, OUTPUT_NOT_ANSWERING);
       }));
   return created.then([this, executor = &executor, record = kj::mv(record), env = kj::mv(env),
                        user = kj::mv(user), output = kj::mv(output), slot = kj::mv(slot),
@@ -1261,7 +1308,11 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
     launch.isolation = record.isolation;
 
     // The job has its own copy of the output descriptor once launch() has returned.
-    auto launching = executor->launch(kj::mv(launch));
+    auto launching = kj::evalNow([&]() {
+                       return executor->launch(kj::mv(launch));
+                     }).catch_([](kj::Exception&& e) -> executors::LaunchResult {
+      kj::throwFatalException(launchError(kj::mv(e)));
+    });
     return launching.then([this, record = kj::mv(record), output = kj::mv(output),
                            outputFd = kj::mv(outputFd), slot = kj::mv(slot), claim = kj::mv(claim)](
                               executors::LaunchResult&& result) mutable -> kj::Promise<Job*> {
@@ -1311,15 +1362,14 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
           log("cannot record the start of job ", record.id, " owner=", record.owner,
               ", so it was killed: ", e->getDescription());
           kj::StringPtr why = "the state store could not record it"_kj;
-          if (e->getDescription() == STORE_NOT_ANSWERING) {
+          if (isStoreNotAnswering(*e)) {
             why = STORE_NOT_ANSWERING;
           } else if (strstr(e->getDescription().cStr(), "database or disk is full") != nullptr) {
             why = "the state store could not record it: its disk is full"_kj;
           } else if (strstr(e->getDescription().cStr(), "disk I/O error") != nullptr) {
             why = "the state store could not record it: its disk is failing (I/O error)"_kj;
           }
-          kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                                                kj::str("the job was not started: ", why)));
+          throwUserError(ErrorKind::UNAVAILABLE, kj::str("the job was not started: ", why));
         }
         output->keep();
         auto& job = add(kj::mv(record));
@@ -1384,8 +1434,8 @@ kj::Maybe<Job&> JobTable::resolve(kj::StringPtr caller, kj::StringPtr text) {
   }
   if (text.size() == 0 || !looksLikeIdPrefix(text)) return nullptr;
   if (text.size() < MIN_ID_PREFIX_CHARS) {
-    KJ_FAIL_REQUIRE(kj::str("job not found: ", text, " (an id prefix needs at least ",
-                            MIN_ID_PREFIX_CHARS, " characters)"));
+    throwUserError(ErrorKind::NOT_FOUND, kj::str("job ", text, " (an id prefix needs at least ",
+                                                 MIN_ID_PREFIX_CHARS, " characters)"));
   }
   // Every id with this prefix sorts in [text, text with its last character raised by one).
   auto end = kj::str(text);
@@ -1404,8 +1454,8 @@ kj::Maybe<Job&> JobTable::resolve(kj::StringPtr caller, kj::StringPtr text) {
   auto ids = KJ_MAP(job, matches) {
     return kj::str(job->rec.id);
   };
-  KJ_FAIL_REQUIRE(kj::str("ambiguous job id prefix ", text, ": it matches ",
-                          kj::strArray(ids, ", "), more ? ", ..." : ""));
+  throwUserError(ErrorKind::INVALID, kj::str("ambiguous job id prefix ", text, ": it matches ",
+                                             kj::strArray(ids, ", "), more ? ", ..." : ""));
 }
 
 kj::Maybe<Job&> JobTable::find(kj::StringPtr id) {

@@ -106,9 +106,8 @@ class MeteredNetwork::MeteredConnection final : public capnp::TwoPartyVatNetwork
                 auto reason = kj::str(
                     "the client asked for a call's results to be sent elsewhere than to itself, "
                     "which runnerd does not support; closing the connection");
-                network.close(kj::str(reason));
-                kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__,
-                                                      __LINE__, kj::mv(reason)));
+                network.close(ErrorKind::INVALID, kj::str(reason));
+                throwUserError(ErrorKind::INVALID, reason);
               }
             }
           }
@@ -180,12 +179,13 @@ void MeteredNetwork::finished(uint32_t id) {
 void MeteredNetwork::check() {
   if (closing) return;
   if (heldBytes > limits.hardBytes) {
-    close(kj::str("the client left more than ", mib(limits.hardBytes),
-                  " of answers unfinished on one connection; closing it"));
+    close(ErrorKind::LIMIT, kj::str("the client left more than ", mib(limits.hardBytes),
+                                    " of answers unfinished on one connection; closing it"));
     return;
   }
   if (userBytes > limits.userBytes) {
-    close(kj::str("the client's user left more than ", mib(limits.userBytes),
+    close(ErrorKind::LIMIT,
+          kj::str("the client's user left more than ", mib(limits.userBytes),
                   " of answered calls unfinished over its connections; closing this one"));
     return;
   }
@@ -194,24 +194,24 @@ void MeteredNetwork::check() {
     return;
   }
   if (grace != nullptr) return;
-  grace = timer.afterDelay(OVER_LIMIT_GRACE)
-              .then([this]() {
-                close(kj::str("the client left more than ",
-                              held.size() > limits.answers
-                                  ? kj::str(limits.answers, " answered calls")
-                                  : kj::str(mib(limits.bytes), " of answers"),
-                              " unfinished on one connection for ", OVER_LIMIT_GRACE,
-                              "; closing it"));
-              })
-              .eagerlyEvaluate(nullptr);
+  grace =
+      timer.afterDelay(OVER_LIMIT_GRACE)
+          .then([this]() {
+            close(ErrorKind::LIMIT,
+                  kj::str("the client left more than ",
+                          held.size() > limits.answers ? kj::str(limits.answers, " answered calls")
+                                                       : kj::str(mib(limits.bytes), " of answers"),
+                          " unfinished on one connection for ", OVER_LIMIT_GRACE, "; closing it"));
+          })
+          .eagerlyEvaluate(nullptr);
 }
 
-void MeteredNetwork::close(kj::String reason) {
+void MeteredNetwork::close(ErrorKind kind, kj::String reason) {
   if (closing) return;
   closing = true;
   refused(reason);
-  closeFulfiller->reject(
-      kj::Exception(kj::Exception::Type::OVERLOADED, __FILE__, __LINE__, kj::mv(reason)));
+  // The client reads it as the reason its connection was closed.
+  closeFulfiller->reject(userError(kind, reason));
 }
 
 kj::Promise<kj::Own<capnp::TwoPartyVatNetworkBase::Connection>> MeteredNetwork::accept() {

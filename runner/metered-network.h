@@ -21,6 +21,8 @@
 #include <kj/time.h>
 #include <kj/timer.h>
 
+#include "runner/user-error.h"
+
 namespace runner {
 
 constexpr kj::Duration OVER_LIMIT_GRACE = 1 * kj::SECONDS;
@@ -93,7 +95,8 @@ class MeteredNetwork final : public capnp::TwoPartyVatNetworkBase {
   void answered(uint32_t id, size_t bytes);
   void finished(uint32_t id);
   void check();
-  void close(kj::String reason);
+  // Closes the connection; the client reads "<kind>: <reason>".
+  void close(ErrorKind kind, kj::String reason);
 };
 
 }  // namespace runner

@@ -122,7 +122,7 @@ TEST(OutputFilesTest, AnExistingNameIsRefusedAndLeftAlone) {
     ASSERT_EQ(write(fd, "first", 5), 5);
   }
   EXPECT_EQ(thrownBy([&]() { files.create("job-1"); }),
-            "cannot create the job's output file: File exists");
+            "unavailable: cannot create the job's output file: File exists");
   struct stat st;
   ASSERT_EQ(stat(pathOf(dir, "job-1.log").c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 5) << "the existing file keeps its content";
@@ -243,7 +243,7 @@ TEST(OutputFilesTest, AnUnwritableDirectoryFailsTheStartNotTheThread) {
   });
   OutputFiles files(dir.path(), 4);
   EXPECT_EQ(thrownBy([&]() { files.create("job-1"); }),
-            std::string("cannot create the job's output file: ") + expected);
+            std::string("unavailable: cannot create the job's output file: ") + expected);
   // The thread tried, failed, and waits for the next start instead of retrying in a loop: it
   // costs no CPU meanwhile.
   auto cpuMillis = []() {

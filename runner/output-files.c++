@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "executors/threads.h"
+#include "runner/user-error.h"
 
 namespace runner {
 
@@ -153,9 +154,11 @@ void OutputFiles::failCreate(kj::StringPtr name, int error) {
   // The client reads why; the server's paths are for its log.
   KJ_LOG(ERROR, "cannot create an output file", dir, name, strerror(error));
   if (error == ENOSPC || error == EDQUOT) {
-    KJ_FAIL_REQUIRE("no room for the job's output: the log directory's file system is full");
+    throwUserError(ErrorKind::UNAVAILABLE,
+                   "no room for the job's output: the log directory's file system is full");
   }
-  KJ_FAIL_REQUIRE(kj::str("cannot create the job's output file: ", strerror(error)));
+  throwUserError(ErrorKind::UNAVAILABLE,
+                 kj::str("cannot create the job's output file: ", strerror(error)));
 }
 
 size_t OutputFiles::backlog() const {

@@ -3,6 +3,7 @@
 #include <kj/debug.h>
 
 #include "runner/printable.h"
+#include "runner/user-error.h"
 
 namespace runner {
 
@@ -68,7 +69,8 @@ JobState fromApiState(api::State state) {
       return JobState::LOST;
   }
   // A state a newer client knows and this server does not.
-  KJ_FAIL_REQUIRE(kj::str("unknown job state ", uint(state), " in the list filter"));
+  throwUserError(ErrorKind::INVALID,
+                 kj::str("unknown job state ", uint(state), " in the list filter"));
 }
 
 void fillJobInfo(api::JobInfo::Builder info, const Job& job) {
@@ -131,7 +133,8 @@ void fillJobInfo(api::JobInfo::Builder info, const Job& job, const executors::Us
 
 kj::Array<JobLabel> toLabels(capnp::List<api::Label>::Reader labels) {
   if (labels.size() > MAX_JOB_LABELS) {
-    KJ_FAIL_REQUIRE(kj::str("too many labels (", labels.size(), "; at most ", MAX_JOB_LABELS, ")"));
+    throwUserError(ErrorKind::INVALID,
+                   kj::str("too many labels (", labels.size(), "; at most ", MAX_JOB_LABELS, ")"));
   }
   return KJ_MAP(label, labels) {
     return JobLabel{kj::str(label.getKey()), kj::str(label.getValue())};
@@ -142,42 +145,48 @@ StartRequest toStartRequest(api::JobSpec::Reader spec) {
   StartRequest request;
   size_t specBytes = 0;
   auto text = [&](capnp::Text::Reader value, kj::StringPtr what) {
-    if (!isValidUtf8(value)) KJ_FAIL_REQUIRE(kj::str("the job's ", what, " is not valid UTF-8"));
+    if (!isValidUtf8(value)) {
+      throwUserError(ErrorKind::INVALID, kj::str("the job's ", what, " is not valid UTF-8"));
+    }
     specBytes += value.size() + 1;
     return kj::str(value);
   };
   request.command = text(spec.getCommand(), "command");
   auto args = spec.getArgs();
   if (args.size() > MAX_ARGS) {
-    KJ_FAIL_REQUIRE(kj::str("too many arguments (", args.size(), "; at most ", MAX_ARGS, ")"));
+    throwUserError(ErrorKind::INVALID,
+                   kj::str("too many arguments (", args.size(), "; at most ", MAX_ARGS, ")"));
   }
   request.args = KJ_MAP(arg, args) {
     return text(arg, "argument");
   };
   auto env = spec.getEnv();
   if (env.size() > MAX_ENV) {
-    KJ_FAIL_REQUIRE(
-        kj::str("too many environment variables (", env.size(), "; at most ", MAX_ENV, ")"));
+    throwUserError(ErrorKind::INVALID, kj::str("too many environment variables (", env.size(),
+                                               "; at most ", MAX_ENV, ")"));
   }
   request.env = KJ_MAP(var, env) {
     auto name = var.getName();
     if (name.size() == 0 || name.findFirst('=') != nullptr) {
-      KJ_FAIL_REQUIRE(kj::str("invalid environment variable name: '", printable(name), "'"));
+      throwUserError(ErrorKind::INVALID, kj::str("environment variable name '", printable(name),
+                                                 "': it must be "
+                                                 "non-empty and have no '='"));
     }
     return kj::str(text(name, "environment"), '=', text(var.getValue(), "environment"));
   };
   request.workingDir = text(spec.getWorkingDir(), "working directory");
   if (specBytes > MAX_SPEC_BYTES) {
-    KJ_FAIL_REQUIRE(kj::str("the job's command line and environment are too large (", specBytes,
-                            " bytes; at most ", MAX_SPEC_BYTES, ")"));
+    throwUserError(ErrorKind::INVALID,
+                   kj::str("the job's command line and environment are too large (", specBytes,
+                           " bytes; at most ", MAX_SPEC_BYTES, ")"));
   }
   request.maxOutputBytes = spec.getMaxOutputBytes();
   request.timeoutMillis = spec.getTimeoutMillis();
   request.idleTimeoutMillis = spec.getIdleTimeoutMillis();
   if (request.timeoutMillis > MAX_TIMEOUT_MILLIS ||
       request.idleTimeoutMillis > MAX_TIMEOUT_MILLIS) {
-    KJ_FAIL_REQUIRE(
-        kj::str("a timeout must be at most ", MAX_TIMEOUT_MILLIS / 1000, " seconds (10 years)"));
+    throwUserError(ErrorKind::INVALID, kj::str("a timeout must be at most ",
+                                               MAX_TIMEOUT_MILLIS / 1000, " seconds (10 years)"));
   }
   auto limits = spec.getLimits();
   request.limits.cpuMillicores = limits.getCpuMillicores();

@@ -1,15 +1,54 @@
 #include "runner/rpc-service.h"
 
+#include <capnp/schema.h>
 #include <kj/debug.h>
 #include <signal.h>
 
 #include "runner/follower.h"
 #include "runner/printable.h"
 #include "runner/rpc-convert.h"
+#include "runner/user-error.h"
 
 namespace runner {
 
 namespace {
+
+// "Job.stop": the method a call to `Interface` asked for, for the log.
+template <typename Interface>
+kj::String methodName(uint64_t interfaceId, uint16_t methodId) {
+  auto schema = capnp::Schema::from<Interface>();
+  auto methods = schema.getMethods();
+  if (interfaceId != schema.getProto().getId() || methodId >= methods.size()) {
+    return kj::str("method ", methodId, " of interface ", kj::hex(interfaceId));
+  }
+  return kj::str(schema.getShortDisplayName(), ".", methods[methodId].getProto().getName());
+}
+
+// Runs one call of a method of `Interface` (dispatch(): the generated dispatchCall) so that
+// whatever it throws or rejects with reaches the client with a kind (runner/user-error.h): an
+// exception without one is a bug's, logged here in full and answered as "internal: ...". Costs
+// the client's calls one promise node each.
+template <typename Interface, typename Dispatch>
+capnp::Capability::Server::DispatchCallResult answerWithErrorKinds(EventLog& log, Caller& caller,
+                                                                   uint64_t interfaceId,
+                                                                   uint16_t methodId,
+                                                                   Dispatch&& dispatch) {
+  bool streaming = false;
+  auto call = kj::evalNow([&]() {
+    auto result = dispatch();
+    streaming = result.isStreaming;
+    return kj::mv(result.promise);
+  });
+  auto answered = call.catch_([&log, caller = kj::addRef(caller), interfaceId,
+                               methodId](kj::Exception&& e) -> kj::Promise<void> {
+    if (errorKindOf(e.getDescription()) == nullptr) {
+      log("internal error in ", methodName<Interface>(interfaceId, methodId), " for ", caller->user,
+          " peer=", caller->peer, ": ", e.getFile(), ":", e.getLine(), ": ", e.getDescription());
+    }
+    return withErrorKind(kj::mv(e));
+  });
+  return {kj::mv(answered), streaming};
+}
 
 // A follower's sink that is the client's OutputSink capability. write() is declared a
 // streaming call, but capnp 0.9.2 sizes a stream's window by the socket's send buffer for each
@@ -205,6 +244,14 @@ class JobImpl final : public api::Job::Server {
     job.release();
   }
 
+  DispatchCallResult dispatchCall(
+      uint64_t interfaceId, uint16_t methodId,
+      capnp::CallContext<capnp::AnyPointer, capnp::AnyPointer> context) override {
+    return answerWithErrorKinds<api::Job>(log, *caller, interfaceId, methodId, [&]() {
+      return api::Job::Server::dispatchCall(interfaceId, methodId, context);
+    });
+  }
+
   kj::Promise<void> info(InfoContext context) override {
     requireNotRemoved();
     ++caller->activity;
@@ -250,14 +297,14 @@ class JobImpl final : public api::Job::Server {
     ++caller->activity;
     int number = context.getParams().getSignal();
     if (number < 1 || number > SIGRTMAX) {
-      kj::throwFatalException(KJ_EXCEPTION(
-          FAILED, kj::str("invalid signal ", number, ": a signal is a number from 1 to ", SIGRTMAX,
-                          " (or a name such as TERM, KILL or USR1)")));
+      throwUserError(ErrorKind::INVALID,
+                     kj::str(number, " is not a signal; a signal is a number from 1 to ", SIGRTMAX,
+                             " (or a name such as TERM, KILL or USR1)"));
     }
     log("signal requested id=", job.id(), " signal=", number, " by=", caller->user,
         " peer=", caller->peer);
     if (!job.signal(number)) {
-      kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str("job has ended: ", job.id())));
+      throwUserError(ErrorKind::CONFLICT, kj::str("job ", job.id(), " has ended"));
     }
     return caller->track(caller->reply([this, context]() mutable { return answerInfo(context); }));
   }
@@ -283,15 +330,13 @@ class JobImpl final : public api::Job::Server {
     requireControl("read the output of");
     ++caller->activity;
     if (caller->activeWatches >= caller->limits.watchesPerConnection) {
-      kj::throwFatalException(
-          KJ_EXCEPTION(OVERLOADED, kj::str("too many output watches on this connection (limit ",
-                                           caller->limits.watchesPerConnection, ")")));
+      throwUserError(ErrorKind::LIMIT, kj::str("too many output watches on this connection (limit ",
+                                               caller->limits.watchesPerConnection, ")"));
     }
     caller->limits.requireDescriptors(1);
     if (caller->usage->watches >= caller->limits.watchesPerUser) {
-      kj::throwFatalException(
-          KJ_EXCEPTION(OVERLOADED, kj::str("too many output watches for user ", caller->user,
-                                           " (limit ", caller->limits.watchesPerUser, ")")));
+      throwUserError(ErrorKind::LIMIT, kj::str("too many output watches for user ", caller->user,
+                                               " (limit ", caller->limits.watchesPerUser, ")"));
     }
     auto params = context.getParams();
     context.getResults().setHandle(kj::heap<SubscriptionImpl>(
@@ -307,8 +352,8 @@ class JobImpl final : public api::Job::Server {
     auto params = context.getParams();
     if (job.hasEnded()) return caller->track(removeNow());
     if (!params.getForce()) {
-      kj::throwFatalException(KJ_EXCEPTION(
-          FAILED, kj::str("job is still running: ", job.id(), " (use --force to stop it first)")));
+      throwUserError(ErrorKind::CONFLICT,
+                     kj::str("job ", job.id(), " is still running (use --force to stop it first)"));
     }
     kj::Maybe<kj::Duration> grace;
     if (params.getGraceMillis() > 0) grace = params.getGraceMillis() * kj::MILLISECONDS;
@@ -346,9 +391,8 @@ class JobImpl final : public api::Job::Server {
     if (mayControl) return;
     log("permission denied: user=", caller->user, " peer=", caller->peer, " tried to ", action,
         " job ", job.id(), " of ", job.record().owner);
-    kj::throwFatalException(
-        KJ_EXCEPTION(FAILED, kj::str("permission denied: only the owner of job ", job.id(),
-                                     " or an admin may ", action, " it")));
+    throwUserError(ErrorKind::PERMISSION_DENIED,
+                   kj::str("only the owner of job ", job.id(), " or an admin may ", action, " it"));
   }
 };
 
@@ -359,6 +403,14 @@ class JobManagerImpl final : public api::JobManager::Server {
  public:
   JobManagerImpl(JobTable& table, EventLog& log, kj::Own<Caller> caller)
       : table(table), log(log), caller(kj::mv(caller)) {}
+
+  DispatchCallResult dispatchCall(
+      uint64_t interfaceId, uint16_t methodId,
+      capnp::CallContext<capnp::AnyPointer, capnp::AnyPointer> context) override {
+    return answerWithErrorKinds<api::JobManager>(log, *caller, interfaceId, methodId, [&]() {
+      return api::JobManager::Server::dispatchCall(interfaceId, methodId, context);
+    });
+  }
 
   kj::Promise<void> start(StartContext context) override {
     requireRoomForJobCapability();
@@ -390,7 +442,7 @@ class JobManagerImpl final : public api::JobManager::Server {
       context.getResults(capnp::MessageSize{4, 1}).setJob(newJob(*job));
       return kj::READY_NOW;
     }
-    kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str("job not found: ", printable(id))));
+    throwUserError(ErrorKind::NOT_FOUND, kj::str("job ", printable(id)));
   }
 
   kj::Promise<void> list(ListContext context) override {
@@ -400,8 +452,9 @@ class JobManagerImpl final : public api::JobManager::Server {
     if (!filter.getAllUsers()) query.owner = caller->user;
     auto states = filter.getStates();
     if (states.size() > MAX_LIST_STATES) {
-      KJ_FAIL_REQUIRE(kj::str("too many states in the list filter (", states.size(),
-                              "; at most ", MAX_LIST_STATES, ")"));
+      throwUserError(ErrorKind::INVALID,
+                     kj::str("too many states in the list filter (", states.size(), "; at most ",
+                             MAX_LIST_STATES, ")"));
     }
     for (auto state : states) query.states |= 1u << uint(fromApiState(state));
     query.limit = filter.getLimit();
@@ -441,8 +494,7 @@ class JobManagerImpl final : public api::JobManager::Server {
     if (allUsers && !caller->admin) {
       log("permission denied: user=", caller->user, " peer=", caller->peer,
           " tried to prune every user's jobs");
-      kj::throwFatalException(
-          KJ_EXCEPTION(FAILED, "permission denied: only an admin may prune every user's jobs"));
+      throwUserError(ErrorKind::PERMISSION_DENIED, "only an admin may prune every user's jobs");
     }
     // Ages beyond a few million years select nothing; they must not wrap around.
     uint64_t olderThan = kj::min(params.getOlderThanMillis(), uint64_t(1) << 62);
@@ -466,9 +518,9 @@ class JobManagerImpl final : public api::JobManager::Server {
 
   void requireRoomForJobCapability() {
     if (caller->jobCapabilities < caller->limits.jobCapabilitiesPerConnection) return;
-    kj::throwFatalException(KJ_EXCEPTION(
-        OVERLOADED, kj::str("this connection holds too many job capabilities (limit ",
-                            caller->limits.jobCapabilitiesPerConnection, "); release some")));
+    throwUserError(ErrorKind::LIMIT,
+                   kj::str("this connection holds too many job capabilities (limit ",
+                           caller->limits.jobCapabilitiesPerConnection, "); release some"));
   }
 
   api::Job::Client newJob(Job& job) {
@@ -483,9 +535,9 @@ void ConnectionLimits::requireDescriptors(uint64_t taking) const {
   if (!descriptors->nearlyExhausted()) {
     descriptors->taking(taking);
   } else {
-    kj::throwFatalException(KJ_EXCEPTION(
-        OVERLOADED, "runnerd is short of descriptors (too many jobs, watches and connections of "
-                    "all users); try again later"));
+    throwUserError(ErrorKind::LIMIT,
+                   "runnerd is short of descriptors (too many jobs, watches and connections of "
+                   "all users); try again later");
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include "runner/backpressure-stream.h"
 #include "runner/metered-network.h"
+#include "runner/user-error.h"
 
 namespace runner {
 
@@ -319,7 +320,8 @@ kj::Promise<void> Server::serve(kj::AuthenticatedStream secured, kj::String peer
 kj::Promise<void> Server::refuse(kj::Own<kj::AsyncIoStream> stream, kj::StringPtr reason) {
   capnp::MallocMessageBuilder message(64);
   auto abort = message.initRoot<capnp::rpc::Message>().initAbort();
-  abort.setReason(reason);
+  // A limit, in the words every failure a client reads has (runner/user-error.h).
+  abort.setReason(userError(ErrorKind::LIMIT, reason).getDescription());
   abort.setType(capnp::rpc::Exception::Type::OVERLOADED);
   auto words = capnp::messageToFlatArray(message);
   auto bytes = words.asBytes();

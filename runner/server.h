@@ -161,8 +161,8 @@ class Server {
 
   void handshake(kj::AuthenticatedStream stream);
   kj::Promise<void> serve(kj::AuthenticatedStream secured, kj::String peer);
-  // Sends the client an Abort with `reason` (the RPC system reports it as the error of its
-  // calls), then closes the connection.
+  // Sends the client an Abort with "limit: <reason>" (the RPC system reports it as the error of
+  // its calls), then closes the connection.
   kj::Promise<void> refuse(kj::Own<kj::AsyncIoStream> stream, kj::StringPtr reason);
   // Resolves once the connection of `caller` has been idle for limits.idleTimeout.
   kj::Promise<void> whenIdle(Caller& caller, uint64_t lastActivity);

@@ -712,7 +712,8 @@ TEST(StoreWriter, AWriteThatTakesTooLongIsTheStoreNotAnswering) {
   auto late = withStoreDeadline(io.provider->getTimer(), writer.insert(runningRecord("a")),
                                 50 * kj::MILLISECONDS);
   KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { late.wait(io.waitScope); })) {
-    EXPECT_EQ(kj::StringPtr(e->getDescription()), STORE_NOT_ANSWERING);
+    EXPECT_EQ(kj::StringPtr(e->getDescription()), kj::str("unavailable: ", STORE_NOT_ANSWERING));
+    EXPECT_TRUE(isStoreNotAnswering(*e));
   } else {
     ADD_FAILURE() << "a write held back by the store's lock completed";
   }

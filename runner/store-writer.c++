@@ -3,12 +3,16 @@
 #include <kj/debug.h>
 
 #include "executors/threads.h"
+#include "runner/user-error.h"
 
 namespace runner {
 
 kj::Exception storeNotAnswering() {
-  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                       kj::str(STORE_NOT_ANSWERING));
+  return userError(ErrorKind::UNAVAILABLE, STORE_NOT_ANSWERING);
+}
+
+bool isStoreNotAnswering(const kj::Exception& exception) {
+  return exception.getDescription() == storeNotAnswering().getDescription();
 }
 
 StoreWriter::StoreWriter(Store& store) : store(store) {

@@ -28,8 +28,10 @@ constexpr kj::Duration STORE_DEADLINE = 10 * kj::SECONDS;
 constexpr kj::StringPtr STORE_NOT_ANSWERING =
     "the state store is not answering (its disk is frozen, full or failing); try again later"_kj;
 
-// STORE_NOT_ANSWERING as an exception (FAILED), its description exactly that line.
+// STORE_NOT_ANSWERING as the exception a client reads: "unavailable: " and that line (FAILED).
 kj::Exception storeNotAnswering();
+// Whether `exception` is storeNotAnswering()'s.
+bool isStoreNotAnswering(const kj::Exception& exception);
 
 class StoreWriter {
  public:

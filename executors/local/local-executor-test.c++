@@ -390,7 +390,7 @@ TEST_F(LocalExecutorTest, LimitsAreUnimplementedAndNamed) {
   auto description = exception.getDescription();
   EXPECT_TRUE(strstr(description.cStr(), "cannot apply limits; use the cgroup executor"))
       << description.cStr();
-  EXPECT_TRUE(strstr(description.cStr(), "memory, pids")) << description.cStr();
+  EXPECT_TRUE(strstr(description.cStr(), "(limits asked for: memory, pids)")) << description.cStr();
 }
 
 TEST_F(LocalExecutorTest, IgnoredTermLeavesTheJobRunningUntilKill) {

@@ -74,9 +74,12 @@ kj::StringPtr LocalExecutor::name() const {
 kj::Promise<LaunchResult> LocalExecutor::launch(LaunchRequest&& request) {
   KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
   if (request.limits.any()) {
-    kj::throwFatalException(KJ_EXCEPTION(
-        UNIMPLEMENTED, "the local executor cannot apply limits; use the cgroup executor",
-        describeLimits(request.limits)));
+    // One line, as runnerd passes it on to the client.
+    kj::throwFatalException(kj::Exception(
+        kj::Exception::Type::UNIMPLEMENTED, __FILE__, __LINE__,
+        kj::str("the local executor cannot apply limits; use the cgroup executor (limits asked "
+                "for: ",
+                describeLimits(request.limits), ")")));
   }
 
   KJ_IF_MAYBE (t, tracker) {
