@@ -72,14 +72,13 @@ kj::Promise<siginfo_t> onInterrupt(kj::UnixEventPort& port) {
 kj::Promise<int> stopOnInterrupt(kj::UnixEventPort& port, api::Job::Client job, kj::String id) {
   return onInterrupt(port).then([&port, job = kj::mv(job), id = kj::mv(id)](siginfo_t) mutable {
     writeError(kj::str("stopping job ", id, "; interrupt again to stop waiting for it"));
-    auto stopping =
-        job.stopRequest()
-            .send()
-            .then([](auto&&) {},
-                  [](kj::Exception&& exception) {
-                    writeError(kj::str("cannot stop the job: ", cleanErrorMessage(exception)));
-                  })
-            .eagerlyEvaluate(nullptr);
+    auto stopping = job.stopRequest()
+                        .send()
+                        .then([](auto&&) {},
+                              [](kj::Exception&& exception) {
+                                writeError(kj::str("cannot stop the job: ", errorLine(exception)));
+                              })
+                        .eagerlyEvaluate(nullptr);
     return onInterrupt(port)
         .then([](siginfo_t signal) { return EXIT_SIGNAL_BASE + signal.si_signo; })
         .attach(kj::mv(stopping));
@@ -112,7 +111,7 @@ int forEachJob(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, int failur
                      code = onAnswer(response);
                    })) {
         if (e->getType() == kj::Exception::Type::DISCONNECTED) kj::throwFatalException(kj::mv(*e));
-        writeError(cleanErrorMessage(*e));
+        writeError(errorLine(*e));
         code = failureCode;
       }
       if (status == EXIT_OK) status = code;
@@ -174,7 +173,7 @@ int runJob(CommandIo& cmd, api::JobSpec::Reader spec) {
             return job.stopRequest().send().then(
                 [](auto&&) { return EXIT_OUTPUT_CLOSED; },
                 [](kj::Exception&& exception) {
-                  writeError(kj::str("cannot stop the job: ", cleanErrorMessage(exception)));
+                  writeError(kj::str("cannot stop the job: ", errorLine(exception)));
                   return EXIT_OUTPUT_CLOSED;
                 });
           });
@@ -293,7 +292,7 @@ int signalJobs(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, int signal
     for (auto i : kj::indices(window)) {
       KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { signals[i].wait(cmd.io.waitScope); })) {
         if (e->getType() == kj::Exception::Type::DISCONNECTED) kj::throwFatalException(kj::mv(*e));
-        writeError(cleanErrorMessage(*e));
+        writeError(errorLine(*e));
         status = EXIT_FAILED;
       } else {
         writeStdout(kj::str(escapeForTerminal(window[i]), "\n"));
@@ -323,7 +322,7 @@ int removeJobs(CommandIo& cmd, kj::ArrayPtr<const kj::StringPtr> ids, bool force
     for (auto i : kj::indices(window)) {
       KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { removals[i].wait(cmd.io.waitScope); })) {
         if (e->getType() == kj::Exception::Type::DISCONNECTED) kj::throwFatalException(kj::mv(*e));
-        writeError(cleanErrorMessage(*e));
+        writeError(errorLine(*e));
         status = EXIT_FAILED;
       } else {
         writeStdout(kj::str(escapeForTerminal(window[i]), "\n"));

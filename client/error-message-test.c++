@@ -75,21 +75,21 @@ TEST(CleanErrorMessage, StripsRemoteExceptionPrefixes) {
   EXPECT_EQ(cleanErrorMessage("remote exception: a; b c"), "a; b c");
 }
 
-// A JobManager whose calls fail the way runnerd's do.
+// A JobManager whose calls fail the way runnerd's do: the description is the line, kind first.
 class FailingJobManager final : public api::JobManager::Server {
  protected:
   kj::Promise<void> get(GetContext context) override {
-    auto id = context.getParams().getId();
-    bool known = false;
-    KJ_REQUIRE(known, "job not found", id);
-    return kj::READY_NOW;
+    return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                         kj::str("not found: job ", context.getParams().getId()));
   }
   kj::Promise<void> whoami(WhoamiContext context) override {
-    return KJ_EXCEPTION(FAILED, "permission denied: only the owner of job ", 7, " may stop it");
+    // Text of the user's that looks like KJ's "; name = value" parts.
+    return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                         kj::str("invalid: label key 'a; b = c': only letters"));
   }
 };
 
-TEST(CleanErrorMessage, CleansErrorsThatCrossedRpc) {
+TEST(ErrorLine, PrintsWhatTheServerAnsweredAsItIs) {
   auto io = kj::setupAsyncIo();
   auto pipe = io.provider->newTwoWayPipe();
   capnp::TwoPartyClient server(*pipe.ends[0], kj::heap<FailingJobManager>(),
@@ -100,11 +100,29 @@ TEST(CleanErrorMessage, CleansErrorsThatCrossedRpc) {
   auto getRequest = manager.getRequest();
   getRequest.setId("1234");
   auto notFound = caught([&]() { getRequest.send().wait(io.waitScope); });
-  EXPECT_TRUE(kj::StringPtr(notFound.getDescription()).startsWith("remote exception: "));
-  EXPECT_EQ(cleanErrorMessage(notFound), "job not found: 1234");
+  EXPECT_EQ(kj::StringPtr(notFound.getDescription()), "remote exception: not found: job 1234");
+  EXPECT_EQ(errorLine(notFound), "not found: job 1234");
 
-  auto denied = caught([&]() { manager.whoamiRequest().send().wait(io.waitScope); });
-  EXPECT_EQ(cleanErrorMessage(denied), "permission denied: only the owner of job 7 may stop it");
+  auto invalid = caught([&]() { manager.whoamiRequest().send().wait(io.waitScope); });
+  EXPECT_EQ(errorLine(invalid), "invalid: label key 'a; b = c': only letters");
+}
+
+TEST(ErrorLine, DropsThePrefixOfEveryHopAndParsesNothing) {
+  auto twice = kj::Exception(kj::Exception::Type::FAILED, "(remote)", 0,
+                             kj::str("remote exception: remote exception: limit: x; y = 1"));
+  EXPECT_EQ(errorLine(twice), "limit: x; y = 1");
+  // Whatever an older server sends is shown as it is too (writeError() escapes what a terminal
+  // would act on).
+  auto old = kj::Exception(kj::Exception::Type::FAILED, "(remote)", 0,
+                           kj::str("remote exception: expected found; job not found; id = 42"));
+  EXPECT_EQ(errorLine(old), "expected found; job not found; id = 42");
+}
+
+TEST(ErrorLine, CleansRunctlsOwnFailures) {
+  kj::StringPtr path = "/no/key";
+  auto local = caught([&]() { KJ_REQUIRE(path.size() == 0, "cannot read the TLS key", path); });
+  EXPECT_EQ(errorLine(local), "cannot read the TLS key: /no/key");
+  EXPECT_EQ(errorLine(KJ_EXCEPTION(DISCONNECTED, "Peer disconnected")), "Peer disconnected");
 }
 
 }  // namespace

@@ -114,5 +114,15 @@ kj::String cleanErrorMessage(const kj::Exception& exception) {
   return cleanErrorMessage(exception.getDescription());
 }
 
+kj::String errorLine(const kj::Exception& exception) {
+  kj::StringPtr description = exception.getDescription();
+  if (!description.startsWith(REMOTE_PREFIX)) return cleanErrorMessage(description);
+  // A reason passed on through another capnp hop carries the prefix once per hop.
+  while (description.startsWith(REMOTE_PREFIX)) {
+    description = description.slice(REMOTE_PREFIX.size());
+  }
+  return kj::str(description);
+}
+
 }  // namespace client
 }  // namespace runner

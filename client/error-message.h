@@ -1,5 +1,5 @@
 #pragma once
-// Turns exceptions (local, or thrown by runnerd and carried back over RPC) into the one clean line
+// Turns exceptions (thrown by runnerd and carried back over RPC, or local) into the one line
 // runctl prints after "runctl: ".
 
 #include <kj/exception.h>
@@ -8,8 +8,15 @@
 namespace runner {
 namespace client {
 
-// One line, no file:line, no "remote exception: " prefix. KJ_REQUIRE-style descriptions
-// ("expected CONDITION; MESSAGE; NAME = VALUE; ...") keep their message and values:
+// The line for `exception`. A failure the server answered with reaches runctl as "remote
+// exception: REASON", and runnerd has worded REASON already ("not found: job 42", kind first;
+// schema/runner.capnp): that is the line, as it is. Anything else failed here (connecting, TLS, a
+// file) and gets cleanErrorMessage().
+kj::String errorLine(const kj::Exception& exception);
+
+// For runctl's own failures: one line, no file:line, no "remote exception: " prefix.
+// KJ_REQUIRE-style descriptions ("expected CONDITION; MESSAGE; NAME = VALUE; ...") keep their
+// message and values:
 // "expected found != nullptr; job not found; id = 42" becomes "job not found: 42". Any other
 // description is kept as it is, on one line.
 kj::String cleanErrorMessage(const kj::Exception& exception);

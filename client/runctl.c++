@@ -651,7 +651,7 @@ class Runctl {
     kj::Maybe<ServerSettings> settings;
     KJ_IF_MAYBE (exception, kj::runCatchingExceptions(
                                 [&]() { settings = resolveServerSettings(flags, processEnv); })) {
-      writeError(cleanErrorMessage(*exception));
+      writeError(errorLine(*exception));
       context.exitWith(context.getUsageExitCode());
     }
 
@@ -670,7 +670,7 @@ class Runctl {
                    // written.
                    context.exitWith(command(cmd));
                  })) {
-      writeError(cleanErrorMessage(*exception));
+      writeError(errorLine(*exception));
     }
     context.exitWith(failureCode);
   }
