@@ -7,6 +7,38 @@
 
 $import "/capnp/c++.capnp".namespace("runner::api");
 
+# Errors
+#
+# A call that fails answers with a capnp exception whose `reason` (rpc.capnp's Exception.reason;
+# a C++ client reads it after KJ's "remote exception: ") is one line: a kind, ": ", then the
+# message, written for a person ("not found: job 42"). The kinds are part of this contract: a
+# client tests the words before the first ": " and never the message, whose wording may change.
+#
+#   not found          a job id, name or id prefix names no job (JobManager.get).
+#   permission denied  the caller may not do this: a job's owner or an admin only (stop, signal,
+#                      remove, watchOutput, outputTimes), an admin only (prune with allUsers), or
+#                      an identity that may run no jobs on this server.
+#   limit              a bound or quota of the connection, the user or the server is reached
+#                      (running jobs per user, output watches, job capabilities, descriptors,
+#                      connections, unfinished answers; README's Limits). The exception's type is
+#                      `overloaded`: wait for some of what is held to end, then try again.
+#   invalid            the request itself is refused and always will be: an empty command, too
+#                      many arguments or labels, a bad name, label, environment entry, executor,
+#                      signal, timeout, list cursor or state, an ambiguous id prefix, a limit the
+#                      executor cannot apply.
+#   conflict           the request clashes with the job's state: a name in use, a job that has
+#                      ended (signal), is still running (remove without force), or was removed.
+#   unavailable        the server cannot do it now: its supervisor is not answering, its state
+#                      store or log directory is failing, full or frozen. Worth trying again later.
+#   internal           anything else: a bug, logged by the server in full.
+#
+# New kinds may be added; a client treats one it does not know as `internal`. The exception's
+# type keeps capnp's meaning (`overloaded` for a limit, also for a store that is behind;
+# `disconnected` when the supervisor is gone; `unimplemented` for a method this server does not
+# have, which still reads "internal: ..."). A connection the server closes for a limit (too many
+# connections of the user, answers left unfinished) gets an Abort with a reason in these same
+# words.
+
 interface JobManager {
   # Bound to the caller's identity. Any authenticated user may start jobs and read the
   # metadata of every job; only a job's owner (or a configured admin) may stop it or read
@@ -15,17 +47,17 @@ interface JobManager {
   start @0 (spec :JobSpec) -> (job :Job, info :JobInfo);
   # Starts a job owned by the caller. A command that cannot be started (no such file,
   # permission denied) still returns a job, in state `failed` with `error` set; an invalid
-  # spec (empty command, bad limits) throws a clear error instead. Pipelining
-  # `start(spec).job.watchOutput(...)` starts and streams in one round trip.
+  # spec (empty command, bad limits) fails instead ("invalid: empty command"; see Errors).
+  # Pipelining `start(spec).job.watchOutput(...)` starts and streams in one round trip.
 
   get @1 (id :Text) -> (job :Job);
-  # The job `id` names; throws "job not found" when it names none. The owner and admins
+  # The job `id` names; fails with "not found: job ID" when it names none. The owner and admins
   # receive a full Job; anyone else a read-only one. `id` is tried, in this order, as:
   # 1. a job's full id;
   # 2. the name (JobSpec.name) of one of the caller's own jobs;
   # 3. a prefix of at least 4 characters of the id of exactly one job (of any user): a prefix
-  #    that several jobs share throws "ambiguous job id prefix 'P' matches: ID1, ID2, ..." (at
-  #    most 8 ids, then "..."), and a shorter one is refused.
+  #    that several jobs share fails with "invalid: ambiguous job id prefix P: it matches ID1,
+  #    ID2, ..." (at most 8 ids, then "..."), and a shorter one is not found.
   # A name never looks like an id or a prefix of one (see JobSpec.name), so the three never
   # compete. The lookup costs O(log jobs) whatever the number of stored jobs.
 
@@ -87,18 +119,19 @@ interface Job {
 
   remove @4 (force :Bool, graceMillis :UInt32) -> ();
   # Owner or admin only. Removes an ended job: its record, then its output file; resolves once
-  # both are gone. A running job is refused ("job is still running") unless `force`, which
-  # stops it first as `stop(graceMillis)` does. From then on `get` does not find the job, every
-  # method of a Job capability still held for it fails with "job was removed: ID", and an
-  # output watch of it stops there: the server lets go of its sink without calling `end()`.
+  # both are gone. A running job is refused ("conflict: job ID is still running ...") unless
+  # `force`, which stops it first as `stop(graceMillis)` does. From then on `get` does not find
+  # the job, every method of a Job capability still held for it fails with "conflict: job ID was
+  # removed", and an output watch of it stops there: the server lets go of its sink without
+  # calling `end()`.
 
   signal @5 (signal :Int32) -> (info :JobInfo);
   # Owner or admin only. Delivers `signal` (a Linux signal number, 1 to 64) to every process of
   # the running job (its cgroup, or its process group without one), once, and answers with the
   # job's metadata at that moment. The signal is sent as is: the job may catch or ignore it, and
   # if it ends the job, the job ends `killed` (or `exited`, if it exits on its own), not
-  # `stopped`. Refused with one line for a number that is not a signal (0 included), and for a
-  # job that has ended ("job has ended: ID").
+  # `stopped`. Refused for a number that is not a signal, 0 included ("invalid: ..."), and for a
+  # job that has ended ("conflict: job ID has ended").
 
   outputTimes @6 () -> (samples :List(OutputSample));
   # Owner or admin only. When the job's output arrived, oldest first: offsets strictly increase,
@@ -165,10 +198,10 @@ struct JobSpec {
 
   name @8 :Text;
   # Empty: none. Otherwise a name for the job, unique among its owner's jobs that have not
-  # been removed (a start with a name in use is refused: "the name N is in use by job ID"), and
-  # usable wherever an id is (JobManager.get). 1 to 64 characters of A-Z a-z 0-9 . _ -, and not
-  # only hexadecimal digits and dashes (so that no name can be taken for an id or a prefix of
-  # one).
+  # been removed (a start with a name in use is refused: "conflict: the name N is in use by job
+  # ID ..."), and usable wherever an id is (JobManager.get). 1 to 64 characters of
+  # A-Z a-z 0-9 . _ -, and not only hexadecimal digits and dashes (so that no name can be taken
+  # for an id or a prefix of one).
   labels @9 :List(Label);
   # Free-form KEY=VALUE tags, shown with the job and selected by ListFilter.labels. At most 32,
   # keys unique: a key is 1 to 64 characters of A-Z a-z 0-9 . _ - /, a value at most 256 bytes of
