@@ -17,10 +17,11 @@ namespace {
 template <typename Interface>
 kj::String methodName(uint64_t interfaceId, uint16_t methodId) {
   auto schema = capnp::Schema::from<Interface>();
-  auto methods = schema.getMethods();
-  if (interfaceId != schema.getProto().getId() || methodId >= methods.size()) {
-    return kj::str("method ", methodId, " of interface ", kj::hex(interfaceId));
+  if (interfaceId != schema.getProto().getId()) {
+    return kj::str("method @", methodId, " of interface ", kj::hex(interfaceId));
   }
+  auto methods = schema.getMethods();
+  if (methodId >= methods.size()) return kj::str(schema.getShortDisplayName(), ".@", methodId);
   return kj::str(schema.getShortDisplayName(), ".", methods[methodId].getProto().getName());
 }
 
