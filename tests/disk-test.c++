@@ -133,6 +133,8 @@ void checkAnswersWhileFrozen(kj::StringPtr which) {
                  contains(message, "the supervisor's state directory is not answering")))
         << message.cStr();
     EXPECT_FALSE(contains(message, state.mountPoint)) << message.cStr();
+    // Of kind unavailable, whichever process said it.
+    EXPECT_TRUE(message.startsWith("remote exception: unavailable: ")) << message.cStr();
     EXPECT_GE(waited, DEADLINE_MS - 100);
     size_t listed = 0;
     EXPECT_LT(slowestAnswer(f, *alice, running.job, listed), ANSWER_MS);
@@ -212,6 +214,7 @@ TEST(Disk, ANewOwnersFirstStartOnAFrozenStateDiskFailsAtTheDeadline) {
   double waited = millisSince(begin);
   auto& message = KJ_ASSERT_NONNULL(error, "a new owner's start went through a frozen disk");
   EXPECT_TRUE(contains(message, STORE_NOT_ANSWERING)) << message.cStr();
+  EXPECT_TRUE(message.startsWith("remote exception: unavailable: ")) << message.cStr();
   EXPECT_GE(waited, DEADLINE_MS - 100);
   EXPECT_LT(waited, DEADLINE_MS + 5000);
 }
@@ -242,9 +245,9 @@ TEST(Disk, AStartOnAFullStateDiskSaysTheDiskIsFull) {
   spec.initArgs(1).set(0, big);
   auto error = errorOf(f, request.send());
   auto& message = KJ_ASSERT_NONNULL(error, "a start was recorded on a full disk");
-  EXPECT_TRUE(contains(message, "the job was not started: the state store could not record it: "
-                                "its disk is full"))
-      << message.cStr();
+  EXPECT_EQ(message,
+            "remote exception: unavailable: the job was not started: the state store could not "
+            "record it: its disk is full");
   EXPECT_FALSE(contains(message, state.mountPoint)) << message.cStr();
   // Others are still served, and room makes starts work again.
   size_t listed = 0;

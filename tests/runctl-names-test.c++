@@ -103,7 +103,7 @@ TEST_F(RunctlNames, ANameIsUniquePerOwnerAndWorksWhereverAnIdDoes) {
   // Another user reads the metadata by id, but a name is looked up among the caller's own jobs.
   auto admins = runctl({"status", "web.1"}, "admin");
   EXPECT_EQ(admins.status, 1);
-  EXPECT_TRUE(contains(admins.err, "job not found: web.1")) << admins.err;
+  EXPECT_EQ(admins.err, "runctl: not found: job web.1\n");
 
   auto logs = runctl({"logs", "web.1"});
   EXPECT_EQ(logs.status, 0) << logs.err;
@@ -147,7 +147,7 @@ TEST_F(RunctlNames, AUniquePrefixOfAtLeastFourCharactersNamesAJob) {
   auto unknown = runctl({"status", "ffffffff-no"});
   EXPECT_EQ(unknown.status, 1);
   EXPECT_TRUE(isOneLine(unknown.err)) << unknown.err;
-  EXPECT_TRUE(contains(unknown.err, "job not found")) << unknown.err;
+  EXPECT_EQ(unknown.err, "runctl: not found: job ffffffff-no\n");
 }
 
 TEST_F(RunctlNames, LabelsAreStoredAndShown) {
@@ -178,7 +178,7 @@ TEST_F(RunctlNames, BadNamesAndLabelsGetOneLineErrors) {
       {{"start", "--name", "", "true"}, 2, "must not be empty"},
       {{"start", "--label", "novalue", "true"}, 2, "expected KEY=VALUE"},
       {{"start", "--label", "=v", "true"}, 2, "expected KEY=VALUE"},
-      {{"start", "--label", "a b=c", "true"}, 1, "invalid label key"},
+      {{"start", "--label", "a b=c", "true"}, 1, "label key 'a b': only letters"},
       {{"start", "--label", "k=1", "--label", "k=2", "true"}, 1, "more than once"},
       {{"start", "--label", longValue.c_str(), "true"}, 1, "at most 256"},
       {{"start", "--label", "k=line\nbreak", "true"}, 1, "without control characters"},
@@ -202,6 +202,11 @@ TEST_F(RunctlNames, BadNamesAndLabelsGetOneLineErrors) {
     EXPECT_EQ(result.out, "") << c.args[2].cStr();
     EXPECT_TRUE(isOneLine(result.err)) << c.args[2].cStr() << ": " << result.err;
     EXPECT_TRUE(contains(result.err, c.error)) << c.args[2].cStr() << ": " << result.err;
+    // What runnerd refuses (exit 1) is of kind invalid; usage errors (2) are runctl's.
+    if (c.status == 1) {
+      EXPECT_EQ(result.err.rfind("runctl: invalid: ", 0), 0u)
+          << c.args[2].cStr() << ": " << result.err;
+    }
   }
   // None of them made a job.
   EXPECT_EQ(runctl({"list", "-q", "--label", "k=1"}).out, "");
@@ -301,8 +306,8 @@ TEST_F(RunctlNames, AnAmbiguousPrefixListsTheCandidatesAndNamesSurviveARestart) 
   auto ambiguous = run({"status", "abcd"});
   EXPECT_EQ(ambiguous.status, 1);
   EXPECT_EQ(ambiguous.out, "");
-  EXPECT_EQ(ambiguous.err, "runctl: ambiguous job id prefix abcd: it matches " + prefix + "1, " +
-                               prefix + "2, " + prefix + "3\n");
+  EXPECT_EQ(ambiguous.err, "runctl: invalid: ambiguous job id prefix abcd: it matches " + prefix +
+                               "1, " + prefix + "2, " + prefix + "3\n");
 
   auto unique = run({"logs", (prefix + "2").c_str()});
   EXPECT_EQ(unique.out, "second\n") << unique.err;

@@ -264,14 +264,65 @@ TEST_F(RunctlEndToEnd, OtherUsersMayReadMetadataButNotOutputOrStop) {
   EXPECT_EQ(runctl({"stop", "--grace", "0", id.c_str()}).status, 0);
 }
 
-TEST_F(RunctlEndToEnd, ServerErrorsAreOneCleanLine) {
+TEST_F(RunctlEndToEnd, ServerErrorsAreOneLineThatStartsWithTheirKind) {
   auto result = runctl({"status", "no-such-job"});
   EXPECT_EQ(result.status, 1);
-  EXPECT_EQ(result.err, "runctl: job not found: no-such-job\n");
+  EXPECT_EQ(result.err, "runctl: not found: job no-such-job\n");
 
   auto waited = runctl({"wait", "no-such-job"});
   EXPECT_EQ(waited.status, 125);
-  EXPECT_EQ(waited.err, "runctl: job not found: no-such-job\n");
+  EXPECT_EQ(waited.err, "runctl: not found: job no-such-job\n");
+
+  auto id = trimmed(runctl({"start", "sleep", "60"}).out);
+  RunctlOptions bob;
+  bob.user = "bob";
+  auto denied = runctl({"kill", id.c_str()}, bob);
+  EXPECT_EQ(denied.status, 1);
+  EXPECT_EQ(denied.err, "runctl: permission denied: only the owner of job " + id +
+                            " or an admin may signal it\n");
+
+  auto invalid = runctl({"run", "--executor", "nonesuch", "--", "true"});
+  EXPECT_EQ(invalid.status, 125);
+  EXPECT_TRUE(isOneLine(invalid.err)) << invalid.err;
+  EXPECT_EQ(invalid.err.rfind("runctl: invalid: unknown executor 'nonesuch' (known: ", 0), 0u)
+      << invalid.err;
+
+  auto conflict = runctl({"rm", id.c_str()});
+  EXPECT_EQ(conflict.status, 1);
+  EXPECT_EQ(conflict.err,
+            "runctl: conflict: job " + id + " is still running (use --force to stop it first)\n");
+  // The same line with --json: errors go to stderr as they are.
+  auto json = runctl({"status", "--json", "no-such-job"});
+  EXPECT_EQ(json.status, 1);
+  EXPECT_EQ(json.out, "");
+  EXPECT_EQ(json.err, "runctl: not found: job no-such-job\n");
+
+  EXPECT_EQ(runctl({"stop", "--grace", "0", id.c_str()}).status, 0);
+}
+
+// A limit, then an unavailable server, on a runnerd of their own (outside RunctlEndToEnd, whose
+// runnerd is gone by then: one event loop per thread).
+TEST(RunctlErrors, LimitAndUnavailableErrorsSayWhatToDo) {
+  KJ_IF_MAYBE (reason, testing::cannotRunServer()) {
+    GTEST_SKIP() << reason->cStr();
+  }
+  kj::StringPtr flags[] = {"--max-running-per-user=1"};
+  RunnerdFixture own(flags);
+  auto first = testing::runctl(own, {"start", "sleep", "60"});
+  ASSERT_EQ(first.status, 0) << first.err;
+  auto limit = testing::runctl(own, {"run", "--", "true"});
+  EXPECT_EQ(limit.status, 125);
+  EXPECT_EQ(limit.err,
+            "runctl: limit: too many running jobs for alice (limit 1); wait for some to end or "
+            "stop them\n");
+  EXPECT_EQ(testing::runctl(own, {"stop", "--grace", "0", trimmed(first.out).c_str()}).status, 0);
+
+  if (own.supervisorPid() == 0) return;
+  own.signalSupervisor(SIGKILL);
+  auto unavailable = testing::runctl(own, {"start", "--", "true"});
+  EXPECT_EQ(unavailable.status, 1);
+  EXPECT_EQ(unavailable.err,
+            "runctl: unavailable: the executor 'local' is not answering; try again later\n");
 }
 
 TEST_F(RunctlEndToEnd, AnOutputDirectoryRunnerdCannotWriteFailsTheStartInOneLine) {
@@ -297,7 +348,8 @@ TEST_F(RunctlEndToEnd, AnOutputDirectoryRunnerdCannotWriteFailsTheStartInOneLine
       EXPECT_TRUE(isOneLine(result.err)) << result.err;
       // No server path: the reason only.
       EXPECT_EQ(result.err,
-                "runctl: cannot create the job's output file: Operation not permitted\n")
+                "runctl: unavailable: cannot create the job's output file: Operation not "
+                "permitted\n")
           << result.err;
     }
   }

@@ -116,7 +116,7 @@ TEST_F(RunctlUsability, StatusAndStopTakeSeveralIdsAndGoOnPastABadOne) {
 
   auto status = runctl({"status", first.c_str(), "no-such-job", second.c_str()});
   EXPECT_EQ(status.status, 1);
-  EXPECT_EQ(status.err, "runctl: job not found: no-such-job\n");
+  EXPECT_EQ(status.err, "runctl: not found: job no-such-job\n");
   auto firstAt = status.out.find("ID:           " + first + "\n");
   auto secondAt = status.out.find("\n\nID:           " + second + "\n");
   EXPECT_NE(firstAt, std::string::npos) << status.out;
@@ -133,7 +133,7 @@ TEST_F(RunctlUsability, StatusAndStopTakeSeveralIdsAndGoOnPastABadOne) {
   auto stop = runctl({"stop", "--grace", "1s", first.c_str(), "no-such-job", second.c_str()});
   EXPECT_EQ(stop.status, 1);
   EXPECT_EQ(stop.out, first + " stopped by SIGTERM\n" + second + " stopped by SIGTERM\n");
-  EXPECT_EQ(stop.err, "runctl: job not found: no-such-job\n");
+  EXPECT_EQ(stop.err, "runctl: not found: job no-such-job\n");
 
   auto good = runctl({"status", first.c_str(), second.c_str()});
   EXPECT_EQ(good.status, 0) << good.err;
@@ -163,7 +163,7 @@ TEST_F(RunctlUsability, WaitForSeveralJobsExitsWithTheFirstFailingCodeInOrder) {
   // An id that cannot be waited for counts as runctl's failure, 125, after one error line.
   auto bad = runctl({"wait", ok.c_str(), "no-such-job", five.c_str()});
   EXPECT_EQ(bad.status, 125);
-  EXPECT_EQ(bad.err, "runctl: job not found: no-such-job\n");
+  EXPECT_EQ(bad.err, "runctl: not found: job no-such-job\n");
 }
 
 TEST_F(RunctlUsability, AMistypedCommandOrOptionGetsASuggestion) {
