@@ -5,6 +5,8 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include "runner/user-error.h"
+
 namespace runner {
 
 namespace {
@@ -32,7 +34,15 @@ OutputWatcher::~OutputWatcher() noexcept(false) {
 
 kj::Own<OutputWatcher::Watch> OutputWatcher::watch(kj::StringPtr path) {
   int wd;
-  KJ_SYSCALL(wd = inotify_add_watch(inotifyFd, path.cStr(), IN_MODIFY), path);
+  KJ_SYSCALL_HANDLE_ERRORS(wd = inotify_add_watch(inotifyFd, path.cStr(), IN_MODIFY)) {
+    case ENOSPC:
+      // The host's bound, which the start that needs the watch reports (no path of the server's).
+      throwUserError(ErrorKind::LIMIT,
+                     "runnerd cannot follow the output of another job: the host's inotify watches "
+                     "are used up (fs.inotify.max_user_watches); try again once jobs have ended");
+    default:
+      KJ_FAIL_SYSCALL("inotify_add_watch", error, path);
+  }
   // The kernel hands out one watch descriptor per inode; a second Watch of the same file would
   // share it, which nothing in runner needs.
   KJ_REQUIRE(watches.find(wd) == nullptr, "file is already watched", path);

@@ -149,11 +149,11 @@ TEST(UserError, PassedOnKeepsAKindFromAnotherProcessOrGivesTheFallback) {
   EXPECT_EQ(descriptionOf(local), "invalid: the local executor cannot apply limits");
   EXPECT_EQ(local.getType(), kj::Exception::Type::UNIMPLEMENTED);
 
-  // Nothing to go by: left as it was, for withErrorKind() and the log.
+  // Nothing to go by: no kind, for withErrorKind() and the log, which has the file "(remote)".
   auto unknown = passedOn(remote(kj::Exception::Type::FAILED, "something broke"), nullptr);
-  EXPECT_EQ(descriptionOf(unknown), "remote exception: something broke");
-  EXPECT_EQ(descriptionOf(withErrorKind(kj::mv(unknown))),
-            "internal: remote exception: something broke");
+  EXPECT_EQ(descriptionOf(unknown), "something broke");
+  EXPECT_EQ(kj::StringPtr(unknown.getFile()), "(remote)");
+  EXPECT_EQ(descriptionOf(withErrorKind(kj::mv(unknown))), "internal: something broke");
 }
 
 // A JobManager whose calls fail as runnerd's do.

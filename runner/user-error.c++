@@ -121,15 +121,16 @@ kj::Exception withErrorKind(kj::Exception&& exception) {
 
 kj::Exception passedOn(kj::Exception&& exception, kj::Maybe<ErrorKind> fallback) {
   auto description = withoutRemotePrefixes(exception.getDescription());
-  if (errorKindOf(description) != nullptr) {
-    return kj::Exception(exception.getType(), exception.getFile(), exception.getLine(),
-                         oneLine(description));
-  }
   KJ_IF_MAYBE (kind, fallback) {
-    return userError(*kind, exception.getType(), description, exception.getFile(),
-                     exception.getLine());
+    if (errorKindOf(description) == nullptr) {
+      return userError(*kind, exception.getType(), description, exception.getFile(),
+                       exception.getLine());
+    }
   }
-  return kj::mv(exception);
+  if (description.size() == exception.getDescription().size()) return kj::mv(exception);
+  // The file of an exception from another process is "(remote)": where it came from.
+  return kj::Exception(exception.getType(), exception.getFile(), exception.getLine(),
+                       oneLine(description));
 }
 
 }  // namespace runner

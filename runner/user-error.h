@@ -62,8 +62,8 @@ kj::Exception withErrorKind(kj::Exception&& exception);
 
 // `exception`, which may have come from another process over capnp ("remote exception: ..."), as
 // this server passes it on to a client: without the "remote exception: " prefixes, with the kind
-// it carries, or else with `fallback`, keeping its type. Without either, `exception` as it is
-// (withErrorKind() then makes it internal).
+// it carries, or else with `fallback`; its type, file ("(remote)" for another process's) and line
+// kept. Without either kind it has none (withErrorKind() then makes it internal).
 kj::Exception passedOn(kj::Exception&& exception, kj::Maybe<ErrorKind> fallback);
 
 }  // namespace runner
