@@ -16,9 +16,8 @@ kj::String errorLine(const kj::Exception& exception);
 
 // For runctl's own failures: one line, no file:line, no "remote exception: " prefix.
 // KJ_REQUIRE-style descriptions ("expected CONDITION; MESSAGE; NAME = VALUE; ...") keep their
-// message and values:
-// "expected found != nullptr; job not found; id = 42" becomes "job not found: 42". Any other
-// description is kept as it is, on one line.
+// message and values: "expected fd >= 0; cannot read the key; path = /k" becomes "cannot read the
+// key: /k". Any other description is kept as it is, on one line.
 kj::String cleanErrorMessage(const kj::Exception& exception);
 
 // The same, for a bare description.

@@ -165,7 +165,7 @@ class Job {
 
   // Whether JobTable::remove() removed the job.
   bool isRemoved() const { return removed; }
-  // "job was removed: ID", which every use of a removed job answers (FAILED).
+  // "conflict: job ID was removed", which every use of a removed job answers (FAILED).
   kj::Exception removedError() const;
   // Rejects with removedError() once the job is removed (at once if it is).
   kj::Promise<void> whenRemoved();
