@@ -166,11 +166,13 @@ void readAll(int fd, void* data, size_t size) {
 }
 
 // The load beside the measured follower: --others jobs writing a line every --others-interval-ms,
-// each followed from its start, over --others-connections connections. Runs in a process of its
+// each followed from its start, over --others-connections connections; each writes `lines`, more
+// than the measurement lasts, and ends by itself should it outlive it. Runs in a process of its
 // own, so that their traffic does not share the measured follower's event loop. Says it is ready
 // on `readyFd` once every follower has received a line; when `goFd` is written or closed, stops
 // the jobs, waits for the ends of their outputs, and writes the bytes received to `readyFd`.
-void runOtherFollowers(const Options& options, kj::StringPtr writer, int readyFd, int goFd) {
+void runOtherFollowers(const Options& options, kj::StringPtr writer, uint64_t lines, int readyFd,
+                       int goFd) {
   auto count = options.getNumber("others", 100);
   auto connectionCount = kj::max(options.getNumber("others-connections", 10), uint64_t(1));
   auto intervalMs = options.getNumber("others-interval-ms", 100);
@@ -184,9 +186,7 @@ void runOtherFollowers(const Options& options, kj::StringPtr writer, int readyFd
   kj::Vector<kj::Promise<void>> watches;
   kj::Maybe<size_t> ended;
   for (uint64_t i = 0; i < count; i++) {
-    // Far more lines than the measurement lasts: stopped below.
-    auto started =
-        startLineWriter(*connections[i % connectionCount], writer, intervalMs, 1000000000, 0);
+    auto started = startLineWriter(*connections[i % connectionCount], writer, intervalMs, lines, 0);
     counts[i] = 0;
     jobs.add(started.getJob());
     watches.add(watchToEnd(started.getJob(), true, counts[i])
@@ -223,7 +223,7 @@ struct OtherFollowers {
   int goFd = -1;
 };
 
-OtherFollowers startOtherFollowers(const Options& options, kj::StringPtr writer) {
+OtherFollowers startOtherFollowers(const Options& options, kj::StringPtr writer, uint64_t lines) {
   int ready[2], go[2];
   KJ_SYSCALL(pipe2(ready, O_CLOEXEC));
   KJ_SYSCALL(pipe2(go, O_CLOEXEC));
@@ -234,7 +234,7 @@ OtherFollowers startOtherFollowers(const Options& options, kj::StringPtr writer)
     close(go[1]);
     int status = 0;
     KJ_IF_MAYBE (e, kj::runCatchingExceptions(
-                        [&]() { runOtherFollowers(options, writer, ready[1], go[0]); })) {
+                        [&]() { runOtherFollowers(options, writer, lines, ready[1], go[0]); })) {
       fprintf(stderr, "other followers: %s\n", e->getDescription().cStr());
       status = 1;
     }
@@ -363,7 +363,13 @@ int lineLatency(const Options& options) {
   if (via == "runner") {
     auto otherCount = options.getNumber("others", 0);
     OtherFollowers others;
-    if (otherCount > 0) others = startOtherFollowers(options, writer);
+    if (otherCount > 0) {
+      // Enough lines to outlast the measurement by a minute.
+      auto lasting = delayMs + (warmup + count) * intervalMs + 60000;
+      others = startOtherFollowers(
+          options, writer,
+          lasting / kj::max(options.getNumber("others-interval-ms", 100), uint64_t(1)));
+    }
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
                    followOverRunner(options, writer, lines, intervalMs, warmup + count, delayMs);
                  })) {
