@@ -121,6 +121,52 @@ Connection::Connection(kj::AsyncIoContext& io, const Options& options) {
 
 namespace {
 
+// Hands what arrives to a function; fulfills `ended` when the server says the output is complete.
+class FunctionSink final : public api::OutputSink::Server {
+ public:
+  FunctionSink(kj::Function<void(kj::ArrayPtr<const kj::byte>)> received,
+               kj::Own<kj::PromiseFulfiller<void>> ended)
+      : received(kj::mv(received)), ended(kj::mv(ended)) {}
+
+ protected:
+  kj::Promise<void> write(WriteContext context) override {
+    received(context.getParams().getData());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> end(EndContext context) override {
+    ended->fulfill();
+    return kj::READY_NOW;
+  }
+
+ private:
+  kj::Function<void(kj::ArrayPtr<const kj::byte>)> received;
+  kj::Own<kj::PromiseFulfiller<void>> ended;
+};
+
+}  // namespace
+
+kj::Promise<void> watchToEnd(api::Job::Client job, bool follow,
+                             kj::Function<void(kj::ArrayPtr<const kj::byte>)> received) {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  auto request = job.watchOutputRequest();
+  request.setSink(kj::heap<FunctionSink>(kj::mv(received), kj::mv(paf.fulfiller)));
+  request.setFromOffset(0);
+  request.setFollow(follow);
+  return request.send().then(
+      [ended = kj::mv(paf.promise)](capnp::Response<api::Job::WatchOutputResults>&& response) mutable {
+        return ended.attach(response.getHandle());
+      });
+}
+
+kj::Promise<void> watchToEnd(api::Job::Client job, bool follow, uint64_t& bytes) {
+  return watchToEnd(job, follow, [&bytes](kj::ArrayPtr<const kj::byte> data) {
+    bytes += data.size();
+  });
+}
+
+namespace {
+
 // /proc files report a size of 0: read until EOF.
 kj::String readProcFile(kj::StringPtr path) {
   int fd;

@@ -1,10 +1,11 @@
 #pragma once
 // What every benchmark program needs: its options, a monotonic clock, percentiles, a JSON
-// object to print its figures, a mutual-TLS connection to runnerd, and runnerd's memory as
-// /proc reports it.
+// object to print its figures, a mutual-TLS connection to runnerd, a follower of a job's
+// output, and runnerd's memory as /proc reports it.
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
+#include <kj/function.h>
 #include <kj/map.h>
 #include <kj/string.h>
 #include <kj/vector.h>
@@ -75,6 +76,13 @@ class Connection {
  private:
   kj::Own<client::ServerConnection> server;
 };
+
+// Watches `job`'s output from byte 0 and hands each piece to `received` as it arrives; resolves
+// when the server has called end(). Holds the subscription until then.
+kj::Promise<void> watchToEnd(api::Job::Client job, bool follow,
+                             kj::Function<void(kj::ArrayPtr<const kj::byte>)> received);
+// The same, adding the size of each piece to `bytes`.
+kj::Promise<void> watchToEnd(api::Job::Client job, bool follow, uint64_t& bytes);
 
 // runnerd's memory from /proc/PID/status, in KiB.
 struct Memory {

@@ -39,6 +39,18 @@ int followMany(const Options& options);
 // resident memory.
 int stalledReader(const Options& options);
 
+// P7: a line-writer job writes a stamped line every --interval-ms (10), --lines of them after
+// --warmup more; a follower records each line's arrival minus its stamp. --via=runner follows
+// it over runner, with --others (0) other jobs writing a line every --others-interval-ms (100),
+// each followed, over --others-connections (10) connections of another process; --via=tail
+// reads `tail -f` of a file in --dir that the writer appends to; --via=command runs the command
+// after `--` (ssh HOST RUNNER-BENCH) with the writer's arguments appended and reads its stdout.
+int lineLatency(const Options& options);
+
+// The writer of P7: writes --lines lines of 64 bytes to stdout, one every --interval-ms after
+// --delay-ms, each "SEQUENCE CLOCK_MONOTONIC_NANOSECONDS" padded with '.'.
+int lineWriter(const Options& options);
+
 // The floor under P3 and P4: --bytes through TLS 1.3 over loopback between two processes with
 // plain OpenSSL, for AES-256-GCM (what runner negotiates) and AES-128-GCM; best of --runs.
 int tlsFloor(const Options& options);

@@ -16,6 +16,8 @@ namespace {
 struct Benchmark {
   const char* name;
   int (*run)(const runner::bench::Options&);
+  // Not a benchmark but what one runs (as a job, over ssh): left out of the usage.
+  bool helper = false;
 };
 
 const Benchmark BENCHMARKS[] = {
@@ -28,6 +30,8 @@ const Benchmark BENCHMARKS[] = {
     {"follow-many", runner::bench::followMany},
     {"stalled-reader", runner::bench::stalledReader},
     {"tls-floor", runner::bench::tlsFloor},
+    {"line-latency", runner::bench::lineLatency},
+    {"line-writer", runner::bench::lineWriter, true},
 };
 
 }  // namespace
@@ -37,7 +41,9 @@ int main(int argc, char* argv[]) {
   runner::tls::tuneAllocatorForStreaming();
   if (argc < 2) {
     fprintf(stderr, "usage: runner-bench BENCHMARK [--name=value...] [-- COMMAND...]\n");
-    for (auto& benchmark : BENCHMARKS) fprintf(stderr, "  %s\n", benchmark.name);
+    for (auto& benchmark : BENCHMARKS) {
+      if (!benchmark.helper) fprintf(stderr, "  %s\n", benchmark.name);
+    }
     return 2;
   }
   kj::StringPtr name = argv[1];

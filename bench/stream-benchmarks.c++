@@ -14,42 +14,6 @@ namespace bench {
 
 namespace {
 
-// Counts what arrives; fulfills `ended` when the server says the output is complete.
-class CountingSink final : public api::OutputSink::Server {
- public:
-  CountingSink(uint64_t& bytes, kj::Own<kj::PromiseFulfiller<void>> ended)
-      : bytes(bytes), ended(kj::mv(ended)) {}
-
- protected:
-  kj::Promise<void> write(WriteContext context) override {
-    bytes += context.getParams().getData().size();
-    return kj::READY_NOW;
-  }
-
-  kj::Promise<void> end(EndContext context) override {
-    ended->fulfill();
-    return kj::READY_NOW;
-  }
-
- private:
-  uint64_t& bytes;
-  kj::Own<kj::PromiseFulfiller<void>> ended;
-};
-
-// Watches `job`'s output from byte 0 into a CountingSink; resolves when the server has called
-// end(). Holds the subscription until then.
-kj::Promise<void> watchToEnd(api::Job::Client job, bool follow, uint64_t& bytes) {
-  auto paf = kj::newPromiseAndFulfiller<void>();
-  auto request = job.watchOutputRequest();
-  request.setSink(kj::heap<CountingSink>(bytes, kj::mv(paf.fulfiller)));
-  request.setFromOffset(0);
-  request.setFollow(follow);
-  return request.send().then(
-      [ended = kj::mv(paf.promise)](capnp::Response<api::Job::WatchOutputResults>&& response) mutable {
-        return ended.attach(response.getHandle());
-      });
-}
-
 api::Job::Client getJob(Connection& connection, kj::StringPtr id) {
   auto request = connection.manager.getRequest();
   request.setId(id);
