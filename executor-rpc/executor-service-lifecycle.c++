@@ -71,7 +71,10 @@ kj::Promise<void> ExecutorService::recover(kj::Array<HeldRecord> found) {
     kills.add(
         killed
             .then([this, record = recordOf(kept)]() {
-              return withinDiskDeadline(records.write(record));
+              return withinDiskDeadline(
+                  records.write(record).then([this, id = kj::str(record.jobId)]() {
+                    return records.sync(id);
+                  }));
             })
             .catch_([this, id = kj::str(kept.id)](kj::Exception&& e) {
               log(kj::str("cannot record the end of lost job id=", id, ": ", e.getDescription()));

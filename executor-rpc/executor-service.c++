@@ -516,7 +516,9 @@ ExecutorService::Held& ExecutorService::hold(kj::Own<Held> job) {
   return ref;
 }
 
-// The end is known to waiters at once; its record is written meanwhile (synced).
+// The end is known to waiters at once; its record is written meanwhile, and synced unless
+// runnerd acknowledges the end (after its own synced write) within END_SYNC_DELAY: forgetting the
+// job drops the pending sync.
 void ExecutorService::watch(Held& job) {
   auto& process = *KJ_ASSERT_NONNULL(job.process);
   job.ended = process.onExit()
@@ -524,6 +526,13 @@ void ExecutorService::watch(Held& job) {
                     log(kj::str("job ended id=", job.id, " ", describeEnd(status)));
                     job.end = kj::mv(status);
                     tasks.add(records.write(recordOf(job)));
+                    job.endSync = timer.afterDelay(END_SYNC_DELAY)
+                                      .then([this, &job]() { return records.sync(job.id); })
+                                      .eagerlyEvaluate([this, id = kj::str(job.id)](
+                                                           kj::Exception&& e) {
+                                        log(kj::str("cannot sync the end record of job id=", id,
+                                                    ": ", e.getDescription()));
+                                      });
                   })
                   .fork();
 }

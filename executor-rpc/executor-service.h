@@ -92,6 +92,8 @@ class ExecutorService {
   static constexpr size_t MAX_HELD_JOBS = 65536;
   // How long a launch waits for the disk (its home, its record) before it is refused.
   static constexpr kj::Duration DISK_DEADLINE = 10 * kj::SECONDS;
+  // How long an ended job's record may wait for runnerd's acknowledgement before it is synced.
+  static constexpr kj::Duration END_SYNC_DELAY = 100 * kj::MILLISECONDS;
 
   // ExitStatus.lost of a job whose supervisor crashed while it ran.
   static constexpr kj::StringPtr LOST_WITH_SUPERVISOR =

@@ -19,6 +19,8 @@ struct ExecutorService::Held {
   kj::Maybe<executors::ExitStatus> end;
   // Declared after `process`: its branches must not outlive it.
   kj::ForkedPromise<void> ended = nullptr;
+  // The sync of its end record, due END_SYNC_DELAY after the end unless it is acknowledged first.
+  kj::Promise<void> endSync = nullptr;
 
   bool running() const { return end == nullptr && process != nullptr; }
 

@@ -279,5 +279,51 @@ TEST_F(HeldRecordsTest, ARemovedRecordsFileIsEmptiedAndTakenByTheNextJob) {
   EXPECT_EQ(system(("test -z \"$(ls -A " + held + " | grep -v '^second$')\"").c_str()), 0);
 }
 
+TEST_F(HeldRecordsTest, AnEndIsPendingUntilSyncedOrRemoved) {
+  HeldRecords records(held.c_str());
+  auto ended = running("synced");
+  ended.state = HeldRecord::State::ENDED;
+  wait(records.write(ended));
+  // Written, not yet synced: a re-exec or an exit waits for it.
+  EXPECT_FALSE(records.idle());
+  wait(records.sync("synced"));
+  EXPECT_TRUE(records.idle());
+  // A second sync of the same record has nothing to do.
+  wait(records.sync("synced"));
+
+  auto acknowledged = running("acknowledged");
+  acknowledged.state = HeldRecord::State::ENDED;
+  wait(records.write(acknowledged));
+  EXPECT_FALSE(records.idle());
+  wait(records.remove("acknowledged"));
+  EXPECT_TRUE(records.idle());
+  // The sync that was due finds nothing to sync, and does not fail.
+  wait(records.sync("acknowledged"));
+  EXPECT_TRUE(records.idle());
+
+  // A running job's record is never waited for.
+  wait(records.write(running("running")));
+  EXPECT_TRUE(records.idle());
+  auto found = records.load([](kj::StringPtr) {});
+  ASSERT_EQ(found.size(), 2u);
+}
+
+TEST_F(HeldRecordsTest, AnEndNotSyncedWhenTheRecordsCloseIsKept) {
+  {
+    HeldRecords records(held.c_str());
+    auto ended = running("job");
+    ended.state = HeldRecord::State::ENDED;
+    ended.end.exitCode = 3;
+    wait(records.write(ended));
+    EXPECT_FALSE(records.idle());
+  }
+  HeldRecords records(held.c_str());
+  auto found = records.load([](kj::StringPtr) {});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_TRUE(found[0].state == HeldRecord::State::ENDED);
+  EXPECT_EQ(found[0].end.exitCode, 3);
+  EXPECT_TRUE(records.idle());
+}
+
 }  // namespace
 }  // namespace runner::executor_rpc

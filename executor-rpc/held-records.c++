@@ -286,6 +286,8 @@ kj::Array<HeldRecord> HeldRecords::load(kj::FunctionParam<void(kj::StringPtr lin
                      }
                    }
                    auto record = kj::mv(versions.records.back());
+                   // The supervisor that wrote this end may have died before syncing it.
+                   if (record.state == HeldRecord::State::ENDED) fdatasync(fd);
                    if (versions.wholeWords * sizeof(capnp::word) != size_t(st.st_size)) {
                      // A write the machine cut short: the next one must not follow it.
                      replaceFile(dirFd, name, words.slice(0, versions.wholeWords).asBytes(), true);
@@ -304,23 +306,44 @@ kj::Array<HeldRecord> HeldRecords::load(kj::FunctionParam<void(kj::StringPtr lin
 kj::Promise<void> HeldRecords::write(const HeldRecord& record,
                                      kj::Maybe<kj::Function<void()>> first) {
   auto bytes = serialize(record);
-  bool sync = record.state == HeldRecord::State::ENDED;
-  return queue([this, first = kj::mv(first), bytes = kj::mv(bytes), sync,
+  bool ended = record.state == HeldRecord::State::ENDED;
+  return queue([this, first = kj::mv(first), bytes = kj::mv(bytes), ended,
                 name = kj::str(record.jobId)]() mutable {
     KJ_IF_MAYBE (f, first) {
       (*f)();
     }
-    appendFile(dirFd, name, bytes.asBytes(), sync, [this]() -> kj::Maybe<kj::String> {
+    appendFile(dirFd, name, bytes.asBytes(), false, [this]() -> kj::Maybe<kj::String> {
       if (spares.size() == 0) return nullptr;
       auto taken = kj::mv(spares.back());
       spares.removeLast();
       return kj::mv(taken);
     });
+    if (ended) unsyncedEnds.upsert(kj::mv(name), [](kj::String&, kj::String&&) {});
+  });
+}
+
+kj::Promise<void> HeldRecords::sync(kj::StringPtr jobId) {
+  return queue([this, name = kj::str(jobId)]() {
+    if (unsyncedEnds.find(name) == nullptr) return;
+    int fd = openat(dirFd, name.cStr(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) {
+        unsyncedEnds.eraseMatch(name);
+        return;
+      }
+      KJ_FAIL_REQUIRE(kj::str("cannot open the record of job ", name, ": ", strerror(errno)));
+    }
+    kj::AutoCloseFd file(fd);
+    if (fdatasync(fd) < 0) {
+      KJ_FAIL_REQUIRE(kj::str("cannot sync the record of job ", name, ": ", strerror(errno)));
+    }
+    unsyncedEnds.eraseMatch(name);
   });
 }
 
 kj::Promise<void> HeldRecords::remove(kj::StringPtr jobId) {
   return queue([this, name = kj::str(jobId)]() {
+    unsyncedEnds.eraseMatch(name);
     if (spares.size() < MAX_SPARES) {
       // Kept, emptied, for a later job: making a file costs far more than renaming one where
       // files come and go by the thousand (ext4 looks for a free inode past the recently freed).
@@ -345,7 +368,7 @@ kj::Promise<void> HeldRecords::remove(kj::StringPtr jobId) {
 
 bool HeldRecords::idle() const {
   auto lock = state.lockShared();
-  return lock->queue.empty() && !lock->working;
+  return lock->queue.empty() && !lock->working && lock->unsynced == 0;
 }
 
 kj::Promise<void> HeldRecords::queue(kj::Function<void()> func) {
@@ -362,7 +385,7 @@ void HeldRecords::run() {
     {
       auto lock = state.lockExclusive();
       lock.wait([](const State& s) { return s.stopping || !s.queue.empty(); });
-      if (lock->queue.empty()) return;
+      if (lock->queue.empty()) break;
       batch = kj::mv(lock->queue);
       lock->queue = kj::Vector<Work>();
       lock->working = true;
@@ -371,7 +394,11 @@ void HeldRecords::run() {
       return kj::runCatchingExceptions(work.func);
     };
     // Idle (if nothing came meanwhile) before anyone hears that the batch is done.
-    state.lockExclusive()->working = false;
+    {
+      auto lock = state.lockExclusive();
+      lock->working = false;
+      lock->unsynced = unsyncedEnds.size();
+    }
     for (auto i : kj::indices(batch)) {
       KJ_IF_MAYBE (e, failures[i]) {
         batch[i].done->reject(kj::mv(*e));
@@ -380,6 +407,14 @@ void HeldRecords::run() {
       }
     }
   }
+  // Stopping: what sync() has not got to yet is synced now.
+  for (auto& name : unsyncedEnds) {
+    int fd = openat(dirFd, name.cStr(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) continue;
+    fdatasync(fd);
+    close(fd);
+  }
+  unsyncedEnds.clear();
 }
 
 }  // namespace runner::executor_rpc

@@ -7,8 +7,12 @@
 // rewritten with its end when it ends; removed once that end is acknowledged. The next supervisor
 // reads them (see ExecutorService::recover()). They must survive the supervisor's process, not the
 // machine: a write appends the new version of the record to its file (the last whole version is
-// the record) without a sync, except the end, the one fact nothing else keeps until runnerd has
-// it, which is synced. A file past COMPACT_AT is replaced whole (a new file renamed over it).
+// the record) without a sync. The end is the one fact nothing else keeps until runnerd has it:
+// its record is synced by sync(), which the service asks for when runnerd has not taken the end
+// (acknowledged it, after runnerd's own synced write) within moments; a record removed first
+// is never synced. So a connected runnerd's write is the end's only sync on the path of a job,
+// and it does not queue behind one of ours. A file past COMPACT_AT is replaced whole (a new
+// file renamed over it).
 //
 // The event loop never waits for the disk: writes go to one thread, in the order they are asked
 // for, and come back as promises.
@@ -16,6 +20,7 @@
 #include <kj/async.h>
 #include <kj/function.h>
 #include <kj/io.h>
+#include <kj/map.h>
 #include <kj/mutex.h>
 #include <kj/thread.h>
 #include <kj/vector.h>
@@ -65,9 +70,12 @@ class HeldRecords {
   // write, which then does not happen.
   kj::Promise<void> write(const HeldRecord& record,
                           kj::Maybe<kj::Function<void()>> first = nullptr);
+  // Syncs the record of `jobId` if its end was written and not synced yet; nothing if the record
+  // was removed meanwhile.
+  kj::Promise<void> sync(kj::StringPtr jobId);
   kj::Promise<void> remove(kj::StringPtr jobId);
 
-  // Nothing is queued, and the thread is not writing.
+  // Nothing is queued, the thread is not writing, and every end written is synced or removed.
   bool idle() const;
 
   // Largest record read back, in bytes: a job id, a few cgroup paths and an end.
@@ -84,7 +92,12 @@ class HeldRecords {
     kj::Vector<Work> queue;
     bool working = false;
     bool stopping = false;
+    // Size of `unsyncedEnds`, for idle().
+    size_t unsynced = 0;
   };
+
+  // Jobs whose end record is written and not synced; used on the thread only.
+  kj::HashSet<kj::String> unsyncedEnds;
 
   // Emptied files of removed records (".spare-N"), taken by the next records instead of new
   // files; at most MAX_SPARES, used on the thread only. load() removes those of earlier runs.

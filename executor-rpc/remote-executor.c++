@@ -120,6 +120,7 @@ class RemoteExecutor::Process final : public executors::Process {
         jobId(kj::mv(jobId)),
         job(kj::mv(job)),
         mainPid(started.getPid()),
+        mainStartTime(started.getPidStartTime()),
         where(toPlacement(started.getPlacement())),
         endFulfiller(kj::mv(end.fulfiller)),
         exited(end.promise.fork()) {
@@ -166,6 +167,14 @@ class RemoteExecutor::Process final : public executors::Process {
 
   const executors::Placement& placement() const override { return where; }
 
+  executors::JobTrace trace() const override {
+    executors::JobTrace trace;
+    trace.pid = mainPid;
+    trace.pidStartTime = mainStartTime;
+    trace.placement = where.clone();
+    return trace;
+  }
+
   // The connection is back: the job is asked for again, and waited on.
   void readopt() {
     if (ended) return;
@@ -183,6 +192,8 @@ class RemoteExecutor::Process final : public executors::Process {
   kj::String jobId;
   wire::Job::Client job;
   pid_t mainPid;
+  // As the other side read it when the job started (0 if it could not).
+  uint64_t mainStartTime;
   executors::Placement where;
   bool ended = false;
   kj::Vector<int> pending;

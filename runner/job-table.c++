@@ -1322,7 +1322,11 @@ kj::Promise<Job*> JobTable::startPrepared(kj::StringPtr owner, StartRequest&& re
       KJ_SWITCH_ONEOF(result) {
         KJ_CASE_ONEOF(proc, kj::Own<executors::Process>) {
           record.pid = proc->pid();
-          record.pidStartTime = executors::processStartTime(record.pid).orDefault(0);
+          // As the executor read it at the start; read here only if it could not.
+          record.pidStartTime = proc->trace().pidStartTime;
+          if (record.pidStartTime == 0) {
+            record.pidStartTime = executors::processStartTime(record.pid).orDefault(0);
+          }
           record.placement = proc->placement().clone();
           process = kj::mv(proc);
         }
