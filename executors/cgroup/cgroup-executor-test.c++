@@ -286,6 +286,30 @@ TEST_F(CgroupExecutorTest, MainProcessOomKilledIsReportedAsSuch) {
   expectNothingLeftBehind();
 }
 
+// The parent cgroups are made once; one removed by hand between two jobs is made again.
+TEST_F(CgroupExecutorTest, AParentRemovedBetweenJobsIsMadeAgain) {
+  for (int round = 0; round < 2; ++round) {
+    Limits limits;
+    limits.pids = 64;
+    auto process = start(request({"sh", "-c", "exit 4"}, limits));
+    std::string path = KJ_ASSERT_NONNULL(process->placement().cgroup).path.cStr();
+    ExitStatus status = process->onExit().wait(io.waitScope);
+    EXPECT_EQ(status.exitCode, 4);
+    process = nullptr;
+    EXPECT_TRUE(removedSoon(path));
+    // Every parent the job had, as an operator cleaning up might.
+    int removed = 0;
+    for (auto& dir : parentDirs) {
+      if (rmdir(dir.c_str()) == 0) {
+        ++removed;
+      } else {
+        EXPECT_EQ(errno, ENOENT) << dir << ": " << strerror(errno);
+      }
+    }
+    EXPECT_GT(removed, 0);
+  }
+}
+
 TEST_F(CgroupExecutorTest, ANormalExitIsNotAnOomKill) {
   Limits limits;
   limits.memoryBytes = 64 << 20;

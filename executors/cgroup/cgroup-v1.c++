@@ -117,8 +117,18 @@ class JobCgroupV1 final : public JobCgroup {
   }
 
   bool isEmpty() const override {
+    // Every hierarchy holds every process of the job (a process's cgroups change together, and
+    // the job's processes cannot move themselves): one cgroup.procs not yet removed tells.
+    if (hasController("freezer")) {
+      for (auto& cgroup : cgroups) {
+        if (cgroup.removed) continue;
+        for (auto& c : cgroup.controllers) {
+          if (c == "freezer") return cgroup.dir.processes().size() == 0;
+        }
+      }
+    }
     for (auto& cgroup : cgroups) {
-      if (!cgroup.removed && cgroup.dir.processes().size() > 0) return false;
+      if (!cgroup.removed) return cgroup.dir.processes().size() == 0;
     }
     return true;
   }
@@ -208,9 +218,14 @@ kj::Own<JobCgroupV1> createCgroups(const CgroupV1Driver& driver, kj::StringPtr j
   }
   auto job = kj::heap<JobCgroupV1>();
   for (auto hierarchy : chosen) {
-    makeDirs(hierarchy->mountPoint, hierarchy->parent);
     kj::String path = joinPath({hierarchy->mountPoint, hierarchy->parent, jobId});
-    KJ_SYSCALL(mkdir(path.cStr(), 0755), "creating the job's cgroup", path);
+    // The parent is there but for the first job (or after someone removed it): made then.
+    if (mkdir(path.cStr(), 0755) < 0) {
+      int error = errno;
+      if (error != ENOENT) KJ_FAIL_SYSCALL("creating the job's cgroup", error, path);
+      makeDirs(hierarchy->mountPoint, hierarchy->parent);
+      KJ_SYSCALL(mkdir(path.cStr(), 0755), "creating the job's cgroup", path);
+    }
     job->add(hierarchy->controllers, kj::mv(path));
   }
   return job;
