@@ -26,14 +26,19 @@ class Follower {
   kj::Promise<void> run() {
     // Whether the job had ended before this read: if so, a short read is the true end.
     bool endedBefore = job.hasEnded();
-    size_t n = readChunk();
-    if (n > 0) return deliver(n);
-    if (endedBefore || !follow) return sink.end(job);
+    if (!reachedEnd || endedBefore || !follow) {
+      size_t n = readChunk();
+      if (n > 0) return deliver(n);
+      if (endedBefore || !follow) return sink.end(job);
+    }
+    // The last chunk was all there was when it was read (a running job's output, live): what
+    // came since is found by the look below, after asking to be woken.
+    reachedEnd = false;
 
     // At the end of a running job's output. Ask to be woken first, then look once more, so a
     // write between the last read and the wait cannot be missed.
     auto changed = job.outputChanged();
-    n = readChunk();
+    size_t n = readChunk();
     if (n > 0) return deliver(n);
     return changed.then([this]() { return run(); });
   }
@@ -46,6 +51,8 @@ class Follower {
   bool follow;
   // The sink's buffer for the next chunk; empty until asked for, again after each write.
   kj::ArrayPtr<kj::byte> buffer;
+  // The last chunk read was shorter than a chunk: it ended where the file did.
+  bool reachedEnd = false;
 
   static kj::AutoCloseFd openOutput(Job& job) {
     int raw;
@@ -75,13 +82,16 @@ class Follower {
                                 strerror(error)));
     }
     offset += n;
+    reachedEnd = n < FOLLOWER_CHUNK_BYTES;
     return n;
   }
 
   kj::Promise<void> deliver(size_t n) {
     buffer = nullptr;
     job.metrics().followerBytes += n;
-    return sink.write(n).then([this]() { return run(); });
+    // The next read waits for what is queued on the loop, the message carrying this chunk among
+    // it: a live line goes out before the follower looks for the next one.
+    return sink.write(n).then([this]() { return kj::evalLast([this]() { return run(); }); });
   }
 };
 
