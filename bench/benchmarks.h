@@ -7,7 +7,8 @@
 namespace runner {
 namespace bench {
 
-// Reference of P1: posix_spawn + waitpid of /bin/true in a loop (--runs).
+// Reference of P1: posix_spawn + waitpid of /bin/true in a loop (--runs); and what one
+// hand-off to another process costs here (half a pipe round trip with a child, p50).
 int spawnReference(const Options& options);
 
 // Runs the command after `--` --runs times (fork, exec, wait; stdout to /dev/null) and reports

@@ -32,6 +32,44 @@ int spawnAndWait(kj::ArrayPtr<char* const> argv, bool quiet) {
   return status;
 }
 
+// Half the round trip of one byte between this process and a child over two pipes, p50 of
+// `runs`: what handing work to another process (waking it) costs on this host. runnerd's start
+// and a live line each pass through a few such hand-offs.
+double handoffMicros(uint64_t runs) {
+  int there[2], back[2];
+  KJ_SYSCALL(pipe2(there, O_CLOEXEC));
+  KJ_SYSCALL(pipe2(back, O_CLOEXEC));
+  pid_t pid;
+  KJ_SYSCALL(pid = fork());
+  if (pid == 0) {
+    close(there[1]);
+    close(back[0]);
+    char byte;
+    while (read(there[0], &byte, 1) == 1) {
+      if (write(back[1], &byte, 1) != 1) _exit(1);
+    }
+    _exit(0);
+  }
+  close(there[0]);
+  close(back[1]);
+  Samples samples;
+  char byte = 'x';
+  for (uint64_t i = 0; i < runs + 100; i++) {
+    double begin = now();
+    KJ_SYSCALL(write(there[1], &byte, 1));
+    ssize_t n;
+    KJ_SYSCALL(n = read(back[0], &byte, 1));
+    KJ_REQUIRE(n == 1, "the echoing child ended");
+    // The first ones warm up.
+    if (i >= 100) samples.add((now() - begin) / 2);
+  }
+  close(there[1]);
+  int status;
+  KJ_SYSCALL(waitpid(pid, &status, 0));
+  close(back[0]);
+  return samples.percentile(50) * 1e6;
+}
+
 }  // namespace
 
 int spawnReference(const Options& options) {
@@ -49,6 +87,7 @@ int spawnReference(const Options& options) {
   out.add("runs", runs);
   out.add("p50_us", samples.percentile(50) * 1e6);
   out.add("p99_us", samples.percentile(99) * 1e6);
+  out.add("handoff_p50_us", handoffMicros(runs));
   printf("%s\n", out.toString().cStr());
   return 0;
 }
