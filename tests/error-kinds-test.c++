@@ -3,6 +3,7 @@
 // which is the C++ client's, not the server's) with its exception type.
 
 #include <gtest/gtest.h>
+#include <iostream>
 #include <kj/debug.h>
 #include <signal.h>
 
@@ -169,6 +170,23 @@ TEST(ErrorKinds, Invalid) {
   EXPECT_EQ(failureOf(f, list.send()).reason,
             "invalid: bad list cursor: pass the `next` of the previous page, with the same "
             "filter");
+
+  // A limit the executor cannot apply to this request, passed on from the supervisor.
+  if (contains(f.serverLog(), "executors local, cgroup run their jobs")) {
+    auto io = alice->manager.startRequest();
+    auto spec = io.initSpec();
+    spec.setCommand("/bin/true");
+    spec.setExecutor("cgroup");
+    spec.setWorkingDir("/nonexistent-error-kinds-test");
+    spec.initLimits().setIoReadBytesPerSec(5000000);
+    auto missing = failureOf(f, io.send());
+    EXPECT_EQ(missing.reason,
+              "invalid: io-read limit: the working directory /nonexistent-error-kinds-test does "
+              "not exist (the limit throttles the disk it is on)");
+  } else {
+    std::cout << "the cgroup executor is not served here: its io-limit case is left out"
+              << std::endl;
+  }
 
   job.job.stopRequest().send().wait(f.io.waitScope);
 }

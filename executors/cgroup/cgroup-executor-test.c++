@@ -486,6 +486,25 @@ TEST_F(CgroupExecutorTest, ACommandThatCannotStartLeavesNoCgroup) {
   expectNothingLeftBehind();
 }
 
+// A working directory that is not there is the request's mistake: refused as a limit the executor
+// cannot apply (runnerd answers "invalid"), naming the directory, with nothing left behind.
+TEST_F(CgroupExecutorTest, IoLimitWithAMissingWorkingDirectoryIsRefusedAsInvalid) {
+  Limits limits;
+  limits.ioReadBytesPerSec = 5000000;
+  auto r = request({"true"}, limits);
+  r.workingDir = kj::str("/nonexistent-runner-test-dir");
+  try {
+    executor->launch(kj::mv(r)).wait(io.waitScope);
+    ADD_FAILURE() << "an io limit needs the working directory's disk";
+  } catch (const kj::Exception& e) {
+    EXPECT_EQ(e.getType(), kj::Exception::Type::UNIMPLEMENTED);
+    EXPECT_EQ(std::string(e.getDescription().cStr()),
+              "io-read limit: the working directory /nonexistent-runner-test-dir does not exist "
+              "(the limit throttles the disk it is on)");
+  }
+  expectNothingLeftBehind();
+}
+
 TEST_F(CgroupExecutorTest, IoLimitOnTmpfsFailsNamingTheLimit) {
   struct statfs fs;
   if (statfs("/dev/shm", &fs) != 0 || fs.f_type != 0x01021994 /* TMPFS_MAGIC */) {

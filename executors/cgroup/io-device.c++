@@ -40,7 +40,15 @@ kj::StringPtr ioLimitName(const Limits& limits) {
 IoDevice ioDeviceOf(kj::StringPtr path, kj::StringPtr limit, kj::StringPtr sysDevBlock) {
   struct stat info;
   if (stat(path.cStr(), &info) < 0) {
-    failLimit(limit, kj::str("stat ", path, ": ", strerror(errno)), kj::Exception::Type::FAILED);
+    int error = errno;
+    if (error == ENOENT || error == ENOTDIR) {
+      // The job's own mistake, as a missing working directory is without the limit; it is not
+      // one the executor could mend (UNIMPLEMENTED: a limit it cannot apply).
+      failLimit(limit,
+                kj::str("the working directory ", path,
+                        " does not exist (the limit throttles the disk it is on)"));
+    }
+    failLimit(limit, kj::str("stat ", path, ": ", strerror(error)), kj::Exception::Type::FAILED);
   }
   uint32_t major = ::major(info.st_dev);
   uint32_t minor = ::minor(info.st_dev);
