@@ -25,6 +25,30 @@ kj::String methodName(uint64_t interfaceId, uint16_t methodId) {
   return kj::str(schema.getShortDisplayName(), ".", methods[methodId].getProto().getName());
 }
 
+// Whether a line about a failed call of `caller`'s may be logged now (see
+// CALL_FAILURES_LOGGED_PER_WINDOW): a client repeating a refused or failing call cannot fill the
+// log.
+bool mayLogCallFailure(EventLog& log, Caller& caller) {
+  auto& usage = *caller.usage;
+  auto now = kj::systemCoarseMonotonicClock().now();
+  if (now >= usage.callFailureWindowEnd) {
+    if (usage.callFailuresNotLogged > 0) {
+      log(usage.callFailuresNotLogged, " more refused or failed calls of user ", caller.user,
+          " were not logged one by one (at most ", CALL_FAILURES_LOGGED_PER_WINDOW, " per ",
+          CALL_FAILURE_LOG_WINDOW, ")");
+      usage.callFailuresNotLogged = 0;
+    }
+    usage.callFailureWindowEnd = now + CALL_FAILURE_LOG_WINDOW;
+    usage.callFailuresLogged = 0;
+  }
+  if (usage.callFailuresLogged < CALL_FAILURES_LOGGED_PER_WINDOW) {
+    ++usage.callFailuresLogged;
+    return true;
+  }
+  ++usage.callFailuresNotLogged;
+  return false;
+}
+
 // Runs one call of a method of `Interface` (dispatch(): the generated dispatchCall) so that
 // whatever it throws or rejects with reaches the client with a kind (runner/user-error.h): an
 // exception without one is a bug's, logged here in full and answered as "internal: ...". Costs
@@ -41,8 +65,8 @@ capnp::Capability::Server::DispatchCallResult answerWithErrorKinds(EventLog& log
     return kj::mv(result.promise);
   });
   auto answered = call.catch_([&log, caller = kj::addRef(caller), interfaceId,
-                               methodId](kj::Exception&& e) -> kj::Promise<void> {
-    if (errorKindOf(e.getDescription()) == nullptr) {
+                               methodId](kj::Exception&& e) mutable -> kj::Promise<void> {
+    if (errorKindOf(e.getDescription()) == nullptr && mayLogCallFailure(log, *caller)) {
       log("internal error in ", methodName<Interface>(interfaceId, methodId), " for ", caller->user,
           " peer=", caller->peer, ": ", e.getFile(), ":", e.getLine(), ": ", e.getDescription());
     }
@@ -390,8 +414,10 @@ class JobImpl final : public api::Job::Server {
 
   void requireControl(kj::StringPtr action) {
     if (mayControl) return;
-    log("permission denied: user=", caller->user, " peer=", caller->peer, " tried to ", action,
-        " job ", job.id(), " of ", job.record().owner);
+    if (mayLogCallFailure(log, *caller)) {
+      log("permission denied: user=", caller->user, " peer=", caller->peer, " tried to ", action,
+          " job ", job.id(), " of ", job.record().owner);
+    }
     throwUserError(ErrorKind::PERMISSION_DENIED,
                    kj::str("only the owner of job ", job.id(), " or an admin may ", action, " it"));
   }
@@ -493,8 +519,10 @@ class JobManagerImpl final : public api::JobManager::Server {
     auto params = context.getParams();
     bool allUsers = params.getAllUsers();
     if (allUsers && !caller->admin) {
-      log("permission denied: user=", caller->user, " peer=", caller->peer,
-          " tried to prune every user's jobs");
+      if (mayLogCallFailure(log, *caller)) {
+        log("permission denied: user=", caller->user, " peer=", caller->peer,
+            " tried to prune every user's jobs");
+      }
       throwUserError(ErrorKind::PERMISSION_DENIED, "only an admin may prune every user's jobs");
     }
     // Ages beyond a few million years select nothing; they must not wrap around.

@@ -67,11 +67,21 @@ struct ConnectionLimits {
 };
 
 // What one user holds over all of its connections. Shared by the Callers of that user.
+// Failed calls of one user (refused for permission, or failed inside the server) logged one by
+// one per CALL_FAILURE_LOG_WINDOW; past that they are counted, and the user's first one logged
+// after the window says how many were not.
+constexpr size_t CALL_FAILURES_LOGGED_PER_WINDOW = 20;
+constexpr kj::Duration CALL_FAILURE_LOG_WINDOW = 10 * kj::SECONDS;
+
 struct UserUsage final : public kj::Refcounted {
   uint connections = 0;
   uint watches = 0;
   // Bytes of answers the user's clients have not finished (MeteredNetwork).
   size_t unfinishedBytes = 0;
+  // Lines about the user's failed calls in the current window, and those not logged.
+  size_t callFailuresLogged = 0;
+  size_t callFailuresNotLogged = 0;
+  kj::TimePoint callFailureWindowEnd = kj::origin<kj::TimePoint>();
 };
 
 // Who is on the other end of one connection. Shared by the capabilities of that connection.

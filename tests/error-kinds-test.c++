@@ -6,6 +6,7 @@
 #include <iostream>
 #include <kj/debug.h>
 #include <signal.h>
+#include <string>
 
 #include "tests/e2e-support.h"
 
@@ -257,6 +258,22 @@ TEST(ErrorKinds, AnythingElseIsInternalAndLogged) {
   EXPECT_EQ(internal.type, kj::Exception::Type::UNIMPLEMENTED);
   EXPECT_EQ(internal.reason.findFirst('\n'), nullptr) << internal.reason.cStr();
   f.waitForLog("internal error in JobManager.@99 for alice peer=");
+
+  // Repeated, they are all answered, but the log takes at most 20 lines of them per 10 s.
+  for (int i = 0; i < 100; i++) {
+    auto again = alice->manager.typelessRequest(capnp::typeId<api::JobManager>(), 99, nullptr);
+    again.initAs<api::JobManager::WhoamiParams>();
+    EXPECT_EQ(kindOf(failureOf(f, again.send()).reason), "internal");
+  }
+  // A call answered after them: every line they made is in the log by now.
+  alice->manager.whoamiRequest().send().wait(f.io.waitScope);
+  std::string log = f.serverLog().cStr();
+  size_t lines = 0;
+  for (auto at = log.find("internal error in JobManager.@99"); at != std::string::npos;
+       at = log.find("internal error in JobManager.@99", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 20u);
 }
 
 // Every kind a client can meet is one of the documented ones.
