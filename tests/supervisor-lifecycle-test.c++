@@ -77,6 +77,27 @@ kj::Vector<pid_t> processesWith(kj::StringPtr marker) {
   return found;
 }
 
+// How many of them run `sleep` by now: a shell's fork that has not exec'd yet, or `setsid -f`
+// before its parent exits, also carries the marker, so a count of all of them can pass a number
+// on the way to it; once every sleep has started, the others are the shells.
+size_t sleepsWith(kj::StringPtr marker) {
+  size_t sleeps = 0;
+  for (pid_t pid : processesWith(marker)) {
+    if (readFile(kj::str("/proc/", pid, "/comm")) == "sleep\n") sleeps++;
+  }
+  return sleeps;
+}
+
+// Each of them as "PID COMM (parent PPID)", for a failure message.
+kj::String describeWith(kj::StringPtr marker) {
+  kj::Vector<kj::String> lines;
+  for (pid_t pid : processesWith(marker)) {
+    auto stat = readFile(kj::str("/proc/", pid, "/stat"));
+    lines.add(kj::str(pid, " ", stat));
+  }
+  return kj::strArray(lines, "; ");
+}
+
 // Waits (polling, up to 10 s) until `done()` holds; false if it never did.
 template <typename Func>
 bool eventually(Func&& done) {
@@ -961,7 +982,8 @@ TEST_F(SupervisorLifecycle, AReexecIntoABinaryThatFailsAfterItsVersionCheckLoses
     spec.id = "under-broken-upgrade";
     spec.argv = shell(kj::str("sleep ", mark, " & sleep ", mark));
     connection.launch(kj::mv(spec), output, pid);
-    ASSERT_TRUE(eventually([&]() { return processesWith(mark).size() == 3; }));
+    ASSERT_TRUE(eventually(
+        [&]() { return sleepsWith(mark) == 2 && processesWith(mark).size() == 3; }));
   }
   auto good = kj::str(supervisor.root, "/bin/runner-supervisor.good");
   KJ_SYSCALL(rename(supervisor.binary.cStr(), good.cStr()));
@@ -1017,16 +1039,18 @@ TEST_F(SupervisorLifecycle,
     EXPECT_EQ(connection.end(endedJob).exitCode, 4);
     // Its end is told at once and written meanwhile: once written, it survives the crash.
     ASSERT_TRUE(eventually([&]() { return supervisor.recordSaysEnded("crash-ended"); }));
-    // Two shells and five sleeps.
-    ASSERT_TRUE(eventually([&]() { return processesWith(mark).size() == 7; }))
-        << processesWith(mark).size();
+    // Two shells and five sleeps, and nothing on its way to them.
+    ASSERT_TRUE(eventually(
+        [&]() { return sleepsWith(mark) == 5 && processesWith(mark).size() == 7; }))
+        << describeWith(mark).cStr();
   }
   EXPECT_GT(supervisor.cgroupsOf("crash-local").size(), 0u);
   EXPECT_GT(supervisor.cgroupsOf("crash-cgroup").size(), 0u);
 
   supervisor.crash();
   // The jobs outlived it, daemon and all.
-  EXPECT_EQ(processesWith(mark).size(), 7u);
+  EXPECT_EQ(processesWith(mark).size(), 7u) << describeWith(mark).cStr();
+  EXPECT_EQ(sleepsWith(mark), 5u) << describeWith(mark).cStr();
 
   supervisor.start();
   auto log = supervisor.recentLog();
