@@ -915,7 +915,13 @@ class Runnerd {
 
     // A root runnerd hands its jobs to a root supervisor and becomes DAEMON_USER for good; an
     // unprivileged one runs them itself, as its own user.
+#ifdef RUNNER_BENCH_EXECUTORS_IN_PROCESS
+    // Only in //runner:runnerd-in-process, which scripts/bench runs beside runnerd to measure
+    // what the supervisor's hop costs: root, and running the jobs itself.
+    bool supervised = false;
+#else
     bool supervised = geteuid() == 0;
+#endif
     kj::Maybe<DaemonUser> daemon;
     if (supervised) daemon = daemonUser();
 
