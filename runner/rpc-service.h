@@ -66,13 +66,13 @@ struct ConnectionLimits {
   void requireDescriptors(uint64_t taking) const;
 };
 
-// What one user holds over all of its connections. Shared by the Callers of that user.
 // Failed calls of one user (refused for permission, or failed inside the server) logged one by
 // one per CALL_FAILURE_LOG_WINDOW; past that they are counted, and the user's first one logged
 // after the window says how many were not.
 constexpr size_t CALL_FAILURES_LOGGED_PER_WINDOW = 20;
 constexpr kj::Duration CALL_FAILURE_LOG_WINDOW = 10 * kj::SECONDS;
 
+// What one user holds over all of its connections. Shared by the Callers of that user.
 struct UserUsage final : public kj::Refcounted {
   uint connections = 0;
   uint watches = 0;

@@ -88,7 +88,8 @@ size_t sleepsWith(kj::StringPtr marker) {
   return sleeps;
 }
 
-// Each of them as "PID COMM (parent PPID)", for a failure message.
+// Each of them as its pid and /proc/PID/stat line (command, state, parent, ...), for a failure
+// message.
 kj::String describeWith(kj::StringPtr marker) {
   kj::Vector<kj::String> lines;
   for (pid_t pid : processesWith(marker)) {
