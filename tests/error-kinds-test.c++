@@ -274,6 +274,19 @@ TEST(ErrorKinds, AnythingElseIsInternalAndLogged) {
     ++lines;
   }
   EXPECT_EQ(lines, 20u);
+
+  // Once the 10 s window is over, the user's next failed call is logged again, after a line that
+  // counts those that were not: 101 calls made 20 lines, so 81.
+  f.io.provider->getTimer().afterDelay(10500 * kj::MILLISECONDS).wait(f.io.waitScope);
+  auto after = alice->manager.typelessRequest(capnp::typeId<api::JobManager>(), 99, nullptr);
+  after.initAs<api::JobManager::WhoamiParams>();
+  EXPECT_EQ(kindOf(failureOf(f, after.send()).reason), "internal");
+  f.waitForLog("81 more refused or failed calls of user alice were not logged one by one (at "
+               "most 20 per ");
+  log = f.serverLog().cStr();
+  auto summary = log.find("81 more refused or failed calls of user alice");
+  auto next = log.find("internal error in JobManager.@99", summary);
+  EXPECT_NE(next, std::string::npos) << "the call after the window is logged, after the count";
 }
 
 // Every kind a client can meet is one of the documented ones.
