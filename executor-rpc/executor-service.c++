@@ -139,6 +139,24 @@ kj::Exception refusedLaunch(kj::Exception::Type type, kj::Maybe<ErrorKind> kind,
   return oneLine(type, kj::mv(line));
 }
 
+// Between the event loop and the launcher thread that writes a launch's record.
+struct RecordWrite : public kj::AtomicRefcounted {
+  // Set by the launcher thread once the record is written.
+  mutable bool done = false;
+  // Set by the event loop when the launch is given up.
+  mutable bool abandoned = false;
+};
+
+executors::Credentials copyCredentials(const executors::Credentials& credentials) {
+  executors::Credentials copy;
+  copy.uid = credentials.uid;
+  copy.gid = credentials.gid;
+  copy.supplementaryGroups = kj::heapArray(credentials.supplementaryGroups.asPtr());
+  copy.userName = kj::str(credentials.userName);
+  copy.homeDir = kj::str(credentials.homeDir);
+  return copy;
+}
+
 }  // namespace
 
 // What one launch has made so far. Destroyed when the launch is done, failed or cancelled: a job
@@ -150,6 +168,7 @@ struct ExecutorService::Launch {
   int outputFd = -1;
   HeldRecord record;
   bool recorded = false;
+  kj::Own<RecordWrite> written;
   kj::Maybe<kj::Own<executors::Process>> process;
 
   Launch(ExecutorService& service, kj::StringPtr jobId, wire::OutputFile::Client output)
@@ -158,7 +177,12 @@ struct ExecutorService::Launch {
   }
   ~Launch() noexcept(false) {
     process = nullptr;
-    if (recorded) service.tasks.add(service.records.remove(jobId));
+    if (recorded) {
+      // A launcher thread still writing the record (the disk held it past the deadline) removes
+      // it itself once written; otherwise it is written, and this removal comes after it.
+      if (written.get() != nullptr) __atomic_store_n(&written->abandoned, true, __ATOMIC_SEQ_CST);
+      service.tasks.add(service.records.remove(jobId));
+    }
     service.launching.eraseMatch(jobId);
   }
   KJ_DISALLOW_COPY(Launch);
@@ -253,31 +277,51 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
           } else {
             KJ_FAIL_REQUIRE("the launch request carried no output descriptor");
           }
-          // Nothing runs that no record names: the record goes first, after the job's home.
           launch.record.jobId = kj::str(launch.jobId);
           launch.record.executor = kj::str(executor.name());
           launch.record.bootId = kj::str(service.bootId);
-          kj::Maybe<kj::Function<void()>> first;
-          KJ_IF_MAYBE (preparation, service.policy.preparation) {
-            auto credentials = toLaunchRequest(context.getParams().getRequest(), -1).credentials;
-            first = [preparation = &*preparation, credentials = kj::mv(credentials)]() {
-              preparation->prepare(credentials);
-            };
-          }
-          launch.recorded = true;
-          return service.withinDiskDeadline(service.records.write(launch.record, kj::mv(first)))
-              .catch_([](kj::Exception&& e) -> kj::Promise<void> {
-                // One line, from the supervisor: the home refused, the record not written.
-                // A job that cannot be recorded is not started: the disk is full or failing.
-                return refusedLaunch(e.getType(), ErrorKind::UNAVAILABLE,
-                                     withoutErrorKind(e.getDescription()));
-              });
-        })
-        .then([this, context, &launch]() mutable {
           // The descriptor stays open with `launch.output` until the launch has returned, which
           // is as long as the executor needs it.
-          return executor.launch(
-              toLaunchRequest(context.getParams().getRequest(), launch.outputFd));
+          auto request = toLaunchRequest(context.getParams().getRequest(), launch.outputFd);
+          // Nothing runs that no record names: the record goes first, after the job's home, on
+          // the thread that then creates the job's process (no hand-off to the records' thread
+          // and back on the way of every start).
+          auto written = kj::atomicRefcounted<RecordWrite>();
+          request.beforeStart = [records = &service.records,
+                                 preparation = service.policy.preparation,
+                                 credentials = copyCredentials(request.credentials),
+                                 record = launch.record.clone(),
+                                 written = kj::atomicAddRef(*written)]() {
+            KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                           KJ_IF_MAYBE (p, preparation) {
+                             p->prepare(credentials);
+                           }
+                           records->writeHere(record);
+                         })) {
+              // One line, from the supervisor: the home refused, the record not written. A job
+              // that cannot be recorded is not started: the disk is full or failing.
+              kj::throwFatalException(refusedLaunch(e->getType(), ErrorKind::UNAVAILABLE,
+                                                    withoutErrorKind(e->getDescription())));
+            }
+            __atomic_store_n(&written->done, true, __ATOMIC_SEQ_CST);
+            // Given up while the disk held the write: the record goes again (see ~Launch()).
+            if (__atomic_load_n(&written->abandoned, __ATOMIC_SEQ_CST)) {
+              records->removeHere(record.jobId);
+            }
+          };
+          launch.recorded = true;
+          auto& done = *written;
+          launch.written = kj::mv(written);
+          return executor.launch(kj::mv(request))
+              .exclusiveJoin(service.timer.afterDelay(DISK_DEADLINE)
+                                 .then([&done]() -> kj::Promise<executors::LaunchResult> {
+                                   if (__atomic_load_n(&done.done, __ATOMIC_SEQ_CST)) {
+                                     return kj::NEVER_DONE;
+                                   }
+                                   return refusedLaunch(
+                                       kj::Exception::Type::FAILED, ErrorKind::UNAVAILABLE,
+                                       "the supervisor's state directory is not answering");
+                                 }));
         })
         .then([this, context,
                &launch](executors::LaunchResult&& result) mutable -> kj::Promise<void> {

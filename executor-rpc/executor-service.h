@@ -30,8 +30,9 @@ namespace runner::executor_rpc {
 class UserPreparation {
  public:
   virtual ~UserPreparation() noexcept(false) = default;
-  // Runs on the records' thread, before a launch's first record is written. Throws one line to
-  // refuse the launch.
+  // Runs on the thread that creates the job's process, before the launch's first record is
+  // written; launches run on several threads, so calls may come at the same time. Throws one line
+  // to refuse the launch.
   virtual void prepare(const executors::Credentials& credentials) const = 0;
 };
 
@@ -43,13 +44,15 @@ struct LaunchPolicy {
   // Jobs held at most, running or ended and not acknowledged (launches under way included):
   // past it, launches are refused (OVERLOADED) until runnerd acknowledges ends.
   size_t maxHeldJobs = 65536;
-  // Must outlive the HeldRecords of the service (its thread calls it).
+  // Must outlive the executors' threads (a launch given up may still call it), as the service's
+  // HeldRecords must.
   kj::Maybe<const UserPreparation&> preparation;
 };
 
 class ExecutorService {
  public:
-  // `executors`, `records` and `timer` must outlive the service; `timer` keeps the disk deadline
+  // `executors`, `records` and `timer` must outlive the service, and `records` the executors too
+  // (their launcher threads write launch records); `timer` keeps the disk deadline
   // and the grace of stopAll(). `log` receives one line per event (a launch refused, a job
   // started, ended, acknowledged, discarded, re-attached or lost).
   ExecutorService(executors::ExecutorSet& executors, HeldRecords& records, kj::Timer& timer,

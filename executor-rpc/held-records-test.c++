@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -277,6 +278,36 @@ TEST_F(HeldRecordsTest, ARemovedRecordsFileIsEmptiedAndTakenByTheNextJob) {
   ASSERT_EQ(again.size(), 1u);
   EXPECT_TRUE(lines.empty());
   EXPECT_EQ(system(("test -z \"$(ls -A " + held + " | grep -v '^second$')\"").c_str()), 0);
+}
+
+TEST_F(HeldRecordsTest, ALaunchRecordIsWrittenAndRemovedOnTheCallingThread) {
+  HeldRecords records(held.c_str());
+  auto launching = running("here");
+  launching.state = HeldRecord::State::LAUNCHING;
+  launching.trace.pid = 0;
+  records.writeHere(launching);
+  {
+    HeldRecords next(held.c_str());
+    auto found = next.load([](kj::StringPtr) {});
+    ASSERT_EQ(found.size(), 1u);
+    EXPECT_TRUE(found[0].state == HeldRecord::State::LAUNCHING);
+  }
+  // It takes a spare file, as the records' thread does.
+  wait(records.write(running("spare")));
+  wait(records.remove("spare"));
+  struct stat st;
+  auto spares = [&]() {
+    return system(("test -n \"$(ls -A " + held + " | grep '^\\.spare-')\"").c_str()) == 0;
+  };
+  EXPECT_TRUE(spares());
+  records.writeHere(running("taken"));
+  EXPECT_FALSE(spares());
+  records.removeHere("taken");
+  records.removeHere("taken");  // already gone: nothing to do
+  EXPECT_NE(lstat((held + "/taken").c_str(), &st), 0);
+  auto ended = running("here");
+  ended.state = HeldRecord::State::ENDED;
+  EXPECT_THROW(records.writeHere(ended), kj::Exception);
 }
 
 TEST_F(HeldRecordsTest, AnEndIsPendingUntilSyncedOrRemoved) {

@@ -312,14 +312,33 @@ kj::Promise<void> HeldRecords::write(const HeldRecord& record,
     KJ_IF_MAYBE (f, first) {
       (*f)();
     }
-    appendFile(dirFd, name, bytes.asBytes(), false, [this]() -> kj::Maybe<kj::String> {
-      if (spares.size() == 0) return nullptr;
-      auto taken = kj::mv(spares.back());
-      spares.removeLast();
-      return kj::mv(taken);
-    });
+    append(name, bytes.asBytes());
     if (ended) unsyncedEnds.upsert(kj::mv(name), [](kj::String&, kj::String&&) {});
   });
+}
+
+void HeldRecords::writeHere(const HeldRecord& record) {
+  KJ_REQUIRE(record.state != HeldRecord::State::ENDED, "an end is written by the records' thread");
+  auto bytes = serialize(record);
+  append(record.jobId, bytes.asBytes());
+}
+
+void HeldRecords::removeHere(kj::StringPtr jobId) {
+  if (unlinkat(dirFd, jobId.cStr(), 0) < 0 && errno != ENOENT) {
+    KJ_FAIL_REQUIRE(kj::str("cannot remove the record of job ", jobId, ": ", strerror(errno)));
+  }
+}
+
+kj::Maybe<kj::String> HeldRecords::takeSpare() {
+  auto lock = spares.lockExclusive();
+  if (lock->names.size() == 0) return nullptr;
+  auto taken = kj::mv(lock->names.back());
+  lock->names.removeLast();
+  return kj::mv(taken);
+}
+
+void HeldRecords::append(kj::StringPtr name, kj::ArrayPtr<const kj::byte> bytes) {
+  appendFile(dirFd, name, bytes, false, [this]() { return takeSpare(); });
 }
 
 kj::Promise<void> HeldRecords::sync(kj::StringPtr jobId) {
@@ -344,17 +363,21 @@ kj::Promise<void> HeldRecords::sync(kj::StringPtr jobId) {
 kj::Promise<void> HeldRecords::remove(kj::StringPtr jobId) {
   return queue([this, name = kj::str(jobId)]() {
     unsyncedEnds.eraseMatch(name);
-    if (spares.size() < MAX_SPARES) {
+    kj::Maybe<kj::String> spareName;
+    {
+      auto lock = spares.lockExclusive();
+      if (lock->names.size() < MAX_SPARES) spareName = kj::str(".spare-", lock->next++);
+    }
+    KJ_IF_MAYBE (spare, spareName) {
       // Kept, emptied, for a later job: making a file costs far more than renaming one where
       // files come and go by the thousand (ext4 looks for a free inode past the recently freed).
-      auto spare = kj::str(".spare-", nextSpare++);
-      if (renameat(dirFd, name.cStr(), dirFd, spare.cStr()) == 0) {
-        int fd = openat(dirFd, spare.cStr(), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+      if (renameat(dirFd, name.cStr(), dirFd, spare->cStr()) == 0) {
+        int fd = openat(dirFd, spare->cStr(), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0) {
           close(fd);
-          spares.add(kj::mv(spare));
+          spares.lockExclusive()->names.add(kj::mv(*spare));
         } else {
-          unlinkat(dirFd, spare.cStr(), 0);
+          unlinkat(dirFd, spare->cStr(), 0);
         }
         return;
       }

@@ -70,6 +70,15 @@ class HeldRecords {
   // write, which then does not happen.
   kj::Promise<void> write(const HeldRecord& record,
                           kj::Maybe<kj::Function<void()>> first = nullptr);
+  // Writes `record`, which must not be an end, on the calling thread, neither the event loop's nor
+  // the records' own: the record of a launch, written by the thread that creates the job's process
+  // just before it does (executors::LaunchRequest::beforeStart), so that a start waits for no hand-
+  // off to the records' thread and back. Nothing else of that job may be queued until it returns.
+  // Throws one line, naming no path. Blocks while the disk does.
+  void writeHere(const HeldRecord& record);
+  // Removes the record of `jobId` on the calling thread (as writeHere()), if there is one: a
+  // launch record written after its launch was given up.
+  void removeHere(kj::StringPtr jobId);
   // Syncs the record of `jobId` if its end was written and not synced yet; nothing if the record
   // was removed meanwhile.
   kj::Promise<void> sync(kj::StringPtr jobId);
@@ -100,10 +109,17 @@ class HeldRecords {
   kj::HashSet<kj::String> unsyncedEnds;
 
   // Emptied files of removed records (".spare-N"), taken by the next records instead of new
-  // files; at most MAX_SPARES, used on the thread only. load() removes those of earlier runs.
+  // files; at most MAX_SPARES, used on the thread and by writeHere(). load() removes those of
+  // earlier runs.
   static constexpr size_t MAX_SPARES = 1024;
-  kj::Vector<kj::String> spares;
-  uint64_t nextSpare = 0;
+  struct Spares {
+    kj::Vector<kj::String> names;
+    uint64_t next = 0;
+  };
+  kj::MutexGuarded<Spares> spares;
+
+  kj::Maybe<kj::String> takeSpare();
+  void append(kj::StringPtr name, kj::ArrayPtr<const kj::byte> bytes);
 
   kj::String dirPath;
   kj::AutoCloseFd dirFd;

@@ -258,6 +258,8 @@ void RemoteExecutor::rebind(wire::ExecutorHost::Client& host) {
 
 kj::Promise<executors::LaunchResult> RemoteExecutor::launch(executors::LaunchRequest&& request) {
   KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
+  // The other process's thread cannot run it.
+  KJ_REQUIRE(request.beforeStart == nullptr, "a remote executor runs nothing before a start");
   int fd;
   KJ_SYSCALL(fd = fcntl(request.outputFd, F_DUPFD_CLOEXEC, 3), request.jobId);
   auto call = remote.launchRequest();

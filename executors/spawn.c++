@@ -183,8 +183,9 @@ bool switchedUserIsTraceable() {
 // launcher thread that creates the child and waits for it, and the child.
 class Launch {
  public:
-  Launch(const SpawnOptions& options, bool switchUser)
-      : argvStrings(copyStrings(options.request.argv)),
+  Launch(SpawnOptions& options, bool switchUser)
+      : beforeStart(kj::mv(options.beforeStart)),
+        argvStrings(copyStrings(options.request.argv)),
         envStrings(copyStrings(options.request.env)),
         argv(cStringArray(argvStrings)),
         envp(cStringArray(envStrings)),
@@ -286,10 +287,7 @@ class Launch {
     launched = launcher.run([this]() { createChild(); }).fork();
     auto& forked = KJ_ASSERT_NONNULL(launched);
     return forked.addBranch()
-        .exclusiveJoin(timer.afterDelay(timeout).then([this, &timer]() {
-          timedOut = true;
-          return killUntilCreated(timer);
-        }))
+        .exclusiveJoin(expire(timer, timeout))
         .then([this, timeout]() {
           finished = true;
           return outcome(timeout);
@@ -297,6 +295,23 @@ class Launch {
   }
 
  private:
+  // The caller's, run on the launcher thread before the child is created (SpawnOptions).
+  kj::Maybe<kj::Function<void()>> beforeStart;
+  // What it threw, for the event loop once the launcher thread is done.
+  kj::Maybe<kj::Exception> beforeStartFailure;
+  // Set by the launcher thread while it runs `beforeStart`; read by the event loop.
+  bool inBeforeStart = false;
+
+  // After `timeout`, unless the launcher thread is still in `beforeStart` (then one more
+  // `timeout`): gives up on the child.
+  kj::Promise<void> expire(kj::Timer& timer, kj::Duration timeout) {
+    return timer.afterDelay(timeout).then([this, &timer, timeout]() -> kj::Promise<void> {
+      if (__atomic_load_n(&inBeforeStart, __ATOMIC_SEQ_CST)) return expire(timer, timeout);
+      timedOut = true;
+      return killUntilCreated(timer);
+    });
+  }
+
   // What the child reads. The request's strings may be gone before the child is created.
   kj::Array<kj::String> argvStrings;
   kj::Array<kj::String> envStrings;
@@ -333,6 +348,14 @@ class Launch {
   // On a launcher thread: creates the child and waits until it has exec'd or exited.
   void createChild() {
     if (__atomic_load_n(&cancelled, __ATOMIC_SEQ_CST)) return;
+    KJ_IF_MAYBE (first, beforeStart) {
+      __atomic_store_n(&inBeforeStart, true, __ATOMIC_SEQ_CST);
+      beforeStartFailure = kj::runCatchingExceptions([&]() { (*first)(); });
+      __atomic_store_n(&inBeforeStart, false, __ATOMIC_SEQ_CST);
+      if (beforeStartFailure != nullptr) return;
+      // Cancelled while it ran: no child.
+      if (__atomic_load_n(&cancelled, __ATOMIC_SEQ_CST)) return;
+    }
     // Launcher threads block every signal, so the child starts with all of them blocked and
     // no handler of runnerd's can run in it before its first step resets them.
     alignas(16) kj::byte stack[CHILD_STACK_BYTES];
@@ -369,6 +392,9 @@ class Launch {
   }
 
   SpawnResult outcome(kj::Duration timeout) {
+    KJ_IF_MAYBE (failure, beforeStartFailure) {
+      kj::throwFatalException(kj::mv(*failure));
+    }
     if (cloneError != 0) {
       KJ_FAIL_SYSCALL("clone", cloneError, names.command, namespaceFlags);
     }
@@ -464,7 +490,7 @@ kj::Promise<void> Launcher::run(kj::Function<void()> func) {
 
 // ---------------------------------------------------------------------------------------------
 
-kj::Promise<SpawnResult> spawn(Launcher& launcher, kj::Timer& timer, const SpawnOptions& options) {
+kj::Promise<SpawnResult> spawn(Launcher& launcher, kj::Timer& timer, SpawnOptions&& options) {
   auto& request = options.request;
   KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
   for (auto& arg : request.argv) requireNoNul(arg, "argv");

@@ -52,8 +52,13 @@ struct SpawnOptions {
   kj::ArrayPtr<const int> cgroupProcsFds;
 
   // After this long without exec or a reported failure, the child is SIGKILLed (which works
-  // on a stopped process too), reaped, and the launch fails.
+  // on a stopped process too), reaped, and the launch fails. Counted from the end of
+  // `beforeStart`, give or take one period: while it runs there is no child to wait for.
   kj::Duration launchTimeout = LAUNCH_TIMEOUT;
+
+  // Runs on the launcher thread just before the child is created (LaunchRequest::beforeStart,
+  // which the executor moves here); spawn() takes it.
+  kj::Maybe<kj::Function<void()>> beforeStart;
 };
 
 struct Spawned {
@@ -96,7 +101,7 @@ class Launcher : private kj::TaskSet::ErrorHandler {
 
 // Resolves once the process has exec'd (Spawned) or failed (a step reported an error, or
 // `launchTimeout` passed: the child is reaped and the LaunchFailure says why, e.g. "exec nope:
-// No such file or directory"). The child is created on one of `launcher`'s threads, never on
+// No such file or directory"), and rejects with what `beforeStart` threw. The child is created on one of `launcher`'s threads, never on
 // the event loop's; the deadline is kept by `timer`. Both must outlive the promise. Cancelling
 // the promise kills the child at once; `launcher` reaps it (no zombie, no descriptor left open)
 // as soon as its thread is done with it, so that the event loop never waits for a child.
@@ -108,7 +113,7 @@ class Launcher : private kj::TaskSet::ErrorHandler {
 // directory, an argument with a NUL byte, or, when runnerd is not root, credentials other than
 // its own; the job then runs as runnerd's user without switching). The working directory is
 // entered after dropping privileges, so the run-as user must be able to reach it.
-kj::Promise<SpawnResult> spawn(Launcher& launcher, kj::Timer& timer, const SpawnOptions& options);
+kj::Promise<SpawnResult> spawn(Launcher& launcher, kj::Timer& timer, SpawnOptions&& options);
 
 // Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat), or nullptr
 // when there is no such process. With the pid it identifies a process across pid reuse.

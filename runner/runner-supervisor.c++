@@ -10,6 +10,7 @@
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 #include <kj/main.h>
+#include <kj/mutex.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -83,12 +84,15 @@ class HomesPreparation final : public executor_rpc::UserPreparation {
 
   void prepare(const executors::Credentials& credentials) const override {
     if (credentials.homeDir != kj::str(dir, '/', credentials.uid)) return;
+    // One at a time: two launches of a new user must not both make (and check) its home.
+    auto lock = making.lockExclusive();
     makeHome(fd.get(), dir, credentials.uid, credentials.gid);
   }
 
  private:
   kj::String dir;
   kj::AutoCloseFd fd;
+  kj::MutexGuarded<bool> making;
 };
 
 class Supervisor {

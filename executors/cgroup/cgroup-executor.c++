@@ -142,7 +142,8 @@ kj::Promise<LaunchResult> CgroupExecutor::launchIn(LaunchRequest&& request,
                                                    bool accounting) {
   SpawnOptions options{request, cgroup->spawnProcsFds()};
   options.launchTimeout = launchTimeout;
-  auto spawning = spawn(launcher, timer, options);
+  options.beforeStart = kj::mv(request.beforeStart);
+  auto spawning = spawn(launcher, timer, kj::mv(options));
   // A launch that fails or is cancelled leaves the cgroup to the remover's thread: a cancelled
   // child may take a moment to die (spawn() kills it and reaps it once its launcher thread is
   // done), and rmdir answers EBUSY until then.

@@ -746,6 +746,96 @@ TEST_F(LocalExecutorTest, ALaunchThatFailsAfterBeingHeldIsStillReported) {
   EXPECT_TRUE(childrenOfThisProcess().empty());
 }
 
+// LaunchRequest::beforeStart: the caller's step (runner-supervisor's record of the launch) runs
+// on the launcher thread, before the child exists, and a failure or a cancellation meanwhile
+// leaves no process behind.
+TEST_F(LocalExecutorTest, BeforeStartRunsOnTheLauncherThreadBeforeTheJob) {
+  TempDir dir;
+  auto marker = dir.path + "/recorded";
+  pid_t loopThread = gettid();
+  pid_t hookThread = 0;
+  int calls = 0;
+  auto launch = request({"sh", "-c", ("test -f '" + marker + "'").c_str()});
+  launch.beforeStart = [&]() {
+    ++calls;
+    hookThread = gettid();
+    int fd = open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    KJ_ASSERT(fd >= 0, strerror(errno));
+    close(fd);
+  };
+  auto status = run(kj::mv(launch));
+  EXPECT_EQ(status.exitCode, 0) << "the job ran before beforeStart had written its marker";
+  EXPECT_EQ(calls, 1);
+  EXPECT_NE(hookThread, 0);
+  EXPECT_NE(hookThread, loopThread);
+}
+
+TEST_F(LocalExecutorTest, WhatBeforeStartThrowsFailsTheLaunchAndNothingRuns) {
+  TempDir dir;
+  auto ran = dir.path + "/ran";
+  KJ_SYSCALL(chmod(dir.path.c_str(), 0777));  // the job could make it
+  auto launch = request({"touch", ran.c_str()});
+  launch.beforeStart = []() { KJ_FAIL_REQUIRE("the record could not be written"); };
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                      [&]() { executor.launch(kj::mv(launch)).wait(io.waitScope); })) {
+    EXPECT_NE(std::string(e->getDescription().cStr()).find("the record could not be written"),
+              std::string::npos)
+        << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "the launch went on after beforeStart threw";
+  }
+  EXPECT_TRUE(childrenOfThisProcess().empty());
+  EXPECT_NE(access(ran.c_str(), F_OK), 0);
+  // The launcher thread is free again.
+  EXPECT_EQ(run(request({"true"})).exitCode, 0);
+}
+
+TEST_F(LocalExecutorTest, ALaunchCancelledWhileBeforeStartRunsNeitherWaitsForItNorStartsAJob) {
+  TempDir dir;
+  auto ran = dir.path + "/ran";
+  KJ_SYSCALL(chmod(dir.path.c_str(), 0777));  // the job could make it
+  int fds[2];
+  KJ_SYSCALL(pipe2(fds, O_CLOEXEC));
+  kj::AutoCloseFd readEnd(fds[0]), writeEnd(fds[1]);
+  bool entered = false;
+  auto launch = request({"touch", ran.c_str()});
+  launch.beforeStart = [&entered, fd = readEnd.get()]() {
+    __atomic_store_n(&entered, true, __ATOMIC_SEQ_CST);
+    // Held as a disk that does not answer would hold it.
+    char byte;
+    KJ_SYSCALL(read(fd, &byte, 1));
+  };
+  auto& clock = kj::systemPreciseMonotonicClock();
+  {
+    auto launching = executor.launch(kj::mv(launch));
+    for (int i = 0; i < 2000 && !__atomic_load_n(&entered, __ATOMIC_SEQ_CST); ++i) {
+      io.provider->getTimer().afterDelay(1 * kj::MILLISECONDS).wait(io.waitScope);
+    }
+    ASSERT_TRUE(__atomic_load_n(&entered, __ATOMIC_SEQ_CST));
+    EXPECT_FALSE(launching.poll(io.waitScope));
+    auto begin = clock.now();
+    launching = nullptr;
+    EXPECT_LT(clock.now() - begin, 100 * kj::MILLISECONDS) << "the cancellation waited";
+  }
+  // Let go: the thread returns, sees the launch given up, and creates nothing.
+  KJ_SYSCALL(write(writeEnd.get(), "x", 1));
+  io.provider->getTimer().afterDelay(300 * kj::MILLISECONDS).wait(io.waitScope);
+  EXPECT_TRUE(childrenOfThisProcess().empty());
+  EXPECT_NE(access(ran.c_str(), F_OK), 0);
+  EXPECT_EQ(run(request({"true"})).exitCode, 0);
+}
+
+TEST_F(LocalExecutorTest, TheLaunchTimeoutDoesNotCountWhileBeforeStartRuns) {
+  auto& timer = io.provider->getTimer();
+  LocalExecutor executor{io.unixEventPort, timer, 100 * kj::MILLISECONDS};
+  auto launch = request({"true"});
+  launch.beforeStart = []() { usleep(400 * 1000); };
+  auto result = executor.launch(kj::mv(launch)).wait(io.waitScope);
+  ASSERT_TRUE(result.is<kj::Own<Process>>())
+      << "failed: " << result.get<LaunchFailure>().message.cStr();
+  EXPECT_EQ(result.get<kj::Own<Process>>()->onExit().wait(io.waitScope).exitCode, 0);
+}
+
 TEST(ProcessStartTime, OfThisProcessIsStableAndOfAReapedOneIsNull) {
   auto first = processStartTime(getpid());
   auto second = processStartTime(getpid());

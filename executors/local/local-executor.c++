@@ -88,7 +88,8 @@ kj::Promise<LaunchResult> LocalExecutor::launch(LaunchRequest&& request) {
 
   SpawnOptions options{request};
   options.launchTimeout = launchTimeout;
-  return spawn(launcher, timer, options).then([this](SpawnResult&& result) -> LaunchResult {
+  options.beforeStart = kj::mv(request.beforeStart);
+  return spawn(launcher, timer, kj::mv(options)).then([this](SpawnResult&& result) -> LaunchResult {
     KJ_SWITCH_ONEOF(result) {
       KJ_CASE_ONEOF(spawned, Spawned) {
         auto startTime = processStartTime(spawned.pid).orDefault(0);
