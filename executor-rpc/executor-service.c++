@@ -337,12 +337,9 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
               // the records thread, before anything later of this job's (its end), and before
               // an exec (quiesce() waits for the thread). A supervisor that dies meanwhile finds
               // the launch's record, kills what is left of it by the job's id and reports it lost,
-              // as it would have with this record: no runnerd waits on this write for a start.
-              service.tasks.add(service.records.write(launch.record)
-                                    .catch_([this, id = kj::str(launch.jobId)](kj::Exception&& e) {
-                                      service.log(kj::str("cannot record the start of job id=", id,
-                                                          ": ", e.getDescription()));
-                                    }));
+              // as it would have with this record: no runnerd waits on this write for a start,
+              // and the event loop hears of it only if it fails.
+              service.records.post(launch.record);
               auto job = kj::heap<Held>();
               job->id = kj::str(launch.jobId);
               job->executor = kj::str(executor.name());
@@ -469,6 +466,16 @@ ExecutorService::ExecutorService(executors::ExecutorSet& executors, HeldRecords&
   auto paf = kj::newPromiseAndFulfiller<void>();
   hurried = kj::mv(paf.fulfiller);
   hurriedPromise = kj::mv(paf.promise);
+  tasks.add(logRecordFailures());
+}
+
+kj::Promise<void> ExecutorService::logRecordFailures() {
+  return records.failed().then([this](kj::Array<kj::String> lines) {
+    for (auto& line : lines) {
+      log(kj::str("held job records in ", records.path(), ": ", line));
+    }
+    return logRecordFailures();
+  });
 }
 
 ExecutorService::~ExecutorService() noexcept(false) {
@@ -569,7 +576,7 @@ void ExecutorService::watch(Held& job) {
                   .then([this, &job](executors::ExitStatus status) {
                     log(kj::str("job ended id=", job.id, " ", describeEnd(status)));
                     job.end = kj::mv(status);
-                    tasks.add(records.write(recordOf(job)));
+                    records.post(recordOf(job));
                     job.endSync = timer.afterDelay(END_SYNC_DELAY)
                                       .then([this, &job]() { return records.sync(job.id); })
                                       .eagerlyEvaluate([this, id = kj::str(job.id)](

@@ -168,6 +168,8 @@ class ExecutorService {
   kj::Maybe<Refusal> refuse(wire::LaunchRequest::Reader request, kj::StringPtr jobId,
                             kj::StringPtr executor);
   kj::Promise<void> withinDiskDeadline(kj::Promise<void> promise);
+  // Logs the failed writes of records posted (HeldRecords::post()), as they come.
+  kj::Promise<void> logRecordFailures();
   Held& hold(kj::Own<Held> job);
   void watch(Held& job);
   HeldRecord recordOf(const Held& job) const;

@@ -280,6 +280,40 @@ TEST_F(HeldRecordsTest, ARemovedRecordsFileIsEmptiedAndTakenByTheNextJob) {
   EXPECT_EQ(system(("test -z \"$(ls -A " + held + " | grep -v '^second$')\"").c_str()), 0);
 }
 
+TEST_F(HeldRecordsTest, PostedRecordsAreWrittenInOrderAndOnlyTheirFailuresComeBack) {
+  HeldRecords records(held.c_str());
+  auto failed = records.failed();
+  records.post(running("posted"));
+  auto ended = running("posted");
+  ended.state = HeldRecord::State::ENDED;
+  ended.end.exitCode = 7;
+  records.post(ended);
+  // A job whose record cannot be written: its name is taken by a directory.
+  ASSERT_EQ(mkdir((held + "/blocked").c_str(), 0700), 0);
+  records.post(running("blocked"));
+  wait(records.write(running("after")));
+  // Done in order, before the write asked for after them.
+  {
+    HeldRecords next(held.c_str());
+    auto found = next.load([](kj::StringPtr) {});
+    std::sort(found.begin(), found.end(),
+              [](const HeldRecord& x, const HeldRecord& y) { return x.jobId < y.jobId; });
+    ASSERT_EQ(found.size(), 2u);
+    EXPECT_EQ(found[1].jobId, "posted");
+    EXPECT_TRUE(found[1].state == HeldRecord::State::ENDED);
+    EXPECT_EQ(found[1].end.exitCode, 7);
+  }
+  auto lines = wait(kj::mv(failed));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(std::string(lines[0].cStr()).find("record of job blocked"), std::string::npos)
+      << lines[0].cStr();
+  // One failure, one line: nothing more is pending.
+  EXPECT_FALSE(records.failed().poll(io->waitScope));
+  // The thread is idle once the posted end is synced (or removed).
+  wait(records.sync("posted"));
+  EXPECT_TRUE(records.idle());
+}
+
 TEST_F(HeldRecordsTest, ALaunchRecordIsWrittenAndRemovedOnTheCallingThread) {
   HeldRecords records(held.c_str());
   auto launching = running("here");

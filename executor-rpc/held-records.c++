@@ -303,18 +303,41 @@ kj::Array<HeldRecord> HeldRecords::load(kj::FunctionParam<void(kj::StringPtr lin
   return records.releaseAsArray();
 }
 
-kj::Promise<void> HeldRecords::write(const HeldRecord& record,
-                                     kj::Maybe<kj::Function<void()>> first) {
+kj::Function<void()> HeldRecords::writing(const HeldRecord& record) {
   auto bytes = serialize(record);
   bool ended = record.state == HeldRecord::State::ENDED;
-  return queue([this, first = kj::mv(first), bytes = kj::mv(bytes), ended,
-                name = kj::str(record.jobId)]() mutable {
+  return [this, bytes = kj::mv(bytes), ended, name = kj::str(record.jobId)]() mutable {
+    append(name, bytes.asBytes());
+    if (ended) unsyncedEnds.upsert(kj::mv(name), [](kj::String&, kj::String&&) {});
+  };
+}
+
+kj::Promise<void> HeldRecords::write(const HeldRecord& record,
+                                     kj::Maybe<kj::Function<void()>> first) {
+  return queue([first = kj::mv(first), write = writing(record)]() mutable {
     KJ_IF_MAYBE (f, first) {
       (*f)();
     }
-    append(name, bytes.asBytes());
-    if (ended) unsyncedEnds.upsert(kj::mv(name), [](kj::String&, kj::String&&) {});
+    write();
   });
+}
+
+void HeldRecords::post(const HeldRecord& record) {
+  auto lock = state.lockExclusive();
+  KJ_REQUIRE(!lock->stopping, "the held job records are closing");
+  lock->queue.add(Work{writing(record), kj::Own<kj::CrossThreadPromiseFulfiller<void>>()});
+}
+
+kj::Promise<kj::Array<kj::String>> HeldRecords::failed() {
+  auto lock = state.lockExclusive();
+  if (lock->failures.size() > 0) {
+    auto lines = lock->failures.releaseAsArray();
+    lock->failures = kj::Vector<kj::String>();
+    return kj::mv(lines);
+  }
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::Array<kj::String>>();
+  lock->failureWaiter = kj::mv(paf.fulfiller);
+  return kj::mv(paf.promise);
 }
 
 void HeldRecords::writeHere(const HeldRecord& record) {
@@ -422,11 +445,26 @@ void HeldRecords::run() {
       lock->working = false;
       lock->unsynced = unsyncedEnds.size();
     }
+    kj::Vector<kj::String> postedFailures;
     for (auto i : kj::indices(batch)) {
-      KJ_IF_MAYBE (e, failures[i]) {
+      if (batch[i].done.get() == nullptr) {
+        KJ_IF_MAYBE (e, failures[i]) {
+          postedFailures.add(kj::str(e->getDescription()));
+        }
+      } else KJ_IF_MAYBE (e, failures[i]) {
         batch[i].done->reject(kj::mv(*e));
       } else {
         batch[i].done->fulfill();
+      }
+    }
+    if (postedFailures.size() > 0) {
+      auto lock = state.lockExclusive();
+      for (auto& line : postedFailures) lock->failures.add(kj::mv(line));
+      if (lock->failureWaiter.get() != nullptr) {
+        auto lines = lock->failures.releaseAsArray();
+        lock->failures = kj::Vector<kj::String>();
+        auto waiter = kj::mv(lock->failureWaiter);
+        waiter->fulfill(kj::mv(lines));
       }
     }
   }

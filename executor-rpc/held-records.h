@@ -70,6 +70,13 @@ class HeldRecords {
   // write, which then does not happen.
   kj::Promise<void> write(const HeldRecord& record,
                           kj::Maybe<kj::Function<void()>> first = nullptr);
+  // As write(), for a record nobody waits for (a job runs, a job ended): nothing comes back to
+  // the event loop unless the write fails, and then failed() hands over its line. Spares the event
+  // loop a wake-up for each such record, two on the way of every job.
+  void post(const HeldRecord& record);
+  // Resolves, once there is one, with the lines of the posted writes that failed since the last
+  // call. One caller at a time.
+  kj::Promise<kj::Array<kj::String>> failed();
   // Writes `record`, which must not be an end, on the calling thread, neither the event loop's nor
   // the records' own: the record of a launch, written by the thread that creates the job's process
   // just before it does (executors::LaunchRequest::beforeStart), so that a start waits for no hand-
@@ -95,10 +102,14 @@ class HeldRecords {
  private:
   struct Work {
     kj::Function<void()> func;
+    // Null for a posted write.
     kj::Own<kj::CrossThreadPromiseFulfiller<void>> done;
   };
   struct State {
     kj::Vector<Work> queue;
+    // Lines of posted writes that failed, and failed()'s caller, waiting for one.
+    kj::Vector<kj::String> failures;
+    kj::Own<kj::CrossThreadPromiseFulfiller<kj::Array<kj::String>>> failureWaiter;
     bool working = false;
     bool stopping = false;
     // Size of `unsyncedEnds`, for idle().
@@ -127,6 +138,7 @@ class HeldRecords {
   kj::Own<kj::Thread> thread;
 
   kj::Promise<void> queue(kj::Function<void()> func);
+  kj::Function<void()> writing(const HeldRecord& record);
   void run();
 };
 
