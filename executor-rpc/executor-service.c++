@@ -139,12 +139,32 @@ kj::Exception refusedLaunch(kj::Exception::Type type, kj::Maybe<ErrorKind> kind,
   return oneLine(type, kj::mv(line));
 }
 
-// Between the event loop and the launcher thread that writes a launch's record.
+// Between the event loop and the launcher thread that writes a launch's record: whichever moves
+// it out of PENDING first decides. The thread moves it to WRITTEN (the launch goes on) or FAILED;
+// the event loop to ABANDONED when it gives the launch up (at the disk deadline, or the launch was
+// cancelled), and then the thread creates nothing and removes what it wrote itself, after writing
+// it. Otherwise the record is removed by the records' thread, after the write.
 struct RecordWrite : public kj::AtomicRefcounted {
-  // Set by the launcher thread once the record is written.
-  mutable bool done = false;
-  // Set by the event loop when the launch is given up.
-  mutable bool abandoned = false;
+  enum State : int { PENDING, WRITTEN, FAILED, ABANDONED };
+  mutable int state = PENDING;
+  // The thread has begun (the launch is not still waiting for a launcher thread).
+  mutable bool started = false;
+
+  // Moves from PENDING to `to`; false when the other side has moved it already.
+  bool claim(State to) const {
+    int expected = PENDING;
+    return __atomic_compare_exchange_n(&state, &expected, to, false, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+  }
+  State now() const { return static_cast<State>(__atomic_load_n(&state, __ATOMIC_SEQ_CST)); }
+};
+
+// Lives as long as a launch's step on the launcher thread may still run (see busyWith()).
+struct LaunchHookGuard {
+  size_t& count;
+  explicit LaunchHookGuard(size_t& count) : count(count) { ++count; }
+  ~LaunchHookGuard() { --count; }
+  KJ_DISALLOW_COPY(LaunchHookGuard);
 };
 
 executors::Credentials copyCredentials(const executors::Credentials& credentials) {
@@ -178,10 +198,11 @@ struct ExecutorService::Launch {
   ~Launch() noexcept(false) {
     process = nullptr;
     if (recorded) {
-      // A launcher thread still writing the record (the disk held it past the deadline) removes
-      // it itself once written; otherwise it is written, and this removal comes after it.
-      if (written.get() != nullptr) __atomic_store_n(&written->abandoned, true, __ATOMIC_SEQ_CST);
-      service.tasks.add(service.records.remove(jobId));
+      // Given up before the launcher thread was done with the record (or before it began): the
+      // thread removes what it writes. Otherwise the write is over, and the removal follows it.
+      bool threadRemoves = written.get() != nullptr && (written->claim(RecordWrite::ABANDONED) ||
+                                                        written->now() == RecordWrite::ABANDONED);
+      if (!threadRemoves) service.tasks.add(service.records.remove(jobId));
     }
     service.launching.eraseMatch(jobId);
   }
@@ -291,37 +312,56 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
                                  preparation = service.policy.preparation,
                                  credentials = copyCredentials(request.credentials),
                                  record = launch.record.clone(),
-                                 written = kj::atomicAddRef(*written)]() {
+                                 written = kj::atomicAddRef(*written),
+                                 guard = kj::heap<LaunchHookGuard>(service.launchHooks)]() {
+            __atomic_store_n(&written->started, true, __ATOMIC_SEQ_CST);
+            auto removeQuietly = [&]() {
+              KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                                  [&]() { records->removeHere(record.jobId); })) {
+                KJ_LOG(ERROR, "cannot remove the record of a launch given up", *e);
+              }
+            };
             KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
                            KJ_IF_MAYBE (p, preparation) {
                              p->prepare(credentials);
                            }
                            records->writeHere(record);
                          })) {
+              if (!written->claim(RecordWrite::FAILED)) removeQuietly();
               // One line, from the supervisor: the home refused, the record not written. A job
               // that cannot be recorded is not started: the disk is full or failing.
               kj::throwFatalException(refusedLaunch(e->getType(), ErrorKind::UNAVAILABLE,
                                                     withoutErrorKind(e->getDescription())));
             }
-            __atomic_store_n(&written->done, true, __ATOMIC_SEQ_CST);
-            // Given up while the disk held the write: the record goes again (see ~Launch()).
-            if (__atomic_load_n(&written->abandoned, __ATOMIC_SEQ_CST)) {
-              records->removeHere(record.jobId);
+            if (!written->claim(RecordWrite::WRITTEN)) {
+              // Given up while the disk held the write: nothing is created, the record goes.
+              removeQuietly();
+              kj::throwFatalException(refusedLaunch(
+                  kj::Exception::Type::FAILED, ErrorKind::UNAVAILABLE,
+                  "the launch was given up while its record was being written"));
             }
           };
           launch.recorded = true;
-          auto& done = *written;
+          auto& state = *written;
           launch.written = kj::mv(written);
           return executor.launch(kj::mv(request))
-              .exclusiveJoin(service.timer.afterDelay(DISK_DEADLINE)
-                                 .then([&done]() -> kj::Promise<executors::LaunchResult> {
-                                   if (__atomic_load_n(&done.done, __ATOMIC_SEQ_CST)) {
-                                     return kj::NEVER_DONE;
-                                   }
-                                   return refusedLaunch(
-                                       kj::Exception::Type::FAILED, ErrorKind::UNAVAILABLE,
-                                       "the supervisor's state directory is not answering");
-                                 }));
+              .exclusiveJoin(
+                  service.timer.afterDelay(DISK_DEADLINE)
+                      .then([&state]() -> kj::Promise<executors::LaunchResult> {
+                        // Written (or failed) in time: the launch answers for itself.
+                        if (!state.claim(RecordWrite::ABANDONED)) return kj::NEVER_DONE;
+                        if (!__atomic_load_n(&state.started, __ATOMIC_SEQ_CST)) {
+                          return refusedLaunch(kj::Exception::Type::OVERLOADED,
+                                               ErrorKind::UNAVAILABLE,
+                                               kj::str("the supervisor could not begin the launch "
+                                                       "within ", DISK_DEADLINE,
+                                                       ": its launcher threads are held (by "
+                                                       "starting jobs, or by a disk that does "
+                                                       "not answer)"));
+                        }
+                        return refusedLaunch(kj::Exception::Type::FAILED, ErrorKind::UNAVAILABLE,
+                                             "the supervisor's state directory is not answering");
+                      }));
         })
         .then([this, context,
                &launch](executors::LaunchResult&& result) mutable -> kj::Promise<void> {

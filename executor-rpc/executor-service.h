@@ -157,6 +157,9 @@ class ExecutorService {
   kj::HashMap<kj::StringPtr, kj::Own<Held>> held;
   // Ids of launches under way: a second launch of the same id is refused.
   kj::HashSet<kj::String> launching;
+  // Launch steps (a record written on a launcher thread) that may still run, including those of
+  // launches given up: an exec waits for them.
+  size_t launchHooks = 0;
   bool stopping = false;
   bool quiescing = false;
   kj::Own<kj::PromiseFulfiller<void>> hurried;

@@ -165,10 +165,12 @@ void appendFile(int dirFd, kj::StringPtr name, kj::ArrayPtr<const kj::byte> byte
   };
   constexpr int FLAGS = O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC;
   int fd = openat(dirFd, name.cStr(), FLAGS);
+  bool tookSpare = false;
   if (fd < 0 && errno == ENOENT) {
     KJ_IF_MAYBE (taken, spare()) {
       if (renameat(dirFd, taken->cStr(), dirFd, name.cStr()) == 0) {
         fd = openat(dirFd, name.cStr(), FLAGS);
+        tookSpare = fd >= 0;
       }
     }
     if (fd < 0) fd = openat(dirFd, name.cStr(), FLAGS | O_CREAT, 0600);
@@ -177,6 +179,11 @@ void appendFile(int dirFd, kj::StringPtr name, kj::ArrayPtr<const kj::byte> byte
   kj::AutoCloseFd file(fd);
   struct stat st;
   if (fstat(fd, &st) < 0) fail("stat", errno);
+  if (tookSpare && st.st_size != 0) {
+    // A spare holds nothing of another job's, whatever wrote to it after it was emptied.
+    if (ftruncate(fd, 0) < 0) fail("empty", errno);
+    st.st_size = 0;
+  }
   if (size_t(st.st_size) + bytes.size() > HeldRecords::COMPACT_AT ||
       st.st_size % sizeof(capnp::word) != 0) {
     file = nullptr;

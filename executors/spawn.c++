@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 
@@ -287,7 +288,7 @@ class Launch {
     launched = launcher.run([this]() { createChild(); }).fork();
     auto& forked = KJ_ASSERT_NONNULL(launched);
     return forked.addBranch()
-        .exclusiveJoin(expire(timer, timeout))
+        .exclusiveJoin(expire(timer, timeout, timeout))
         .then([this, timeout]() {
           finished = true;
           return outcome(timeout);
@@ -296,20 +297,34 @@ class Launch {
 
  private:
   // The caller's, run on the launcher thread before the child is created (SpawnOptions).
-  kj::Maybe<kj::Function<void()>> beforeStart;
+  kj::Maybe<kj::Function<kj::Array<int>()>> beforeStart;
   // What it threw, for the event loop once the launcher thread is done.
   kj::Maybe<kj::Exception> beforeStartFailure;
-  // Set by the launcher thread while it runs `beforeStart`; read by the event loop.
+  // Set by the launcher thread while it runs `beforeStart`, and when it returned (CLOCK_MONOTONIC,
+  // in nanoseconds); read by the event loop.
   bool inBeforeStart = false;
+  int64_t beforeStartEnded = 0;
 
-  // After `timeout`, unless the launcher thread is still in `beforeStart` (then one more
-  // `timeout`): gives up on the child.
-  kj::Promise<void> expire(kj::Timer& timer, kj::Duration timeout) {
-    return timer.afterDelay(timeout).then([this, &timer, timeout]() -> kj::Promise<void> {
-      if (__atomic_load_n(&inBeforeStart, __ATOMIC_SEQ_CST)) return expire(timer, timeout);
+  // Gives up on the child `timeout` after `beforeStart` returned (or after the start, without
+  // one): the deadline is the child's, not the caller's step's.
+  kj::Promise<void> expire(kj::Timer& timer, kj::Duration delay, kj::Duration timeout) {
+    return timer.afterDelay(delay).then([this, &timer, timeout]() -> kj::Promise<void> {
+      if (__atomic_load_n(&inBeforeStart, __ATOMIC_SEQ_CST)) return expire(timer, timeout, timeout);
+      int64_t ended = __atomic_load_n(&beforeStartEnded, __ATOMIC_SEQ_CST);
+      if (ended != 0) {
+        int64_t due = ended + timeout / kj::NANOSECONDS;
+        int64_t now = monotonicNanos();
+        if (now < due) return expire(timer, (due - now) * kj::NANOSECONDS, timeout);
+      }
       timedOut = true;
       return killUntilCreated(timer);
     });
+  }
+
+  static int64_t monotonicNanos() {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return int64_t(now.tv_sec) * 1000000000 + now.tv_nsec;
   }
 
   // What the child reads. The request's strings may be gone before the child is created.
@@ -321,6 +336,7 @@ class Launch {
   kj::Array<const char*> candidatePointers;
   kj::String workingDir;
   kj::Array<gid_t> groups;
+  // Replaced by the launcher thread with what `beforeStart` returns, before the child exists.
   kj::Array<int> cgroupProcsFds;
   kj::AutoCloseFd devNull;
   kj::AutoCloseFd output;
@@ -350,7 +366,14 @@ class Launch {
     if (__atomic_load_n(&cancelled, __ATOMIC_SEQ_CST)) return;
     KJ_IF_MAYBE (first, beforeStart) {
       __atomic_store_n(&inBeforeStart, true, __ATOMIC_SEQ_CST);
-      beforeStartFailure = kj::runCatchingExceptions([&]() { (*first)(); });
+      beforeStartFailure = kj::runCatchingExceptions([&]() {
+        auto fds = (*first)();
+        if (fds.size() > 0) {
+          cgroupProcsFds = kj::mv(fds);
+          plan.cgroupProcsFds = cgroupProcsFds;
+        }
+      });
+      __atomic_store_n(&beforeStartEnded, monotonicNanos(), __ATOMIC_SEQ_CST);
       __atomic_store_n(&inBeforeStart, false, __ATOMIC_SEQ_CST);
       if (beforeStartFailure != nullptr) return;
       // Cancelled while it ran: no child.

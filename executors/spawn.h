@@ -48,17 +48,21 @@ struct SpawnOptions {
 
   // Open `cgroup.procs` files (one per v1 hierarchy, one for v2); the child writes "0" to each
   // before anything else, which moves it into those cgroups while it is still privileged.
-  // Unlike the output descriptor, these must stay open until the promise resolves.
+  // Unlike the output descriptor, these must stay open until the promise resolves. Those
+  // `beforeStart` returns take their place.
   kj::ArrayPtr<const int> cgroupProcsFds;
 
   // After this long without exec or a reported failure, the child is SIGKILLed (which works
   // on a stopped process too), reaped, and the launch fails. Counted from the end of
-  // `beforeStart`, give or take one period: while it runs there is no child to wait for.
+  // `beforeStart`: while it runs there is no child to wait for.
   kj::Duration launchTimeout = LAUNCH_TIMEOUT;
 
-  // Runs on the launcher thread just before the child is created (LaunchRequest::beforeStart,
-  // which the executor moves here); spawn() takes it.
-  kj::Maybe<kj::Function<void()>> beforeStart;
+  // Runs on the launcher thread just before the child is created: LaunchRequest::beforeStart,
+  // then what the executor makes for the job that must not exist before the caller's step (its
+  // cgroups, named after the job: a record names the job first). Returns the cgroup.procs
+  // descriptors the child joins, borrowed as `cgroupProcsFds` are, or none to keep those.
+  // spawn() takes it.
+  kj::Maybe<kj::Function<kj::Array<int>()>> beforeStart;
 };
 
 struct Spawned {

@@ -235,6 +235,30 @@ class CgroupExecutorTest : public testing::Test {
   int jobCount = 0;
 };
 
+// The caller's step before a start (runner-supervisor's record naming the job) comes before
+// anything named after the job: its cgroups are made after it, on the same launcher thread.
+TEST_F(CgroupExecutorTest, TheJobsCgroupsAreMadeAfterBeforeStart) {
+  auto launch = request({"true"});
+  std::string name = launch.jobId.cStr();
+  int cgroupsSeen = -1;
+  launch.beforeStart = [&]() {
+    cgroupsSeen = 0;
+    for (auto& dir : parentDirs) cgroupsSeen += exists(dir + "/" + name);
+  };
+  auto process = start(kj::mv(launch));
+  EXPECT_EQ(cgroupsSeen, 0);
+  auto& placement = KJ_ASSERT_NONNULL(process->placement().cgroup);
+  EXPECT_TRUE(exists(placement.path.cStr()));
+  EXPECT_EQ(process->onExit().wait(io.waitScope).exitCode, 0);
+}
+
+TEST_F(CgroupExecutorTest, ALaunchWhoseBeforeStartThrowsLeavesNoCgroup) {
+  auto launch = request({"true"});
+  launch.beforeStart = []() { KJ_FAIL_REQUIRE("no record"); };
+  EXPECT_THROW(executor->launch(kj::mv(launch)).wait(io.waitScope), kj::Exception);
+  expectNothingLeftBehind();
+}
+
 TEST_F(CgroupExecutorTest, PlacementNamesTheCgroup) {
   auto process = start(request({"true"}));
   auto& placement = KJ_ASSERT_NONNULL(process->placement().cgroup);

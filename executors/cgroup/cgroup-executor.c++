@@ -11,22 +11,24 @@
 #include "executors/threads.h"
 
 namespace runner::executors::cgroup {
-namespace {
-
-// Holds a job's cgroup until its process exists; hands it to the remover if it never does.
-struct CgroupHandoff {
-  Disposer& remover;
+// What a launch makes for its job on the launcher thread (its cgroup), held until the job's process
+// exists; handed to the remover if it never does, where the last reference goes (on the event
+// loop): a cancelled child may take a moment to die, and rmdir answers EBUSY until then.
+struct CgroupSlot : public kj::Refcounted {
+  executors::Disposer& remover;
+  // A spare tracking cgroup taken on the event loop, renamed after the job on the launcher thread.
+  kj::Maybe<kj::Own<JobCgroup>> spare;
   kj::Own<JobCgroup> cgroup;
 
-  CgroupHandoff(Disposer& remover, kj::Own<JobCgroup> cgroup)
-      : remover(remover), cgroup(kj::mv(cgroup)) {}
-  ~CgroupHandoff() noexcept(false) {
+  explicit CgroupSlot(executors::Disposer& remover) : remover(remover) {}
+  ~CgroupSlot() noexcept(false) {
+    KJ_IF_MAYBE (s, spare) {
+      remover.dispose(kj::mv(*s));
+    }
     if (cgroup.get() != nullptr) remover.dispose(kj::mv(cgroup));
   }
-  KJ_DISALLOW_COPY(CgroupHandoff);
+  KJ_DISALLOW_COPY(CgroupSlot);
 };
-
-}  // namespace
 
 CgroupExecutor::CgroupExecutor(kj::UnixEventPort& eventPort, kj::Timer& timer,
                                kj::Own<CgroupDriver> driver, kj::Duration launchTimeout)
@@ -98,74 +100,90 @@ kj::Promise<LaunchResult> CgroupExecutor::launch(LaunchRequest&& request) {
   KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
 
   kj::Maybe<IoDevice> ioDevice;
+  kj::String ioDescription;
   if (request.limits.ioReadBytesPerSec || request.limits.ioWriteBytesPerSec) {
-    ioDevice = ioDeviceOf(request.workingDir, ioLimitName(request.limits));
+    auto& device = ioDevice.emplace(ioDeviceOf(request.workingDir, ioLimitName(request.limits)));
+    ioDescription = device.describe();
   }
-  auto cgroup = driver->create(request.jobId, request.limits, ioDevice);
-
-  Placement::Cgroup placed;
-  placed.version = cgroup->version();
-  placed.path = kj::heapString(cgroup->path());
-  KJ_IF_MAYBE (device, ioDevice) {
-    placed.ioDevice = device->describe();
-  }
-  Placement placement;
-  placement.cgroup = kj::mv(placed);
-  return launchIn(kj::mv(request), kj::mv(cgroup), kj::mv(placement), true);
+  auto make = [this, jobId = kj::str(request.jobId), limits = request.limits,
+               ioDevice = kj::mv(ioDevice)](CgroupSlot& slot) {
+    slot.cgroup = driver->create(jobId, limits, ioDevice);
+  };
+  return launchIn(kj::mv(request), kj::refcounted<CgroupSlot>(disposer), kj::mv(make),
+                  kj::mv(ioDescription), true);
 }
 
 kj::Promise<LaunchResult> CgroupExecutor::launchTracked(LaunchRequest&& request) {
   KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
   KJ_REQUIRE(!request.limits.any(), "a tracked launch applies no limits");
-  kj::Maybe<kj::Own<JobCgroup>> spare;
+  auto slot = kj::refcounted<CgroupSlot>(disposer);
   if (!spareTracking.empty()) {
-    spare = kj::mv(spareTracking.back());
+    slot->spare = kj::mv(spareTracking.back());
     spareTracking.removeLast();
   }
-  kj::Own<JobCgroup> cgroup;
-  KJ_IF_MAYBE (s, spare) {
-    // Named after this job before it runs in it: a supervisor that crashes before recording where
-    // the job is finds its cgroup by the job's id (killRemains()).
-    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { (*s)->rename(request.jobId); })) {
-      KJ_LOG(WARNING, "a spare tracking cgroup could not be renamed; making a new one", *e);
-      disposer.dispose(kj::mv(*s));
-    } else {
-      cgroup = kj::mv(*s);
+  auto make = [this, jobId = kj::str(request.jobId)](CgroupSlot& slot) {
+    KJ_IF_MAYBE (s, slot.spare) {
+      auto spare = kj::mv(*s);
+      slot.spare = nullptr;
+      // Named after this job before it runs in it: a supervisor that crashes before recording
+      // where the job is finds its cgroup by the job's id (killRemains()).
+      KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { spare->rename(jobId); })) {
+        KJ_LOG(WARNING, "a spare tracking cgroup could not be renamed; making a new one", *e);
+        disposer.dispose(kj::mv(spare));
+      } else {
+        slot.cgroup = kj::mv(spare);
+        return;
+      }
     }
-  }
-  if (cgroup.get() == nullptr) cgroup = driver->createTracking(request.jobId);
-  return launchIn(kj::mv(request), kj::mv(cgroup), Placement(), false);
+    slot.cgroup = driver->createTracking(jobId);
+  };
+  return launchIn(kj::mv(request), kj::mv(slot), kj::mv(make), nullptr, false);
 }
 
 kj::Promise<LaunchResult> CgroupExecutor::launchIn(LaunchRequest&& request,
-                                                   kj::Own<JobCgroup> cgroup, Placement placement,
-                                                   bool accounting) {
-  SpawnOptions options{request, cgroup->spawnProcsFds()};
+                                                   kj::Own<CgroupSlot> slot,
+                                                   kj::Function<void(CgroupSlot&)> make,
+                                                   kj::String ioDescription, bool accounting) {
+  SpawnOptions options{request};
   options.launchTimeout = launchTimeout;
-  options.beforeStart = kj::mv(request.beforeStart);
-  auto spawning = spawn(launcher, timer, kj::mv(options));
-  // A launch that fails or is cancelled leaves the cgroup to the remover's thread: a cancelled
-  // child may take a moment to die (spawn() kills it and reaps it once its launcher thread is
-  // done), and rmdir answers EBUSY until then.
-  auto handoff = kj::heap<CgroupHandoff>(disposer, kj::mv(cgroup));
-  return spawning.then([this, handoff = kj::mv(handoff), placement = kj::mv(placement),
-                        accounting](SpawnResult&& result) mutable -> LaunchResult {
-    KJ_SWITCH_ONEOF(result) {
-      KJ_CASE_ONEOF(spawned, Spawned) {
-        auto startTime = processStartTime(spawned.pid).orDefault(0);
-        JobCgroupUse use{kj::mv(handoff->cgroup), timer, disposer, accounting, nullptr,
-                         kj::mv(placement)};
-        if (!accounting && driver->renamesCgroups()) use.spares = spareTracking;
-        kj::Own<Process> process = kj::heap<JobProcess>(
-            eventPort, spawned.pid, kj::mv(spawned.pidfd), startTime, kj::mv(use));
-        return kj::mv(process);
-      }
-      KJ_CASE_ONEOF(failure, LaunchFailure) {
-        return kj::mv(failure);
-      }
+  // The cgroup is made on the launcher thread, after the caller's step (a record naming the job
+  // comes before anything named after it), off the event loop.
+  options.beforeStart = [first = kj::mv(request.beforeStart), make = kj::mv(make),
+                         slot = kj::addRef(*slot)]() mutable -> kj::Array<int> {
+    KJ_IF_MAYBE (f, first) {
+      (*f)();
     }
-    KJ_UNREACHABLE;
-  });
+    make(*slot);
+    return kj::heapArray(slot->cgroup->spawnProcsFds());
+  };
+  return spawn(launcher, timer, kj::mv(options))
+      .then([this, slot = kj::mv(slot), ioDescription = kj::mv(ioDescription),
+             accounting](SpawnResult&& result) mutable -> LaunchResult {
+        KJ_SWITCH_ONEOF(result) {
+          KJ_CASE_ONEOF(spawned, Spawned) {
+            auto startTime = processStartTime(spawned.pid).orDefault(0);
+            auto cgroup = kj::mv(slot->cgroup);
+            Placement placement;
+            if (accounting) {
+              Placement::Cgroup placed;
+              placed.version = cgroup->version();
+              placed.path = kj::heapString(cgroup->path());
+              placed.ioDevice = kj::mv(ioDescription);
+              placement.cgroup = kj::mv(placed);
+            }
+            JobCgroupUse use{kj::mv(cgroup), timer, disposer, accounting, nullptr,
+                             kj::mv(placement)};
+            if (!accounting && driver->renamesCgroups()) use.spares = spareTracking;
+            kj::Own<Process> process = kj::heap<JobProcess>(
+                eventPort, spawned.pid, kj::mv(spawned.pidfd), startTime, kj::mv(use));
+            return kj::mv(process);
+          }
+          KJ_CASE_ONEOF(failure, LaunchFailure) {
+            return kj::mv(failure);
+          }
+        }
+        KJ_UNREACHABLE;
+      });
 }
 
 }  // namespace runner::executors::cgroup

@@ -18,6 +18,8 @@
 
 namespace runner::executors::cgroup {
 
+struct CgroupSlot;
+
 class CgroupExecutor final : public Executor {
  public:
   // `eventPort` watches the pidfds; `timer` paces the short waits after a job's main process
@@ -73,8 +75,10 @@ class CgroupExecutor final : public Executor {
   Launcher launcher;
 
   kj::Promise<void> whenRemoverIdle();
-  kj::Promise<LaunchResult> launchIn(LaunchRequest&& request, kj::Own<JobCgroup> cgroup,
-                                     Placement placement, bool accounting);
+  // Spawns the job after `make` has made its cgroup in `slot`, both on the launcher thread.
+  kj::Promise<LaunchResult> launchIn(LaunchRequest&& request, kj::Own<CgroupSlot> slot,
+                                     kj::Function<void(CgroupSlot&)> make,
+                                     kj::String ioDescription, bool accounting);
 };
 
 }  // namespace runner::executors::cgroup

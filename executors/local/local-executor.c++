@@ -88,7 +88,12 @@ kj::Promise<LaunchResult> LocalExecutor::launch(LaunchRequest&& request) {
 
   SpawnOptions options{request};
   options.launchTimeout = launchTimeout;
-  options.beforeStart = kj::mv(request.beforeStart);
+  KJ_IF_MAYBE (first, request.beforeStart) {
+    options.beforeStart = [first = kj::mv(*first)]() mutable -> kj::Array<int> {
+      first();
+      return nullptr;
+    };
+  }
   return spawn(launcher, timer, kj::mv(options)).then([this](SpawnResult&& result) -> LaunchResult {
     KJ_SWITCH_ONEOF(result) {
       KJ_CASE_ONEOF(spawned, Spawned) {
