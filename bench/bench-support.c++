@@ -108,9 +108,12 @@ void JsonObject::add(kj::StringPtr key, kj::StringPtr value) {
 
 kj::String JsonObject::toString() const { return kj::str('{', kj::strArray(members, ","), '}'); }
 
-Connection::Connection(kj::AsyncIoContext& io, const Options& options) {
+Connection::Connection(kj::AsyncIoContext& io, const Options& options)
+    : Connection(io, options, options.get("server")) {}
+
+Connection::Connection(kj::AsyncIoContext& io, const Options& options, kj::StringPtr address) {
   client::ServerSettings settings;
-  settings.server = kj::str(options.get("server"));
+  settings.server = kj::str(address);
   settings.serverName = tls::ClientTls::hostOf(settings.server);
   settings.cert = kj::str(options.get("cert"));
   settings.key = kj::str(options.get("key"));

@@ -69,6 +69,8 @@ class JsonObject {
 class Connection {
  public:
   Connection(kj::AsyncIoContext& io, const Options& options);
+  // To `server` (HOST:PORT) instead of --server, with the same certificates.
+  Connection(kj::AsyncIoContext& io, const Options& options, kj::StringPtr address);
   KJ_DISALLOW_COPY(Connection);
 
   api::JobManager::Client manager = nullptr;

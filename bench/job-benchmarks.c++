@@ -46,14 +46,36 @@ int startLatency(const Options& options) {
   auto executor = options.get("executor", "");
   auto io = kj::setupAsyncIo();
   Connection connection(io, options);
-  for (int i = 0; i < 50; i++) startTrue(connection.manager, executor).wait(io.waitScope);
+  // --other-server: a second runnerd measured in the same run, one start each in turn, so that
+  // both figures see the same host from moment to moment (their ratio is the point).
+  kj::Maybe<kj::Own<Connection>> other;
+  if (options.has("other-server")) {
+    other = kj::heap<Connection>(io, options, options.get("other-server"));
+  }
+  for (int i = 0; i < 50; i++) {
+    startTrue(connection.manager, executor).wait(io.waitScope);
+    KJ_IF_MAYBE (o, other) {
+      startTrue((*o)->manager, executor).wait(io.waitScope);
+    }
+  }
 
   Samples samples;
-  for (uint64_t i = 0; i < runs; i++) {
+  Samples otherSamples;
+  auto timeOne = [&](api::JobManager::Client& manager, Samples& into) {
     double begin = now();
-    auto response = startTrue(connection.manager, executor).wait(io.waitScope);
-    samples.add(now() - begin);
+    auto response = startTrue(manager, executor).wait(io.waitScope);
+    into.add(now() - begin);
     requireExited(response.getInfo());
+  };
+  for (uint64_t i = 0; i < runs; i++) {
+    KJ_IF_MAYBE (o, other) {
+      // Which goes first alternates too.
+      if (i % 2 == 1) timeOne((*o)->manager, otherSamples);
+      timeOne(connection.manager, samples);
+      if (i % 2 == 0) timeOne((*o)->manager, otherSamples);
+    } else {
+      timeOne(connection.manager, samples);
+    }
   }
   // The floor under every start: one RPC round trip over the same connection.
   Samples roundTrips;
@@ -68,6 +90,10 @@ int startLatency(const Options& options) {
   out.add("p50_us", samples.percentile(50) * 1e6);
   out.add("p99_us", samples.percentile(99) * 1e6);
   out.add("rpc_p50_us", roundTrips.percentile(50) * 1e6);
+  if (other != nullptr) {
+    out.add("other_p50_us", otherSamples.percentile(50) * 1e6);
+    out.add("other_p99_us", otherSamples.percentile(99) * 1e6);
+  }
   printf("%s\n", out.toString().cStr());
   return 0;
 }
