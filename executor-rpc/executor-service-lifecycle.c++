@@ -141,7 +141,9 @@ void ExecutorService::resume() {
 
 kj::Maybe<kj::String> ExecutorService::busyWith() {
   if (launching.size() > 0) return kj::str(launching.size(), " launches are under way");
-  if (launchHooks > 0) return kj::str(launchHooks, " launches given up are still being undone");
+  if (launchHooks->count > 0) {
+    return kj::str(launchHooks->count, " launches given up are still being undone");
+  }
   for (auto& entry : held) {
     auto& job = *entry.value;
     // Reaped, but its end not yet known: after an exec, it would look lost.

@@ -160,10 +160,13 @@ struct RecordWrite : public kj::AtomicRefcounted {
 };
 
 // Lives as long as a launch's step on the launcher thread may still run (see busyWith()).
+// Made and destroyed on the event loop (the step's function is, whichever thread runs it).
 struct LaunchHookGuard {
-  size_t& count;
-  explicit LaunchHookGuard(size_t& count) : count(count) { ++count; }
-  ~LaunchHookGuard() { --count; }
+  kj::Own<LaunchStepCount> hooks;
+  explicit LaunchHookGuard(LaunchStepCount& hooks) : hooks(kj::addRef(hooks)) {
+    ++this->hooks->count;
+  }
+  ~LaunchHookGuard() { --hooks->count; }
   KJ_DISALLOW_COPY(LaunchHookGuard);
 };
 
@@ -313,7 +316,7 @@ class ExecutorService::ExecutorServer final : public wire::Executor::Server {
                                  credentials = copyCredentials(request.credentials),
                                  record = launch.record.clone(),
                                  written = kj::atomicAddRef(*written),
-                                 guard = kj::heap<LaunchHookGuard>(service.launchHooks)]() {
+                                 guard = kj::heap<LaunchHookGuard>(*service.launchHooks)]() {
             __atomic_store_n(&written->started, true, __ATOMIC_SEQ_CST);
             auto removeQuietly = [&]() {
               KJ_IF_MAYBE (e, kj::runCatchingExceptions(

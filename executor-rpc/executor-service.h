@@ -18,6 +18,7 @@
 
 #include <kj/function.h>
 #include <kj/map.h>
+#include <kj/refcount.h>
 #include <kj/timer.h>
 
 #include "executor-rpc/held-records.h"
@@ -47,6 +48,11 @@ struct LaunchPolicy {
   // Must outlive the executors' threads (a launch given up may still call it), as the service's
   // HeldRecords must.
   kj::Maybe<const UserPreparation&> preparation;
+};
+
+// How many launch steps may still run; counted on the event loop.
+struct LaunchStepCount : public kj::Refcounted {
+  size_t count = 0;
 };
 
 class ExecutorService {
@@ -158,8 +164,9 @@ class ExecutorService {
   // Ids of launches under way: a second launch of the same id is refused.
   kj::HashSet<kj::String> launching;
   // Launch steps (a record written on a launcher thread) that may still run, including those of
-  // launches given up: an exec waits for them.
-  size_t launchHooks = 0;
+  // launches given up: an exec waits for them. Shared with the steps, which the executors' threads
+  // may hold past the service (a launch given up as the supervisor stops).
+  kj::Own<LaunchStepCount> launchHooks = kj::refcounted<LaunchStepCount>();
   bool stopping = false;
   bool quiescing = false;
   kj::Own<kj::PromiseFulfiller<void>> hurried;

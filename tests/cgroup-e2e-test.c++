@@ -402,6 +402,21 @@ TEST_F(CgroupRunnerd, LimitThatCannotBeAppliedFailsTheStartNamingIt) {
   EXPECT_EQ(jobIdOf(*server, "", "running"), "") << "no job is left running";
 }
 
+// A user's home is made as their first job is launched, and an IO limit is looked up on the disk
+// of the job's working directory, which is that home by default: the home comes first.
+TEST_F(CgroupRunnerd, AnIoLimitedFirstJobOfANewUserRunsInItsNewHome) {
+  struct stat info;
+  ASSERT_EQ(stat(server->dir().cStr(), &info), 0);
+  if (major(info.st_dev) == 0) GTEST_SKIP() << server->dir().cStr() << " is not on a block device";
+  server->issue("ioneweruser", -60, 3600);
+  testing::RunctlOptions as;
+  as.user = "ioneweruser";
+  kj::StringPtr args[] = {"run", "--io-read", "10M", "--", "sh", "-c", "pwd"};
+  auto run = runctl(*server, args, as);
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.out.find("/homes/"), std::string::npos) << run.out;
+}
+
 TEST_F(CgroupRunnerd, StatusShowsLimitsCgroupVersionIoDeviceUsageAndEndCause) {
   struct stat info;
   if (stat("/var/tmp", &info) != 0 || major(info.st_dev) == 0) {

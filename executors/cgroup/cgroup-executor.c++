@@ -19,6 +19,8 @@ struct CgroupSlot : public kj::Refcounted {
   // A spare tracking cgroup taken on the event loop, renamed after the job on the launcher thread.
   kj::Maybe<kj::Own<JobCgroup>> spare;
   kj::Own<JobCgroup> cgroup;
+  // "MAJOR:MINOR (name)" of the device its IO limits apply to; empty without them.
+  kj::String ioDevice;
 
   explicit CgroupSlot(executors::Disposer& remover) : remover(remover) {}
   ~CgroupSlot() noexcept(false) {
@@ -99,18 +101,17 @@ kj::StringPtr CgroupExecutor::name() const {
 kj::Promise<LaunchResult> CgroupExecutor::launch(LaunchRequest&& request) {
   KJ_REQUIRE(request.argv.size() > 0 && request.argv[0].size() > 0, "empty command");
 
-  kj::Maybe<IoDevice> ioDevice;
-  kj::String ioDescription;
-  if (request.limits.ioReadBytesPerSec || request.limits.ioWriteBytesPerSec) {
-    auto& device = ioDevice.emplace(ioDeviceOf(request.workingDir, ioLimitName(request.limits)));
-    ioDescription = device.describe();
-  }
   auto make = [this, jobId = kj::str(request.jobId), limits = request.limits,
-               ioDevice = kj::mv(ioDevice)](CgroupSlot& slot) {
+               workingDir = kj::str(request.workingDir)](CgroupSlot& slot) {
+    // After the caller's step, which may make the working directory (the job user's home).
+    kj::Maybe<IoDevice> ioDevice;
+    if (limits.ioReadBytesPerSec || limits.ioWriteBytesPerSec) {
+      auto& device = ioDevice.emplace(ioDeviceOf(workingDir, ioLimitName(limits)));
+      slot.ioDevice = device.describe();
+    }
     slot.cgroup = driver->create(jobId, limits, ioDevice);
   };
-  return launchIn(kj::mv(request), kj::refcounted<CgroupSlot>(disposer), kj::mv(make),
-                  kj::mv(ioDescription), true);
+  return launchIn(kj::mv(request), kj::refcounted<CgroupSlot>(disposer), kj::mv(make), true);
 }
 
 kj::Promise<LaunchResult> CgroupExecutor::launchTracked(LaunchRequest&& request) {
@@ -137,13 +138,13 @@ kj::Promise<LaunchResult> CgroupExecutor::launchTracked(LaunchRequest&& request)
     }
     slot.cgroup = driver->createTracking(jobId);
   };
-  return launchIn(kj::mv(request), kj::mv(slot), kj::mv(make), nullptr, false);
+  return launchIn(kj::mv(request), kj::mv(slot), kj::mv(make), false);
 }
 
 kj::Promise<LaunchResult> CgroupExecutor::launchIn(LaunchRequest&& request,
                                                    kj::Own<CgroupSlot> slot,
                                                    kj::Function<void(CgroupSlot&)> make,
-                                                   kj::String ioDescription, bool accounting) {
+                                                   bool accounting) {
   SpawnOptions options{request};
   options.launchTimeout = launchTimeout;
   // The cgroup is made on the launcher thread, after the caller's step (a record naming the job
@@ -157,8 +158,7 @@ kj::Promise<LaunchResult> CgroupExecutor::launchIn(LaunchRequest&& request,
     return kj::heapArray(slot->cgroup->spawnProcsFds());
   };
   return spawn(launcher, timer, kj::mv(options))
-      .then([this, slot = kj::mv(slot), ioDescription = kj::mv(ioDescription),
-             accounting](SpawnResult&& result) mutable -> LaunchResult {
+      .then([this, slot = kj::mv(slot), accounting](SpawnResult&& result) mutable -> LaunchResult {
         KJ_SWITCH_ONEOF(result) {
           KJ_CASE_ONEOF(spawned, Spawned) {
             auto startTime = processStartTime(spawned.pid).orDefault(0);
@@ -168,7 +168,7 @@ kj::Promise<LaunchResult> CgroupExecutor::launchIn(LaunchRequest&& request,
               Placement::Cgroup placed;
               placed.version = cgroup->version();
               placed.path = kj::heapString(cgroup->path());
-              placed.ioDevice = kj::mv(ioDescription);
+              placed.ioDevice = kj::mv(slot->ioDevice);
               placement.cgroup = kj::mv(placed);
             }
             JobCgroupUse use{kj::mv(cgroup), timer, disposer, accounting, nullptr,

@@ -33,9 +33,10 @@ class CgroupExecutor final : public Executor {
   kj::StringPtr name() const override;
 
   // Creates the job's cgroup (named after request.jobId) with its limits, then spawns the main
-  // process inside it. IO limits apply to the disk holding request.workingDir. A limit that
-  // cannot be applied throws, naming it, and leaves no cgroup behind.
-  // The cgroup is removed again when the launch fails or is cancelled.
+  // process inside it, both on a launcher thread after request.beforeStart. IO limits apply to
+  // the disk holding request.workingDir. A limit that cannot be applied fails the launch, naming
+  // it, and leaves no cgroup behind. The cgroup is removed again when the launch fails or is
+  // cancelled.
   kj::Promise<LaunchResult> launch(LaunchRequest&& request) override;
 
   // For the local executor: the job in a tracking cgroup (CgroupDriver::createTracking()), with
@@ -75,10 +76,10 @@ class CgroupExecutor final : public Executor {
   Launcher launcher;
 
   kj::Promise<void> whenRemoverIdle();
-  // Spawns the job after `make` has made its cgroup in `slot`, both on the launcher thread.
+  // Spawns the job after `make` has made its cgroup in `slot` (and found the device of its IO
+  // limits), both on the launcher thread.
   kj::Promise<LaunchResult> launchIn(LaunchRequest&& request, kj::Own<CgroupSlot> slot,
-                                     kj::Function<void(CgroupSlot&)> make,
-                                     kj::String ioDescription, bool accounting);
+                                     kj::Function<void(CgroupSlot&)> make, bool accounting);
 };
 
 }  // namespace runner::executors::cgroup
