@@ -104,14 +104,37 @@ int startRate(const Options& options) {
   auto listRuns = options.getNumber("list-runs", 20);
   auto io = kj::setupAsyncIo();
   Connection connection(io, options);
+  // --other-server: a second runnerd measured in the same run, in turns of a tenth of the jobs
+  // each (--chunks), so that both rates see the same host from minute to minute.
+  kj::Maybe<kj::Own<Connection>> other;
+  if (options.has("other-server")) {
+    other = kj::heap<Connection>(io, options, options.get("other-server"));
+  }
+  uint64_t chunks = other == nullptr ? 1 : kj::max(options.getNumber("chunks", 10), uint64_t(1));
 
-  RateRun run{connection.manager, jobs};
-  kj::Vector<kj::Promise<void>> chains;
-  double begin = now();
-  for (uint64_t i = 0; i < window; i++) chains.add(run.next());
-  kj::joinPromises(chains.releaseAsArray()).wait(io.waitScope);
-  double elapsed = now() - begin;
-  KJ_ASSERT(run.ended == jobs);
+  // Seconds `count` jobs took, `window` at a time.
+  auto timeJobs = [&](api::JobManager::Client& manager, uint64_t count) {
+    RateRun run{manager, count};
+    kj::Vector<kj::Promise<void>> chains;
+    double begin = now();
+    for (uint64_t i = 0; i < window; i++) chains.add(run.next());
+    kj::joinPromises(chains.releaseAsArray()).wait(io.waitScope);
+    KJ_ASSERT(run.ended == count);
+    return now() - begin;
+  };
+  double elapsed = 0;
+  double otherElapsed = 0;
+  for (uint64_t c = 0; c < chunks; c++) {
+    uint64_t count = jobs / chunks + (c < jobs % chunks ? 1 : 0);
+    KJ_IF_MAYBE (o, other) {
+      // Which goes first alternates too.
+      if (c % 2 == 1) otherElapsed += timeJobs((*o)->manager, count);
+      elapsed += timeJobs(connection.manager, count);
+      if (c % 2 == 0) otherElapsed += timeJobs((*o)->manager, count);
+    } else {
+      elapsed += timeJobs(connection.manager, count);
+    }
+  }
 
   Samples listing;
   uint64_t listed = 0;
@@ -136,6 +159,10 @@ int startRate(const Options& options) {
   out.add("jobs", jobs);
   out.add("window", window);
   out.add("jobs_per_s", jobs / elapsed);
+  if (other != nullptr) {
+    out.add("chunks", chunks);
+    out.add("other_jobs_per_s", jobs / otherElapsed);
+  }
   out.add("listed", listed);
   out.add("list_p50_ms", listing.percentile(50) * 1e3);
   out.add("list_max_ms", listing.percentile(100) * 1e3);
