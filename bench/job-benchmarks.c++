@@ -46,36 +46,37 @@ int startLatency(const Options& options) {
   auto executor = options.get("executor", "");
   auto io = kj::setupAsyncIo();
   Connection connection(io, options);
-  // --other-server: a second runnerd measured in the same run, one start each in turn, so that
-  // both figures see the same host from moment to moment (their ratio is the point).
-  kj::Maybe<kj::Own<Connection>> other;
+  // A second figure measured in the same run, one start each in turn, so that both see the same
+  // host from moment to moment (their ratio is the point): --other-server, a second runnerd, and
+  // --other-executor, another executor (of the other runnerd, or of this one).
+  kj::Maybe<kj::Own<Connection>> otherConnection;
   if (options.has("other-server")) {
-    other = kj::heap<Connection>(io, options, options.get("other-server"));
+    otherConnection = kj::heap<Connection>(io, options, options.get("other-server"));
+  }
+  bool compare = options.has("other-server") || options.has("other-executor");
+  auto otherExecutor = options.get("other-executor", executor);
+  api::JobManager::Client* otherManager = &connection.manager;
+  KJ_IF_MAYBE (c, otherConnection) {
+    otherManager = &(*c)->manager;
   }
   for (int i = 0; i < 50; i++) {
     startTrue(connection.manager, executor).wait(io.waitScope);
-    KJ_IF_MAYBE (o, other) {
-      startTrue((*o)->manager, executor).wait(io.waitScope);
-    }
+    if (compare) startTrue(*otherManager, otherExecutor).wait(io.waitScope);
   }
 
   Samples samples;
   Samples otherSamples;
-  auto timeOne = [&](api::JobManager::Client& manager, Samples& into) {
+  auto timeOne = [&](api::JobManager::Client& manager, kj::StringPtr executor, Samples& into) {
     double begin = now();
     auto response = startTrue(manager, executor).wait(io.waitScope);
     into.add(now() - begin);
     requireExited(response.getInfo());
   };
   for (uint64_t i = 0; i < runs; i++) {
-    KJ_IF_MAYBE (o, other) {
-      // Which goes first alternates too.
-      if (i % 2 == 1) timeOne((*o)->manager, otherSamples);
-      timeOne(connection.manager, samples);
-      if (i % 2 == 0) timeOne((*o)->manager, otherSamples);
-    } else {
-      timeOne(connection.manager, samples);
-    }
+    // Which goes first alternates too.
+    if (compare && i % 2 == 1) timeOne(*otherManager, otherExecutor, otherSamples);
+    timeOne(connection.manager, executor, samples);
+    if (compare && i % 2 == 0) timeOne(*otherManager, otherExecutor, otherSamples);
   }
   // The floor under every start: one RPC round trip over the same connection.
   Samples roundTrips;
@@ -90,7 +91,8 @@ int startLatency(const Options& options) {
   out.add("p50_us", samples.percentile(50) * 1e6);
   out.add("p99_us", samples.percentile(99) * 1e6);
   out.add("rpc_p50_us", roundTrips.percentile(50) * 1e6);
-  if (other != nullptr) {
+  if (compare) {
+    out.add("other_executor", otherExecutor);
     out.add("other_p50_us", otherSamples.percentile(50) * 1e6);
     out.add("other_p99_us", otherSamples.percentile(99) * 1e6);
   }
