@@ -513,8 +513,8 @@ ExecutorService::ExecutorService(executors::ExecutorSet& executors, HeldRecords&
 }
 
 kj::Promise<void> ExecutorService::logRecordFailures() {
-  return records.failed().then([this](kj::Array<kj::String> lines) {
-    for (auto& line : lines) {
+  return records.failed().then([this]() {
+    for (auto& line : records.takeFailures()) {
       log(kj::str("held job records in ", records.path(), ": ", line));
     }
     return logRecordFailures();

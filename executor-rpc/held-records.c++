@@ -335,16 +335,19 @@ void HeldRecords::post(const HeldRecord& record) {
   lock->queue.add(Work{writing(record), kj::Own<kj::CrossThreadPromiseFulfiller<void>>()});
 }
 
-kj::Promise<kj::Array<kj::String>> HeldRecords::failed() {
+kj::Promise<void> HeldRecords::failed() {
   auto lock = state.lockExclusive();
-  if (lock->failures.size() > 0) {
-    auto lines = lock->failures.releaseAsArray();
-    lock->failures = kj::Vector<kj::String>();
-    return kj::mv(lines);
-  }
-  auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::Array<kj::String>>();
+  if (lock->failures.size() > 0) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
   lock->failureWaiter = kj::mv(paf.fulfiller);
   return kj::mv(paf.promise);
+}
+
+kj::Array<kj::String> HeldRecords::takeFailures() {
+  auto lock = state.lockExclusive();
+  auto lines = lock->failures.releaseAsArray();
+  lock->failures = kj::Vector<kj::String>();
+  return lines;
 }
 
 void HeldRecords::writeHere(const HeldRecord& record) {
@@ -465,14 +468,13 @@ void HeldRecords::run() {
       }
     }
     if (postedFailures.size() > 0) {
-      auto lock = state.lockExclusive();
-      for (auto& line : postedFailures) lock->failures.add(kj::mv(line));
-      if (lock->failureWaiter.get() != nullptr) {
-        auto lines = lock->failures.releaseAsArray();
-        lock->failures = kj::Vector<kj::String>();
-        auto waiter = kj::mv(lock->failureWaiter);
-        waiter->fulfill(kj::mv(lines));
+      kj::Own<kj::CrossThreadPromiseFulfiller<void>> waiter;
+      {
+        auto lock = state.lockExclusive();
+        for (auto& line : postedFailures) lock->failures.add(kj::mv(line));
+        waiter = kj::mv(lock->failureWaiter);
       }
+      if (waiter.get() != nullptr) waiter->fulfill();
     }
   }
   // Stopping: what sync() has not got to yet is synced now.

@@ -71,12 +71,14 @@ class HeldRecords {
   kj::Promise<void> write(const HeldRecord& record,
                           kj::Maybe<kj::Function<void()>> first = nullptr);
   // As write(), for a record nobody waits for (a job runs, a job ended): nothing comes back to
-  // the event loop unless the write fails, and then failed() hands over its line. Spares the event
-  // loop a wake-up for each such record, two on the way of every job.
+  // the event loop unless the write fails, and then failed() resolves and takeFailures() hands
+  // over its line. Spares the event loop a wake-up for each such record, two on the way of every
+  // job.
   void post(const HeldRecord& record);
-  // Resolves, once there is one, with the lines of the posted writes that failed since the last
-  // call. One caller at a time.
-  kj::Promise<kj::Array<kj::String>> failed();
+  // Resolves once a posted write has failed since the last takeFailures(). One caller at a time.
+  kj::Promise<void> failed();
+  // The lines of the posted writes that failed since the last call.
+  kj::Array<kj::String> takeFailures();
   // Writes `record`, which must not be an end, on the calling thread, neither the event loop's nor
   // the records' own: the record of a launch, written by the thread that creates the job's process
   // just before it does (executors::LaunchRequest::beforeStart), so that a start waits for no hand-
@@ -109,7 +111,7 @@ class HeldRecords {
     kj::Vector<Work> queue;
     // Lines of posted writes that failed, and failed()'s caller, waiting for one.
     kj::Vector<kj::String> failures;
-    kj::Own<kj::CrossThreadPromiseFulfiller<kj::Array<kj::String>>> failureWaiter;
+    kj::Own<kj::CrossThreadPromiseFulfiller<void>> failureWaiter;
     bool working = false;
     bool stopping = false;
     // Size of `unsyncedEnds`, for idle().

@@ -19,8 +19,8 @@ struct CgroupSlot : public kj::Refcounted {
   // A spare tracking cgroup taken on the event loop, renamed after the job on the launcher thread.
   kj::Maybe<kj::Own<JobCgroup>> spare;
   kj::Own<JobCgroup> cgroup;
-  // "MAJOR:MINOR (name)" of the device its IO limits apply to; empty without them.
-  kj::String ioDevice;
+  // Where the job is, for status output: the cgroup executor's cgroup; nothing for a tracked job.
+  Placement placement;
 
   explicit CgroupSlot(executors::Disposer& remover) : remover(remover) {}
   ~CgroupSlot() noexcept(false) {
@@ -105,11 +105,15 @@ kj::Promise<LaunchResult> CgroupExecutor::launch(LaunchRequest&& request) {
                workingDir = kj::str(request.workingDir)](CgroupSlot& slot) {
     // After the caller's step, which may make the working directory (the job user's home).
     kj::Maybe<IoDevice> ioDevice;
+    kj::String ioDescription;
     if (limits.ioReadBytesPerSec || limits.ioWriteBytesPerSec) {
       auto& device = ioDevice.emplace(ioDeviceOf(workingDir, ioLimitName(limits)));
-      slot.ioDevice = device.describe();
+      ioDescription = device.describe();
     }
     slot.cgroup = driver->create(jobId, limits, ioDevice);
+    slot.placement.cgroup = Placement::Cgroup{slot.cgroup->version(),
+                                              kj::heapString(slot.cgroup->path()),
+                                              kj::mv(ioDescription)};
   };
   return launchIn(kj::mv(request), kj::refcounted<CgroupSlot>(disposer), kj::mv(make), true);
 }
@@ -162,17 +166,8 @@ kj::Promise<LaunchResult> CgroupExecutor::launchIn(LaunchRequest&& request,
         KJ_SWITCH_ONEOF(result) {
           KJ_CASE_ONEOF(spawned, Spawned) {
             auto startTime = processStartTime(spawned.pid).orDefault(0);
-            auto cgroup = kj::mv(slot->cgroup);
-            Placement placement;
-            if (accounting) {
-              Placement::Cgroup placed;
-              placed.version = cgroup->version();
-              placed.path = kj::heapString(cgroup->path());
-              placed.ioDevice = kj::mv(slot->ioDevice);
-              placement.cgroup = kj::mv(placed);
-            }
-            JobCgroupUse use{kj::mv(cgroup), timer, disposer, accounting, nullptr,
-                             kj::mv(placement)};
+            JobCgroupUse use{kj::mv(slot->cgroup), timer, disposer, accounting, nullptr,
+                             kj::mv(slot->placement)};
             if (!accounting && driver->renamesCgroups()) use.spares = spareTracking;
             kj::Own<Process> process = kj::heap<JobProcess>(
                 eventPort, spawned.pid, kj::mv(spawned.pidfd), startTime, kj::mv(use));
