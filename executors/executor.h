@@ -69,10 +69,10 @@ struct LaunchRequest {
   Limits limits;
   Isolation isolation;
 
-  // When set, runs once on the thread that creates the job's main process, just before it does
-  // and after everything else the executor makes for the job (its cgroups): what the caller must
-  // have done before anything of the job can run (runner-supervisor's record of the launch),
-  // done off the event loop and with no hand-off between threads of its own. What it throws fails
+  // When set, runs once on the thread that creates the job's main process, before it does and
+  // before anything the executor names after the job (its cgroups): what the caller must have
+  // done before anything of the job exists (runner-supervisor's record of the launch), done off
+  // the event loop and with no hand-off between threads of its own. What it throws fails
   // the launch with that exception, and no process is created. A launch cancelled meanwhile does
   // not wait for it (nor creates a process once it returns). Executors of this process honour it;
   // a remote executor refuses a request that carries one.

@@ -105,8 +105,8 @@ class Launcher : private kj::TaskSet::ErrorHandler {
 
 // Resolves once the process has exec'd (Spawned) or failed (a step reported an error, or
 // `launchTimeout` passed: the child is reaped and the LaunchFailure says why, e.g. "exec nope:
-// No such file or directory"), and rejects with what `beforeStart` threw. The child is created on one of `launcher`'s threads, never on
-// the event loop's; the deadline is kept by `timer`. Both must outlive the promise. Cancelling
+// No such file or directory"), and rejects with what `beforeStart` threw. The child is created
+// on one of `launcher`'s threads, never on the event loop's; the deadline is kept by `timer`. Both must outlive the promise. Cancelling
 // the promise kills the child at once; `launcher` reaps it (no zombie, no descriptor left open)
 // as soon as its thread is done with it, so that the event loop never waits for a child.
 //
