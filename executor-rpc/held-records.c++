@@ -319,14 +319,8 @@ kj::Function<void()> HeldRecords::writing(const HeldRecord& record) {
   };
 }
 
-kj::Promise<void> HeldRecords::write(const HeldRecord& record,
-                                     kj::Maybe<kj::Function<void()>> first) {
-  return queue([first = kj::mv(first), write = writing(record)]() mutable {
-    KJ_IF_MAYBE (f, first) {
-      (*f)();
-    }
-    write();
-  });
+kj::Promise<void> HeldRecords::write(const HeldRecord& record) {
+  return queue(writing(record));
 }
 
 void HeldRecords::post(const HeldRecord& record) {

@@ -65,11 +65,8 @@ class HeldRecords {
   kj::Array<HeldRecord> load(kj::FunctionParam<void(kj::StringPtr line)> log);
 
   // On the event loop. Each is done on the thread in the order asked, and resolves on the event
-  // loop once done; it rejects with one line, naming no path, when it failed. `first`, if given,
-  // runs on the thread just before the write (making the job's home); what it throws fails the
-  // write, which then does not happen.
-  kj::Promise<void> write(const HeldRecord& record,
-                          kj::Maybe<kj::Function<void()>> first = nullptr);
+  // loop once done; it rejects with one line, naming no path, when it failed.
+  kj::Promise<void> write(const HeldRecord& record);
   // As write(), for a record nobody waits for (a job runs, a job ended): nothing comes back to
   // the event loop unless the write fails, and then failed() resolves and takeFailures() hands
   // over its line. Spares the event loop a wake-up for each such record, two on the way of every

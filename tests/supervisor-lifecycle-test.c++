@@ -631,6 +631,9 @@ TEST_F(SupervisorLifecycle, HomesAreMadePrivateOrRefusedWhenSomeoneElseOwnsThem)
   }
   ASSERT_EQ(lstat(taken.cStr(), &st), 0);
   EXPECT_EQ(st.st_uid, 0u);
+  // Refused before its record was written: none names it.
+  auto record = kj::str(supervisor.stateDir, "/supervisor/held/intruder");
+  EXPECT_NE(access(record.cStr(), F_OK), 0) << record.cStr();
   supervisor.waitForLog("launch refused id=intruder: the home");
   EXPECT_EQ(connection.list("local").size(), 1u);  // with-home, not acknowledged
 }
