@@ -324,9 +324,9 @@ class Connection {
     return request.send().getExecutor();
   }
 
-  // Launches `spec` with its output appended to `outputPath`: its Job and pid, or an exception.
-  kj::Maybe<kj::Exception> tryLaunch(JobSpec spec, kj::StringPtr outputPath, wire::Job::Client& job,
-                                     pid_t& pid) {
+  // Sends the launch of `spec` with its output appended to `outputPath`.
+  kj::Promise<capnp::Response<wire::Executor::LaunchResults>> sendLaunch(JobSpec spec,
+                                                                          kj::StringPtr outputPath) {
     int fd = open(outputPath.cStr(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     KJ_ASSERT(fd >= 0, strerror(errno));
     auto call = executor(spec.executor).launchRequest();
@@ -347,8 +347,14 @@ class Connection {
     credentials.setUserName("job");
     credentials.setHomeDir(spec.home);
     request.initLimits().setPids(spec.pids);
+    return call.send();
+  }
+
+  // Launches `spec` with its output appended to `outputPath`: its Job and pid, or an exception.
+  kj::Maybe<kj::Exception> tryLaunch(JobSpec spec, kj::StringPtr outputPath, wire::Job::Client& job,
+                                     pid_t& pid) {
     return kj::runCatchingExceptions([&]() {
-      auto response = wait(call.send());
+      auto response = wait(sendLaunch(kj::mv(spec), outputPath));
       auto result = response.getResult();
       KJ_ASSERT(result.isStarted(), "the job did not start", result.getFailed().getMessage());
       job = result.getStarted().getJob();
@@ -936,18 +942,32 @@ TEST_F(SupervisorLifecycle, ALaunchWhoseRecordTheDiskDoesNotTakeIsRefusedAtTheDe
   EXPECT_EQ(connection.list("local").size(), 1u);
   EXPECT_LT(clock.now() - begin, kj::SECONDS) << "list waited on the frozen disk";
 
-  JobSpec frozen;
-  frozen.id = "frozen";
-  frozen.argv = kj::arr(kj::str("sleep"), kj::str(mark));
-  wire::Job::Client job = nullptr;
+  // Three at once: two hold both launcher threads on the frozen disk, the third waits for one.
+  auto frozenSpec = [&](kj::StringPtr id) {
+    JobSpec spec;
+    spec.id = id;  // a literal
+    spec.argv = kj::arr(kj::str("sleep"), kj::str(mark));
+    return spec;
+  };
   begin = clock.now();
-  KJ_IF_MAYBE (e, connection.tryLaunch(kj::mv(frozen), output, job, pid)) {
-    EXPECT_EQ(e->getDescription(),
-              "remote exception: unavailable: launch refused: the supervisor's state directory is "
-              "not answering");
-  } else {
-    ADD_FAILURE() << "a job was launched with no record of it";
-  }
+  auto first = connection.sendLaunch(frozenSpec("frozen"), output);
+  auto second = connection.sendLaunch(frozenSpec("frozen-too"), output);
+  auto third = connection.sendLaunch(frozenSpec("queued"), output);
+  auto refusal = [&](auto& promise) -> std::string {
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { connection.wait(kj::mv(promise)); })) {
+      return e->getDescription().cStr();
+    }
+    return "a job was launched with no record of it";
+  };
+  auto diskLine =
+      "remote exception: unavailable: launch refused: the supervisor's state directory is not "
+      "answering";
+  EXPECT_EQ(refusal(first), diskLine);
+  EXPECT_EQ(refusal(second), diskLine);
+  EXPECT_EQ(refusal(third),
+            "remote exception: unavailable: launch refused: the supervisor could not begin the "
+            "launch within 10s: its launcher threads are held (by starting jobs, or by a disk "
+            "that does not answer)");
   auto waited = clock.now() - begin;
   EXPECT_GE(waited, executor_rpc::ExecutorService::DISK_DEADLINE - 500 * kj::MILLISECONDS);
   EXPECT_LT(waited, executor_rpc::ExecutorService::DISK_DEADLINE + 5 * kj::SECONDS);
@@ -961,9 +981,11 @@ TEST_F(SupervisorLifecycle, ALaunchWhoseRecordTheDiskDoesNotTakeIsRefusedAtTheDe
 
   // Thawed: the record written late is removed again, and launches are taken.
   disk.thaw();
-  auto record = kj::str(disk.mountPoint, "/supervisor/held/frozen");
-  EXPECT_TRUE(eventually([&]() { return access(record.cStr(), F_OK) != 0; }))
-      << "the refused launch's record stayed: " << record.cStr();
+  for (auto id : {"frozen", "frozen-too", "queued"}) {
+    auto record = kj::str(disk.mountPoint, "/supervisor/held/", id);
+    EXPECT_TRUE(eventually([&]() { return access(record.cStr(), F_OK) != 0; }))
+        << "the refused launch's record stayed: " << record.cStr();
+  }
   JobSpec after;
   after.id = "after-thaw";
   after.argv = kj::arr(kj::str("/bin/true"));
