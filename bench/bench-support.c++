@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -206,6 +207,33 @@ void resetPeakMemory(pid_t pid) {
   KJ_SYSCALL(fd = open(path.cStr(), O_WRONLY | O_CLOEXEC), path);
   kj::AutoCloseFd owned(fd);
   KJ_SYSCALL(write(fd, "5", 1), path);
+}
+
+double processCpuSeconds(pid_t pid) {
+  auto stat = readProcFile(kj::str("/proc/", pid, "/stat"));
+  // The command name (field 2) may hold spaces: fields are counted from the ')' that ends it.
+  KJ_IF_MAYBE (close, stat.findLast(')')) {
+    auto rest = stat.slice(*close + 1);
+    unsigned long utime, stime;
+    // Fields 3 to 15; utime and stime are 14 and 15, in clock ticks.
+    int n = sscanf(rest.cStr(), " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                   &stime);
+    KJ_REQUIRE(n == 2, "unexpected /proc/PID/stat", stat);
+    return double(utime + stime) / sysconf(_SC_CLK_TCK);
+  }
+  KJ_FAIL_REQUIRE("unexpected /proc/PID/stat", stat);
+}
+
+double ownCpuSeconds() {
+  struct rusage usage;
+  KJ_SYSCALL(getrusage(RUSAGE_SELF, &usage));
+  auto seconds = [](const struct timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+double jobCpuSeconds(api::JobInfo::Reader info) {
+  auto usage = info.getUsage();
+  return (usage.getCpuUserMicros() + usage.getCpuSystemMicros()) / 1e6;
 }
 
 void requireExited(api::JobInfo::Reader info, int exitCode) {

@@ -95,6 +95,12 @@ Memory readMemory(pid_t pid);
 // Resets the peak (VmHWM) to the current resident size (writes 5 to /proc/PID/clear_refs).
 void resetPeakMemory(pid_t pid);
 
+// CPU time (user + system) in seconds: of process `pid` so far (/proc/PID/stat), of this
+// process so far, and of a job as runnerd reports it.
+double processCpuSeconds(pid_t pid);
+double ownCpuSeconds();
+double jobCpuSeconds(api::JobInfo::Reader info);
+
 // Throws unless the job ended by exiting with `exitCode`.
 void requireExited(api::JobInfo::Reader info, int exitCode = 0);
 

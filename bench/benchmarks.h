@@ -27,7 +27,10 @@ int startRate(const Options& options);
 int prepareOutput(const Options& options);
 
 // P3: one follower reads the whole output of job --job (already ended), --runs times; and,
-// with --live-bytes, a follower of a job started with it that writes that many bytes.
+// with --live-bytes, a follower of a job started with it that writes that many bytes,
+// --live-runs times. With --server-pid, the CPU runnerd spent on each; with --alone-dir, each
+// live run is followed by the same writer alone, appending to a file of that directory. The
+// client's CPU and the writer's (as runnerd reports it) are measured too.
 int followOne(const Options& options);
 
 // P4: --followers followers of job --job (already ended), spread over --clients processes

@@ -2,7 +2,10 @@
 // (P4b). The followers count the bytes they receive and throw them away.
 
 #include <kj/debug.h>
+#include <kj/io.h>
 #include <stdio.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -97,20 +100,80 @@ int prepareOutput(const Options& options) {
   return 0;
 }
 
+namespace {
+
+// `head -c BYTES /dev/zero` appending to a new file `path`, with nobody following: how fast the
+// live job's writer goes alone, and the CPU it takes.
+struct WriterAlone {
+  double mbPerS;
+  double cpuSeconds;
+};
+WriterAlone writeAlone(kj::StringPtr path, uint64_t bytes) {
+  int fd;
+  KJ_SYSCALL(fd = open(path.cStr(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600),
+             path);
+  kj::AutoCloseFd output(fd);
+  auto count = kj::str(bytes);
+  double begin = now();
+  pid_t pid;
+  KJ_SYSCALL(pid = fork());
+  if (pid == 0) {
+    dup2(output.get(), STDOUT_FILENO);
+    execl("/usr/bin/head", "head", "-c", count.cStr(), "/dev/zero", (char*)nullptr);
+    _exit(127);
+  }
+  int status;
+  struct rusage usage;
+  KJ_SYSCALL(wait4(pid, &status, 0, &usage));
+  double elapsed = now() - begin;
+  KJ_REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "head failed", status);
+  struct stat st;
+  KJ_SYSCALL(fstat(output.get(), &st), path);
+  KJ_REQUIRE(uint64_t(st.st_size) == bytes, "short output", st.st_size, bytes);
+  auto seconds = [](const struct timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return {bytes / elapsed / 1e6, seconds(usage.ru_utime) + seconds(usage.ru_stime)};
+}
+
+}  // namespace
+
 int followOne(const Options& options) {
   auto runs = options.getNumber("runs", 3);
   auto expected = options.getNumber("bytes", 0);
   auto liveBytes = options.getNumber("live-bytes", 0);
+  auto liveRuns = options.getNumber("live-runs", 1);
+  pid_t server = options.getNumber("server-pid", 0);
   auto io = kj::setupAsyncIo();
   Connection connection(io, options);
   auto job = getJob(connection, options.get("job"));
 
+  // CPU seconds each side spent on one run (runnerd's only with --server-pid).
+  struct Cpu {
+    pid_t server;
+    double serverBegin = 0, clientBegin = 0;
+    Samples serverSeconds, clientSeconds;
+    void begin() {
+      if (server > 0) serverBegin = processCpuSeconds(server);
+      clientBegin = ownCpuSeconds();
+    }
+    void end() {
+      if (server > 0) serverSeconds.add(processCpuSeconds(server) - serverBegin);
+      clientSeconds.add(ownCpuSeconds() - clientBegin);
+    }
+    void report(JsonObject& out, kj::StringPtr prefix) {
+      if (server > 0) out.add(kj::str(prefix, "server_cpu_s"), serverSeconds.percentile(50));
+      out.add(kj::str(prefix, "client_cpu_s"), clientSeconds.percentile(50));
+    }
+  };
+
   Samples rates;
+  Cpu finishedCpu{server};
   for (uint64_t i = 0; i < runs; i++) {
     uint64_t bytes = 0;
+    finishedCpu.begin();
     double begin = now();
     watchToEnd(job, false, bytes).wait(io.waitScope);
     double elapsed = now() - begin;
+    finishedCpu.end();
     KJ_REQUIRE(expected == 0 || bytes == expected, "short output", bytes, expected);
     rates.add(bytes / elapsed / 1e6);
   }
@@ -118,16 +181,45 @@ int followOne(const Options& options) {
   out.add("runs", runs);
   out.add("mb_per_s", rates.percentile(50));
   out.add("best_mb_per_s", rates.percentile(100));
+  finishedCpu.report(out, "");
+  out.add("cores", uint64_t(sysconf(_SC_NPROCESSORS_ONLN)));
 
   if (liveBytes > 0) {
-    uint64_t bytes = 0;
-    double begin = now();
-    auto started = startWriter(connection, liveBytes);
-    watchToEnd(started.getJob(), true, bytes).wait(io.waitScope);
-    double elapsed = now() - begin;
-    requireExited(started.getJob().waitRequest().send().wait(io.waitScope).getInfo());
-    KJ_REQUIRE(bytes == liveBytes, "short output", bytes, liveBytes);
-    out.add("live_mb_per_s", bytes / elapsed / 1e6);
+    // With --alone-dir, each live run is followed by the same writer alone, writing into a file
+    // of that directory (on the log directory's file system): the two in turns.
+    auto aloneDir = options.get("alone-dir", "");
+    Samples liveRates, writerSeconds, aloneRates, aloneSeconds;
+    Cpu liveCpu{server};
+    kj::Vector<kj::String> aloneFiles;
+    KJ_DEFER(for (auto& path : aloneFiles) unlink(path.cStr()));
+    for (uint64_t i = 0; i < liveRuns; i++) {
+      uint64_t bytes = 0;
+      liveCpu.begin();
+      double begin = now();
+      auto started = startWriter(connection, liveBytes);
+      watchToEnd(started.getJob(), true, bytes).wait(io.waitScope);
+      double elapsed = now() - begin;
+      liveCpu.end();
+      auto info = started.getJob().waitRequest().send().wait(io.waitScope).getInfo();
+      requireExited(info);
+      KJ_REQUIRE(bytes == liveBytes, "short output", bytes, liveBytes);
+      liveRates.add(bytes / elapsed / 1e6);
+      writerSeconds.add(jobCpuSeconds(info));
+      if (aloneDir.size() > 0) {
+        aloneFiles.add(kj::str(aloneDir, "/writer-alone.", getpid(), ".", i));
+        auto alone = writeAlone(aloneFiles.back(), liveBytes);
+        aloneRates.add(alone.mbPerS);
+        aloneSeconds.add(alone.cpuSeconds);
+      }
+    }
+    out.add("live_runs", liveRuns);
+    out.add("live_mb_per_s", liveRates.percentile(50));
+    out.add("live_writer_cpu_s", writerSeconds.percentile(50));
+    liveCpu.report(out, "live_");
+    if (aloneDir.size() > 0) {
+      out.add("alone_mb_per_s", aloneRates.percentile(50));
+      out.add("alone_writer_cpu_s", aloneSeconds.percentile(50));
+    }
   }
   printf("%s\n", out.toString().cStr());
   return 0;
