@@ -3,6 +3,7 @@
 // re-exec; a supervisor that crashes takes its jobs with it, leaving nothing behind.
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <kj/debug.h>
 #include <pwd.h>
@@ -21,9 +22,17 @@ namespace {
 
 using namespace runner::testing;
 
+// What `path` holds; what could be read of it when it goes away meanwhile (a process of
+// /proc/PID that exits while it is read: read() fails with ESRCH, which a std::ifstream throws).
 std::string readText(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string text;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return text;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof(buffer))) > 0) text.append(buffer, n);
+  close(fd);
+  return text;
 }
 
 // The value of `field` in /proc/PID/status ("Uid", "CapEff", ...).
