@@ -11,6 +11,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <thread>
+
 #include "runner/test-harness.h"
 
 namespace runner {
@@ -232,6 +235,115 @@ TEST(Follower, CancellingOneFollowerFreesItAndLeavesTheOthers) {
   EXPECT_EQ(cancelled.endState, nullptr);
   EXPECT_EQ(kj::str(kept.bytes.asPtr().asChars()), "x\ny\n");
   EXPECT_EQ(h.output(job), "a\nb\n");
+}
+
+TEST(Follower, AWriterThatStreamsIsReadInGatheredChunks) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  auto& job = h.sh("exec sleep 60");
+  CollectingSink sink;
+  auto following = followOutput(job, sink, 0, true);
+  // 4,000 writes of 8 KiB to the job's output, one every 0.1-0.3 ms: slower than a follower
+  // reads, so that one that reads each write as it comes makes a chunk of one or two.
+  constexpr size_t WRITES = 4000;
+  std::atomic<int64_t> writingMicros{0};
+  std::thread writer([path = kj::str(job.outputPath()), &writingMicros]() {
+    int fd = open(path.cStr(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    KJ_ASSERT(fd >= 0, strerror(errno));
+    char block[8192];
+    memset(block, 'x', sizeof(block));
+    auto begin = kj::systemPreciseMonotonicClock().now();
+    for (size_t i = 0; i < WRITES; i++) {
+      KJ_ASSERT(write(fd, block, sizeof(block)) == sizeof(block));
+      usleep(100);
+    }
+    writingMicros = (kj::systemPreciseMonotonicClock().now() - begin) / kj::MICROSECONDS;
+    close(fd);
+  });
+  auto& timer = h.io.provider->getTimer();
+  for (int i = 0; i < 3000 && sink.bytes.size() < WRITES * 8192; i++) {
+    timer.afterDelay(10 * kj::MILLISECONDS).wait(h.io.waitScope);
+  }
+  writer.join();
+  job.stop(0 * kj::SECONDS).wait(h.io.waitScope);
+  following.wait(h.io.waitScope);
+  ASSERT_EQ(sink.bytes.size(), WRITES * 8192);
+  for (auto byte : sink.bytes) ASSERT_EQ(byte, 'x');
+  // Followed write by write, a chunk holds one or two writes (1,850 to 3,980 chunks seen); gathered,
+  // the writes of a pause of 1 to 2 ms, so there are fewer chunks than milliseconds of writing.
+  // Unless the host could not keep the writer's pace well within the 1 ms that tells a stream
+  // from lines.
+  if (writingMicros > int64_t(WRITES) * 500) {
+    GTEST_SKIP() << "the writes took " << writingMicros / 1000
+                 << " ms: this host is too busy to tell a stream from lines";
+  }
+  EXPECT_LT(sink.writes * 700, size_t(writingMicros))
+      << sink.writes << " chunks for " << writingMicros / 1000 << " ms of writes";
+}
+
+// Counts what a follower delivers, keeping none of it.
+class CountingSink final : public OutputSink {
+ public:
+  uint64_t bytes = 0;
+  kj::Maybe<JobState> endState;
+  kj::Array<kj::byte> buffer;
+
+  kj::ArrayPtr<kj::byte> nextBuffer(size_t size) override {
+    buffer = kj::heapArray<kj::byte>(size);
+    return buffer;
+  }
+  kj::Promise<void> write(size_t size) override {
+    bytes += size;
+    return kj::evalLater([]() {});
+  }
+  kj::Promise<void> end(const Job& job) override {
+    endState = job.record().state;
+    return kj::READY_NOW;
+  }
+};
+
+TEST(Follower, AFollowedStreamIsStillStoppedAtItsOutputLimit) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  // A writer as fast as they come, followed from its start: its follower pauses while the output
+  // is far below the limit, and the limit stops it all the same.
+  constexpr uint64_t LIMIT = Job::GATHER_LIMIT_MARGIN + (16 << 20);
+  StartRequest request;
+  request.command = kj::str("/usr/bin/head");
+  request.args = kj::arr(kj::str("-c"), kj::str(uint64_t(1) << 30), kj::str("/dev/zero"));
+  request.maxOutputBytes = LIMIT;
+  auto& job = *h.table->start("alice", kj::mv(request)).wait(h.io.waitScope);
+  CountingSink sink;
+  followOutput(job, sink, 0, true).wait(h.io.waitScope);
+  EXPECT_EQ(sink.endState, JobState::STOPPED);
+  EXPECT_EQ(job.record().endReason, EndReason::OUTPUT_LIMIT);
+  EXPECT_GE(sink.bytes, LIMIT);
+  EXPECT_LT(sink.bytes, LIMIT + (64 << 20));
+  EXPECT_EQ(sink.bytes, job.outputBytes());
+}
+
+TEST(Follower, OutputIsGatheredOnlyFarBelowItsLimit) {
+  SKIP_UNLESS_JOBS_CAN_RUN();
+  TempDir dir;
+  Harness h(dir);
+  // The limit is checked at each change of the output, which a pause holds back: a job within
+  // GATHER_LIMIT_MARGIN of its limit is never paused, so it is stopped within one write of it.
+  StartRequest request;
+  request.command = kj::str("/bin/sleep");
+  request.args = kj::arr(kj::str("60"));
+  request.maxOutputBytes = 1 << 20;
+  auto& near = *h.table->start("alice", kj::mv(request)).wait(h.io.waitScope);
+  auto atOnce = near.outputGathered(10 * kj::SECONDS);
+  EXPECT_TRUE(atOnce.poll(h.io.waitScope));
+  auto& far = h.sh("exec sleep 60");
+  auto paused = far.outputGathered(10 * kj::SECONDS);
+  EXPECT_FALSE(paused.poll(h.io.waitScope));
+  near.stop(0 * kj::SECONDS).wait(h.io.waitScope);
+  far.stop(0 * kj::SECONDS).wait(h.io.waitScope);
+  // An ended job has no watch to pause.
+  EXPECT_TRUE(far.outputGathered(10 * kj::SECONDS).poll(h.io.waitScope));
 }
 
 TEST(Follower, MissingOutputFileIsAClearError) {

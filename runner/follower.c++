@@ -10,6 +10,15 @@ namespace runner {
 
 namespace {
 
+// A wait at the end of a running job's output that ends sooner than this finds a streaming writer.
+constexpr kj::Duration STREAMING_WAIT = 1 * kj::MILLISECONDS;
+// How long a follower of a streaming writer lets its output gather before reading on (the event
+// loop's timer counts whole milliseconds: 1 to 2 ms).
+constexpr kj::Duration GATHER_DELAY = 1 * kj::MILLISECONDS;
+// A follower woken by the end of another's pause has waited at least GATHER_DELAY: it reads at
+// once rather than pausing again, so that followers of one job cannot keep each other paused.
+static_assert(GATHER_DELAY >= STREAMING_WAIT, "a pause must outlast what counts as streaming");
+
 class Follower {
  public:
   Follower(Job& job, OutputSink& sink, uint64_t offset, bool follow)
@@ -40,7 +49,18 @@ class Follower {
     auto changed = job.outputChanged();
     size_t n = readChunk();
     if (n > 0) return deliver(n);
-    return changed.then([this]() { return run(); });
+    auto waitBegan = job.timer().now();
+    return changed.then([this, waitBegan]() -> kj::Promise<void> {
+      // Output that came within a moment of the wait is a stream, not a line now and then: a
+      // writer writing as fast as it can, a few KiB per write. Following it write by write would
+      // wake the event loop and send a message for each (twice the CPU per byte of a finished
+      // output, on both ends, taken from the writer); a moment's pause, in which its writes wake
+      // nothing, gathers them into full chunks. A line after a quiet spell is read at once.
+      if (!job.hasEnded() && job.timer().now() - waitBegan < STREAMING_WAIT) {
+        return job.outputGathered(GATHER_DELAY).then([this]() { return run(); });
+      }
+      return run();
+    });
   }
 
  private:

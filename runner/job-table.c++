@@ -171,6 +171,25 @@ kj::Promise<void> Job::outputChanged() {
   return kj::READY_NOW;
 }
 
+kj::Promise<void> Job::outputGathered(kj::Duration delay) {
+  KJ_IF_MAYBE (w, watch) {
+    if (output.get() < 0) return kj::READY_NOW;
+    // The output limit is checked at each change, so a pause comes only while the job is far
+    // below it (as enforceOutputLimit() counts): no writer fills GATHER_LIMIT_MARGIN in a pause.
+    struct stat st;
+    KJ_SYSCALL(fstat(output.get(), &st), rec.id);
+    uint64_t size = kj::max(uint64_t(st.st_size), uint64_t(st.st_blocks) * 512);
+    if (size >= rec.maxOutputBytes || rec.maxOutputBytes - size < GATHER_LIMIT_MARGIN) {
+      return kj::READY_NOW;
+    }
+    // Watching again, which wakes the waiters, comes before the caller's next step.
+    return context.timer.afterDelay(delay).then(
+        [paused = (*w)->pause(output.get())]() mutable { paused = nullptr; });
+  }
+  // Ended: nothing will change any more.
+  return kj::READY_NOW;
+}
+
 kj::Promise<void> Job::stop(kj::Maybe<kj::Duration> grace) {
   if (process != nullptr && rec.endReason == EndReason::NONE) rec.endReason = EndReason::STOPPED;
   KJ_IF_MAYBE (p, process) {

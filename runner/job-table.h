@@ -155,6 +155,16 @@ class Job {
   // before re-reading the output, so that no write can slip between the read and the wait.
   kj::Promise<void> outputChanged();
 
+  // Resolves after `delay`, during which the job's writes do not wake the event loop, as a change
+  // then would (OutputWatcher::Watch::pause()): for a follower that found the output streaming.
+  // At once, with no pause, when the output is within GATHER_LIMIT_MARGIN of its limit, which is
+  // checked at each change.
+  kj::Promise<void> outputGathered(kj::Duration delay);
+  static constexpr uint64_t GATHER_LIMIT_MARGIN = 256ull << 20;
+
+  // The event loop's timer, for those who wait on the job.
+  kj::Timer& timer() { return context.timer; }
+
   // What the table counts for the metrics (followers count themselves there).
   JobMetrics& metrics() { return context.metrics; }
 

@@ -1,6 +1,7 @@
 #include "runner/output-watcher.h"
 
 #include <errno.h>
+#include <string.h>
 #include <kj/debug.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -79,13 +80,55 @@ kj::Promise<void> OutputWatcher::readEvents() {
   });
 }
 
-OutputWatcher::Watch::Watch(OutputWatcher& watcher, int wd) : watcher(watcher), wd(wd) {}
+OutputWatcher::Watch::Watch(OutputWatcher& watcher, int wd)
+    : watcher(watcher), wd(wd), pauses(kj::refcounted<Pauses>(this)) {}
 
 OutputWatcher::Watch::~Watch() noexcept(false) {
+  pauses->watch = nullptr;
   // The file may be gone (EINVAL once its inode is freed); nothing to do then.
   inotify_rm_watch(watcher.inotifyFd, wd);
   watcher.watches.erase(wd);
   wakeAll();
+}
+
+kj::Own<void> OutputWatcher::Watch::pause(int fd) {
+  // The watch stays (the host's count of watches is not touched, so watching again cannot run
+  // out of them); it only asks for an event writes never cause.
+  if (pauses->count++ == 0 && !unpausable) {
+    pauses->fd = fd;
+    if (!setMask(IN_DELETE_SELF)) pauses->fd = -1;
+  }
+  return kj::heap(kj::defer([state = kj::addRef(*pauses)]() mutable {
+    if (--state->count == 0 && state->watch != nullptr) state->watch->resume();
+  }));
+}
+
+void OutputWatcher::Watch::resume() {
+  if (pauses->fd >= 0) {
+    setMask(IN_MODIFY);
+    pauses->fd = -1;
+  }
+  // Whatever was written while paused.
+  wakeAll();
+}
+
+bool OutputWatcher::Watch::setMask(uint32_t mask) {
+  // inotify_add_watch() on a file already watched changes the mask of its watch in place; the
+  // descriptor names the very file, whatever became of its path.
+  auto path = kj::str("/proc/self/fd/", pauses->fd);
+  int result = inotify_add_watch(watcher.inotifyFd, path.cStr(), mask);
+  if (result == wd) return true;
+  int error = errno;
+  // With the descriptor open on the file, only the kernel's lack of memory can fail this. The
+  // watch is then never paused again (one line in the log); a failed change leaves the mask as
+  // it was, so only a failed resume leaves it deaf to writes until the job ends.
+  unpausable = true;
+  KJ_LOG(ERROR, "cannot change the watch of a job's output", path, mask, result,
+         result < 0 ? strerror(error) : "another file");
+  if (result >= 0 && watcher.watches.find(result) == nullptr) {
+    inotify_rm_watch(watcher.inotifyFd, result);
+  }
+  return false;
 }
 
 kj::Promise<void> OutputWatcher::Watch::nextChange() {

@@ -9,7 +9,9 @@
 
 #include <kj/async-unix.h>
 #include <kj/map.h>
+#include <kj/refcount.h>
 #include <kj/vector.h>
+#include <stdint.h>
 
 #include "runner/wakeup.h"
 
@@ -34,13 +36,35 @@ class OutputWatcher {
     // Wakes every waiter now, as a change would (for instance when the job has ended).
     void wakeAll();
 
+    // Writes wake nobody, not even the event loop, until the returned object is dropped (pauses
+    // nest); then every waiter is woken, as a change in between would have. A follower of a
+    // writer that streams lets its output gather for a moment this way, instead of being woken
+    // by each of its writes.
+    // `fd` is open on the watched file while the pause lasts (the job's output descriptor): the
+    // watch is changed through it, whatever became of the file's path.
+    kj::Own<void> pause(int fd);
+
     // Use OutputWatcher::watch().
     Watch(OutputWatcher& watcher, int wd);
 
    private:
+    // What a pause refers to: it may outlive the Watch (the job ends while a follower waits).
+    struct Pauses : public kj::Refcounted {
+      Watch* watch;
+      kj::uint count = 0;
+      int fd = -1;
+      explicit Pauses(Watch* watch) : watch(watch) {}
+    };
+
     OutputWatcher& watcher;
     int wd;
+    kj::Own<Pauses> pauses;
+    // A change of the watch's mask failed: it is never paused again.
+    bool unpausable = false;
     Wakeup changed;
+
+    void resume();
+    bool setMask(uint32_t mask);
   };
 
   // Watches `path` (an existing file) for writes until the returned Watch is destroyed.
