@@ -270,8 +270,8 @@ TEST(Follower, AWriterThatStreamsIsReadInGatheredChunks) {
   following.wait(h.io.waitScope);
   ASSERT_EQ(sink.bytes.size(), WRITES * 8192);
   for (auto byte : sink.bytes) ASSERT_EQ(byte, 'x');
-  // Followed write by write, a chunk holds one or two writes (1,850 to 3,980 chunks seen); gathered,
-  // the writes of a pause of 1 to 2 ms, so there are fewer chunks than milliseconds of writing.
+  // Followed write by write, a chunk holds one or two writes (1,850 to 3,980 chunks seen);
+  // gathered, the writes of a pause of 1 to 2 ms: fewer chunks than milliseconds of writing.
   // Unless the host could not keep the writer's pace well within the 1 ms that tells a stream
   // from lines.
   if (writingMicros > int64_t(WRITES) * 500) {

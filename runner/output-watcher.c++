@@ -1,8 +1,8 @@
 #include "runner/output-watcher.h"
 
 #include <errno.h>
-#include <string.h>
 #include <kj/debug.h>
+#include <string.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 

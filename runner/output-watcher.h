@@ -39,9 +39,8 @@ class OutputWatcher {
     // Writes wake nobody, not even the event loop, until the returned object is dropped (pauses
     // nest); then every waiter is woken, as a change in between would have. A follower of a
     // writer that streams lets its output gather for a moment this way, instead of being woken
-    // by each of its writes.
-    // `fd` is open on the watched file while the pause lasts (the job's output descriptor): the
-    // watch is changed through it, whatever became of the file's path.
+    // by each of its writes. `fd`, open on the watched file while the pause lasts (the job's
+    // output descriptor), is what the watch is changed through, whatever became of the path.
     kj::Own<void> pause(int fd);
 
     // Use OutputWatcher::watch().
