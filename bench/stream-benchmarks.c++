@@ -1,10 +1,10 @@
 // Streaming output: one follower (P3), many followers (P4), and a client that stops reading
 // (P4b). The followers count the bytes they receive and throw them away.
 
+#include <fcntl.h>
 #include <kj/debug.h>
 #include <kj/io.h>
 #include <stdio.h>
-#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
