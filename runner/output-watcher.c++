@@ -125,8 +125,14 @@ bool OutputWatcher::Watch::setMask(uint32_t mask) {
   unpausable = true;
   KJ_LOG(ERROR, "cannot change the watch of a job's output", path, mask, result,
          result < 0 ? strerror(error) : "another file");
-  if (result >= 0 && watcher.watches.find(result) == nullptr) {
-    inotify_rm_watch(watcher.inotifyFd, result);
+  if (result >= 0) {
+    // The descriptor names another file (a caller's mistake): what the call did to it is undone,
+    // a watch it made removed, another job's watch set back to writes.
+    if (watcher.watches.find(result) == nullptr) {
+      inotify_rm_watch(watcher.inotifyFd, result);
+    } else {
+      inotify_add_watch(watcher.inotifyFd, path.cStr(), IN_MODIFY);
+    }
   }
   return false;
 }
