@@ -3,12 +3,16 @@
 // would, and reading errors, over RunnerdFixture's connections.
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <kj/debug.h>
 #include <kj/vector.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
 
 #include "tests/runnerd-fixture.h"
 
@@ -18,6 +22,20 @@ namespace runner::testing {
   KJ_IF_MAYBE (reason, testing::cannotRunServer()) { \
     GTEST_SKIP() << reason->cStr();                  \
   }
+
+// What `path` holds; what could be read of it when it goes away meanwhile, "" when it cannot be
+// opened. For /proc/PID files of processes that may exit while they are read (read() fails with
+// ESRCH then, which a std::ifstream turns into an exception).
+inline std::string readWhatIsThere(const std::string& path) {
+  std::string text;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return text;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof(buffer))) > 0) text.append(buffer, n);
+  close(fd);
+  return text;
+}
 
 // Collects a job's output as a client would.
 class Collector final : public api::OutputSink::Server {

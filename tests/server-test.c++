@@ -301,15 +301,7 @@ bool processMarkedRuns(const std::string& marker) {
   bool found = false;
   while (struct dirent* entry = readdir(proc)) {
     if (atoi(entry->d_name) <= 0 || atoi(entry->d_name) == getpid()) continue;
-    // read(), not std::ifstream, which throws when the process exits while it is read (ESRCH).
-    std::string cmdline;
-    auto path = std::string("/proc/") + entry->d_name + "/cmdline";
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    char buffer[4096];
-    ssize_t n;
-    while ((n = read(fd, buffer, sizeof(buffer))) > 0) cmdline.append(buffer, n);
-    close(fd);
+    auto cmdline = readWhatIsThere(std::string("/proc/") + entry->d_name + "/cmdline");
     if (cmdline.find(marker) != std::string::npos) found = true;
   }
   closedir(proc);

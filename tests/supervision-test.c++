@@ -3,7 +3,6 @@
 // re-exec; a supervisor that crashes takes its jobs with it, leaving nothing behind.
 
 #include <dirent.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <kj/debug.h>
 #include <pwd.h>
@@ -21,19 +20,6 @@ namespace runner {
 namespace {
 
 using namespace runner::testing;
-
-// What `path` holds; what could be read of it when it goes away meanwhile (a process of
-// /proc/PID that exits while it is read: read() fails with ESRCH, which a std::ifstream throws).
-std::string readText(const std::string& path) {
-  std::string text;
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return text;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) text.append(buffer, n);
-  close(fd);
-  return text;
-}
 
 // The value of `field` in /proc/PID/status ("Uid", "CapEff", ...).
 std::string statusField(pid_t pid, const std::string& field) {
@@ -53,7 +39,7 @@ std::string statusField(pid_t pid, const std::string& field) {
 // fork and exec, which carries its parent's command line for a moment.
 size_t processesMarked(const std::string& marker) {
   auto commandLine = [](const std::string& pid) {
-    auto text = readText("/proc/" + pid + "/cmdline");
+    auto text = readWhatIsThere("/proc/" + pid + "/cmdline");
     for (auto& c : text) {
       if (c == '\0') c = ' ';
     }
@@ -66,7 +52,7 @@ size_t processesMarked(const std::string& marker) {
     if (atoi(entry->d_name) <= 0 || atoi(entry->d_name) == getpid()) continue;
     auto cmdline = commandLine(entry->d_name);
     if (cmdline.find(marker) == std::string::npos) continue;
-    auto stat = readText(std::string("/proc/") + entry->d_name + "/stat");
+    auto stat = readWhatIsThere(std::string("/proc/") + entry->d_name + "/stat");
     auto paren = stat.rfind(')');
     if (paren == std::string::npos || paren + 4 >= stat.size()) continue;
     char state = stat[paren + 2];
